@@ -1,0 +1,1 @@
+"""Docker lab of simulated Proxmox VE nodes (see README, "The lab")."""

@@ -1,0 +1,37 @@
+"""The lab's fixed names and numbers, in one place."""
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTEXT = Path(__file__).resolve().parent / "context"
+# Per-checkout state: the lab's SSH key, known_hosts and generated inventory (git-ignored).
+STATE_DIR = Path(os.environ.get("PVELAB_STATE_DIR", ROOT / ".lab"))
+
+LABEL = "pvelab"  # every container, network and image the lab creates carries this label
+PREFIX = "pvelab"  # ... and this name prefix
+NETWORK = f"{PREFIX}-net"
+SUBNET = os.environ.get("PVELAB_SUBNET", "10.213.77.0/24")
+GATEWAY = SUBNET.rsplit(".", 1)[0] + ".1"  # the controller (this machine) as the nodes see it
+NODE_IP_BASE = 11  # node k gets .(10+k)
+ATTACKER_IP = SUBNET.rsplit(".", 1)[0] + ".200"
+
+VARIANTS = {
+    # variant: (Debian release, description)
+    "pve8": ("bookworm", "Debian 12, journald only, like a fresh PVE 8 node"),
+    "pve9": ("trixie", "Debian 13, journald only, like a fresh PVE 9 node"),
+    "legacy": ("bookworm", "Debian 12 + rsyslog writing auth.log/daemon.log, like PVE 7"),
+}
+DEFAULT_VARIANTS = ("pve8", "pve9", "legacy")
+MAX_NODES = 30
+
+# Packages of every node image (and the attacker): systemd as PID 1, sshd, both firewall tools
+# (PVE ships both), python3 for the pvedaemon simulator, clients for the attacker. No fail2ban.
+BASE_PACKAGES = [
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "openssh-client", "iptables", "nftables",
+    "python3", "iproute2", "procps", "ca-certificates", "openssl", "curl", "sshpass", "less",
+]
+MIRROR = os.environ.get("PVELAB_MIRROR", "http://deb.debian.org/debian")
+
+# Lab user of the simulated PVE API.
+PVE_USER = "root@pam"
+PVE_PASSWORD = "lab-secret"

@@ -1,0 +1,241 @@
+"""Start, inspect and tear down the lab: N simulated PVE nodes and an attacker on a bridge of their own.
+
+Everything created carries the label `pvelab`; nothing without it is ever touched.
+"""
+import io
+import ipaddress
+import json
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+
+import docker
+from docker.errors import APIError, NotFound
+
+from . import config
+from .images import ensure_images
+
+ROLE = "pvelab.role"
+VARIANT = "pvelab.variant"
+
+
+class LabError(Exception):
+    """Bad lab input or a lab that did not come up; the message says what and why."""
+
+
+def plan_nodes(count=None, variants=None):
+    """The variant of each node to start: `variants` as given, or `count` nodes cycling one of each."""
+    if variants:
+        variants = [v.strip() for v in (variants.split(",") if isinstance(variants, str) else variants)]
+        unknown = [v for v in variants if v not in config.VARIANTS]
+        if unknown:
+            raise LabError(f"unknown node variant {unknown[0]!r}: choose from {', '.join(config.VARIANTS)}")
+        if count is not None and count != len(variants):
+            raise LabError(f"{count} nodes asked for but {len(variants)} variants named")
+        count = len(variants)
+    if count is None:
+        count = len(config.DEFAULT_VARIANTS)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= config.MAX_NODES:
+        raise LabError(f"number of nodes must be 1..{config.MAX_NODES}, got {count!r}")
+    if not variants:
+        variants = [config.DEFAULT_VARIANTS[i % len(config.DEFAULT_VARIANTS)] for i in range(count)]
+    return variants
+
+
+def node_ip(index):
+    """Address of node `index` (1-based) on the lab network."""
+    return str(ipaddress.ip_network(config.SUBNET)[config.NODE_IP_BASE - 1 + index])
+
+
+@dataclass
+class Member:
+    """A running lab container: a node (pve1, pve2, ...) or the attacker."""
+
+    name: str
+    ip: str
+    variant: str
+    container: object
+
+    def sh(self, command, timeout=60, check=False):
+        """Run `command` with sh inside the container; return (exit code, combined output)."""
+        result = self.container.exec_run(["timeout", str(timeout), "sh", "-c", command], demux=False)
+        output = (result.output or b"").decode("utf-8", "replace")
+        if check and result.exit_code != 0:
+            raise LabError(f"{self.name}: `{command}` exited {result.exit_code}: {output.strip()}")
+        return result.exit_code, output
+
+    def journal(self, unit, since=None):
+        cmd = f"journalctl -q -o short --no-pager -u {unit}"
+        if since:
+            cmd += f" --since '{since}'"
+        return self.sh(cmd)[1]
+
+
+class Lab:
+    def __init__(self, client=None):
+        self.client = client or docker.from_env()
+        config.STATE_DIR.mkdir(parents=True, exist_ok=True)
+        self.key_path = config.STATE_DIR / "id_ed25519"
+        self.known_hosts = config.STATE_DIR / "known_hosts"
+        self.inventory_path = config.STATE_DIR / "inventory.py"
+
+    # ---- what is running -------------------------------------------------------------------
+    def _containers(self, role=None):
+        filters = {"label": [config.LABEL] + ([f"{ROLE}={role}"] if role else [])}
+        return self.client.containers.list(all=True, filters=filters)
+
+    def _member(self, container):
+        container.reload()
+        labels = container.labels
+        net = container.attrs["NetworkSettings"]["Networks"].get(config.NETWORK, {})
+        return Member(labels.get("pvelab.name", container.name), net.get("IPAddress", ""),
+                      labels.get(VARIANT, ""), container)
+
+    def nodes(self):
+        members = [self._member(c) for c in self._containers("node")]
+        return sorted(members, key=lambda m: int(m.name.removeprefix("pve")))
+
+    def attacker(self):
+        found = self._containers("attacker")
+        if not found:
+            raise LabError("the lab has no attacker: run `make lab-up` first")
+        return self._member(found[0])
+
+    # ---- up and down -----------------------------------------------------------------------
+    def down(self):
+        """Remove every container and network labelled as ours (also a crashed run's leftovers)."""
+        for container in self._containers():
+            try:
+                container.remove(force=True, v=True)
+            except NotFound:
+                pass
+        for network in self.client.networks.list(filters={"label": config.LABEL}):
+            network.remove()
+
+    def up(self, count=None, variants=None):
+        """Start a fresh lab of `count` nodes (or the `variants` given) plus the attacker."""
+        variants = plan_nodes(count, variants)
+        self.down()
+        images = ensure_images(sorted(set(variants)) + ["attacker"], self.client)
+        self._ensure_key()
+        network = self._network()
+        try:
+            for index, variant in enumerate(variants, start=1):
+                self._start(f"pve{index}", images[variant], variant, node_ip(index), network, "node")
+            self._start("attacker", images["attacker"], "attacker", config.ATTACKER_IP, network, "attacker")
+            nodes = self.nodes()
+            for node in nodes:
+                self.wait_ready(node)
+            self.write_known_hosts(nodes)
+            self.write_inventory(nodes)
+        except Exception:
+            self.down()
+            raise
+        return nodes
+
+    def recreate(self, node):
+        """Replace one node's container by a fresh one of the same variant (new host keys)."""
+        images = ensure_images([node.variant], self.client)
+        node.container.remove(force=True)
+        network = self.client.networks.get(config.NETWORK)
+        self._start(node.name, images[node.variant], node.variant, node.ip, network, "node")
+        fresh = next(n for n in self.nodes() if n.name == node.name)
+        self.wait_ready(fresh)
+        return fresh
+
+    def _ensure_key(self):
+        if not self.key_path.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pvelab-controller",
+                            "-f", str(self.key_path)], check=True)
+
+    def _network(self):
+        try:
+            return self.client.networks.create(
+                config.NETWORK, driver="bridge", labels={config.LABEL: "1"},
+                ipam=docker.types.IPAMConfig(pool_configs=[
+                    docker.types.IPAMPool(subnet=config.SUBNET, gateway=config.GATEWAY)]),
+            )
+        except APIError as error:
+            raise LabError(f"cannot create the lab network {config.NETWORK} ({config.SUBNET}): "
+                           f"{error.explanation}. Set PVELAB_SUBNET to a free /24.") from error
+
+    def _start(self, name, image, variant, ip, network, role):
+        systemd = role == "node"
+        container = self.client.containers.create(
+            image, name=f"{config.PREFIX}-{name}", hostname=name, detach=True,
+            labels={config.LABEL: "1", ROLE: role, VARIANT: variant, "pvelab.name": name},
+            network=network.name,
+            networking_config={network.name: self.client.api.create_endpoint_config(ipv4_address=ip)},
+            **(dict(
+                cap_add=["SYS_ADMIN", "NET_ADMIN"],
+                security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+                cgroupns="host",
+                volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+                tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
+                stop_signal="SIGRTMIN+3",
+            ) if systemd else {}),
+        )
+        if systemd:
+            pub = (self.key_path.with_suffix(".pub")).read_bytes()
+            container.put_archive("/root/.ssh", _tar({"authorized_keys": (pub, 0o600)}))
+        container.start()
+        return container
+
+    def wait_ready(self, node, timeout=60):
+        """Wait (bounded) until systemd has booted and sshd and pvedaemon are active."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            _, state = node.sh("systemctl is-system-running; systemctl is-active ssh pvedaemon", timeout=10)
+            lines = state.split()
+            if lines and lines[0] in ("running", "degraded") and lines[1:] == ["active", "active"]:
+                return
+            time.sleep(0.5)
+        raise LabError(f"{node.name} ({node.variant}) did not boot within {timeout}s: {' '.join(state.split())}")
+
+    # ---- how the controller reaches the nodes ------------------------------------------------
+    def write_known_hosts(self, nodes):
+        """Trust exactly the host keys the nodes made at boot, read through docker (no TOFU)."""
+        lines = []
+        for node in nodes:
+            _, out = node.sh("cat /etc/ssh/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ecdsa_key.pub "
+                             "/etc/ssh/ssh_host_rsa_key.pub", check=True)
+            for key in out.splitlines():
+                keytype, blob = key.split()[:2]
+                lines.append(f"{node.ip} {keytype} {blob}")
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+
+    def write_inventory(self, nodes):
+        """A pyinfra inventory for the running lab: nodes in group pve_nodes, SSH as root by key."""
+        hosts = [
+            (n.name, {"ssh_hostname": n.ip, "lab_variant": n.variant}) for n in nodes
+        ]
+        text = f'''"""pyinfra inventory of the running lab (written by `python -m lab up`; do not edit)."""
+_ssh = {{
+    "ssh_user": "root",
+    "ssh_key": {str(self.key_path)!r},
+    "ssh_known_hosts_file": {str(self.known_hosts)!r},
+    "ssh_strict_host_key_checking": "yes",
+}}
+pve_nodes = [
+{"".join(f"    ({name!r}, dict(_ssh, **{json.dumps(data)})),{chr(10)}" for name, data in hosts)}]
+'''
+        self.inventory_path.write_text(text)
+        return self.inventory_path
+
+    def ssh_command(self, node, *command):
+        """argv to run `command` on `node` over SSH from the controller, as pyinfra connects."""
+        return ["ssh", "-i", str(self.key_path), "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                f"root@{node.ip}", *command]
+
+
+def _tar(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, (data, mode) in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

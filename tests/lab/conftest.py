@@ -1,0 +1,38 @@
+"""The lab as session-scoped fixtures: started once, reused by every lab test, removed at the end.
+
+Lab tests never skip: without a Docker engine they fail, naming what to do (`make test` ensures one).
+"""
+import docker
+import pytest
+
+from lab.lab import Lab
+
+
+@pytest.fixture(scope="session")
+def lab_control():
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        pytest.fail(f"lab tests need a Docker engine ({error}); run scripts/ensure-docker.sh or `make test`",
+                    pytrace=False)
+    lab = Lab(client)
+    yield lab
+    lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab(lab_control):
+    """The default lab: pve1=pve8, pve2=pve9, pve3=legacy, and the attacker."""
+    lab_control.up()
+    return lab_control
+
+
+@pytest.fixture(scope="session")
+def nodes(lab):
+    return lab.nodes()
+
+
+@pytest.fixture(scope="session")
+def attacker(lab):
+    return lab.attacker()
