@@ -1,0 +1,36 @@
+"""Per-node state of one pyinfra run, computed once per host and shared by the task files."""
+from pyinfra.api.exceptions import DeployError
+
+from .facts import NodeFacts
+from .plan import NodeError, plan_node
+from .render import render_files
+from .settings import SettingsError, validate
+
+_cache = {}
+
+
+def inventory_addresses(inventory):
+    """Every node of the inventory as its peers reach it (ssh_hostname, else its name)."""
+    return sorted({h.data.get("ssh_hostname") or h.name for h in inventory})
+
+
+def settings_of(host):
+    """The host's validated settings; bad ones stop the whole run before anything changes."""
+    try:
+        return validate(host.data.dict())
+    except SettingsError as error:
+        raise DeployError(f"{host.name}: {error}") from None
+
+
+def node_state(host, inventory):
+    """(settings, facts, plan, files, error) for `host`; error is set when the node cannot be served."""
+    if host.name not in _cache:
+        settings = settings_of(host)
+        facts = host.get_fact(NodeFacts)
+        try:
+            plan = plan_node(settings, facts, inventory_addresses(inventory))
+            files, error = render_files(plan, settings), None
+        except NodeError as err:
+            plan, files, error = None, None, str(err)
+        _cache[host.name] = (settings, facts, plan, files, error)
+    return _cache[host.name]

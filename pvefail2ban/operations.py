@@ -1,0 +1,65 @@
+"""The deploy's own pyinfra operations, for what pyinfra's built-in ones cannot say."""
+from io import BytesIO
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
+
+from .status import parse_verify, problems, summary
+
+HERE = Path(__file__).resolve().parent
+STAGE = "/var/lib/pve-fail2ban/stage"
+
+
+@operation(is_idempotent=False)
+def fail(reason: str):
+    """Fail this node, and only this node, with `reason` (the other nodes go on)."""
+
+    def report(state, host):
+        host.log_styled(reason, fg="red", log_func=logger.error)
+        return False
+
+    yield FunctionCommand(report, (), {})
+
+
+@operation()
+def tested_files(files: dict, change: list, remove: list = ()):
+    """Put `files` ({path: bytes}) live, root:root 0644, only after fail2ban accepted the result.
+
+    `change`: the paths that differ on the node, `remove`: ours no longer wanted (both from
+    pvefail2ban.plan). They are staged, the whole configuration is tested as it will be
+    (fail2ban-client -t, fail2ban-regex on the proxmox filter), and only then put live: a failed
+    test fails the node with fail2ban's own words and leaves its live files untouched.
+    """
+    if not change and not remove:
+        host.noop("fail2ban's managed files are as they should be")
+        return
+    dirs = sorted({str(Path(STAGE + path).parent) for path in change})
+    yield StringCommand("rm", "-rf", STAGE, "&&", "mkdir", "-p", "-m", "0700", *dirs, STAGE)
+    for path in change:
+        yield FileUploadCommand(BytesIO(files[path]), STAGE + path)
+    yield FileUploadCommand(str(HERE / "apply.sh"), f"{STAGE}/apply.sh")
+    yield StringCommand("sh", f"{STAGE}/apply.sh", STAGE, *change, *(["--", *remove] if remove else []))
+
+
+@operation(is_idempotent=False)
+def verified(jails: list, tool: str, ping_timeout: int = 30):
+    """Check, every run: fail2ban answers, each jail runs and reads a live source, the firewall
+    tool of the ban action works, the configuration on disk passes `fail2ban-client -t`.
+    Prints a one-line summary for the node; fails the node with the reasons otherwise."""
+
+    def check(state, host):
+        script = (HERE / "verify.sh").read_text()
+        ok, output = host.run_shell_command(
+            StringCommand("sh", "-c", QuoteString(script), "verify", str(ping_timeout), tool, *jails),
+            print_output=False, print_input=False)
+        result = parse_verify("\n".join(output.stdout_lines))
+        found = problems(result, jails, tool) if ok else [f"verify.sh failed: {output.stderr}"]
+        if found:
+            for problem in found:
+                host.log_styled(f"NOT PROTECTED: {problem}", fg="red", log_func=logger.error)
+            return False
+        host.log_styled(summary(result, jails), fg="green", log_func=logger.info)
+        return True
+
+    yield FunctionCommand(check, (), {})

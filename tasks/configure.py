@@ -1,0 +1,32 @@
+"""Configure: the guide's jail and filter files, adapted to this node, tested on the node before
+they go live; fail2ban restarted only when they changed, and running and enabled in any case."""
+from pyinfra import host, inventory, logger
+from pyinfra.operations import systemd
+
+from pvefail2ban.node import node_state
+from pvefail2ban.operations import tested_files
+from pvefail2ban.plan import files_to_change, files_to_remove
+
+settings, facts, plan, files, error = node_state(host, inventory)
+change = files_to_change(files, facts)
+remove = files_to_remove(files, facts)
+for path in change:
+    if path in facts["files"]:
+        logger.warning(f"{host.name}: {path} differs from the managed version (edited by hand?): restoring it")
+
+config = tested_files(
+    name="Jails and proxmox filter in place, tested by fail2ban before going live",
+    files=files, change=change, remove=remove,
+)
+systemd.service(
+    name="fail2ban restarted into the new configuration",
+    service="fail2ban",
+    command="restart",
+    _if=config.did_change,
+)
+systemd.service(
+    name="fail2ban running and enabled at boot",
+    service="fail2ban",
+    running=True,
+    enabled=True,
+)

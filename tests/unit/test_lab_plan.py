@@ -1,0 +1,36 @@
+import pytest
+
+from lab.lab import LabError, node_ip, plan_nodes
+
+
+def test_default_is_one_node_of_each_variant():
+    assert plan_nodes() == ["pve8", "pve9", "legacy"]
+
+
+def test_count_cycles_the_variants():
+    assert plan_nodes(5) == ["pve8", "pve9", "legacy", "pve8", "pve9"]
+
+
+def test_variants_given_as_text_or_list():
+    assert plan_nodes(variants="pve9, pve9") == ["pve9", "pve9"]
+    assert plan_nodes(2, ["legacy", "pve8"]) == ["legacy", "pve8"]
+
+
+@pytest.mark.parametrize("count", [0, -1, 31, "3", True, 2.5])
+def test_bad_counts_are_refused_naming_the_value(count):
+    with pytest.raises(LabError, match=repr(count).replace("(", r"\(").replace(".", r"\.")):
+        plan_nodes(count)
+
+
+def test_unknown_variant_is_named():
+    with pytest.raises(LabError, match="'pve7'"):
+        plan_nodes(variants="pve8,pve7")
+
+
+def test_count_and_variants_must_agree():
+    with pytest.raises(LabError, match="3 nodes"):
+        plan_nodes(3, ["pve8"])
+
+
+def test_node_addresses_are_stable():
+    assert node_ip(1).endswith(".11") and node_ip(30).endswith(".40")
