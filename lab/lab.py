@@ -6,6 +6,7 @@ import io
 import ipaddress
 import json
 import subprocess
+import sys
 import tarfile
 import time
 from dataclasses import dataclass
@@ -223,6 +224,14 @@ pve_nodes = [
 '''
         self.inventory_path.write_text(text)
         return self.inventory_path
+
+    def pyinfra(self, *args, deploy="deploy.py", timeout=900, yes=True):
+        """Run `pyinfra -y <lab inventory> <deploy> ARGS` from the project root, as a user would.
+        Returns the CompletedProcess with `.text` = stdout + stderr."""
+        cmd = [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), str(self.inventory_path), deploy, *args]
+        out = subprocess.run(cmd, cwd=config.ROOT, capture_output=True, text=True, timeout=timeout)
+        out.text = out.stdout + out.stderr
+        return out
 
     def ssh_command(self, node, *command):
         """argv to run `command` on `node` over SSH from the controller, as pyinfra connects."""

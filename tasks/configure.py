@@ -12,7 +12,8 @@ change = files_to_change(files, facts)
 remove = files_to_remove(files, facts)
 for path in change:
     if path in facts["files"]:
-        logger.warning(f"{host.name}: {path} differs from the managed version (edited by hand?): restoring it")
+        logger.warning(f"{host.name}: {path} differs from what the settings give (a setting changed, or "
+                       "the file was edited by hand): it is replaced, after fail2ban's test")
 
 config = tested_files(
     name="Jails and proxmox filter in place, tested by fail2ban before going live",

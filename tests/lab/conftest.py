@@ -36,3 +36,4 @@ def nodes(lab):
 @pytest.fixture(scope="session")
 def attacker(lab):
     return lab.attacker()
+

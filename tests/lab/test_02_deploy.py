@@ -1,0 +1,224 @@
+"""The deploy on the lab: converge from nothing, idempotence, files, backends, bans end to end,
+lockout protection, hostile input, a failing configuration, bad settings, --dry."""
+import re
+import subprocess
+import time
+
+import pytest
+
+from lab import attack, config
+from pvefail2ban.plan import sha1
+
+from lab.config import ROOT
+
+MANAGED = ["/etc/fail2ban/jail.d/01_sshd.conf", "/etc/fail2ban/jail.d/02_proxmox.conf",
+           "/etc/fail2ban/filter.d/proxmox.conf"]
+
+
+@pytest.fixture(scope="module")
+def converged(lab_control):
+    """A fresh lab (one node of each variant), converged once from nothing."""
+    lab_control.up()
+    first = lab_control.pyinfra()
+    return lab_control, first
+
+
+@pytest.fixture
+def lab(converged):
+    return converged[0]
+
+
+@pytest.fixture
+def nodes(lab):
+    return lab.nodes()
+
+
+@pytest.fixture
+def attacker(lab):
+    return lab.attacker()
+
+
+def snapshot(node):
+    """What must not move when nothing changes: our files' bytes/modes and fail2ban's MainPID."""
+    _, files = node.sh("cd /etc/fail2ban && find jail.d filter.d -type f | sort | xargs sha1sum; "
+                       "stat -c '%n %a %U:%G' jail.d/* filter.d/proxmox*")
+    _, pid = node.sh("systemctl show -p MainPID --value fail2ban")
+    return files, pid.strip()
+
+
+def banned(node, jail):
+    _, out = node.sh(f"fail2ban-client status {jail}")
+    line = next((l for l in out.splitlines() if "Banned IP list" in l), "")
+    return line.split(":", 1)[1].split() if ":" in line else []
+
+
+def unban_all(node):
+    node.sh("fail2ban-client unban --all")
+
+
+def wait_for(predicate, timeout=10, step=0.2):
+    """Poll a node-side condition (bounded); return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def ops_with_changes(output):
+    """Operation names whose Success column is not '-' in pyinfra's results table (checks excluded)."""
+    table = output.split("--> Results:")[-1]
+    changed = []
+    for line in table.splitlines():
+        cols = re.split(r"\s{2,}", line.strip())
+        if len(cols) >= 5 and cols[0] not in ("Operation", "Grand total") and cols[2] != "-":
+            changed.append(cols[0])
+    return [name for name in changed if "| Check:" not in name]
+
+
+def test_first_run_converges_every_variant(converged):
+    lab, first = converged
+    assert first.returncode == 0, first.text
+    for node in lab.nodes():
+        assert re.search(rf"\[{node.name}\] fail2ban \d[\d.]+; sshd \[.*\] failed \d+/\d+ banned", first.text), node.name
+
+
+def test_second_run_changes_nothing_and_does_not_restart(lab, nodes):
+    before = [snapshot(n) for n in nodes]
+    second = lab.pyinfra()
+    assert second.returncode == 0, second.text
+    assert ops_with_changes(second.text) == []
+    assert [snapshot(n) for n in nodes] == before
+
+
+def test_files_have_the_managed_bytes_owner_and_mode(nodes):
+    filter_bytes = (ROOT / "files/etc/fail2ban/filter.d/proxmox.conf").read_bytes()
+    for node in nodes:
+        for path in MANAGED:
+            rc, out = node.sh(f"stat -c '%a %U %G' {path}")
+            assert (rc, out.strip()) == (0, "644 root root"), f"{node.name}:{path}"
+        _, out = node.sh("sha1sum /etc/fail2ban/filter.d/proxmox.conf")
+        assert out.split()[0] == sha1(filter_bytes)
+        _, jail = node.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")
+        assert "port      = https,http,8006" in jail and "maxretry  = 3" in jail and "bantime   = 600" in jail
+
+
+@pytest.mark.parametrize("variant,sshd_source,proxmox_source", [
+    ("pve8", "Journal matches", "Journal matches"),
+    ("pve9", "Journal matches", "Journal matches"),
+    ("legacy", "File list:\t/var/log/auth.log", "File list:\t/var/log/daemon.log"),
+])
+def test_each_variant_reads_its_own_log_source(nodes, variant, sshd_source, proxmox_source):
+    node = next(n for n in nodes if n.variant == variant)
+    assert sshd_source in node.sh("fail2ban-client status sshd")[1]
+    assert proxmox_source in node.sh("fail2ban-client status proxmox")[1]
+    assert "nftables-multiport" in node.sh("cat /etc/fail2ban/jail.d/01_sshd.conf")[1]
+
+
+@pytest.mark.parametrize("variant", ["pve8", "pve9", "legacy"])
+def test_ssh_brute_force_is_refused_then_unbanned(lab, nodes, attacker, variant):
+    node = next(n for n in nodes if n.variant == variant)
+    unban_all(node)
+    assert attack.port_open(attacker, node, 22)
+    attack.ssh_login(attacker, node, "root", "guess", count=3)
+    assert wait_for(lambda: not attack.port_open(attacker, node, 22)), "attacker still reaches sshd"
+    assert banned(node, "sshd") == [config.ATTACKER_IP]
+    assert subprocess.run(lab.ssh_command(node, "true"), timeout=30).returncode == 0, "controller locked out"
+    assert node.sh(f"fail2ban-client set sshd unbanip {config.ATTACKER_IP}")[0] == 0
+    assert wait_for(lambda: attack.port_open(attacker, node, 22))
+
+
+@pytest.mark.parametrize("variant", ["pve8", "pve9", "legacy"])
+def test_web_brute_force_is_refused_then_unbanned(nodes, attacker, variant):
+    node = next(n for n in nodes if n.variant == variant)
+    unban_all(node)
+    assert attack.web_login(attacker, node, "root@pam", "guess", count=3) == ["401"] * 3
+    assert wait_for(lambda: not attack.port_open(attacker, node, 8006)), "attacker still reaches 8006"
+    assert banned(node, "proxmox") == [config.ATTACKER_IP]
+    assert node.sh(f"fail2ban-client set proxmox unbanip {config.ATTACKER_IP}")[0] == 0
+    assert wait_for(lambda: attack.port_open(attacker, node, 8006))
+
+
+def test_the_controller_is_never_banned(lab, nodes, tmp_path):
+    key = tmp_path / "wrong"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    for node in nodes:
+        for _ in range(4):
+            subprocess.run(["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                            "-o", f"UserKnownHostsFile={lab.known_hosts}", "-o", "ConnectTimeout=5",
+                            f"nosuchuser@{node.ip}", "true"], capture_output=True, timeout=30)
+            subprocess.run(["curl", "-sk", "-o", "/dev/null", "--max-time", "5", "-d", "username=root@pam&password=x",
+                            f"https://{node.ip}:8006/api2/json/access/ticket"], timeout=30)
+    for node in nodes:
+        assert config.GATEWAY not in banned(node, "sshd") + banned(node, "proxmox")
+        assert subprocess.run(lab.ssh_command(node, "true"), timeout=30).returncode == 0
+
+
+def test_a_peer_node_is_never_banned(nodes):
+    target, peer = nodes[0], nodes[1]
+    for _ in range(4):
+        peer.sh(f"curl -sk -o /dev/null --max-time 5 -d 'username=root@pam&password=x' "
+                f"https://{target.ip}:8006/api2/json/access/ticket")
+    time.sleep(1)
+    assert peer.ip not in banned(target, "proxmox")
+    assert peer.sh(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{target.ip}/8006'")[0] == 0
+
+
+def test_a_hostile_user_name_bans_only_the_attacker(nodes, attacker):
+    node, peer = nodes[0], nodes[1]
+    unban_all(node)
+    hostile = f"x rhost={peer.ip} user=root@pam"
+    attack.web_login(attacker, node, hostile, count=3)
+    assert wait_for(lambda: banned(node, "proxmox")) == [config.ATTACKER_IP]
+    assert peer.sh(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{node.ip}/8006'")[0] == 0
+    unban_all(node)
+
+
+def test_a_configuration_fail2ban_rejects_never_goes_live(lab, nodes, attacker):
+    """A hand-written broken jail on one node + a settings change: that node keeps its files, its
+    running fail2ban and its bans, and fails naming fail2ban's error; the others converge."""
+    node, others = nodes[0], nodes[1:]
+    node.sh("printf '[broken]\\nenabled = true\\nfilter = no-such-filter\\nlogpath = /var/log/auth.log\\n'"
+            " > /etc/fail2ban/jail.d/zz-broken.conf")
+    node.sh(f"fail2ban-client set sshd banip 192.0.2.99")
+    before = snapshot(node)
+    try:
+        run = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
+        assert run.returncode != 0
+        assert "no-such-filter" in run.text and "nothing was changed" in run.text
+        assert snapshot(node)[0].replace("zz-broken.conf", "") == before[0].replace("zz-broken.conf", "")
+        assert snapshot(node)[1] == before[1], "fail2ban was restarted"
+        assert "192.0.2.99" in banned(node, "sshd")
+        for other in others:
+            assert "maxretry  = 4" in other.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1], other.name
+    finally:
+        node.sh("rm -f /etc/fail2ban/jail.d/zz-broken.conf; fail2ban-client set sshd unbanip 192.0.2.99")
+        back = lab.pyinfra()
+    assert back.returncode == 0, back.text
+
+
+@pytest.mark.parametrize("key,value", [
+    ("fail2ban_sshd_maxretry", "0"),
+    ("fail2ban_proxmox_port", "70000"),
+    ("fail2ban_backend", "journal"),
+    ("fail2ban_ignoreip", '["10.0.0.300"]'),
+    ("fail2ban_proxmox_bantime", "0"),
+])
+def test_bad_settings_stop_the_run_before_any_node_changes(lab, nodes, key, value):
+    before = [snapshot(n) for n in nodes]
+    run = lab.pyinfra("--data", f"{key}={value}")
+    assert run.returncode != 0
+    assert key in run.text and "nothing was changed on any node" in run.text
+    assert "Beginning operation run" not in run.text
+    assert [snapshot(n) for n in nodes] == before
+
+
+def test_dry_run_reports_changes_and_changes_nothing(lab, nodes):
+    before = [snapshot(n) for n in nodes]
+    run = lab.pyinfra("--dry", "--data", "fail2ban_sshd_maxretry=5", yes=False)
+    assert run.returncode == 0, run.text
+    changes = run.text.split("--> Detected changes:")[1]
+    assert re.search(r"Jails and proxmox filter in place.*\s3 \(pve1, pve2, pve3\)", changes)
+    assert "Beginning operation run" not in run.text
+    assert [snapshot(n) for n in nodes] == before
