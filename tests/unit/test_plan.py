@@ -1,0 +1,130 @@
+import runpy
+
+import pytest
+
+from lab.config import ROOT
+from pvefail2ban.facts import FILTER, FILTER_LOCAL, RECIDIVE_JAIL, SSHD_JAIL, parse_node
+from pvefail2ban.plan import NodeError, files_to_change, files_to_remove, plan_node, sha1
+from pvefail2ban.render import render_files
+from pvefail2ban.settings import validate
+
+DEFAULTS = validate({k: v for k, v in runpy.run_path(str(ROOT / "group_data/all.py")).items()
+                     if k.startswith("fail2ban_")})
+PVE8 = """os_id=debian
+os_like=
+systemd=yes
+journal=yes
+tool=nft
+tool=iptables
+sshd_port 22
+sshd_maxauthtries 3
+client=10.213.77.1
+pkg=fail2ban ii 1.0.2-2
+fail2ban_ActiveState=active
+fail2ban_MainPID=321
+"""
+LEGACY = PVE8 + "log=/var/log/auth.log\nlog=/var/log/daemon.log\n"
+
+
+def node(text=PVE8, **changes):
+    facts = parse_node(text.splitlines())
+    facts.update(changes)
+    return facts
+
+
+def settings(**changes):
+    return dict(DEFAULTS, **changes)
+
+
+def test_facts_are_parsed():
+    facts = node(LEGACY + "file=/etc/fail2ban/jail.d/01_sshd.conf abc 644 root:root\nsshd_port 2222\n")
+    assert facts["sshd_ports"] == ["22", "2222"] and facts["sshd_maxauthtries"] == 3
+    assert facts["logs"] == ["/var/log/auth.log", "/var/log/daemon.log"]
+    assert facts["files"][SSHD_JAIL] == ("abc", "644", "root:root")
+    assert facts["packages"] == {"fail2ban": "1.0.2-2"} and facts["fail2ban_mainpid"] == 321
+
+
+def test_journal_node_gets_systemd_backends_and_nftables():
+    plan = plan_node(DEFAULTS, node(), ["10.213.77.11"])
+    assert [(j.name, j.backend, j.logpath) for j in plan.jails] == [("sshd", "systemd", None), ("proxmox", "systemd", None)]
+    assert plan.banaction == "nftables-multiport"
+    assert plan.packages == ["python3-systemd"]
+    assert plan.warnings == []
+
+
+def test_legacy_node_reads_the_guides_log_files():
+    plan = plan_node(DEFAULTS, node(LEGACY))
+    assert [(j.backend, j.logpath) for j in plan.jails] == [("file", "/var/log/auth.log"), ("file", "/var/log/daemon.log")]
+    assert "python3-pyinotify" in plan.packages and "python3-systemd" not in plan.packages
+
+
+def test_forcing_the_file_backend_without_the_file_fails_the_node():
+    with pytest.raises(NodeError, match="/var/log/auth.log does not exist"):
+        plan_node(settings(backend="file"), node())
+
+
+def test_ban_action_follows_the_tools_present():
+    assert plan_node(DEFAULTS, node(tools=["iptables"])).banaction == "iptables-multiport"
+    bare = plan_node(DEFAULTS, node(tools=[]))
+    assert bare.banaction == "nftables-multiport" and "nftables" in bare.packages
+    assert "iptables" in plan_node(settings(banaction="iptables"), node(tools=["nft"])).packages
+
+
+def test_sshd_ports_come_from_sshd_unless_set():
+    assert plan_node(DEFAULTS, node(sshd_ports=["22", "2222"])).jails[0].ports == ["22", "2222"]
+    assert plan_node(settings(sshd_port=["2200"]), node()).jails[0].ports == ["2200"]
+
+
+def test_maxauthtries_mismatch_is_a_warning():
+    plan = plan_node(DEFAULTS, node(sshd_maxauthtries=6))
+    assert plan.warnings and "MaxAuthTries is 6" in plan.warnings[0]
+
+
+def test_lockout_protection_ignores_loopback_controller_and_peers():
+    plan = plan_node(settings(ignoreip=["192.0.2.0/24", "10.213.77.1"]), node(), ["10.213.77.11", "10.213.77.12"])
+    assert plan.ignoreip == ["127.0.0.1/8", "::1", "10.213.77.1", "10.213.77.11", "10.213.77.12", "192.0.2.0/24"]
+    off = plan_node(settings(lockout_protection=False), node(), ["10.213.77.11"])
+    assert off.ignoreip == ["127.0.0.1/8", "::1"]
+
+
+def test_unknown_controller_address_fails_the_node_unless_protection_is_off():
+    with pytest.raises(NodeError, match="controller"):
+        plan_node(DEFAULTS, node(client=None))
+    plan_node(settings(lockout_protection=False), node(client=None))
+
+
+@pytest.mark.parametrize("changes,reason", [({"systemd": False}, "systemd"), ({"os_id": "alpine"}, "not Debian")])
+def test_unsupported_nodes_are_refused(changes, reason):
+    with pytest.raises(NodeError, match=reason):
+        plan_node(DEFAULTS, node(**changes))
+
+
+def test_a_packaged_filter_is_never_overwritten():
+    plan = plan_node(DEFAULTS, node(filter_owner="fail2ban"))
+    assert plan.filter_path == FILTER_LOCAL
+    files = render_files(plan, DEFAULTS)
+    assert FILTER not in files
+    assert files_to_remove(files, node(files={FILTER: ("x", "644", "root:root")}, filter_owner="fail2ban")) == []
+
+
+def test_files_to_change_and_remove():
+    plan = plan_node(DEFAULTS, node())
+    files = render_files(plan, DEFAULTS)
+    current = {path: (sha1(data), "644", "root:root") for path, data in files.items()}
+    assert files_to_change(files, node(files=current)) == []
+    current[SSHD_JAIL] = (sha1(files[SSHD_JAIL]), "666", "root:root")
+    assert files_to_change(files, node(files=current)) == [SSHD_JAIL]
+    current[RECIDIVE_JAIL] = ("old", "644", "root:root")
+    assert files_to_remove(files, node(files=current)) == [RECIDIVE_JAIL]
+
+
+def test_rendering_is_stable_and_says_it_is_managed():
+    plan = plan_node(settings(recidive_enabled=True, bantime_increment=True), node())
+    first, second = render_files(plan, DEFAULTS), render_files(plan, DEFAULTS)
+    assert first == second
+    for path, data in first.items():
+        assert b"anaged by pve-fail2ban" in data.splitlines()[0], path
+    sshd = first[SSHD_JAIL].decode()
+    assert "[sshd]" in sshd and "maxretry  = 3" in sshd and "backend   = systemd" in sshd
+    assert "ignoreip  = 127.0.0.1/8 ::1 10.213.77.1" in sshd
+    assert "[recidive]" in first[RECIDIVE_JAIL].decode()

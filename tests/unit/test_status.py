@@ -1,0 +1,53 @@
+from pvefail2ban.status import parse_verify, problems, summary
+
+GOOD = """ping=yes
+version=1.0.2
+jails=proxmox, sshd
+jail=sshd
+Status for the jail: sshd
+|- Filter
+|  |- Currently failed:\t1
+|  |- Total failed:\t6
+|  `- Journal matches:\t_SYSTEMD_UNIT=ssh.service + _COMM=sshd
+`- Actions
+   |- Currently banned:\t1
+   |- Total banned:\t2
+   `- Banned IP list:\t10.213.77.200
+jail=proxmox
+Status for the jail: proxmox
+|- Filter
+|  |- Currently failed:\t0
+|  |- Total failed:\t0
+|  `- File list:\t/var/log/daemon.log
+`- Actions
+   |- Currently banned:\t0
+   |- Total banned:\t0
+   `- Banned IP list:\t
+firewall=ok
+"""
+
+
+def test_a_healthy_node_has_no_problems_and_a_summary():
+    result = parse_verify(GOOD)
+    assert result["jails"] == ["proxmox", "sshd"]
+    assert result["status"]["sshd"]["banned_ips"] == ["10.213.77.200"]
+    assert result["status"]["proxmox"]["file_list"] == ["/var/log/daemon.log"]
+    assert problems(result, ["sshd", "proxmox"], "nft") == []
+    assert summary(result, ["sshd", "proxmox"]) == (
+        "fail2ban 1.0.2; sshd [journal] failed 1/6 banned 1/2 (10.213.77.200); "
+        "proxmox [/var/log/daemon.log] failed 0/0 banned 0/0")
+
+
+def test_a_missing_jail_a_dead_firewall_and_a_broken_config_are_named():
+    text = GOOD.replace("jails=proxmox, sshd", "jails=sshd").replace("firewall=ok", "firewall=nft: not found")
+    result = parse_verify(text + "config=broken\nconfig: ERROR No file(s) found for glob /nope\n")
+    found = problems(result, ["sshd", "proxmox"], "nft")
+    assert any("jail proxmox is not running" in p for p in found)
+    assert any("bans would not be enforced" in p for p in found)
+    assert any("No file(s) found" in p for p in found)
+
+
+def test_a_silent_fail2ban_is_named():
+    result = parse_verify("ping=no\nstatus: Active: failed (Result: exit-code)\n")
+    assert problems(result, ["sshd"], "nft") == [
+        "fail2ban does not answer `fail2ban-client ping`: Active: failed (Result: exit-code)"]
