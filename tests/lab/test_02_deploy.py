@@ -222,3 +222,25 @@ def test_dry_run_reports_changes_and_changes_nothing(lab, nodes):
     assert re.search(r"Jails and proxmox filter in place.*\s3 \(pve1, pve2, pve3\)", changes)
     assert "Beginning operation run" not in run.text
     assert [snapshot(n) for n in nodes] == before
+
+
+def test_rolling_run_stops_at_the_first_failure(lab, nodes):
+    """The README's cautious rollout: --limit one node first, then --serial --fail-percent 0."""
+    first, rest = nodes[0], nodes[1:]
+    jail = "cat /etc/fail2ban/jail.d/02_proxmox.conf"
+    try:
+        limited = lab.pyinfra("--limit", first.name, "--data", "fail2ban_proxmox_maxretry=4")
+        assert limited.returncode == 0, limited.text
+        assert "maxretry  = 4" in first.sh(jail)[1]
+        assert all("maxretry  = 3" in n.sh(jail)[1] for n in rest)
+
+        first.sh("printf '[broken]\\nenabled = true\\nfilter = no-such-filter\\nlogpath = /var/log/auth.log\\n'"
+                 " > /etc/fail2ban/jail.d/zz-broken.conf")
+        rolling = lab.pyinfra("--serial", "--fail-percent", "0", "--data", "fail2ban_proxmox_maxretry=5")
+        assert rolling.returncode != 0 and "no-such-filter" in rolling.text
+        assert "maxretry  = 4" in first.sh(jail)[1]
+        assert all("maxretry  = 3" in n.sh(jail)[1] for n in rest), "the run went on past the failed node"
+    finally:
+        first.sh("rm -f /etc/fail2ban/jail.d/zz-broken.conf")
+        back = lab.pyinfra()
+    assert back.returncode == 0, back.text
