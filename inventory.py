@@ -7,6 +7,7 @@ SSH: root by key (your ssh-agent or ~/.ssh/id_*), host keys checked against ~/.s
 
 _ssh = {
     "ssh_user": "root",
+    "ssh_strict_host_key_checking": "yes",  # a node whose host key changed is refused, never trusted
     # "ssh_key": "~/.ssh/id_ed25519",              # a key of its own for these nodes
     # "ssh_known_hosts_file": "~/.ssh/known_hosts",  # default; host-key checking stays on
 }

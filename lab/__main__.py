@@ -7,7 +7,7 @@ import docker.errors
 
 from . import config
 from .images import ensure_images
-from .lab import Lab, LabError
+from .lab import Lab, LabError, plan_nodes
 
 
 def main(argv=None):
@@ -24,6 +24,8 @@ def main(argv=None):
         if args.command == "build":
             ensure_images(list(config.VARIANTS) + ["attacker"])
             return 0
+        if args.command == "up":
+            plan_nodes(args.nodes, args.variants)  # bad input is refused before anything is touched
         lab = Lab()
         if args.command == "up":
             start = time.monotonic()

@@ -109,3 +109,20 @@ def test_user_names_over_64_characters_are_refused_unlogged(nodes, attacker):
     long_name = "y" * 65
     assert attack.web_login(attacker, node, long_name) == ["400"]
     assert pvedaemon_lines(node, long_name) == []
+
+
+def test_leftovers_of_a_crashed_run_are_cleaned_and_nothing_else_is_touched(lab):
+    """Runs last here: it re-creates the lab. A stray labelled container goes; an unlabelled one stays."""
+    image = lab.attacker().container.image
+    stray = lab.client.containers.run(image, name="pvelab-stray", command="sleep 600", detach=True,
+                                      labels={config.LABEL: "1"})
+    ours_not = lab.client.containers.run(image, name="not-the-labs", command="sleep 600", detach=True)
+    try:
+        nodes = lab.up()
+        names = {c.name for c in lab.client.containers.list(all=True)}
+        assert "pvelab-stray" not in names and "not-the-labs" in names
+        assert [n.variant for n in nodes] == ["pve8", "pve9", "legacy"]
+    finally:
+        ours_not.remove(force=True)
+        if "pvelab-stray" in {c.name for c in lab.client.containers.list(all=True)}:
+            stray.remove(force=True)
