@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 LAB_INVENTORY := .lab/inventory.py
 
-.PHONY: demo test unit lab-up lab-down lab-build docker venv tools
+.PHONY: demo test unit bench lab-up lab-down lab-build docker venv tools
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -37,3 +37,6 @@ unit: venv tools
 
 test: venv docker tools
 	$(PY) -m pytest
+
+bench: venv docker tools       ## writes bench/results/latest.json
+	$(PY) bench/run.py

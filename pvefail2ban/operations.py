@@ -52,7 +52,7 @@ def verified(jails: list, tool: str, ping_timeout: int = 30):
         script = (HERE / "verify.sh").read_text()
         ok, output = host.run_shell_command(
             StringCommand("sh", "-c", QuoteString(script), "verify", str(ping_timeout), tool, *jails),
-            print_output=False, print_input=False)
+            print_output=state.print_output, print_input=state.print_input)
         result = parse_verify("\n".join(output.stdout_lines))
         found = problems(result, jails, tool) if ok else [f"verify.sh failed: {output.stderr}"]
         if found:

@@ -1,0 +1,156 @@
+"""Benchmarks on the lab (issue "Benchmarks"). Writes bench/results/latest.json and prints a table.
+
+    python bench/run.py [--nodes 3,10] [--trials 5] [--skip converge,ban,filter]
+
+- converge: fresh nodes, cold converge (apt install included) and no-op re-runs, for each N;
+  SSH commands per node in a no-op run (pyinfra -vv prints each command it sends);
+- ban: seconds from the maxretry-th failed login to the attacker's connection being refused, SSH
+  and web, on a journal node (pve8) and a file-log node (legacy), median and max of the trials;
+- filter: fail2ban-regex over a generated 200,000-line daemon.log, ours against the guide's,
+  alternating runs, with both match counts.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lab import config  # noqa: E402
+from lab.lab import Lab  # noqa: E402
+
+GUIDE_FILTER = ("[Definition]\nfailregex = pvedaemon\\[.*authentication (verification )?failure; "
+                "rhost=<HOST> user=.* msg=.*\nignoreregex =\n")
+
+
+def timed(fn):
+    start = time.monotonic()
+    result = fn()
+    return time.monotonic() - start, result
+
+
+def converge(lab, counts, reruns=3):
+    out = {}
+    for n in counts:
+        lab.up(n)
+        cold, run = timed(lab.pyinfra)
+        assert run.returncode == 0, run.text[-3000:]
+        noop = []
+        for _ in range(reruns):
+            seconds, run = timed(lab.pyinfra)
+            assert run.returncode == 0, run.text[-3000:]
+            noop.append(seconds)
+        verbose = lab.pyinfra("-vv")
+        commands = len(re.findall(r"^\[pve1\] >>> ", verbose.text, re.M))
+        out[n] = {"cold_s": round(cold, 1), "noop_s": round(statistics.median(noop), 2),
+                  "noop_runs_s": [round(s, 2) for s in noop], "ssh_commands_per_node_noop": commands}
+        print(f"  N={n}: cold {cold:.1f}s, no-op {statistics.median(noop):.2f}s, {commands} SSH commands/node",
+              flush=True)
+    return out
+
+
+def ban_trial(attacker, node, kind, maxretry=3):
+    """One trial, measured inside the attacker (no docker exec latency in the figure)."""
+    port = 22 if kind == "ssh" else 8006
+    if kind == "ssh":
+        fail = (f"sshpass -p guess ssh -n -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                f"-o ConnectTimeout=5 -o PreferredAuthentications=password -o PubkeyAuthentication=no "
+                f"-o NumberOfPasswordPrompts=1 root@{node.ip} true 2>/dev/null")
+    else:
+        fail = (f"curl -sk -o /dev/null --max-time 5 -d 'username=root@pam&password=guess' "
+                f"https://{node.ip}:8006/api2/json/access/ticket")
+    script = (
+        f"for i in $(seq {maxretry - 1}); do {fail}; done; {fail}; t0=$(date +%s.%N); n=0; "
+        f"while timeout 1 bash -c 'exec 3<>/dev/tcp/{node.ip}/{port}' 2>/dev/null; do "
+        f"n=$((n+1)); [ $n -gt 400 ] && break; sleep 0.02; done; t1=$(date +%s.%N); "
+        f"echo \"$t0 $t1 $n\""
+    )
+    _, out = attacker.sh(script, timeout=120)
+    t0, t1, polls = out.split()[-3:]
+    if int(polls) > 400:
+        raise RuntimeError(f"{node.name} {kind}: attacker never refused")
+    return float(t1) - float(t0)
+
+
+def time_to_ban(lab, trials):
+    lab.up(variants=["pve8", "legacy"])
+    run = lab.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    attacker, results = lab.attacker(), {}
+    for node in lab.nodes():
+        backend = "journal" if node.variant == "pve8" else "file"
+        for kind, jail in (("ssh", "sshd"), ("web", "proxmox")):
+            samples = []
+            for _ in range(trials):
+                node.sh("fail2ban-client unban --all")
+                time.sleep(0.5)
+                samples.append(ban_trial(attacker, node, kind))
+            key = f"{kind}/{backend}"
+            results[key] = {"median_s": round(statistics.median(samples), 3), "max_s": round(max(samples), 3),
+                            "trials_s": [round(s, 3) for s in samples]}
+            print(f"  {key:13} median {statistics.median(samples):.3f}s max {max(samples):.3f}s", flush=True)
+        node.sh("fail2ban-client unban --all")
+    return results
+
+
+def filter_cost(rounds=5, lines=200_000):
+    tool = subprocess.run([str(ROOT / "scripts/ensure-fail2ban-regex.sh")], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    env = dict(os.environ, PYTHONPATH=str(Path(tool).parents[1] / "lib/python3/dist-packages"))
+    with tempfile.TemporaryDirectory() as tmp:
+        log, guide = Path(tmp, "daemon.log"), Path(tmp, "guide.conf")
+        subprocess.run([sys.executable, str(ROOT / "bench/gen_daemon_log.py"), str(log), str(lines)], check=True)
+        guide.write_text(GUIDE_FILTER)
+        filters = {"ours": ROOT / "files/etc/fail2ban/filter.d/proxmox.conf", "guide": guide}
+        times, matched = {"ours": [], "guide": []}, {}
+        for _ in range(rounds):
+            for name, path in filters.items():  # alternating runs
+                seconds, out = timed(lambda: subprocess.run(
+                    ["python3", tool, "--print-no-missed", str(log), str(path)], capture_output=True,
+                    text=True, env=env, check=True).stdout)
+                times[name].append(seconds)
+                matched[name] = int(re.search(r"^Lines: \d+ lines, \d+ ignored, (\d+) matched", out, re.M).group(1))
+    ours, guide_s = statistics.median(times["ours"]), statistics.median(times["guide"])
+    result = {"lines": lines, "ours_s": round(ours, 2), "guide_s": round(guide_s, 2),
+              "ratio": round(ours / guide_s, 3), "ours_matched": matched["ours"], "guide_matched": matched["guide"]}
+    print(f"  filter: ours {ours:.2f}s ({matched['ours']} matched), guide {guide_s:.2f}s "
+          f"({matched['guide']} matched), ratio {ours / guide_s:.2f}", flush=True)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", default="3,10")
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--skip", default="")
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count()}
+    lab = Lab()
+    try:
+        if "filter" not in skip:
+            print("filter cost:", flush=True)
+            results["filter"] = filter_cost()
+        if "converge" not in skip:
+            print("converge:", flush=True)
+            results["converge"] = converge(lab, [int(n) for n in args.nodes.split(",")])
+        if "ban" not in skip:
+            print("time to ban:", flush=True)
+            results["time_to_ban"] = time_to_ban(lab, args.trials)
+    finally:
+        lab.down()
+    out = ROOT / "bench/results/latest.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
