@@ -29,13 +29,16 @@ for f in {managed}; do
   test -f "$f" && echo "file=$f $(sha1sum < "$f" | cut -d' ' -f1) $(stat -c '%a %U:%G' "$f")"
 done
 systemctl show -p ActiveState -p MainPID -p UnitFileState fail2ban 2>/dev/null | sed 's/^/fail2ban_/'
+t=$(stat -c %Y /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp 2>/dev/null | sort -n | tail -n 1)
+ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' || t=0  # no lists at all: as good as ancient
+echo "apt_lists_age=$(( $(date +%s) - ${{t:-0}} ))"
 """.format(logs=" ".join(LOGS), packages=" ".join(PACKAGES), filter=FILTER, managed=" ".join(MANAGED))
 
 
 def parse_node(lines):
     """key=value lines of NODE_SCRIPT -> a dict the plan reads."""
     node = {"logs": [], "tools": [], "packages": {}, "files": {}, "sshd_ports": [], "systemd": False,
-            "journal": False, "filter_owner": None, "sshd_maxauthtries": None, "client": None}
+            "journal": False, "filter_owner": None, "apt_lists_age": None, "sshd_maxauthtries": None, "client": None}
     for line in lines:
         key, _, value = line.strip().partition("=")
         if not _:
@@ -61,6 +64,8 @@ def parse_node(lines):
             node["files"][path] = (sha1, mode, owner)
         elif key in ("os_id", "os_like", "os_version", "client", "filter_owner"):
             node[key] = value or None
+        elif key == "apt_lists_age" and value.lstrip("-").isdigit():
+            node["apt_lists_age"] = int(value)
         elif key.startswith("fail2ban_"):
             node[key.lower()] = value
     node["fail2ban_mainpid"] = int(node.get("fail2ban_mainpid") or 0)

@@ -13,6 +13,9 @@ SSHD_JOURNALMATCH = "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session
 LOOPBACK = ["127.0.0.1/8", "::1"]
 BANACTIONS = {"nftables": ("nftables-multiport", "nftables-allports", "nft", "nftables"),
               "iptables": ("iptables-multiport", "iptables-allports", "iptables", "iptables")}
+# A banned client gets a TCP reset: refused at once. (The default ICMP port-unreachable is
+# rate-limited by the kernel, so a banned client may wait a second or more to learn it is refused.)
+BLOCKTYPES = {"nftables": "reject with tcp reset", "iptables": "REJECT --reject-with tcp-reset"}
 
 
 class NodeError(Exception):
@@ -39,6 +42,7 @@ class Plan:
     jails: list
     banaction: str
     banaction_allports: str
+    blocktype: str
     ignoreip: list
     packages: list
     filter_path: str
@@ -120,7 +124,7 @@ def plan_node(settings, node, peers=()):
     ignoreip = list(dict.fromkeys(ignoreip))  # once each, order kept: same input, same bytes
 
     filter_path = FILTER_LOCAL if node.get("filter_owner") else FILTER
-    return Plan(jails, multiport, allports, ignoreip, missing, filter_path, warnings)
+    return Plan(jails, multiport, allports, BLOCKTYPES[banaction], ignoreip, missing, filter_path, warnings)
 
 
 def sha1(data):

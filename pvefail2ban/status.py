@@ -28,39 +28,28 @@ def parse_jail_status(text):
 
 
 def parse_verify(text):
-    """verify.sh output -> {ping, version, jails: [names], status: {jail: parsed}, firewall, config}."""
+    """verify.sh output -> {ping, version, jails: [names], status: {jail: parsed}, firewall,
+    config_errors, service}. The middle part is `fail2ban-client -i`: answers after "fail2ban> "."""
     out = {"ping": False, "version": "", "jails": [], "status": {}, "firewall": None,
            "config_errors": [], "service": []}
-    current, block = None, []
-
-    def flush():
-        if current:
-            out["status"][current] = parse_jail_status("\n".join(block))
-
     for line in text.splitlines():
-        if line.startswith("jail="):
-            flush()
-            current, block = line[5:].strip(), []
-        elif line.startswith(("ping=", "version=", "jails=", "firewall=", "config", "status: ")):
-            flush()
-            current = None
-            key, _, value = line.partition("=") if "=" in line.split(":")[0] else line.partition(": ")
-            key = key.strip()
-            if key == "ping":
-                out["ping"] = value == "yes"
-            elif key == "version":
-                out["version"] = value.strip()
-            elif key == "jails":
-                out["jails"] = [j.strip() for j in value.split(",") if j.strip()]
-            elif key == "firewall":
-                out["firewall"] = value.strip()
-            elif key == "config":
-                out["config_errors"].append(value.strip())
-            elif key == "status":
-                out["service"].append(value.rstrip())
-        elif current:
-            block.append(line)
-    flush()
+        if line.startswith("ping="):
+            out["ping"] = line[5:].strip() == "yes"
+        elif line.startswith("firewall="):
+            out["firewall"] = line[9:].strip()
+        elif line.startswith("config: "):
+            out["config_errors"].append(line[8:].strip())
+        elif line.startswith("status: "):
+            out["service"].append(line[8:].rstrip())
+        elif line.startswith("Fail2Ban v") and not out["version"]:
+            out["version"] = line.split()[1].lstrip("v")
+    for answer in text.split("fail2ban> ")[1:]:
+        first, _, rest = answer.partition("\n")
+        if first.strip() == "Status":
+            match = re.search(r"Jail list:\s*(.*)", rest)
+            out["jails"] = [j.strip() for j in match.group(1).split(",") if j.strip()] if match else []
+        elif first.startswith("Status for the jail: "):
+            out["status"][first.split(":", 1)[1].strip()] = parse_jail_status(rest)
     return out
 
 

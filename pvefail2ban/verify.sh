@@ -1,6 +1,7 @@
 #!/bin/sh
 # Read-only check of a node's fail2ban, every run (pvefail2ban.operations.verified parses this).
 #   verify.sh PING_TIMEOUT BANACTION_TOOL JAIL...
+# One fail2ban-client process answers ping, status and every jail's status (interactive mode).
 timeout=$1 tool=$2; shift 2
 i=0
 until fail2ban-client ping >/dev/null 2>&1; do
@@ -13,17 +14,13 @@ until fail2ban-client ping >/dev/null 2>&1; do
   sleep 0.25
 done
 echo "ping=yes"
-echo "version=$(fail2ban-client version 2>/dev/null)"
-fail2ban-client status 2>&1 | sed -n 's/.*Jail list:[[:space:]]*/jails=/p'
-for jail in "$@"; do
-  echo "jail=$jail"
-  fail2ban-client status "$jail" 2>&1
-done
+{ echo status; for jail in "$@"; do echo "status $jail"; done; } | fail2ban-client -i 2>/dev/null
+echo
 case $tool in
   nft) nft list tables >/dev/null 2>&1 && echo "firewall=ok" || echo "firewall=$(nft list tables 2>&1 | head -1)" ;;
   iptables) iptables -w -n -L INPUT >/dev/null 2>&1 && echo "firewall=ok" || echo "firewall=$(iptables -w -n -L INPUT 2>&1 | head -1)" ;;
 esac
 if ! out=$(fail2ban-client -t 2>&1); then
   echo "config=broken"
-  printf '%s\n' "$out" | tail -n 5 | sed 's/^/config: /'
+  printf '%s\n' "$out" | grep -v "WARNING" | tail -n 5 | sed 's/^/config: /'
 fi

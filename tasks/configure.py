@@ -25,9 +25,10 @@ systemd.service(
     command="restart",
     _if=config.did_change,
 )
-systemd.service(
-    name="fail2ban running and enabled at boot",
-    service="fail2ban",
-    running=True,
-    enabled=True,
-)
+if facts.get("fail2ban_activestate") != "active" or facts.get("fail2ban_unitfilestate") != "enabled":
+    systemd.service(
+        name="fail2ban running and enabled at boot",
+        service="fail2ban",
+        running=True,
+        enabled=True,
+    )

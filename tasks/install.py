@@ -1,5 +1,6 @@
 """Install: fail2ban and what this node's jails need (python3-systemd for the journal, the ban
-action's firewall tool). The apt cache is refreshed at most hourly; a held apt lock is waited for."""
+action's firewall tool). The apt lists are refreshed only when older than fail2ban_apt_cache_time,
+whoever refreshed them last; a held apt lock is waited for (bounded)."""
 from pyinfra import host, inventory
 from pyinfra.operations import apt
 
@@ -12,8 +13,7 @@ if plan.packages:
     apt.packages(
         name=f"Packages present: {', '.join(plan.packages)}",
         packages=plan.packages,
-        update=True,
-        cache_time=settings["apt_cache_time"],
+        update=facts["apt_lists_age"] is None or facts["apt_lists_age"] > settings["apt_cache_time"],
         no_recommends=True,
         extra_install_args=f"-o DPkg::Lock::Timeout={lock_wait}",
         # `apt-get update` has no lock wait of its own: retry it (bounded) while another apt runs.

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import ssl
+import sys
 import syslog
 import threading
 import urllib.parse
@@ -110,6 +111,11 @@ class Handler(BaseHTTPRequestHandler):
 class TLSServer(ThreadingHTTPServer):
     daemon_threads = True
     tls = None  # set in main()
+
+    def handle_error(self, request, client_address):
+        # A client that connects and leaves (port probes, refused TLS) is not an error worth a traceback.
+        if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError, OSError)):
+            super().handle_error(request, client_address)
 
     def get_request(self):
         # The TLS handshake happens in the request's thread: a slow client never blocks the others.

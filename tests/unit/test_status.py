@@ -1,10 +1,13 @@
 from pvefail2ban.status import parse_verify, problems, summary
 
 GOOD = """ping=yes
-version=1.0.2
-jails=proxmox, sshd
-jail=sshd
-Status for the jail: sshd
+Fail2Ban v1.0.2 reads log file that contains password failure report
+and bans the corresponding IP addresses using firewall rules.
+
+fail2ban> Status
+|- Number of jail:\t2
+`- Jail list:\tproxmox, sshd
+fail2ban> Status for the jail: sshd
 |- Filter
 |  |- Currently failed:\t1
 |  |- Total failed:\t6
@@ -13,8 +16,7 @@ Status for the jail: sshd
    |- Currently banned:\t1
    |- Total banned:\t2
    `- Banned IP list:\t10.213.77.200
-jail=proxmox
-Status for the jail: proxmox
+fail2ban> Status for the jail: proxmox
 |- Filter
 |  |- Currently failed:\t0
 |  |- Total failed:\t0
@@ -23,6 +25,7 @@ Status for the jail: proxmox
    |- Currently banned:\t0
    |- Total banned:\t0
    `- Banned IP list:\t
+fail2ban> 
 firewall=ok
 """
 
@@ -39,7 +42,7 @@ def test_a_healthy_node_has_no_problems_and_a_summary():
 
 
 def test_a_missing_jail_a_dead_firewall_and_a_broken_config_are_named():
-    text = GOOD.replace("jails=proxmox, sshd", "jails=sshd").replace("firewall=ok", "firewall=nft: not found")
+    text = GOOD.replace("Jail list:\tproxmox, sshd", "Jail list:\tsshd").replace("firewall=ok", "firewall=nft: not found")
     result = parse_verify(text + "config=broken\nconfig: ERROR No file(s) found for glob /nope\n")
     found = problems(result, ["sshd", "proxmox"], "nft")
     assert any("jail proxmox is not running" in p for p in found)

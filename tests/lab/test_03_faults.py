@@ -1,0 +1,234 @@
+"""Faults and bad input: nothing lost, nobody locked out, no wrong ban.
+
+Tests run in file order: first on fresh nodes (bad settings, apt lock), then on a converged lab.
+"""
+import re
+import subprocess
+import time
+
+import pytest
+
+from lab import attack, config
+
+FRESH_STATE = "dpkg-query -W -f='${db:Status-Abbrev}' fail2ban 2>/dev/null; ls /etc/fail2ban 2>&1 | head -1"
+
+BAD_SETTINGS = [
+    ("fail2ban_sshd_maxretry", "0"),
+    ("fail2ban_sshd_maxretry", "-2"),
+    ("fail2ban_proxmox_maxretry", '"three"'),
+    ("fail2ban_sshd_enabled", '"yes"'),
+    ("fail2ban_proxmox_port", "0"),
+    ("fail2ban_proxmox_port", "70000"),
+    ("fail2ban_proxmox_port", "[]"),
+    ("fail2ban_sshd_port", '["22;rm -rf /"]'),
+    ("fail2ban_ignoreip", '["10.0.0.256"]'),
+    ("fail2ban_ignoreip", '["192.0.2.0/40"]'),
+    ("fail2ban_ignoreip", '["not a host"]'),
+    ("fail2ban_backend", "journal"),
+    ("fail2ban_banaction", "ufw"),
+    ("fail2ban_proxmox_bantime", "0"),
+    ("fail2ban_sshd_bantime", "-10"),
+    ("fail2ban_findtime", '"soon"'),
+    ("fail2ban_recidive_maxretry", "0"),
+    ("fail2ban_apt_lock_timeout", "-1"),
+    ("fail2ban_sshd_maxretries", "5"),
+]
+
+
+@pytest.fixture(scope="module")
+def fresh(lab_control):
+    """A fresh lab: three nodes without fail2ban."""
+    lab_control.up()
+    return lab_control
+
+
+def test_bad_settings_are_refused_before_any_fresh_node_changes(fresh):
+    nodes = fresh.nodes()
+    before = [n.sh(FRESH_STATE)[1] for n in nodes]
+    assert all("No such file" in state for state in before)
+    for key, value in BAD_SETTINGS:
+        run = fresh.pyinfra("--data", f"{key}={value}")
+        assert run.returncode != 0, (key, value)
+        shown = run.text.split("pyinfra error:")[-1]
+        assert key in shown and "nothing was changed on any node" in shown, (key, value, shown[-500:])
+        assert "Beginning operation run" not in run.text
+    assert [n.sh(FRESH_STATE)[1] for n in nodes] == before, "a node changed"
+
+
+def hold_dpkg_lock(node, seconds):
+    """Hold dpkg's frontend lock the way apt does (fcntl), in the background, for `seconds`."""
+    node.sh("nohup python3 -c \"import fcntl,time; f=open('/var/lib/dpkg/lock-frontend','w'); "
+            f"fcntl.lockf(f, fcntl.LOCK_EX); time.sleep({seconds})\" >/dev/null 2>&1 &")
+    time.sleep(1)
+
+
+def test_a_held_apt_lock_is_waited_for(fresh):
+    node = fresh.nodes()[0]
+    hold_dpkg_lock(node, 20)
+    start = time.monotonic()
+    run = fresh.pyinfra("--limit", node.name)
+    assert run.returncode == 0, run.text[-3000:]
+    assert time.monotonic() - start > 15, "the lock was not held long enough to prove the wait"
+    assert node.sh("systemctl is-active fail2ban")[1].strip() == "active"
+
+
+def test_a_lock_held_past_the_bound_fails_that_node_clearly(fresh):
+    node = fresh.nodes()[1]
+    hold_dpkg_lock(node, 60)
+    try:
+        run = fresh.pyinfra("--limit", node.name, "--data", "fail2ban_apt_lock_timeout=5")
+        assert run.returncode != 0
+        assert "Could not get lock /var/lib/dpkg/lock-frontend" in run.text
+        assert "No such file" in node.sh(FRESH_STATE)[1], "the node was changed"
+    finally:
+        node.sh("pkill -f lock-frontend")
+
+
+@pytest.fixture(scope="module")
+def lab(fresh):
+    run = fresh.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    return fresh
+
+
+def banned(node, jail):
+    _, out = node.sh(f"fail2ban-client status {jail}")
+    line = next((l for l in out.splitlines() if "Banned IP list" in l), "")
+    return line.split(":", 1)[1].split() if ":" in line else []
+
+
+def wait_for(predicate, timeout=10, step=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def main_pid(node):
+    return node.sh("systemctl show -p MainPID --value fail2ban")[1].strip()
+
+
+def test_an_unreachable_node_fails_alone_and_converges_when_back(lab):
+    down, *up = lab.nodes()
+    down.container.stop(timeout=5)
+    try:
+        run = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
+        assert run.returncode != 0
+        assert re.search(rf"\[{down.name}\].*(Could not connect|SSH error|Connection|No route|timed out)", run.text), run.text[-2000:]
+        for node in up:
+            assert "maxretry  = 4" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1]
+    finally:
+        down.container.start()
+    lab.wait_ready(down)
+    run = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
+    assert run.returncode == 0, run.text[-3000:]
+    assert "maxretry  = 4" in down.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1]
+    assert lab.pyinfra().returncode == 0
+
+
+def test_a_stopped_or_failed_fail2ban_is_brought_back(lab):
+    stopped, failed = lab.nodes()[:2]
+    stopped.sh("systemctl stop fail2ban")
+    # a hand edit that breaks fail2ban, then a restart into it: the service is now failed
+    failed.sh("echo 'maxretry = lots' >> /etc/fail2ban/jail.d/02_proxmox.conf; systemctl restart fail2ban")
+    assert wait_for(lambda: failed.sh("systemctl is-active fail2ban")[1].strip() == "failed")
+    run = lab.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    assert "02_proxmox.conf differs from what the settings give" in run.text
+    for node in (stopped, failed):
+        assert node.sh("systemctl is-active fail2ban")[1].strip() == "active"
+        assert "maxretry = lots" not in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1]
+        assert re.search(rf"\[{node.name}\] fail2ban [\d.]+; sshd", run.text)
+
+
+def test_a_broken_extra_jail_is_reported_and_never_restarted_into(lab):
+    node = lab.nodes()[2]
+    pid = main_pid(node)
+    node.sh("printf '[mine]\\nenabled = true\\nfilter = not-there\\nlogpath = /var/log/auth.log\\n' "
+            "> /etc/fail2ban/jail.d/50_mine.conf")
+    try:
+        run = lab.pyinfra()
+        assert run.returncode != 0
+        assert re.search(rf"\[{node.name}\] NOT PROTECTED: the configuration on disk fails", run.text)
+        assert main_pid(node) == pid, "fail2ban was restarted into a broken configuration"
+        assert node.sh("systemctl is-active fail2ban")[1].strip() == "active"
+    finally:
+        node.sh("rm -f /etc/fail2ban/jail.d/50_mine.conf")
+    assert lab.pyinfra().returncode == 0
+
+
+def test_bans_survive_a_redeploy_that_restarts_unless_now_ignored(lab):
+    node, attacker = lab.nodes()[0], lab.attacker()
+    node.sh("fail2ban-client unban --all")
+    attack.web_login(attacker, node, "root@pam", count=3)
+    assert wait_for(lambda: banned(node, "proxmox")) == [config.ATTACKER_IP]
+    pid = main_pid(node)
+    try:
+        run = lab.pyinfra("--data", "fail2ban_sshd_maxretry=4")
+        assert run.returncode == 0, run.text[-3000:]
+        assert main_pid(node) != pid, "the setting change did not restart fail2ban"
+        assert wait_for(lambda: banned(node, "proxmox")) == [config.ATTACKER_IP]
+        assert not attack.port_open(attacker, node, 8006)
+        run = lab.pyinfra("--data", f'fail2ban_ignoreip=["{config.ATTACKER_IP}"]')
+        assert run.returncode == 0, run.text[-3000:]
+        assert wait_for(lambda: attack.port_open(attacker, node, 8006)), "an ignored address stayed banned"
+        assert banned(node, "proxmox") == []
+    finally:
+        assert lab.pyinfra().returncode == 0
+
+
+def test_a_changed_host_key_is_refused_and_recovery_works(lab):
+    node = lab.nodes()[1]
+    fresh = lab.recreate(node)
+    run = lab.pyinfra("--limit", node.name)
+    assert run.returncode != 0
+    assert re.search(rf"\[{node.name}\].*(host key|Host key|not found in known_hosts|BadHostKey)", run.text), \
+        run.text[-2000:]
+    assert "dpkg" not in fresh.sh("ls /etc/fail2ban 2>&1")[1] and fresh.sh("dpkg -s fail2ban")[0] != 0
+    # the README's recovery: check the new key, replace the old one, run again
+    lab.write_known_hosts(lab.nodes())
+    assert lab.pyinfra("--limit", node.name).returncode == 0
+
+
+def test_crafted_ssh_user_names_ban_only_the_attacker(lab):
+    node, peer = lab.nodes()[0], lab.nodes()[1]
+    attacker = lab.attacker()
+    node.sh("fail2ban-client unban --all")
+    for user in (f"root from {config.GATEWAY} port 22", f"x from {peer.ip}", f"{peer.ip}"):
+        attack.ssh_login(attacker, node, user, count=1)
+    assert wait_for(lambda: banned(node, "sshd")) == [config.ATTACKER_IP]
+    assert subprocess.run(lab.ssh_command(node, "true"), timeout=30).returncode == 0
+    assert peer.sh(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{node.ip}/22'")[0] == 0
+    node.sh("fail2ban-client unban --all")
+
+
+def test_web_user_names_naming_the_controller_or_a_peer_ban_only_the_attacker(lab):
+    node, peer = lab.nodes()[2], lab.nodes()[0]
+    attacker = lab.attacker()
+    node.sh("fail2ban-client unban --all")
+    for user in (f"x rhost={config.GATEWAY}", f"rhost=::ffff:{peer.ip} user=root@pam", f"{peer.ip}"):
+        attack.web_login(attacker, node, user)
+    assert wait_for(lambda: banned(node, "proxmox")) == [config.ATTACKER_IP]
+    node.sh("fail2ban-client unban --all")
+
+
+def rss_kb(node):
+    return int(node.sh("ps -o rss= -C fail2ban-server | head -1")[1].strip() or 0)
+
+
+def test_a_burst_of_1000_web_logins_bans_and_fail2ban_stays_up_and_small(lab):
+    node, attacker = lab.nodes()[0], lab.attacker()
+    node.sh("fail2ban-client unban --all")
+    before = rss_kb(node)
+    # 1,000 failed logins, 50 at a time, the whole burst bounded to 10 s
+    attacker.sh(f"seq 1000 | timeout 10 xargs -P 50 -I{{}} curl -sk -o /dev/null --max-time 3 "
+                f"-d 'username=u{{}}@pve&password=x' https://{node.ip}:8006/api2/json/access/ticket", timeout=30)
+    assert wait_for(lambda: banned(node, "proxmox")) == [config.ATTACKER_IP]
+    assert not attack.port_open(attacker, node, 8006)
+    assert node.sh("fail2ban-client ping")[0] == 0
+    after = rss_kb(node)
+    print(f"fail2ban-server RSS before {before} kB, after {after} kB")
+    assert after < before + 30_000, f"RSS grew from {before} to {after} kB"
+    node.sh("fail2ban-client unban --all")
