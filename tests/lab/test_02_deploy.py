@@ -239,7 +239,14 @@ def test_rolling_run_stops_at_the_first_failure(lab, nodes):
         rolling = lab.pyinfra("--serial", "--fail-percent", "0", "--data", "fail2ban_proxmox_maxretry=5")
         assert rolling.returncode != 0 and "no-such-filter" in rolling.text
         assert "maxretry  = 4" in first.sh(jail)[1]
-        assert all("maxretry  = 3" in n.sh(jail)[1] for n in rest), "the run went on past the failed node"
+        # --serial takes the nodes one by one (in pyinfra's order): the nodes done before the failed
+        # one carry the change, no node after it was touched.
+        run = rolling.text.split("--> Beginning operation run")[1]
+        failed_at = run.index(f"[{first.name}] Error")
+        for node in rest:
+            done_before = f"[{node.name}] fail2ban " in run[:failed_at]
+            assert f"[{node.name}]" not in run[failed_at:], f"{node.name} was touched after the failure"
+            assert ("maxretry  = 5" if done_before else "maxretry  = 3") in node.sh(jail)[1], node.name
     finally:
         first.sh("rm -f /etc/fail2ban/jail.d/zz-broken.conf")
         back = lab.pyinfra()

@@ -1,0 +1,153 @@
+"""Cluster-wide day-2 operations (status, ban, unban, sync, remove): one read-only fact of a node's
+fail2ban as it runs, and the plain logic around it (unit-tested)."""
+import ipaddress
+import json
+import re
+
+from pyinfra.api import FactBase
+from pyinfra.api.exceptions import DeployError
+
+from .status import parse_jail_status
+
+STATE_SCRIPT = r"""
+if ! fail2ban-client ping >/dev/null 2>&1; then
+  echo "ping=no"; echo "active=$(systemctl is-active fail2ban 2>/dev/null)"; exit 0
+fi
+echo "ping=yes"
+jails=$(fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' | tr -d ',')
+{ echo status; for j in $jails; do echo "status $j"; echo "get $j ignoreip"; done; } | fail2ban-client -i 2>/dev/null
+echo
+for j in $jails; do
+  if command -v nft >/dev/null 2>&1 && nft list table inet f2b-table >/dev/null 2>&1; then
+    for s in addr-set-$j addr6-set-$j; do
+      nft -j list set inet f2b-table "$s" 2>/dev/null | sed "s/^/fwnft $j /"
+    done
+  fi
+  if command -v iptables >/dev/null 2>&1; then
+    iptables -w -S "f2b-$j" 2>/dev/null | sed -n "s/^-A f2b-$j -s \([^ ]*\) .*-j \(REJECT\|DROP\).*/fwipt $j \1/p"
+  fi
+done
+grep -hE '\] (Ban|Unban|Restore Ban) ' /var/log/fail2ban.log 2>/dev/null | tail -n 10 | sed 's/^/event /'
+"""
+
+
+def _elements(nft_json):
+    """Addresses in an `nft -j list set` answer (plain elements, prefixes and ranges)."""
+    found = []
+    for item in json.loads(nft_json).get("nftables", []):
+        for elem in item.get("set", {}).get("elem", []) or []:
+            value = elem.get("elem", {}).get("val", elem) if isinstance(elem, dict) else elem
+            if isinstance(value, dict) and "prefix" in value:
+                value = f"{value['prefix']['addr']}/{value['prefix']['len']}"
+            found.append(str(value))
+    return found
+
+
+def parse_state(text):
+    """STATE_SCRIPT output -> {running, jails: {name: status + ignoreip + firewall}, events}."""
+    state = {"running": False, "jails": {}, "events": [], "active": None}
+    firewall, last_jail = {}, None
+    for line in text.splitlines():
+        if line.startswith("ping="):
+            state["running"] = line[5:].strip() == "yes"
+        elif line.startswith("active="):
+            state["active"] = line[7:].strip()
+        elif line.startswith("fwnft "):
+            _, jail, payload = line.split(" ", 2)
+            try:
+                firewall.setdefault(jail, set()).update(_elements(payload))
+            except ValueError:
+                pass
+        elif line.startswith("fwipt "):
+            _, jail, address = line.split()
+            firewall.setdefault(jail, set()).add(address.removesuffix("/32").removesuffix("/128"))
+        elif line.startswith("event "):
+            state["events"].append(line[6:].strip())
+    for answer in text.split("fail2ban> ")[1:]:
+        first, _, rest = answer.partition("\n")
+        if first.startswith("Status for the jail: "):
+            last_jail = first.split(":", 1)[1].strip()
+            state["jails"][last_jail] = parse_jail_status(rest)
+        elif first.startswith("These IP addresses/networks are ignored") and last_jail:
+            state["jails"][last_jail]["ignoreip"] = [
+                re.sub(r"^[|`]- ", "", l).strip() for l in rest.splitlines() if re.match(r"^[|`]- ", l)]
+        elif first.startswith("No IP address/network is ignored") and last_jail:
+            state["jails"][last_jail]["ignoreip"] = []
+    for name, jail in state["jails"].items():
+        jail.setdefault("ignoreip", [])
+        enforced = firewall.get(name, set())
+        jail["firewall"] = sorted(enforced)
+        jail["not_enforced"] = [ip for ip in jail["banned_ips"] if ip not in enforced]
+    return state
+
+
+class Fail2banState(FactBase):
+    """fail2ban as it runs on the node: jails, failures, bans, ignoreip, firewall sets, last events."""
+
+    def command(self):
+        return STATE_SCRIPT
+
+    def process(self, output):
+        return parse_state(output)
+
+
+def parse_addresses(value, key="ip"):
+    """--data ip=... (one address, comma-separated, or a list) -> [canonical addresses]; else DeployError
+    naming the bad value."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise DeployError(f"{key} = {value!r}: give one address or a list (--data {key}=192.0.2.7)")
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_address(str(item).strip())))
+        except ValueError:
+            raise DeployError(f"{key} = {value!r}: {item!r} is not an IP address; nothing was changed") from None
+    return out
+
+
+def is_ignored(address, ignoreip):
+    """True when `address` falls in any ignoreip entry (addresses and CIDRs; host names are skipped)."""
+    ip = ipaddress.ip_address(address)
+    for entry in ignoreip:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def status_rows(states):
+    """{node: state} -> table rows, one per node and jail."""
+    rows = []
+    for node, state in sorted(states.items()):
+        if not state["running"]:
+            rows.append([node, "-", "DOWN", "", "", "", "", f"fail2ban {state.get('active') or 'not running'}"])
+            continue
+        for name, jail in sorted(state["jails"].items()):
+            flag = ("NOT ENFORCED: " + " ".join(jail["not_enforced"])) if jail["not_enforced"] else ""
+            rows.append([node, name, "up", str(jail.get("failed", 0)), str(jail.get("total_failed", 0)),
+                         str(jail.get("banned", 0)), str(jail.get("total_banned", 0)),
+                         " ".join(jail["banned_ips"]) + (f"  {flag}" if flag else "")])
+    return rows
+
+
+def format_table(rows, header=("node", "jail", "state", "failed", "total failed", "banned",
+                               "total banned", "banned addresses")):
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def status_problems(states, expected_jails=("sshd", "proxmox")):
+    problems = []
+    for node, state in sorted(states.items()):
+        if not state["running"]:
+            problems.append(f"{node}: fail2ban is not running")
+            continue
+        problems += [f"{node}: jail {j} is missing" for j in expected_jails if j not in state["jails"]]
+        problems += [f"{node}: {j} lists {ip} as banned but the firewall does not enforce it"
+                     for j, jail in state["jails"].items() for ip in jail["not_enforced"]]
+    return problems
