@@ -88,15 +88,16 @@ class Fail2banState(FactBase):
         return STATE_SCRIPT
 
     def process(self, output):
-        return parse_state(output)
+        return parse_state("\n".join(output))
 
 
 def parse_addresses(value, key="ip"):
     """--data ip=... (one address, comma-separated, or a list) -> [canonical addresses]; else DeployError
     naming the bad value."""
-    items = value.split(",") if isinstance(value, str) else value
+    items = [i for i in value.split(",") if i.strip()] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not items:
-        raise DeployError(f"{key} = {value!r}: give one address or a list (--data {key}=192.0.2.7)")
+        raise DeployError(f"{key} = {value!r}: give one address or a list (--data {key}=192.0.2.7); "
+                          "nothing was changed")
     out = []
     for item in items:
         try:
@@ -151,3 +152,79 @@ def status_problems(states, expected_jails=("sshd", "proxmox")):
         problems += [f"{node}: {j} lists {ip} as banned but the firewall does not enforce it"
                      for j, jail in state["jails"].items() for ip in jail["not_enforced"]]
     return problems
+
+
+_reported = {}
+
+
+def report_when_complete(host, inventory, state, report_path=None):
+    """Called once per node from status.py; the last node to report prints the cluster table, writes
+    the JSON report and fails the run (DeployError) if any node is not protected."""
+    _reported[host.name] = state
+    active = {h.name for h in inventory.get_active_hosts()}
+    if not active <= set(_reported):
+        return
+    states = {name: _reported[name] for name in sorted(active)}
+    print("\n" + format_table(status_rows(states)))
+    for name, node_state in states.items():
+        for event in node_state["events"][-5:]:
+            print(f"  {name}: {event}")
+    problems = status_problems(states)
+    if report_path:
+        with open(report_path, "w") as out:
+            json.dump({"nodes": states, "problems": problems}, out, indent=2, sort_keys=True)
+        print(f"  report: {report_path}")
+    if problems:
+        raise DeployError("not protected:\n  " + "\n  ".join(problems))
+
+
+def parse_jails(value, state, node):
+    """--data jails=... -> jail names that run on the node (default: sshd and proxmox)."""
+    if value in (None, ""):
+        wanted = ["sshd", "proxmox"]
+    else:
+        wanted = value.split(",") if isinstance(value, str) else value
+        if not isinstance(wanted, (list, tuple)) or not wanted:
+            raise DeployError(f"jails = {value!r}: give jail names, e.g. --data jails=sshd,proxmox")
+    missing = [j for j in wanted if j not in state["jails"]]
+    if missing:
+        raise DeployError(f"jails = {value!r}: jail {missing[0]!r} does not run on {node} "
+                          f"(it runs: {', '.join(sorted(state['jails'])) or 'none'}); nothing was changed")
+    return [str(j).strip() for j in wanted]
+
+
+def check_ban_allowed(addresses, jails, state, controller, peers, force, node):
+    """DeployError (nothing changed anywhere) when an address is one we must never ban, unless forced."""
+    if force:
+        return
+    for address in addresses:
+        reason = None
+        if address == controller:
+            reason = "it is this controller's address (you would lock yourself out)"
+        elif address in peers:
+            reason = "it is a node of the inventory (cluster peers must reach each other)"
+        else:
+            ignored = [j for j in jails if is_ignored(address, state["jails"][j].get("ignoreip", []))]
+            if ignored:
+                reason = f"it is in the ignoreip of jail {ignored[0]} on {node}"
+        if reason:
+            raise DeployError(f"refusing to ban {address}: {reason}. Nothing was changed; "
+                              "add --data force=true to ban it anyway")
+
+
+def bans_to_sync(node, states):
+    """[(jail, address, [nodes where it is banned])] that `node` lacks; ignored addresses are skipped."""
+    mine = states[node]
+    if not mine["running"]:
+        return []
+    todo = []
+    for jail, status in sorted(mine["jails"].items()):
+        sources = {}
+        for other, state in sorted(states.items()):
+            if other != node and state["running"] and jail in state["jails"]:
+                for address in state["jails"][jail]["banned_ips"]:
+                    sources.setdefault(address, []).append(other)
+        for address in sorted(sources):
+            if address not in status["banned_ips"] and not is_ignored(address, status.get("ignoreip", [])):
+                todo.append((jail, address, sources[address]))
+    return todo

@@ -1,0 +1,85 @@
+import json
+
+import pytest
+from pyinfra.api.exceptions import DeployError
+
+from pvefail2ban.day2 import (bans_to_sync, check_ban_allowed, format_table, is_ignored, parse_addresses,
+                              parse_state, status_problems, status_rows)
+
+NFT = json.dumps({"nftables": [{"metainfo": {}}, {"set": {"name": "addr-set-proxmox", "elem": ["10.213.77.200"]}}]})
+STATE = f"""ping=yes
+Fail2Ban v1.0.2 reads log file that contains password failure report
+
+fail2ban> Status
+`- Jail list:\tproxmox, sshd
+fail2ban> Status for the jail: proxmox
+|- Filter
+|  |- Currently failed:\t0
+|  |- Total failed:\t3
+|  `- Journal matches:\t_SYSTEMD_UNIT=pvedaemon.service
+`- Actions
+   |- Currently banned:\t2
+   |- Total banned:\t2
+   `- Banned IP list:\t10.213.77.200 192.0.2.9
+fail2ban> These IP addresses/networks are ignored:
+|- 127.0.0.0/8
+`- 10.213.77.0/24
+fail2ban> Status for the jail: sshd
+`- Actions
+   |- Currently banned:\t0
+   `- Banned IP list:\t
+fail2ban> No IP address/network is ignored
+fail2ban> 
+fwnft proxmox {NFT}
+fwipt sshd 192.0.2.77/32
+event 2026-11-24 22:56:53,553 fail2ban.actions [311]: NOTICE  [proxmox] Ban 10.213.77.200
+"""
+
+
+def test_state_is_parsed_and_unenforced_bans_are_found():
+    state = parse_state(STATE)
+    proxmox = state["jails"]["proxmox"]
+    assert state["running"] and proxmox["banned_ips"] == ["10.213.77.200", "192.0.2.9"]
+    assert proxmox["ignoreip"] == ["127.0.0.0/8", "10.213.77.0/24"] and state["jails"]["sshd"]["ignoreip"] == []
+    assert proxmox["firewall"] == ["10.213.77.200"] and proxmox["not_enforced"] == ["192.0.2.9"]
+    assert state["jails"]["sshd"]["firewall"] == ["192.0.2.77"]
+    assert status_problems({"pve1": state}) == [
+        "pve1: proxmox lists 192.0.2.9 as banned but the firewall does not enforce it"]
+    table = format_table(status_rows({"pve1": state}))
+    assert "NOT ENFORCED: 192.0.2.9" in table and table.splitlines()[0].startswith("node")
+
+
+def test_a_down_node_is_a_problem():
+    down = parse_state("ping=no\nactive=failed\n")
+    assert status_problems({"pve2": down}) == ["pve2: fail2ban is not running"]
+    assert status_rows({"pve2": down})[0][2] == "DOWN"
+
+
+@pytest.mark.parametrize("value", ["10.0.0.300", "", [], "1.2.3.4,nope", 42])
+def test_bad_addresses_are_named(value):
+    with pytest.raises(DeployError, match="nothing was changed"):
+        parse_addresses(value)
+
+
+def test_addresses_are_canonical():
+    assert parse_addresses("192.0.2.1, 2001:DB8::1") == ["192.0.2.1", "2001:db8::1"]
+
+
+def test_ignoreip_membership_covers_cidrs_and_skips_host_names():
+    assert is_ignored("10.213.77.5", ["admin.example.com", "10.213.77.0/24"])
+    assert not is_ignored("192.0.2.5", ["127.0.0.1/8", "::1"])
+
+
+def test_ban_refusals():
+    state = parse_state(STATE)
+    for address, why in (("10.213.77.1", "controller"), ("10.213.77.12", "inventory"), ("10.213.77.99", "ignoreip")):
+        with pytest.raises(DeployError, match=why):
+            check_ban_allowed([address], ["proxmox"], state, "10.213.77.1", ["10.213.77.12"], False, "pve1")
+    check_ban_allowed(["10.213.77.1"], ["proxmox"], state, "10.213.77.1", [], True, "pve1")
+
+
+def test_sync_adds_what_others_banned_except_ignored():
+    banned_here = parse_state(STATE)
+    other = parse_state(STATE.replace("10.213.77.200 192.0.2.9", "198.51.100.1 10.213.77.50"))
+    assert bans_to_sync("pve1", {"pve1": banned_here, "pve2": other}) == [("proxmox", "198.51.100.1", ["pve2"])]
+    assert bans_to_sync("pve1", {"pve1": banned_here}) == []
