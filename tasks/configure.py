@@ -22,7 +22,8 @@ config = tested_files(
 systemd.service(
     name="fail2ban restarted into the new configuration",
     service="fail2ban",
-    command="restart",
+    running=True,  # started if it is not running, else restarted: never both (a stop mid-start hangs)
+    restarted=True,
     _if=config.did_change,
 )
 if facts.get("fail2ban_activestate") != "active" or facts.get("fail2ban_unitfilestate") != "enabled":

@@ -1,22 +1,24 @@
 """Install: fail2ban and what this node's jails need (python3-systemd for the journal, the ban
 action's firewall tool). The apt lists are refreshed only when older than fail2ban_apt_cache_time,
-whoever refreshed them last; a held apt lock is waited for (bounded)."""
+whoever refreshed them last; a held apt lock is waited for (bounded). fail2ban is not started on the
+package's default configuration (which fails on PVE 8): configure starts it once its files are in."""
+from shlex import quote
+
 from pyinfra import host, inventory
-from pyinfra.operations import apt
+from pyinfra.operations import server
 
 from pvefail2ban.node import node_state
+from pvefail2ban.operations import HERE
 
 settings, facts, plan, files, error = node_state(host, inventory)
-lock_wait = settings["apt_lock_timeout"]
+stale = facts["apt_lists_age"] is None or facts["apt_lists_age"] > settings["apt_cache_time"]
 
 if plan.packages:
-    apt.packages(
+    server.shell(
         name=f"Packages present: {', '.join(plan.packages)}",
-        packages=plan.packages,
-        update=facts["apt_lists_age"] is None or facts["apt_lists_age"] > settings["apt_cache_time"],
-        no_recommends=True,
-        extra_install_args=f"-o DPkg::Lock::Timeout={lock_wait}",
-        # `apt-get update` has no lock wait of its own: retry it (bounded) while another apt runs.
-        _retries=max(lock_wait // 10, 0),
+        commands=[f"sh -c {quote((HERE / 'apt-install.sh').read_text())} apt-install "
+                  f"{'yes' if stale else 'no'} {settings['apt_lock_timeout']} {' '.join(plan.packages)}"],
+        # `apt-get update` may not wait for a lock as install does: retry it (bounded) meanwhile.
+        _retries=settings["apt_lock_timeout"] // 10,
         _retry_delay=10,
     )

@@ -86,7 +86,7 @@ def test_pvedaemon_logs_what_pve_logs(nodes, attacker, variant):
         assert re.search(pattern, journal), f"{node.name}: no journal line like {pattern}"
 
     # The journal knows it as the pvedaemon unit, ident pvedaemon, facility daemon, priority err.
-    _, out = node.sh(f"journalctl -o json --no-pager _SYSTEMD_UNIT=pvedaemon.service SYSLOG_IDENTIFIER=pvedaemon")
+    _, out = node.sh("journalctl -o json --no-pager _SYSTEMD_UNIT=pvedaemon.service SYSLOG_IDENTIFIER=pvedaemon")
     records = [json.loads(line) for line in out.splitlines() if unknown in line]
     assert records and records[0]["SYSLOG_FACILITY"] == "3" and records[0]["PRIORITY"] == "3"
 

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from lab import attack, config
-from pvefail2ban.plan import sha1
-
+from lab.checks import banned, wait_for
 from lab.config import ROOT
+from pvefail2ban.plan import sha1
 
 MANAGED = ["/etc/fail2ban/jail.d/01_sshd.conf", "/etc/fail2ban/jail.d/02_proxmox.conf",
            "/etc/fail2ban/filter.d/proxmox.conf"]
@@ -46,24 +46,8 @@ def snapshot(node):
     return files, pid.strip()
 
 
-def banned(node, jail):
-    _, out = node.sh(f"fail2ban-client status {jail}")
-    line = next((l for l in out.splitlines() if "Banned IP list" in l), "")
-    return line.split(":", 1)[1].split() if ":" in line else []
-
-
 def unban_all(node):
     node.sh("fail2ban-client unban --all")
-
-
-def wait_for(predicate, timeout=10, step=0.2):
-    """Poll a node-side condition (bounded); return its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def ops_with_changes(output):
@@ -181,7 +165,7 @@ def test_a_configuration_fail2ban_rejects_never_goes_live(lab, nodes, attacker):
     node, others = nodes[0], nodes[1:]
     node.sh("printf '[broken]\\nenabled = true\\nfilter = no-such-filter\\nlogpath = /var/log/auth.log\\n'"
             " > /etc/fail2ban/jail.d/zz-broken.conf")
-    node.sh(f"fail2ban-client set sshd banip 192.0.2.99")
+    node.sh("fail2ban-client set sshd banip 192.0.2.99")
     before = snapshot(node)
     try:
         run = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")

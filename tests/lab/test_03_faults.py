@@ -9,6 +9,7 @@ import time
 import pytest
 
 from lab import attack, config
+from lab.checks import banned, wait_for
 
 FRESH_STATE = "dpkg-query -W -f='${db:Status-Abbrev}' fail2ban 2>/dev/null; ls /etc/fail2ban 2>&1 | head -1"
 
@@ -89,21 +90,6 @@ def lab(fresh):
     run = fresh.pyinfra()
     assert run.returncode == 0, run.text[-3000:]
     return fresh
-
-
-def banned(node, jail):
-    _, out = node.sh(f"fail2ban-client status {jail}")
-    line = next((l for l in out.splitlines() if "Banned IP list" in l), "")
-    return line.split(":", 1)[1].split() if ":" in line else []
-
-
-def wait_for(predicate, timeout=10, step=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def main_pid(node):

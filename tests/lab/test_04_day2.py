@@ -1,11 +1,11 @@
 """Day-2 operations on the lab: status, unban, ban, sync, remove (each a pyinfra deploy file)."""
 import json
 import re
-import time
 
 import pytest
 
 from lab import attack, config
+from lab.checks import banned, wait_for
 
 BAN_PROBE = "192.0.2.50"
 
@@ -16,21 +16,6 @@ def lab(lab_control):
     run = lab_control.pyinfra()
     assert run.returncode == 0, run.text[-3000:]
     return lab_control
-
-
-def banned(node, jail):
-    _, out = node.sh(f"fail2ban-client status {jail}")
-    line = next((l for l in out.splitlines() if "Banned IP list" in l), "")
-    return line.split(":", 1)[1].split() if ":" in line else []
-
-
-def wait_for(predicate, timeout=10, step=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def snapshot(nodes):
