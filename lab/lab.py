@@ -1,6 +1,7 @@
 """Start, inspect and tear down the lab: N simulated PVE nodes and an attacker on a bridge of their own.
 
-Everything created carries the label `pvelab`; nothing without it is ever touched.
+Everything created carries the label `pvelab` (containers also `pvelab.role`); nothing without it is
+ever touched.
 """
 import io
 import ipaddress
@@ -83,7 +84,9 @@ class Lab:
 
     # ---- what is running -------------------------------------------------------------------
     def _containers(self, role=None):
-        filters = {"label": [config.LABEL] + ([f"{ROLE}={role}"] if role else [])}
+        # Containers are known by the role label they get at creation: images carry `pvelab` too, so a
+        # container someone else runs from a lab image is not the lab's and is never touched.
+        filters = {"label": [f"{ROLE}={role}" if role else ROLE]}
         return self.client.containers.list(all=True, filters=filters)
 
     def _member(self, container):

@@ -112,10 +112,11 @@ def test_user_names_over_64_characters_are_refused_unlogged(nodes, attacker):
 
 
 def test_leftovers_of_a_crashed_run_are_cleaned_and_nothing_else_is_touched(lab):
-    """Runs last here: it re-creates the lab. A stray labelled container goes; an unlabelled one stays."""
+    """Runs last here: it re-creates the lab. A leftover lab container goes; another container made
+    from a lab image, not by the lab, stays."""
     image = lab.attacker().container.image
     stray = lab.client.containers.run(image, name="pvelab-stray", command="sleep 600", detach=True,
-                                      labels={config.LABEL: "1"})
+                                      labels={config.LABEL: "1", "pvelab.role": "node"})
     ours_not = lab.client.containers.run(image, name="not-the-labs", command="sleep 600", detach=True)
     try:
         nodes = lab.up()
