@@ -9,7 +9,7 @@ LAB_INVENTORY := .lab/inventory.py
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
-	python3 -m venv $(VENV)
+	python3 -m venv $(VENV) || { rm -rf $(VENV); [ "$$(id -u)" = 0 ] && apt-get install -y -q python3-venv && python3 -m venv $(VENV); }
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $@
 

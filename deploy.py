@@ -11,7 +11,7 @@ from pvefail2ban.node import node_state
 
 local.include("tasks/preflight.py")
 
-if not node_state(host, inventory)[4]:  # the node passed preflight
+if not node_state(host, inventory).error:
     local.include("tasks/install.py")
     local.include("tasks/configure.py")
     local.include("tasks/verify.py")

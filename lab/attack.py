@@ -4,8 +4,6 @@ Every call is bounded (curl/ssh time-outs, counts given by the caller) and aims 
 """
 import shlex
 
-from . import config
-
 TICKET = "/api2/json/access/ticket"
 OPENID = "/api2/json/access/openid/login"
 
@@ -40,7 +38,3 @@ def port_open(attacker, node, port, timeout=3):
     """True when a TCP connection from the attacker to node:port is accepted."""
     cmd = f"timeout {timeout} bash -c 'exec 3<>/dev/tcp/{node.ip}/{int(port)}' 2>/dev/null"
     return attacker.sh(cmd, timeout=timeout + 5)[0] == 0
-
-
-def attacker_ip():
-    return config.ATTACKER_IP

@@ -1,4 +1,6 @@
 """Per-node state of one pyinfra run, computed once per host and shared by the task files."""
+from typing import NamedTuple
+
 from pyinfra.api.exceptions import DeployError
 
 from .facts import NodeFacts
@@ -7,6 +9,14 @@ from .render import render_files
 from .settings import SettingsError, validate
 
 _cache = {}
+
+
+class NodeState(NamedTuple):
+    settings: dict  # validated settings
+    facts: dict  # NodeFacts
+    plan: object  # pvefail2ban.plan.Plan, None when the node cannot be served
+    files: dict  # {path: bytes} to put on the node
+    error: str  # why the node cannot be served, else None
 
 
 def inventory_addresses(inventory):
@@ -23,7 +33,7 @@ def settings_of(host):
 
 
 def node_state(host, inventory):
-    """(settings, facts, plan, files, error) for `host`; error is set when the node cannot be served."""
+    """NodeState for `host`, computed once per run."""
     if host.name not in _cache:
         settings = settings_of(host)
         facts = host.get_fact(NodeFacts)
@@ -32,5 +42,5 @@ def node_state(host, inventory):
             files, error = render_files(plan, settings), None
         except NodeError as err:
             plan, files, error = None, None, str(err)
-        _cache[host.name] = (settings, facts, plan, files, error)
+        _cache[host.name] = NodeState(settings, facts, plan, files, error)
     return _cache[host.name]

@@ -43,6 +43,7 @@ class Plan:
     banaction: str
     banaction_allports: str
     blocktype: str
+    firewall_tool: str  # the command the ban action runs: nft or iptables
     ignoreip: list
     packages: list
     filter_path: str
@@ -124,7 +125,7 @@ def plan_node(settings, node, peers=()):
     ignoreip = list(dict.fromkeys(ignoreip))  # once each, order kept: same input, same bytes
 
     filter_path = FILTER_LOCAL if node.get("filter_owner") else FILTER
-    return Plan(jails, multiport, allports, BLOCKTYPES[banaction], ignoreip, missing, filter_path, warnings)
+    return Plan(jails, multiport, allports, BLOCKTYPES[banaction], tool, ignoreip, missing, filter_path, warnings)
 
 
 def sha1(data):

@@ -7,9 +7,10 @@ from pvefail2ban.node import node_state
 from pvefail2ban.operations import tested_files
 from pvefail2ban.plan import files_to_change, files_to_remove
 
-settings, facts, plan, files, error = node_state(host, inventory)
-change = files_to_change(files, facts)
-remove = files_to_remove(files, facts)
+node = node_state(host, inventory)
+facts = node.facts
+change = files_to_change(node.files, facts)
+remove = files_to_remove(node.files, facts)
 for path in change:
     if path in facts["files"]:
         logger.warning(f"{host.name}: {path} differs from what the settings give (a setting changed, or "
@@ -17,7 +18,7 @@ for path in change:
 
 config = tested_files(
     name="Jails and proxmox filter in place, tested by fail2ban before going live",
-    files=files, change=change, remove=remove,
+    files=node.files, change=change, remove=remove,
 )
 systemd.service(
     name="fail2ban restarted into the new configuration",

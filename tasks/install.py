@@ -10,15 +10,16 @@ from pyinfra.operations import server
 from pvefail2ban.node import node_state
 from pvefail2ban.operations import HERE
 
-settings, facts, plan, files, error = node_state(host, inventory)
-stale = facts["apt_lists_age"] is None or facts["apt_lists_age"] > settings["apt_cache_time"]
+node = node_state(host, inventory)
+age, lock_wait = node.facts["apt_lists_age"], node.settings["apt_lock_timeout"]
+stale = age is None or age > node.settings["apt_cache_time"]
 
-if plan.packages:
+if node.plan.packages:
     server.shell(
-        name=f"Packages present: {', '.join(plan.packages)}",
+        name=f"Packages present: {', '.join(node.plan.packages)}",
         commands=[f"sh -c {quote((HERE / 'apt-install.sh').read_text())} apt-install "
-                  f"{'yes' if stale else 'no'} {settings['apt_lock_timeout']} {' '.join(plan.packages)}"],
+                  f"{'yes' if stale else 'no'} {lock_wait} {' '.join(node.plan.packages)}"],
         # `apt-get update` may not wait for a lock as install does: retry it (bounded) meanwhile.
-        _retries=settings["apt_lock_timeout"] // 10,
+        _retries=lock_wait // 10,
         _retry_delay=10,
     )

@@ -5,10 +5,10 @@ from pyinfra import host, inventory, logger
 from pvefail2ban.node import node_state
 from pvefail2ban.operations import fail
 
-settings, facts, plan, files, error = node_state(host, inventory)
+node = node_state(host, inventory)
 
-if error:
-    fail(name="Node can be protected (preflight)", reason=f"{host.name}: {error}")
+if node.error:
+    fail(name="Node can be protected (preflight)", reason=f"{host.name}: {node.error}")
 else:
-    for warning in plan.warnings:
+    for warning in node.plan.warnings:
         logger.warning(f"{host.name}: {warning}")

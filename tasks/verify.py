@@ -4,14 +4,11 @@ from pyinfra import host, inventory
 
 from pvefail2ban.node import node_state
 from pvefail2ban.operations import verified
-from pvefail2ban.plan import BANACTIONS
 
-settings, facts, plan, files, error = node_state(host, inventory)
-tool = next(t for name, (multi, _, t, _) in BANACTIONS.items() if multi == plan.banaction)
-
+node = node_state(host, inventory)
 verified(
     name="Check: fail2ban protects this node",
-    jails=[jail.name for jail in plan.jails],
-    tool=tool,
-    ping_timeout=settings["ping_timeout"],
+    jails=[jail.name for jail in node.plan.jails],
+    tool=node.plan.firewall_tool,
+    ping_timeout=node.settings["ping_timeout"],
 )
