@@ -6,7 +6,7 @@ from pyinfra.api.exceptions import DeployError
 from .facts import NodeFacts
 from .plan import NodeError, plan_node
 from .render import render_files
-from .settings import SettingsError, validate
+from .settings import SettingsError, check_address, validate
 
 _cache = {}
 
@@ -20,8 +20,10 @@ class NodeState(NamedTuple):
 
 
 def inventory_addresses(inventory):
-    """Every node of the inventory as its peers reach it (ssh_hostname, else its name)."""
-    return sorted({h.data.get("ssh_hostname") or h.name for h in inventory})
+    """Every node of the inventory as its peers reach it (ssh_hostname, else its name), when that is
+    an address or a host name: a connector name like @docker/... or @local is nobody's address."""
+    found = {h.data.get("ssh_hostname") or h.name for h in inventory}
+    return sorted(a for a in found if check_address(a))
 
 
 def settings_of(host):

@@ -4,6 +4,7 @@ Tests run in file order: first on fresh nodes (bad settings, apt lock), then on 
 """
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -218,3 +219,23 @@ def test_a_burst_of_1000_web_logins_bans_and_fail2ban_stays_up_and_small(lab):
     print(f"fail2ban-server RSS before {before} kB, after {after} kB")
     assert after < before + 30_000, f"RSS grew from {before} to {after} kB"
     node.sh("fail2ban-client unban --all")
+
+
+def test_a_node_without_systemd_fails_alone_and_is_nobodys_peer(lab, tmp_path):
+    """The attacker container (Debian, no systemd as PID 1), reached through pyinfra's @docker
+    connector, beside the lab nodes: it fails preflight with the reason, untouched; the nodes are
+    verified and unchanged (a connector name is not added to their ignoreip)."""
+    nodes, stranger = lab.nodes(), lab.attacker()
+    before = [n.sh("sha1sum /etc/fail2ban/jail.d/*")[1] for n in nodes]
+    inventory = tmp_path / "mixed.py"
+    inventory.write_text(f"exec(open({str(lab.inventory_path)!r}).read())\n"
+                         f"pve_nodes = pve_nodes + [('@docker/{stranger.container.id}', {{}})]\n")
+    run = subprocess.run([sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"], cwd=config.ROOT,
+                         capture_output=True, text=True, timeout=300)
+    text = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "systemd is not running as init on this node" in text
+    assert stranger.sh("test -e /etc/fail2ban")[0] != 0
+    for node in nodes:
+        assert re.search(rf"\[{node.name}\]\s+fail2ban [\d.]+; sshd", text), node.name
+    assert [n.sh("sha1sum /etc/fail2ban/jail.d/*")[1] for n in nodes] == before

@@ -128,3 +128,15 @@ def test_rendering_is_stable_and_says_it_is_managed():
     assert "[sshd]" in sshd and "maxretry  = 3" in sshd and "backend   = systemd" in sshd
     assert "ignoreip  = 127.0.0.1/8 ::1 10.213.77.1" in sshd
     assert "[recidive]" in first[RECIDIVE_JAIL].decode()
+
+
+def test_peers_are_only_real_addresses_or_host_names():
+    from types import SimpleNamespace
+
+    from pvefail2ban.node import inventory_addresses
+
+    def h(name, **data):
+        return SimpleNamespace(name=name, data=data)
+
+    hosts = [h("pve1", ssh_hostname="10.0.0.1"), h("pve2.example.com"), h("@docker/abc"), h("@local")]
+    assert inventory_addresses(hosts) == ["10.0.0.1", "pve2.example.com"]
