@@ -34,6 +34,12 @@ if ! out=$(fail2ban-client -c "$work" -t 2>&1); then
   echo "pve-fail2ban: nothing was changed: the node keeps its previous files, its running fail2ban and its bans." >&2
   exit 1
 fi
+# 1b. What -t lets through but kills fail2ban-server at start: malformed ignoreip entries.
+if ! out=$(fail2ban-client -c "$work" -d 2>/dev/null | python3 "$stage/ignoreip_check.py"); then
+  printf '%s\n' "$out" >&2
+  echo "pve-fail2ban: nothing was changed: the node keeps its previous files, its running fail2ban and its bans." >&2
+  exit 1
+fi
 # 2. The proxmox filter compiles and catches what pvedaemon writes (-t does not compile failregex).
 if [ -e "$work/filter.d/proxmox.conf" ] || [ -e "$work/filter.d/proxmox.local" ]; then
   sample="$(date '+%b %d %H:%M:%S') $(hostname) pvedaemon[4242]: authentication failure; rhost=::ffff:192.0.2.1 user=root@pam msg=Authentication failure"

@@ -39,19 +39,22 @@ def tested_files(files: dict, change: list, remove: list = ()):
     for path in change:
         yield FileUploadCommand(BytesIO(files[path]), STAGE + path)
     yield FileUploadCommand(str(HERE / "apply.sh"), f"{STAGE}/apply.sh")
+    yield FileUploadCommand(str(HERE / "ignoreip_check.py"), f"{STAGE}/ignoreip_check.py")
     yield StringCommand("sh", f"{STAGE}/apply.sh", STAGE, *change, *(["--", *remove] if remove else []))
 
 
 @operation(is_idempotent=False)
 def verified(jails: list, tool: str, ping_timeout: int = 30):
     """Check, every run: fail2ban answers, each jail runs and reads a live source, the firewall
-    tool of the ban action works, the configuration on disk passes `fail2ban-client -t`.
+    tool of the ban action works, the configuration on disk passes `fail2ban-client -t` and has
+    no ignoreip entry that would kill fail2ban at its next start.
     Prints a one-line summary for the node; fails the node with the reasons otherwise."""
 
     def check(state, host):
         script = (HERE / "verify.sh").read_text()
         ok, output = host.run_shell_command(
-            StringCommand("sh", "-c", QuoteString(script), "verify", str(ping_timeout), tool, *jails),
+            StringCommand("sh", "-c", QuoteString(script), "verify", str(ping_timeout), tool,
+                          QuoteString((HERE / "ignoreip_check.py").read_text()), *jails),
             print_output=state.print_output, print_input=state.print_input)
         result = parse_verify("\n".join(output.stdout_lines))
         found = problems(result, jails, tool) if ok else [f"verify.sh failed: {output.stderr}"]

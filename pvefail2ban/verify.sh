@@ -1,8 +1,8 @@
 #!/bin/sh
 # Read-only check of a node's fail2ban, every run (pvefail2ban.operations.verified parses this).
-#   verify.sh PING_TIMEOUT BANACTION_TOOL JAIL...
+#   verify.sh PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY JAIL...
 # One fail2ban-client process answers ping, status and every jail's status (interactive mode).
-timeout=$1 tool=$2; shift 2
+timeout=$1 tool=$2 ignoreip_check=$3; shift 3
 i=0
 until fail2ban-client ping >/dev/null 2>&1; do
   i=$((i + 1))
@@ -23,4 +23,7 @@ esac
 if ! out=$(fail2ban-client -t 2>&1); then
   echo "config=broken"
   printf '%s\n' "$out" | grep -v "WARNING" | tail -n 5 | sed 's/^/config: /'
+elif ! out=$(fail2ban-client -d 2>/dev/null | python3 -c "$ignoreip_check"); then
+  echo "config=broken"
+  printf '%s\n' "$out" | sed 's/^/config: /'
 fi

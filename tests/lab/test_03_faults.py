@@ -242,3 +242,22 @@ def test_a_node_without_systemd_fails_alone_and_is_nobodys_peer(lab, tmp_path):
     for node in nodes:
         assert re.search(rf"\[{node.name}\]\s+fail2ban [\d.]+; sshd", text), node.name
     assert [n.sh("sha1sum /etc/fail2ban/jail.d/*")[1] for n in nodes] == before
+
+
+def test_an_ignoreip_entry_that_passes_fail2bans_test_but_kills_its_start_is_caught(lab):
+    """`fail2ban-client -t` accepts ignoreip = @docker/abc, but fail2ban-server dies at start with it."""
+    node = lab.nodes()[0]
+    pid = main_pid(node)
+    node.sh("printf '[sshd]\\nignoreip = @docker/abc\\n' > /etc/fail2ban/jail.d/60_mine.conf")
+    try:
+        assert node.sh("fail2ban-client -t")[0] == 0  # the gap this check closes
+        run = lab.pyinfra()
+        assert run.returncode != 0
+        assert re.search(rf"\[{node.name}\] NOT PROTECTED: .*ignoreip entry '@docker/abc'", run.text)
+        changed = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
+        assert changed.returncode != 0 and "fail2ban would fail at start" in changed.text
+        assert "maxretry  = 3" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1]
+        assert main_pid(node) == pid and node.sh("systemctl is-active fail2ban")[1].strip() == "active"
+    finally:
+        node.sh("rm -f /etc/fail2ban/jail.d/60_mine.conf")
+    assert lab.pyinfra().returncode == 0
