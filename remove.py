@@ -10,7 +10,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files
 
 from pvefail2ban.facts import NodeFacts
-from pvefail2ban.operations import HERE, script_reported
+from pvefail2ban.operations import HERE, STAGE, script_reported
 from pvefail2ban.plan import files_to_remove
 
 purge = host.data.get("purge", False)
@@ -20,6 +20,7 @@ facts = host.get_fact(NodeFacts)
 
 removed = [files.file(name=f"{path} removed", path=path, present=False)
            for path in files_to_remove({}, facts)]
+files.directory(name="the deploy's work folder removed", path=STAGE.rsplit("/", 1)[0], present=False)
 
 if "fail2ban" in facts["packages"]:
     if purge:
