@@ -7,7 +7,7 @@ import re
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import DeployError
 
-from .status import parse_jail_status
+from .status import parse_verify
 
 STATE_SCRIPT = r"""
 if ! fail2ban-client ping >/dev/null 2>&1; then
@@ -44,13 +44,14 @@ def _elements(nft_json):
 
 
 def parse_state(text):
-    """STATE_SCRIPT output -> {running, jails: {name: status + ignoreip + firewall}, events}."""
-    state = {"running": False, "jails": {}, "events": [], "active": None}
-    firewall, last_jail = {}, None
+    """STATE_SCRIPT output -> {running, jails: {name: status + ignoreip + firewall}, events}. The jail
+    statuses are read as verify reads them (status.parse_verify); this adds ignoreip, the firewall's
+    own sets or chains, and the last Ban/Unban events."""
+    verified = parse_verify(text)
+    state = {"running": verified["ping"], "jails": verified["status"], "events": [], "active": None}
+    firewall = {}
     for line in text.splitlines():
-        if line.startswith("ping="):
-            state["running"] = line[5:].strip() == "yes"
-        elif line.startswith("active="):
+        if line.startswith("active="):
             state["active"] = line[7:].strip()
         elif line.startswith("fwnft "):
             _, jail, payload = line.split(" ", 2)
@@ -63,16 +64,14 @@ def parse_state(text):
             firewall.setdefault(jail, set()).add(address.removesuffix("/32").removesuffix("/128"))
         elif line.startswith("event "):
             state["events"].append(line[6:].strip())
+    last_jail = None  # `get <jail> ignoreip` answers right after that jail's status
     for answer in text.split("fail2ban> ")[1:]:
         first, _, rest = answer.partition("\n")
         if first.startswith("Status for the jail: "):
             last_jail = first.split(":", 1)[1].strip()
-            state["jails"][last_jail] = parse_jail_status(rest)
         elif first.startswith("These IP addresses/networks are ignored") and last_jail:
             state["jails"][last_jail]["ignoreip"] = [
                 re.sub(r"^[|`]- ", "", l).strip() for l in rest.splitlines() if re.match(r"^[|`]- ", l)]
-        elif first.startswith("No IP address/network is ignored") and last_jail:
-            state["jails"][last_jail]["ignoreip"] = []
     for name, jail in state["jails"].items():
         jail.setdefault("ignoreip", [])
         enforced = firewall.get(name, set())

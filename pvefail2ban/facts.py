@@ -19,7 +19,7 @@ NODE_SCRIPT = r"""
 echo "os_id=$ID"; echo "os_like=$ID_LIKE"; echo "os_version=$VERSION_ID"
 test -d /run/systemd/system && echo systemd=yes
 command -v journalctl >/dev/null && echo journal=yes
-for f in {logs}; do test -s "$f" -o -f "$f" && echo "log=$f"; done
+for f in {logs}; do test -f "$f" && echo "log=$f"; done
 for t in nft iptables; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
 sshd -T 2>/dev/null | grep -Ei '^(port|maxauthtries) ' | sed 's/^/sshd_/'
 echo "client=${{SSH_CLIENT%% *}}"

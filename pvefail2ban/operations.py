@@ -69,12 +69,12 @@ def verified(jails: list, tool: str, ping_timeout: int = 30):
 
 
 @operation(is_idempotent=False)
-def script_reported(script: str, args: list = ()):
+def script_reported(script: str):
     """Run `script` (sh) on the node and show what it prints in the run's output; its exit code
     decides success. For steps whose outcome the admin must read (e.g. remove.py's restart)."""
 
     def run(state, host):
-        ok, output = host.run_shell_command(StringCommand("sh", "-c", QuoteString(script), "script", *args),
+        ok, output = host.run_shell_command(StringCommand("sh", "-c", QuoteString(script)),
                                             print_output=state.print_output, print_input=state.print_input)
         for line in output.stdout_lines + output.stderr_lines:
             host.log_styled(line, fg="green" if ok else "red", log_func=logger.info if ok else logger.error)

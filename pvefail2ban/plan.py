@@ -50,7 +50,7 @@ class Plan:
     warnings: list = field(default_factory=list)
 
 
-def _backend(choice, log, node, jail):
+def _backend(choice, log, node):
     """'systemd' or 'file' for a jail whose classic log file is `log`."""
     has_log = log in node["logs"]
     if choice == "file" and not has_log:
@@ -82,7 +82,7 @@ def plan_node(settings, node, peers=()):
     warnings = []
     jails = []
     if settings["sshd_enabled"]:
-        backend, why = _backend(settings["backend"], AUTH_LOG, node, "sshd")
+        backend, why = _backend(settings["backend"], AUTH_LOG, node)
         ports = settings["sshd_port"] or node["sshd_ports"] or ["ssh"]
         maxauthtries = node.get("sshd_maxauthtries")
         if maxauthtries is not None and maxauthtries != settings["sshd_maxretry"]:
@@ -94,7 +94,7 @@ def plan_node(settings, node, peers=()):
                           f"{why}; port{'s' if len(ports) > 1 else ''} "
                           f"{'from fail2ban_sshd_port' if settings['sshd_port'] else 'from sshd -T'}"))
     if settings["proxmox_enabled"]:
-        backend, why = _backend(settings["backend"], DAEMON_LOG, node, "proxmox")
+        backend, why = _backend(settings["backend"], DAEMON_LOG, node)
         jails.append(Jail("proxmox", PROXMOX_JAIL, settings["proxmox_port"], settings["proxmox_maxretry"],
                           settings["proxmox_bantime"], settings["findtime"], backend, DAEMON_LOG if backend == "file" else None,
                           None, "proxmox", why))
