@@ -10,7 +10,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files
 
 from pvefail2ban.facts import NodeFacts
-from pvefail2ban.operations import HERE, STAGE, script_reported
+from pvefail2ban.operations import STAGE, script_reported
 from pvefail2ban.plan import files_to_remove
 
 purge = host.data.get("purge", False)
@@ -28,5 +28,5 @@ if "fail2ban" in facts["packages"]:
     elif removed:
         script_reported(
             name="fail2ban on the distribution's own configuration (stopped if that cannot run here)",
-            script=(HERE / "restore.sh").read_text(),
+            script="restore.sh",
         )

@@ -113,7 +113,6 @@ def time_to_ban(lab, trials):
 def filter_cost(rounds=7, lines=200_000):
     tool = subprocess.run([str(ROOT / "scripts/ensure-fail2ban-regex.sh")], capture_output=True, text=True,
                           check=True).stdout.strip()
-    env = dict(os.environ, PYTHONPATH=str(Path(tool).parents[1] / "lib/python3/dist-packages"))
     with tempfile.TemporaryDirectory() as tmp:
         log, guide = Path(tmp, "daemon.log"), Path(tmp, "guide.conf")
         subprocess.run([sys.executable, str(ROOT / "bench/gen_daemon_log.py"), str(log), str(lines)], check=True)
@@ -124,8 +123,8 @@ def filter_cost(rounds=7, lines=200_000):
             for name, path in filters.items():  # alternating runs
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 seconds, out = timed(lambda: subprocess.run(
-                    ["python3", tool, "--print-no-missed", str(log), str(path)], capture_output=True,
-                    text=True, env=env, check=True).stdout)
+                    [tool, "--print-no-missed", str(log), str(path)], capture_output=True,
+                    text=True, check=True).stdout)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 wall[name].append(seconds)
                 cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)

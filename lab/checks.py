@@ -1,12 +1,12 @@
 """What tests, the demo and benchmarks read off a node: its bans, and a bounded wait for a condition."""
 import time
 
+from pvefail2ban.status import parse_jail_status
+
 
 def banned(node, jail):
     """Addresses fail2ban lists as banned in `jail` on `node`."""
-    _, out = node.sh(f"fail2ban-client status {jail}")
-    line = next((l for l in out.splitlines() if "Banned IP list" in l), "")
-    return line.split(":", 1)[1].split() if ":" in line else []
+    return parse_jail_status(node.sh(f"fail2ban-client status {jail}")[1])["banned_ips"]
 
 
 def wait_for(predicate, timeout=10, step=0.2):

@@ -11,6 +11,13 @@ HERE = Path(__file__).resolve().parent
 STAGE = "/var/lib/pve-fail2ban/stage"
 
 
+def shipped_script(name, *args):
+    """`sh -c '<text of pvefail2ban/NAME>' NAME ARGS...`: run a script of ours on the node without
+    leaving a copy there. Arguments are quoted."""
+    return StringCommand("sh", "-c", QuoteString((HERE / name).read_text()), name,
+                         *(QuoteString(str(a)) for a in args))
+
+
 @operation(is_idempotent=False)
 def fail(reason: str):
     """Fail this node, and only this node, with `reason` (the other nodes go on)."""
@@ -51,10 +58,8 @@ def verified(jails: list, tool: str, ping_timeout: int = 30):
     Prints a one-line summary for the node; fails the node with the reasons otherwise."""
 
     def check(state, host):
-        script = (HERE / "verify.sh").read_text()
         ok, output = host.run_shell_command(
-            StringCommand("sh", "-c", QuoteString(script), "verify", str(ping_timeout), tool,
-                          QuoteString((HERE / "ignoreip_check.py").read_text()), *jails),
+            shipped_script("verify.sh", ping_timeout, tool, (HERE / "ignoreip_check.py").read_text(), *jails),
             print_output=state.print_output, print_input=state.print_input)
         result = parse_verify("\n".join(output.stdout_lines))
         found = problems(result, jails, tool) if ok else [f"verify.sh failed: {output.stderr}"]
@@ -70,11 +75,12 @@ def verified(jails: list, tool: str, ping_timeout: int = 30):
 
 @operation(is_idempotent=False)
 def script_reported(script: str):
-    """Run `script` (sh) on the node and show what it prints in the run's output; its exit code
-    decides success. For steps whose outcome the admin must read (e.g. remove.py's restart)."""
+    """Run shipped script `script` (a file in pvefail2ban/) on the node and show what it prints in
+    the run's output; its exit code decides success. For steps whose outcome the admin must read
+    (e.g. remove.py's restart)."""
 
     def run(state, host):
-        ok, output = host.run_shell_command(StringCommand("sh", "-c", QuoteString(script)),
+        ok, output = host.run_shell_command(shipped_script(script),
                                             print_output=state.print_output, print_input=state.print_input)
         for line in output.stdout_lines + output.stderr_lines:
             host.log_styled(line, fg="green" if ok else "red", log_func=logger.info if ok else logger.error)

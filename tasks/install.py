@@ -2,13 +2,11 @@
 action's firewall tool). The apt lists are refreshed only when older than fail2ban_apt_cache_time,
 whoever refreshed them last; a held apt lock is waited for (bounded). fail2ban is not started on the
 package's default configuration (which fails on PVE 8): configure starts it once its files are in."""
-from shlex import quote
-
 from pyinfra import host, inventory
 from pyinfra.operations import server
 
 from pvefail2ban.node import node_state
-from pvefail2ban.operations import HERE
+from pvefail2ban.operations import shipped_script
 
 node = node_state(host, inventory)
 age, lock_wait = node.facts["apt_lists_age"], node.settings["apt_lock_timeout"]
@@ -17,8 +15,7 @@ stale = age is None or age > node.settings["apt_cache_time"]
 if node.plan.packages:
     server.shell(
         name=f"Packages present: {', '.join(node.plan.packages)}",
-        commands=[f"sh -c {quote((HERE / 'apt-install.sh').read_text())} apt-install "
-                  f"{'yes' if stale else 'no'} {lock_wait} {' '.join(node.plan.packages)}"],
+        commands=[shipped_script("apt-install.sh", "yes" if stale else "no", lock_wait, *node.plan.packages)],
         # `apt-get update` may not wait for a lock as install does: retry it (bounded) meanwhile.
         _retries=lock_wait // 10,
         _retry_delay=10,

@@ -114,7 +114,7 @@ class TLSServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # A client that connects and leaves (port probes, refused TLS) is not an error worth a traceback.
-        if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError, OSError)):
+        if not isinstance(sys.exc_info()[1], OSError):  # SSL, connection and time-out errors included
             super().handle_error(request, client_address)
 
     def get_request(self):
