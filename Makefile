@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 LAB_INVENTORY := .lab/inventory.py
 
-.PHONY: demo test unit bench lab-up lab-down lab-build docker venv tools
+.PHONY: demo test unit lint bench lab-up lab-down lab-build docker venv tools
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV) || { rm -rf $(VENV); [ "$$(id -u)" = 0 ] && apt-get install -y -q python3-venv && python3 -m venv $(VENV); }
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $@
@@ -31,6 +31,10 @@ lab-down: venv
 demo: venv docker lab-up
 	$(PYINFRA) -y $(LAB_INVENTORY) deploy.py
 	$(PY) scripts/demo.py
+
+lint: venv                   ## ruff: format and lint (pyproject.toml)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 unit: venv tools
 	$(PY) -m pytest tests/unit

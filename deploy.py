@@ -2,16 +2,11 @@
 
     pyinfra inventory.py deploy.py           (add --dry to see what would change)
 
-Settings: group_data/all.py. Flow: preflight -> install -> configure -> verify; a node that fails
-preflight is left untouched, and a failure on one node never stops the others.
+The flow is pvefail2ban/protect.py: preflight -> install -> configure -> verify, one file each in
+tasks/. A node that fails preflight is left untouched, and a failure on one node never stops the
+others. Settings and their defaults: group_data/all.py (generated from pvefail2ban/defaults.py).
+This is the same call you make from a deploy repository of your own (see the README).
 """
-from pyinfra import host, inventory, local
+from pvefail2ban import deploy_fail2ban
 
-from pvefail2ban.node import node_state
-
-local.include("tasks/preflight.py")
-
-if not node_state(host, inventory).error:
-    local.include("tasks/install.py")
-    local.include("tasks/configure.py")
-    local.include("tasks/verify.py")
+deploy_fail2ban()

@@ -1,12 +1,12 @@
-"""Cluster report, read-only: `pyinfra inventory.py status.py [--data report=status.json]`.
+"""Cluster report, read-only: `pyinfra -y inventory.py status.py [--data report=status.json]`.
 
-For every node and jail: running, failed, banned, the banned addresses (each checked against the
-node's firewall: "NOT ENFORCED" when fail2ban lists a ban the firewall does not hold) and recent
-Ban/Unban events. One table at the end; a JSON file with --data report=PATH. Exits non-zero when a
-node's fail2ban is down, a jail is missing or a ban is not enforced. Changes nothing on any node.
+Every node of the run appears: for each jail running, failed, banned, the banned addresses (each
+checked against the node's firewall: "NOT ENFORCED" when fail2ban lists a ban the firewall does not
+hold) and recent Ban/Unban events; a node that cannot be reached or read as UNREACHABLE with
+pyinfra's reason. Exit code 0 when every node is protected, 1 otherwise. Changes nothing.
 """
-from pyinfra import host, inventory
+from pyinfra import host
 
-from pvefail2ban.day2 import Fail2banState, report_when_complete
+from pvefail2ban import status_fail2ban
 
-report_when_complete(host, inventory, host.get_fact(Fail2banState), host.data.get("report"))
+status_fail2ban(report=host.data.get("report"))

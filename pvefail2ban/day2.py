@@ -1,35 +1,12 @@
-"""Cluster-wide day-2 operations (status, ban, unban, sync, remove): one read-only fact of a node's
-fail2ban as it runs, and the plain logic around it (unit-tested)."""
+"""The plain logic of the cluster-wide day-2 operations (status, ban, unban, sync): reading a
+node's fail2ban state (facts.Fail2banState), judging it and planning bans. Unit-tested."""
 import ipaddress
 import json
 import re
 
-from pyinfra.api import FactBase
 from pyinfra.api.exceptions import DeployError
 
-from .status import parse_verify
-
-STATE_SCRIPT = r"""
-if ! fail2ban-client ping >/dev/null 2>&1; then
-  echo "ping=no"; echo "active=$(systemctl is-active fail2ban 2>/dev/null)"; exit 0
-fi
-echo "ping=yes"
-jails=$(fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' | tr -d ',')
-{ echo status; for j in $jails; do echo "status $j"; echo "get $j ignoreip"; done; } | fail2ban-client -i 2>/dev/null
-echo
-for j in $jails; do
-  if command -v nft >/dev/null 2>&1 && nft list table inet f2b-table >/dev/null 2>&1; then
-    for s in addr-set-$j addr6-set-$j; do
-      nft -j list set inet f2b-table "$s" 2>/dev/null | sed "s/^/fwnft $j /"
-    done
-  fi
-  if command -v iptables >/dev/null 2>&1; then
-    iptables -w -S "f2b-$j" 2>/dev/null | sed -n "s/^-A f2b-$j -s \([^ ]*\) .*-j \(REJECT\|DROP\).*/fwipt $j \1/p"
-  fi
-done
-grep -hE '\] (Ban|Unban|Restore Ban) ' /var/log/fail2ban.log 2>/dev/null | tail -n 10 | sed 's/^/event /'
-"""
-
+from .jailstatus import parse_verify
 
 def _elements(nft_json):
     """Addresses in an `nft -j list set` answer (plain elements, prefixes and ranges)."""
@@ -47,6 +24,8 @@ def parse_state(text):
     """STATE_SCRIPT output -> {running, jails: {name: status + ignoreip + firewall}, events}. The jail
     statuses are read as verify reads them (status.parse_verify); this adds ignoreip, the firewall's
     own sets or chains, and the last Ban/Unban events."""
+    if not re.search(r"^ping=(yes|no)$", text, re.M):  # the script's first line: not its output
+        raise ValueError(f"no ping= line in {text[:200]!r}")
     verified = parse_verify(text)
     state = {"running": verified["ping"], "jails": verified["status"], "events": [], "active": None}
     firewall = {}
@@ -78,16 +57,6 @@ def parse_state(text):
         jail["firewall"] = sorted(enforced)
         jail["not_enforced"] = [ip for ip in jail["banned_ips"] if ip not in enforced]
     return state
-
-
-class Fail2banState(FactBase):
-    """fail2ban as it runs on the node: jails, failures, bans, ignoreip, firewall sets, last events."""
-
-    def command(self):
-        return STATE_SCRIPT
-
-    def process(self, output):
-        return parse_state("\n".join(output))
 
 
 def parse_addresses(value, key="ip"):
@@ -122,6 +91,9 @@ def status_rows(states):
     """{node: state} -> table rows, one per node and jail."""
     rows = []
     for node, state in sorted(states.items()):
+        if state.get("error"):
+            rows.append([node, "-", "UNREACHABLE", "", "", "", "", state["error"]])
+            continue
         if not state["running"]:
             rows.append([node, "-", "DOWN", "", "", "", "", f"fail2ban {state.get('active') or 'not running'}"])
             continue
@@ -144,6 +116,9 @@ def format_table(rows, header=("node", "jail", "state", "failed", "total failed"
 def status_problems(states, expected_jails=("sshd", "proxmox")):
     problems = []
     for node, state in sorted(states.items()):
+        if state.get("error"):
+            problems.append(f"{node}: unreachable or unreadable: {state['error']}")
+            continue
         if not state["running"]:
             problems.append(f"{node}: fail2ban is not running")
             continue
@@ -153,28 +128,18 @@ def status_problems(states, expected_jails=("sshd", "proxmox")):
     return problems
 
 
-_reported = {}
+def unreadable(reason):
+    """The state of a node that could not be read, as status reports it (UNREACHABLE)."""
+    return {"error": reason, "running": False, "active": None, "jails": {}, "events": []}
 
 
-def report_when_complete(host, inventory, state, report_path=None):
-    """Called once per node from status.py; the last node to report prints the cluster table, writes
-    the JSON report and fails the run (DeployError) if any node is not protected."""
-    _reported[host.name] = state
-    active = {h.name for h in inventory.get_active_hosts()}
-    if not active <= set(_reported):
-        return
-    states = {name: _reported[name] for name in sorted(active)}
-    print("\n" + format_table(status_rows(states)))
-    for name, node_state in states.items():
-        for event in node_state["events"][-5:]:
-            print(f"  {name}: {event}")
+def cluster_report(states):
+    """{node: state} -> (text to print, JSON-able report, problems). Every node appears, read or not."""
+    lines = ["", format_table(status_rows(states))]
+    for name, node_state in sorted(states.items()):
+        lines += [f"  {name}: {event}" for event in node_state["events"][-5:]]
     problems = status_problems(states)
-    if report_path:
-        with open(report_path, "w") as out:
-            json.dump({"nodes": states, "problems": problems}, out, indent=2, sort_keys=True)
-        print(f"  report: {report_path}")
-    if problems:
-        raise DeployError("not protected:\n  " + "\n  ".join(problems))
+    return "\n".join(lines), {"nodes": states, "problems": problems}, problems
 
 
 def parse_jails(value, state, node):
@@ -214,7 +179,7 @@ def check_ban_allowed(addresses, jails, state, controller, peers, force, node):
 def bans_to_sync(node, states):
     """[(jail, address, [nodes where it is banned])] that `node` lacks; ignored addresses are skipped."""
     mine = states[node]
-    if not mine["running"]:
+    if not mine["running"]:  # also a node that could not be read
         return []
     todo = []
     for jail, status in sorted(mine["jails"].items()):

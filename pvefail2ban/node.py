@@ -1,22 +1,23 @@
-"""Per-node state of one pyinfra run, computed once per host and shared by the task files."""
-from typing import NamedTuple
+"""One node as the deploy sees it: its checked settings, its facts, its plan and its files.
+Read once per node by deploy_fail2ban() and passed to each task."""
+from dataclasses import dataclass
 
 from pyinfra.api.exceptions import DeployError
 
 from .facts import NodeFacts
-from .plan import NodeError, plan_node
+from .plan import NodeError, Plan, plan_node
 from .render import render_files
 from .settings import SettingsError, check_address, validate
 
-_cache = {}
 
-
-class NodeState(NamedTuple):
-    settings: dict  # validated settings
-    facts: dict  # NodeFacts
-    plan: object  # pvefail2ban.plan.Plan, None when the node cannot be served
-    files: dict  # {path: bytes} to put on the node
-    error: str  # why the node cannot be served, else None
+@dataclass(kw_only=True)
+class Node:
+    name: str
+    settings: dict  # validated settings (settings.validate)
+    facts: dict = None  # NodeFacts; None when they could not be read
+    plan: Plan = None  # None when the node cannot be served
+    files: dict = None  # {path: bytes} to put on the node
+    error: str = None  # why the node cannot be served, else None
 
 
 def inventory_addresses(inventory):
@@ -34,15 +35,17 @@ def settings_of(host):
         raise DeployError(f"{host.name}: {error}") from None
 
 
-def node_state(host, inventory):
-    """NodeState for `host`, computed once per run."""
-    if host.name not in _cache:
-        settings = settings_of(host)
-        facts = host.get_fact(NodeFacts)
-        try:
-            plan = plan_node(settings, facts, inventory_addresses(inventory))
-            files, error = render_files(plan, settings), None
-        except NodeError as err:
-            plan, files, error = None, None, str(err)
-        _cache[host.name] = NodeState(settings, facts, plan, files, error)
-    return _cache[host.name]
+def read_node(host, inventory):
+    """Node for `host`: settings checked (DeployError for the whole run), facts read, plan made.
+    A node whose facts cannot be read, or that cannot be served, gets `error` and no plan."""
+    settings = settings_of(host)
+    facts = host.get_fact(NodeFacts)
+    if facts is None:  # pyinfra has failed this node alone and printed why
+        return Node(name=host.name, settings=settings,
+                    error="its facts could not be read (pyinfra's error above)")
+    try:
+        plan = plan_node(settings, facts, inventory_addresses(inventory))
+    except NodeError as error:
+        return Node(name=host.name, settings=settings, facts=facts, error=str(error))
+    return Node(name=host.name, settings=settings, facts=facts, plan=plan,
+                files=render_files(plan, settings))

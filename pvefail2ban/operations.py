@@ -5,16 +5,16 @@ from pathlib import Path
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 
-from .status import parse_verify, problems, summary
+from .jailstatus import parse_verify, problems, summary
 
-HERE = Path(__file__).resolve().parent
+SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
 STAGE = "/var/lib/pve-fail2ban/stage"
 
 
 def shipped_script(name, *args):
-    """`sh -c '<text of pvefail2ban/NAME>' NAME ARGS...`: run a script of ours on the node without
+    """`sh -c '<text of pvefail2ban/scripts/NAME>' NAME ARGS...`: run a script of ours on the node without
     leaving a copy there. Arguments are quoted."""
-    return StringCommand("sh", "-c", QuoteString((HERE / name).read_text()), name,
+    return StringCommand("sh", "-c", QuoteString((SCRIPTS / name).read_text()), name,
                          *(QuoteString(str(a)) for a in args))
 
 
@@ -45,24 +45,24 @@ def tested_files(files: dict, change: list, remove: list = ()):
     yield StringCommand("rm", "-rf", STAGE, "&&", "mkdir", "-p", "-m", "0700", *dirs, STAGE)
     for path in change:
         yield FileUploadCommand(BytesIO(files[path]), STAGE + path)
-    yield FileUploadCommand(str(HERE / "apply.sh"), f"{STAGE}/apply.sh")
-    yield FileUploadCommand(str(HERE / "ignoreip_check.py"), f"{STAGE}/ignoreip_check.py")
+    yield FileUploadCommand(str(SCRIPTS / "apply.sh"), f"{STAGE}/apply.sh")
+    yield FileUploadCommand(str(SCRIPTS / "ignoreip_check.py"), f"{STAGE}/ignoreip_check.py")
     yield StringCommand("sh", f"{STAGE}/apply.sh", STAGE, *change, *(["--", *remove] if remove else []))
 
 
 @operation(is_idempotent=False)
-def verified(jails: list, tool: str, ping_timeout: int = 30):
-    """Check, every run: fail2ban answers, each jail runs and reads a live source, the firewall
-    tool of the ban action works, the configuration on disk passes `fail2ban-client -t` and has
-    no ignoreip entry that would kill fail2ban at its next start.
-    Prints a one-line summary for the node; fails the node with the reasons otherwise."""
+def verified(jails: list, off: list, tool: str, ping_timeout: int = 30):
+    """Check, every run: fail2ban answers, each of `jails` runs and reads a live source, none of
+    `off` runs, the firewall tool of the ban action works, the configuration on disk passes
+    `fail2ban-client -t` and has no ignoreip entry that would kill fail2ban at its next start.
+    Prints a one-line summary of every running jail; fails the node with the reasons otherwise."""
 
     def check(state, host):
         ok, output = host.run_shell_command(
-            shipped_script("verify.sh", ping_timeout, tool, (HERE / "ignoreip_check.py").read_text(), *jails),
+            shipped_script("verify.sh", ping_timeout, tool, (SCRIPTS / "ignoreip_check.py").read_text()),
             print_output=state.print_output, print_input=state.print_input)
         result = parse_verify("\n".join(output.stdout_lines))
-        found = problems(result, jails, tool) if ok else [f"verify.sh failed: {output.stderr}"]
+        found = problems(result, jails, off, tool) if ok else [f"verify.sh failed: {output.stderr}"]
         if found:
             for problem in found:
                 host.log_styled(f"NOT PROTECTED: {problem}", fg="red", log_func=logger.error)
@@ -75,7 +75,7 @@ def verified(jails: list, tool: str, ping_timeout: int = 30):
 
 @operation(is_idempotent=False)
 def script_reported(script: str):
-    """Run shipped script `script` (a file in pvefail2ban/) on the node and show what it prints in
+    """Run shipped script `script` (a file in pvefail2ban/scripts/) on the node and show what it prints in
     the run's output; its exit code decides success. For steps whose outcome the admin must read
     (e.g. remove.py's restart)."""
 

@@ -11,6 +11,7 @@ FAIL2BAN_LOG = "/var/log/fail2ban.log"
 # sshd on Debian runs as ssh.service; OpenSSH >= 9.8 (Debian 13) logs from sshd-session.
 SSHD_JOURNALMATCH = "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session"
 LOOPBACK = ["127.0.0.1/8", "::1"]
+OUR_JAILS = {"sshd": SSHD_JAIL, "proxmox": PROXMOX_JAIL, "recidive": RECIDIVE_JAIL}
 BANACTIONS = {"nftables": ("nftables-multiport", "nftables-allports", "nft", "nftables"),
               "iptables": ("iptables-multiport", "iptables-allports", "iptables", "iptables")}
 # A banned client gets a TCP reset: refused at once. (The default ICMP port-unreachable is
@@ -22,8 +23,10 @@ class NodeError(Exception):
     """This node cannot be served as it is; the message says why and what to do."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Jail:
+    """One jail of ours as it is written to its jail.d file."""
+
     name: str
     path: str  # the guide's file name
     ports: list
@@ -37,9 +40,12 @@ class Jail:
     why: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Plan:
-    jails: list
+    """What one node gets (plan_node)."""
+
+    jails: list  # Jail, each running
+    off: dict  # {jail name: path} of our jails switched off by the settings
     banaction: str
     banaction_allports: str
     blocktype: str
@@ -88,20 +94,33 @@ def plan_node(settings, node, peers=()):
         if maxauthtries is not None and maxauthtries != settings["sshd_maxretry"]:
             warnings.append(f"sshd MaxAuthTries is {maxauthtries} but fail2ban_sshd_maxretry is "
                             f"{settings['sshd_maxretry']} (the guide makes them the same)")
-        jails.append(Jail("sshd", SSHD_JAIL, ports, settings["sshd_maxretry"], settings["sshd_bantime"],
-                          settings["findtime"], backend, AUTH_LOG if backend == "file" else None,
-                          SSHD_JOURNALMATCH if backend == "systemd" else None, "sshd",
-                          f"{why}; port{'s' if len(ports) > 1 else ''} "
-                          f"{'from fail2ban_sshd_port' if settings['sshd_port'] else 'from sshd -T'}"))
+        source = "from fail2ban_sshd_port" if settings["sshd_port"] else "from sshd -T"
+        jails.append(Jail(
+            name="sshd", path=SSHD_JAIL, ports=ports, maxretry=settings["sshd_maxretry"],
+            bantime=settings["sshd_bantime"], findtime=settings["findtime"], backend=backend,
+            logpath=AUTH_LOG if backend == "file" else None,
+            journalmatch=SSHD_JOURNALMATCH if backend == "systemd" else None, filter="sshd",
+            why=f"{why}; port{'s' if len(ports) > 1 else ''} {source}",
+        ))
     if settings["proxmox_enabled"]:
         backend, why = _backend(settings["backend"], DAEMON_LOG, node)
-        jails.append(Jail("proxmox", PROXMOX_JAIL, settings["proxmox_port"], settings["proxmox_maxretry"],
-                          settings["proxmox_bantime"], settings["findtime"], backend, DAEMON_LOG if backend == "file" else None,
-                          None, "proxmox", why))
+        jails.append(Jail(
+            name="proxmox", path=PROXMOX_JAIL, ports=settings["proxmox_port"],
+            maxretry=settings["proxmox_maxretry"], bantime=settings["proxmox_bantime"],
+            findtime=settings["findtime"], backend=backend,
+            logpath=DAEMON_LOG if backend == "file" else None, filter="proxmox", why=why,
+        ))
     if settings["recidive_enabled"]:
-        jails.append(Jail("recidive", RECIDIVE_JAIL, ["all"], settings["recidive_maxretry"],
-                          settings["recidive_bantime"], settings["recidive_findtime"], "file", FAIL2BAN_LOG, None, "recidive",
-                          "repeat offenders, from fail2ban's own log"))
+        jails.append(Jail(
+            name="recidive", path=RECIDIVE_JAIL, ports=["all"], maxretry=settings["recidive_maxretry"],
+            bantime=settings["recidive_bantime"], findtime=settings["recidive_findtime"],
+            backend="file", logpath=FAIL2BAN_LOG, filter="recidive",
+            why="repeat offenders, from fail2ban's own log",
+        ))
+    # A jail switched off is written as `enabled = false`: the distribution's own jail of that name
+    # (Debian 13 enables sshd in jail.d/defaults-debian.conf) does not run either.
+    running = {jail.name for jail in jails}
+    off = {name: path for name, path in OUR_JAILS.items() if name not in running}
 
     banaction = _banaction(settings["banaction"], node)
     multiport, allports, tool, package = BANACTIONS[banaction]
@@ -124,8 +143,11 @@ def plan_node(settings, node, peers=()):
     ignoreip += settings["ignoreip"]
     ignoreip = list(dict.fromkeys(ignoreip))  # once each, order kept: same input, same bytes
 
-    filter_path = FILTER_LOCAL if node.get("filter_owner") else FILTER
-    return Plan(jails, multiport, allports, BLOCKTYPES[banaction], tool, ignoreip, missing, filter_path, warnings)
+    return Plan(
+        jails=jails, off=off, banaction=multiport, banaction_allports=allports,
+        blocktype=BLOCKTYPES[banaction], firewall_tool=tool, ignoreip=ignoreip, packages=missing,
+        filter_path=FILTER_LOCAL if node.get("filter_owner") else FILTER, warnings=warnings,
+    )
 
 
 def sha1(data):

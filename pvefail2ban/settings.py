@@ -2,7 +2,9 @@
 import ipaddress
 import re
 
-DEFAULTS_MODULE = "group_data/all.py"
+from .defaults import DEFAULTS
+
+DEFAULTS_MODULE = "pvefail2ban/defaults.py"
 
 TIME_UNITS = r"(?:s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hour|hours|d|day|days|w|week|weeks|mo|month|months|y|year|years)"
 TIME_RE = re.compile(rf"^\s*(?:\d+(?:\.\d+)?\s*{TIME_UNITS}?\s*)+$", re.IGNORECASE)
@@ -116,6 +118,7 @@ FAIL2BAN_TIMES = {"fail2ban_sshd_bantime", "fail2ban_proxmox_bantime", "fail2ban
                   "fail2ban_recidive_bantime", "fail2ban_recidive_findtime"}  # written as text into jails
 PORT_KEYS = ("fail2ban_sshd_port", "fail2ban_proxmox_port")
 KNOWN = set(CHECKS) | set(PORT_KEYS) | {"fail2ban_ignoreip"}
+assert KNOWN == set(DEFAULTS), "every setting has a default and a check"
 
 
 def validate(data):

@@ -3,8 +3,11 @@ import json
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from pvefail2ban.day2 import (bans_to_sync, check_ban_allowed, format_table, is_ignored, parse_addresses,
-                              parse_state, status_problems, status_rows)
+from pyinfra.api.exceptions import FactProcessError
+
+from pvefail2ban.day2 import (bans_to_sync, check_ban_allowed, cluster_report, format_table, is_ignored,
+                              parse_addresses, parse_state, status_problems, status_rows, unreadable)
+from pvefail2ban.facts import Fail2banState
 
 NFT = json.dumps({"nftables": [{"metainfo": {}}, {"set": {"name": "addr-set-proxmox", "elem": ["10.213.77.200"]}}]})
 STATE = f"""ping=yes
@@ -53,6 +56,25 @@ def test_a_down_node_is_a_problem():
     down = parse_state("ping=no\nactive=failed\n")
     assert status_problems({"pve2": down}) == ["pve2: fail2ban is not running"]
     assert status_rows({"pve2": down})[0][2] == "DOWN"
+
+
+def test_an_unreachable_node_is_in_the_table_the_report_and_the_problems():
+    states = {"pve1": parse_state(STATE.replace(" 192.0.2.9", "")),
+              "pve2": unreadable("cannot connect: Could not connect (timed out)")}
+    text, report, problems = cluster_report(states)
+    assert sorted(report["nodes"]) == ["pve1", "pve2"]
+    assert problems == ["pve2: unreachable or unreadable: cannot connect: Could not connect (timed out)"]
+    assert report["problems"] == problems
+    row = [line for line in text.splitlines() if line.startswith("pve2")]
+    assert row and "UNREACHABLE" in row[0] and "timed out" in row[0]
+    assert bans_to_sync("pve2", states) == []  # nothing is written to a node that was not read
+    assert bans_to_sync("pve1", states) == []
+
+
+@pytest.mark.parametrize("output", [["garbage"], [], ["Traceback (most recent call last):"]])
+def test_state_output_the_fact_cannot_read_fails_that_node_only(output):
+    with pytest.raises(FactProcessError, match="unexpected output"):
+        Fail2banState().process(output)
 
 
 @pytest.mark.parametrize("value", ["10.0.0.300", "", [], "1.2.3.4,nope", 42])

@@ -3,7 +3,7 @@ import sys
 
 from lab.config import ROOT
 
-CHECK = ROOT / "pvefail2ban/ignoreip_check.py"
+CHECK = ROOT / "pvefail2ban/scripts/ignoreip_check.py"
 
 
 def run(dump):

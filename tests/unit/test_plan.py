@@ -1,15 +1,15 @@
-import runpy
-
 import pytest
 
-from lab.config import ROOT
-from pvefail2ban.facts import FILTER, FILTER_LOCAL, RECIDIVE_JAIL, SSHD_JAIL, parse_node
+from pvefail2ban.defaults import DEFAULTS as DEFAULT_DATA
+from pyinfra.api.exceptions import FactProcessError
+
+from pvefail2ban.facts import (EARLIER_JAILS, FILTER, FILTER_LOCAL, PROXMOX_JAIL, RECIDIVE_JAIL, SSHD_JAIL,
+                               NodeFacts, parse_node)
 from pvefail2ban.plan import NodeError, files_to_change, files_to_remove, plan_node, sha1
 from pvefail2ban.render import render_files
 from pvefail2ban.settings import validate
 
-DEFAULTS = validate({k: v for k, v in runpy.run_path(str(ROOT / "group_data/all.py")).items()
-                     if k.startswith("fail2ban_")})
+DEFAULTS = validate(DEFAULT_DATA)
 PVE8 = """os_id=debian
 os_like=
 systemd=yes
@@ -37,7 +37,7 @@ def settings(**changes):
 
 
 def test_facts_are_parsed():
-    facts = node(LEGACY + "file=/etc/fail2ban/jail.d/01_sshd.conf abc 644 root:root\nsshd_port 2222\n")
+    facts = node(LEGACY + f"file={SSHD_JAIL} abc 644 root:root\nsshd_port 2222\n")
     assert facts["sshd_ports"] == ["22", "2222"] and facts["sshd_maxauthtries"] == 3
     assert facts["logs"] == ["/var/log/auth.log", "/var/log/daemon.log"]
     assert facts["files"][SSHD_JAIL] == ("abc", "644", "root:root")
@@ -114,8 +114,23 @@ def test_files_to_change_and_remove():
     assert files_to_change(files, node(files=current)) == []
     current[SSHD_JAIL] = (sha1(files[SSHD_JAIL]), "666", "root:root")
     assert files_to_change(files, node(files=current)) == [SSHD_JAIL]
-    current[RECIDIVE_JAIL] = ("old", "644", "root:root")
-    assert files_to_remove(files, node(files=current)) == [RECIDIVE_JAIL]
+    current[EARLIER_JAILS[0]] = ("old", "644", "root:root")  # the guide's 01_sshd.conf of an earlier run
+    assert files_to_remove(files, node(files=current)) == [EARLIER_JAILS[0]]
+
+
+def test_a_jail_switched_off_is_written_off_so_the_distributions_own_does_not_run():
+    plan = plan_node(settings(sshd_enabled=False), node())
+    assert [j.name for j in plan.jails] == ["proxmox"] and sorted(plan.off) == ["recidive", "sshd"]
+    files = render_files(plan, DEFAULTS)
+    assert files[SSHD_JAIL].decode().endswith("[sshd]\nenabled = false\n")
+    assert "enabled = false" not in files[PROXMOX_JAIL].decode()
+    assert all(path.endswith(".local") for path in (SSHD_JAIL, PROXMOX_JAIL, RECIDIVE_JAIL))
+
+
+@pytest.mark.parametrize("output", [["garbage"], ["file=/etc/x only-two"], []])
+def test_output_the_fact_cannot_read_fails_that_node_only(output):
+    with pytest.raises(FactProcessError, match="unexpected output"):
+        NodeFacts().process(output)
 
 
 def test_rendering_is_stable_and_says_it_is_managed():

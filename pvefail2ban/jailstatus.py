@@ -53,8 +53,9 @@ def parse_verify(text):
     return out
 
 
-def problems(result, expected_jails, tool):
-    """Why this node's fail2ban does not protect it, as readable sentences (empty = all good)."""
+def problems(result, expected_jails, off_jails, tool):
+    """Why this node's fail2ban does not protect it as the settings say, as readable sentences
+    (empty = all good). `off_jails`: jails the settings switched off, which must not run."""
     if not result["ping"]:
         detail = "; ".join(l.strip() for l in result["service"] if l.strip())
         return [f"fail2ban does not answer `fail2ban-client ping`: {detail}".rstrip(": ")]
@@ -66,6 +67,8 @@ def problems(result, expected_jails, tool):
                          f"{', '.join(result['jails']) or 'no jails'})")
         elif not status.get("journal_matches") and not status.get("file_list"):
             found.append(f"jail {jail} reads no live source (no journal match, no existing log file)")
+    found += [f"jail {jail} runs although the settings switch it off" for jail in off_jails
+              if jail in result["jails"]]
     if result["firewall"] != "ok":
         found.append(f"the ban action's tool `{tool}` does not work, bans would not be enforced: "
                      f"{result['firewall'] or 'not found'}")
@@ -75,13 +78,18 @@ def problems(result, expected_jails, tool):
     return found
 
 
-def summary(result, expected_jails):
+def summary(result, our_jails):
+    """One line: fail2ban's version, then every jail that runs (ours first), its source and counts;
+    a jail that is not ours is marked so."""
     parts = [f"fail2ban {result['version'] or '?'}"]
-    for jail in expected_jails:
+    others = [j for j in result["jails"] if j not in our_jails]
+    for jail in [*our_jails, *others]:
         s = result["status"].get(jail)
         if not s:
             parts.append(f"{jail}: missing")
             continue
+        if jail in others:
+            jail += " (not ours)"
         source = "journal" if s.get("journal_matches") else ",".join(s.get("file_list") or []) or "none"
         parts.append(f"{jail} [{source}] failed {s.get('failed', 0)}/{s.get('total_failed', 0)} "
                      f"banned {s.get('banned', 0)}/{s.get('total_banned', 0)}"

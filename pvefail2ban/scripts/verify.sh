@@ -1,8 +1,9 @@
 #!/bin/sh
 # Read-only check of a node's fail2ban, every run (pvefail2ban.operations.verified parses this).
-#   verify.sh PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY JAIL...
-# One fail2ban-client process answers ping, status and every jail's status (interactive mode).
-timeout=$1 tool=$2 ignoreip_check=$3; shift 3
+#   verify.sh PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY
+# Every jail that runs is read, ours or not: one fail2ban-client process answers status and every
+# jail's status (interactive mode).
+timeout=$1 tool=$2 ignoreip_check=$3
 i=0
 until fail2ban-client ping >/dev/null 2>&1; do
   i=$((i + 1))
@@ -14,7 +15,8 @@ until fail2ban-client ping >/dev/null 2>&1; do
   sleep 0.25
 done
 echo "ping=yes"
-{ echo status; for jail in "$@"; do echo "status $jail"; done; } | fail2ban-client -i 2>/dev/null
+jails=$(fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' | tr -d ',')
+{ echo status; for jail in $jails; do echo "status $jail"; done; } | fail2ban-client -i 2>/dev/null
 echo
 case $tool in
   nft) nft list tables >/dev/null 2>&1 && echo "firewall=ok" || echo "firewall=$(nft list tables 2>&1 | head -1)" ;;
