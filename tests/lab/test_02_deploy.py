@@ -11,7 +11,8 @@ from lab.checks import banned, wait_for
 from lab.config import ROOT
 from pvefail2ban.plan import sha1
 
-MANAGED = ["/etc/fail2ban/jail.d/01_sshd.conf", "/etc/fail2ban/jail.d/02_proxmox.conf",
+MANAGED = ["/etc/fail2ban/jail.d/01_sshd.local", "/etc/fail2ban/jail.d/02_proxmox.local",
+           "/etc/fail2ban/jail.d/03_recidive.local",
            "/etc/fail2ban/filter.d/proxmox.conf"]
 
 
@@ -77,14 +78,14 @@ def test_second_run_changes_nothing_and_does_not_restart(lab, nodes):
 
 
 def test_files_have_the_managed_bytes_owner_and_mode(nodes):
-    filter_bytes = (ROOT / "files/etc/fail2ban/filter.d/proxmox.conf").read_bytes()
+    filter_bytes = (ROOT / "pvefail2ban/files/etc/fail2ban/filter.d/proxmox.conf").read_bytes()
     for node in nodes:
         for path in MANAGED:
             rc, out = node.sh(f"stat -c '%a %U %G' {path}")
             assert (rc, out.strip()) == (0, "644 root root"), f"{node.name}:{path}"
         _, out = node.sh("sha1sum /etc/fail2ban/filter.d/proxmox.conf")
         assert out.split()[0] == sha1(filter_bytes)
-        _, jail = node.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")
+        _, jail = node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")
         assert "port      = https,http,8006" in jail and "maxretry  = 3" in jail and "bantime   = 600" in jail
 
 
@@ -97,7 +98,86 @@ def test_each_variant_reads_its_own_log_source(nodes, variant, sshd_source, prox
     node = next(n for n in nodes if n.variant == variant)
     assert sshd_source in node.sh("fail2ban-client status sshd")[1]
     assert proxmox_source in node.sh("fail2ban-client status proxmox")[1]
-    assert "nftables-multiport" in node.sh("cat /etc/fail2ban/jail.d/01_sshd.conf")[1]
+    assert "nftables-multiport" in node.sh("cat /etc/fail2ban/jail.d/01_sshd.local")[1]
+
+
+def applied(node):
+    """`fail2ban-client -d`: the configuration as fail2ban applies it, {(jail, key): value} for the
+    `set` commands, plus ("jails", name) for every jail it starts and (jail, "action") its actions."""
+    import ast
+
+    out = {}
+    for line in node.sh("fail2ban-client -d 2>/dev/null")[1].splitlines():
+        command = ast.literal_eval(line)
+        if command[0] == "start":
+            out[("jails", command[1])] = True
+        elif command[0] == "add":
+            out[(command[1], "backend")] = command[2]
+        elif command[0] == "set" and len(command) >= 4:
+            out[(command[1], command[2])] = command[3:] if len(command) > 4 else command[3]
+        elif command[0] == "multi-set" and command[2] == "action":
+            out[(command[1], "action")] = (command[3], dict(command[4]))
+    return out
+
+
+SETTINGS = {"fail2ban_sshd_maxretry": "4", "fail2ban_sshd_bantime": "7m", "fail2ban_findtime": "9m",
+            "fail2ban_sshd_port": "[22,2222]", "fail2ban_proxmox_maxretry": "5",
+            "fail2ban_proxmox_bantime": "1234", "fail2ban_ignoreip": '["198.51.100.0/24"]'}
+
+
+def test_every_setting_of_ours_is_what_fail2ban_applies_on_every_variant(lab, nodes):
+    """Read back from `fail2ban-client -d`, after whatever the distribution ships (Debian 13's
+    defaults-debian.conf sets sshd's backend and journalmatch, and is read after jail.d/*.conf)."""
+    run = lab.pyinfra(*[arg for key, value in SETTINGS.items() for arg in ("--data", f"{key}={value}")])
+    try:
+        assert run.returncode == 0, run.text[-3000:]
+        for node in nodes:
+            got = applied(node)
+            journal = node.variant != "legacy"
+            assert got[("sshd", "maxretry")] == 4 and got[("sshd", "bantime")] == "7m", node.name
+            assert got[("sshd", "findtime")] == "9m" and got[("proxmox", "findtime")] == "9m"
+            assert got[("proxmox", "maxretry")] == 5 and got[("proxmox", "bantime")] == "1234"
+            assert got[("sshd", "backend")] == ("systemd" if journal else "auto"), node.name
+            if journal:
+                assert got[("sshd", "addjournalmatch")] == ["_SYSTEMD_UNIT=ssh.service", "+", "_COMM=sshd",
+                                                           "+", "_COMM=sshd-session"], node.name
+            else:
+                assert got[("sshd", "addlogpath")] == ["/var/log/auth.log", "head"], node.name
+            for jail, ports in (("sshd", "22,2222"), ("proxmox", "https,http,8006")):
+                action, props = got[(jail, "action")]
+                assert action == "nftables-multiport" and props["port"] == ports, (node.name, jail)
+                assert props["blocktype"] == "reject with tcp reset"
+                assert "198.51.100.0/24" in got[(jail, "addignoreip")]
+    finally:
+        back = lab.pyinfra()
+    assert back.returncode == 0, back.text[-3000:]
+
+
+def test_sshd_off_means_no_sshd_jail_on_every_variant(lab, nodes):
+    run = lab.pyinfra("--data", "fail2ban_sshd_enabled=False")
+    try:
+        assert run.returncode == 0, run.text[-3000:]
+        for node in nodes:
+            assert ("jails", "sshd") not in applied(node), node.name
+            assert "Jail list:\tproxmox" in node.sh("fail2ban-client status")[1], node.name
+            # the summary names every jail that runs: only proxmox now
+            assert re.search(rf"\[{node.name}\] fail2ban [\d.]+; proxmox \[", run.text), node.name
+    finally:
+        back = lab.pyinfra()
+    assert back.returncode == 0, back.text[-3000:]
+    assert all(("jails", "sshd") in applied(n) for n in nodes)
+
+
+def test_a_jail_of_the_admins_own_is_named_in_the_summary(lab, nodes):
+    node = nodes[0]
+    node.sh("printf '[mine]\\nenabled = true\\nfilter = sshd\\nbackend = systemd\\n' > /etc/fail2ban/jail.d/50_mine.conf"
+            " && fail2ban-client reload")
+    try:
+        run = lab.pyinfra()
+        assert run.returncode == 0, run.text[-3000:]
+        assert re.search(rf"\[{node.name}\] fail2ban .*; mine \(not ours\) \[journal\]", run.text)
+    finally:
+        node.sh("rm -f /etc/fail2ban/jail.d/50_mine.conf && fail2ban-client reload")
 
 
 @pytest.mark.parametrize("variant", ["pve8", "pve9", "legacy"])
@@ -175,7 +255,7 @@ def test_a_configuration_fail2ban_rejects_never_goes_live(lab, nodes, attacker):
         assert snapshot(node)[1] == before[1], "fail2ban was restarted"
         assert "192.0.2.99" in banned(node, "sshd")
         for other in others:
-            assert "maxretry  = 4" in other.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1], other.name
+            assert "maxretry  = 4" in other.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1], other.name
     finally:
         node.sh("rm -f /etc/fail2ban/jail.d/zz-broken.conf; fail2ban-client set sshd unbanip 192.0.2.99")
         back = lab.pyinfra()
@@ -211,7 +291,7 @@ def test_dry_run_reports_changes_and_changes_nothing(lab, nodes):
 def test_rolling_run_stops_at_the_first_failure(lab, nodes):
     """The README's cautious rollout: --limit one node first, then --serial --fail-percent 0."""
     first, rest = nodes[0], nodes[1:]
-    jail = "cat /etc/fail2ban/jail.d/02_proxmox.conf"
+    jail = "cat /etc/fail2ban/jail.d/02_proxmox.local"
     try:
         limited = lab.pyinfra("--limit", first.name, "--data", "fail2ban_proxmox_maxretry=4")
         assert limited.returncode == 0, limited.text

@@ -108,13 +108,13 @@ def test_an_unreachable_node_fails_alone_and_converges_when_back(lab):
         assert run.returncode != 0
         assert re.search(rf"\[{down.name}\].*(Could not connect|SSH error|Connection|No route|timed out)", run.text), run.text[-2000:]
         for node in up:
-            assert "maxretry  = 4" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1]
+            assert "maxretry  = 4" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
     finally:
         down.container.start()
     lab.wait_ready(down)
     run = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
     assert run.returncode == 0, run.text[-3000:]
-    assert "maxretry  = 4" in down.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1]
+    assert "maxretry  = 4" in down.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
     assert lab.pyinfra().returncode == 0
 
 
@@ -122,14 +122,14 @@ def test_a_stopped_or_failed_fail2ban_is_brought_back(lab):
     stopped, failed = lab.nodes()[:2]
     stopped.sh("systemctl stop fail2ban")
     # a hand edit that breaks fail2ban, then a restart into it: the service is now failed
-    failed.sh("echo 'maxretry = lots' >> /etc/fail2ban/jail.d/02_proxmox.conf; systemctl restart fail2ban")
+    failed.sh("echo 'maxretry = lots' >> /etc/fail2ban/jail.d/02_proxmox.local; systemctl restart fail2ban")
     assert wait_for(lambda: failed.sh("systemctl is-active fail2ban")[1].strip() == "failed")
     run = lab.pyinfra()
     assert run.returncode == 0, run.text[-3000:]
-    assert "02_proxmox.conf differs from what the settings give" in run.text
+    assert "02_proxmox.local differs from what the settings give" in run.text
     for node in (stopped, failed):
         assert node.sh("systemctl is-active fail2ban")[1].strip() == "active"
-        assert "maxretry = lots" not in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1]
+        assert "maxretry = lots" not in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
         assert re.search(rf"\[{node.name}\] fail2ban [\d.]+; sshd", run.text)
 
 
@@ -256,7 +256,7 @@ def test_an_ignoreip_entry_that_passes_fail2bans_test_but_kills_its_start_is_cau
         assert re.search(rf"\[{node.name}\] NOT PROTECTED: .*ignoreip entry '@docker/abc'", run.text)
         changed = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
         assert changed.returncode != 0 and "fail2ban would fail at start" in changed.text
-        assert "maxretry  = 3" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.conf")[1]
+        assert "maxretry  = 3" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
         assert main_pid(node) == pid and node.sh("systemctl is-active fail2ban")[1].strip() == "active"
     finally:
         node.sh("rm -f /etc/fail2ban/jail.d/60_mine.conf")
