@@ -232,7 +232,8 @@ pve_nodes = [
         """Run `pyinfra -y <lab inventory> <deploy> ARGS` from the project root, as a user would.
         Returns the CompletedProcess with `.text` = stdout + stderr."""
         cmd = [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), str(self.inventory_path), deploy, *args]
-        out = subprocess.run(cmd, cwd=config.ROOT, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(cmd, cwd=config.ROOT, capture_output=True, text=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL)  # as from cron: no terminal to answer a prompt
         out.text = out.stdout + out.stderr
         return out
 

@@ -37,7 +37,8 @@ def read_state(node):
         except ConnectError as error:
             return unreadable(f"cannot connect: {error}")
     fact = Fail2banState()
-    ok, output = node.run_shell_command(fact.command(), print_output=False, print_input=False)
+    ok, output = node.run_shell_command(fact.command(), print_output=state.print_fact_output,
+                                        print_input=state.print_fact_input)
     if not ok:
         return unreadable(f"the state command failed: {' '.join(output.stderr_lines)[-300:] or 'no output'}")
     try:

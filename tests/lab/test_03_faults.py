@@ -118,6 +118,34 @@ def test_an_unreachable_node_fails_alone_and_converges_when_back(lab):
     assert lab.pyinfra().returncode == 0
 
 
+ODD_SHELLS = {
+    "unexpected output": ("echo this is not what the fact prints", "could not process fact"),
+    "command error": ("echo boom >&2; exit 3", "could not load fact"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_SHELLS))
+def test_a_fact_that_fails_on_one_node_fails_that_node_only(lab, kind):
+    """root's login shell on one node replaced by a script: every command pyinfra sends there
+    prints something else (or fails). That node fails with pyinfra's reason, the others verify."""
+    body, reason = ODD_SHELLS[kind]
+    odd, others = lab.nodes()[1], [n for n in lab.nodes() if n.name != lab.nodes()[1].name]
+    odd.sh(f"printf '#!/bin/sh\\n{body}\\n' > /usr/local/bin/oddshell && chmod +x /usr/local/bin/oddshell "
+           "&& usermod -s /usr/local/bin/oddshell root", check=True)
+    try:
+        run = lab.pyinfra()
+        status = lab.pyinfra(deploy="status.py")
+    finally:
+        odd.sh("usermod -s /bin/bash root", check=True)
+    assert run.returncode != 0
+    assert f"[{odd.name}] Error: {reason}: pvefail2ban.facts.NodeFacts" in run.text, run.text[-2000:]
+    for node in others:
+        assert re.search(rf"\[{node.name}\] fail2ban [\d.]+; sshd", run.text), node.name
+    assert status.returncode == 1
+    assert re.search(rf"^{odd.name}\s+-\s+UNREACHABLE\s+\S", status.text, re.M), status.text[-2000:]
+    assert all(re.search(rf"^{n.name}\s+sshd\s+up", status.text, re.M) for n in others)
+
+
 def test_a_stopped_or_failed_fail2ban_is_brought_back(lab):
     stopped, failed = lab.nodes()[:2]
     stopped.sh("systemctl stop fail2ban")

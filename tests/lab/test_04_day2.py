@@ -71,6 +71,34 @@ def test_status_flags_a_ban_the_firewall_does_not_enforce_and_a_stopped_node(lab
         node.sh(f"fail2ban-client set proxmox unbanip {config.ATTACKER_IP}")
 
 
+def test_status_never_hides_a_node_that_cannot_be_reached(lab, tmp_path):
+    nodes = lab.nodes()
+    down = nodes[2]
+    report = tmp_path / "status.json"
+    down.container.stop(timeout=5)
+    try:
+        run = lab.pyinfra("--data", f"report={report}", deploy="status.py")
+    finally:
+        down.container.start()
+    lab.wait_ready(down)
+    assert run.returncode == 1, run.text[-2000:]
+    assert re.search(rf"^{down.name}\s+-\s+UNREACHABLE\s+cannot connect: .*(timed out|refused|route)", run.text,
+                     re.M), run.text[-2000:]
+    data = json.loads(report.read_text())
+    assert sorted(data["nodes"]) == sorted(n.name for n in nodes)
+    assert data["nodes"][down.name]["error"].startswith("cannot connect")
+    assert data["problems"] == [f"{down.name}: unreachable or unreadable: {data['nodes'][down.name]['error']}"]
+    assert all(data["nodes"][n.name]["running"] for n in nodes[:2])
+
+
+def test_status_never_asks_even_without_yes(lab):
+    """No terminal (stdin is /dev/null, as from cron) and no -y: status reports and exits 0."""
+    run = lab.pyinfra(deploy="status.py", yes=False)
+    assert run.returncode == 0, run.text[-2000:]
+    assert "Press enter" not in run.text and "Detected changes" not in run.text
+    assert all(re.search(rf"^{n.name}\s+sshd\s+up", run.text, re.M) for n in lab.nodes())
+
+
 def test_unban_clears_every_node_and_a_second_run_is_a_no_op(lab):
     nodes, attacker = lab.nodes(), lab.attacker()
     for node in nodes:
@@ -102,6 +130,23 @@ def test_sync_spreads_a_ban_to_every_node_but_never_an_ignored_address(lab):
     finally:
         nodes[0].sh(f"fail2ban-client set sshd unbanip {peer}")
         lab.pyinfra("--data", f"ip={config.ATTACKER_IP}", deploy="unban.py")
+
+
+def test_sync_reads_each_node_once_and_writes_only_within_the_limit(lab):
+    nodes = lab.nodes()
+    assert nodes[0].sh(f"fail2ban-client set sshd banip {BAN_PROBE}")[0] == 0
+    try:
+        run = lab.pyinfra("-vv", "--limit", nodes[1].name, deploy="sync.py")
+        assert run.returncode == 0, run.text[-3000:]
+        # the state command, printed once per execution with -vv: one read per node of the inventory
+        assert run.text.count('sed "s/^/fwnft $j /"') == len(nodes), run.text[-3000:]
+        assert BAN_PROBE in banned(nodes[1], "sshd")
+        assert BAN_PROBE not in banned(nodes[2], "sshd"), "a node outside --limit was written to"
+        full = lab.pyinfra("-vv", deploy="sync.py")
+        assert full.returncode == 0 and full.text.count('sed "s/^/fwnft $j /"') == len(nodes)
+        assert all(BAN_PROBE in banned(n, "sshd") for n in nodes)
+    finally:
+        lab.pyinfra("--data", f"ip={BAN_PROBE}", deploy="unban.py")
 
 
 def test_ban_everywhere_refuses_the_controller_and_a_peer_unless_forced(lab):
