@@ -1,0 +1,158 @@
+"""The day-2 operations, cluster-wide, as packaged deploys: status_fail2ban, ban_fail2ban,
+unban_fail2ban, sync_fail2ban, remove_fail2ban. The root files status.py, ban.py, ... call them
+with their --data arguments; your own deploy files can do the same.
+
+Operations that need every node's state (status, sync) read it once per run, on the first active
+host's turn, for all nodes in parallel, and add each node's operations from there.
+"""
+import json
+
+import gevent
+from pyinfra import host, inventory, logger, state
+from pyinfra.api import deploy
+from pyinfra.api.exceptions import ConnectError, DeployError
+from pyinfra.context import ctx_host
+from pyinfra.operations import apt, files, server
+
+from .day2 import (bans_to_sync, check_ban_allowed, cluster_report, parse_addresses, parse_jails,
+                   unreadable)
+from .facts import Fail2banState, NodeFacts
+from .node import inventory_addresses
+from .operations import STAGE, script_reported
+from .plan import files_to_remove
+
+
+def _flag(value, key):
+    if not isinstance(value, bool):
+        raise DeployError(f"{key} = {value!r}: must be true or false; nothing was changed")
+    return value
+
+
+def read_state(node):
+    """Fail2banState of `node`, connecting first if needed; a node that cannot be reached or read
+    gets day2.unreadable(pyinfra's reason) instead. Never fails the run."""
+    if not node.connected:
+        try:
+            node.connect(show_errors=False, raise_exceptions=True)
+        except ConnectError as error:
+            return unreadable(f"cannot connect: {error}")
+    fact = Fail2banState()
+    ok, output = node.run_shell_command(fact.command(), print_output=state.print_fact_output,
+                                        print_input=state.print_fact_input)
+    if not ok:
+        return unreadable(f"the state command failed: {' '.join(output.stderr_lines)[-300:] or 'no output'}")
+    try:
+        return fact.process(output.stdout_lines)
+    except Exception as error:  # noqa: BLE001 - any parse failure is this node's alone
+        return unreadable(str(error))
+
+
+def read_states(nodes):
+    """{name: state} of `nodes`, read in parallel (one SSH command each)."""
+    jobs = {node.name: gevent.spawn(read_state, node) for node in nodes}
+    gevent.joinall(list(jobs.values()))
+    return {name: job.value if job.successful() else unreadable(repr(job.exception))
+            for name, job in jobs.items()}
+
+
+def _first_turn():
+    """True on the first active host's turn: cluster-wide work is done once, there."""
+    active = inventory.get_active_hosts()
+    return bool(active) and host == active[0]
+
+
+@deploy("fail2ban status")
+def status_fail2ban(report=None):
+    """Read-only report of every node of the run (all of the inventory, or --limit's), reachable or
+    not: a table, and a JSON file at `report`. Ends the run itself, before pyinfra asks anything:
+    exit code 0 when every node is protected, 1 otherwise (unreachable nodes included)."""
+    if not _first_turn():
+        return
+    nodes = [h for h in inventory if state.is_host_in_limit(h)]
+    text, data, problems = cluster_report(read_states(nodes))
+    print(text)
+    if report:
+        with open(report, "w") as out:
+            json.dump(data, out, indent=2, sort_keys=True)
+        print(f"  report: {report}")
+    if problems:
+        logger.error("not protected:\n  " + "\n  ".join(problems))
+    raise SystemExit(1 if problems else 0)
+
+
+@deploy("fail2ban ban everywhere")
+def ban_fail2ban(ip, jails=None, force=False):
+    """Ban `ip` (one address, "a,b" or a list) in `jails` (default sshd and proxmox) on this node.
+    Refuses this controller, inventory nodes and ignoreip entries unless `force`."""
+    addresses = parse_addresses(ip)
+    force = _flag(force, "force")
+    current = host.get_fact(Fail2banState)
+    if current is None:  # pyinfra has failed this node alone and said why
+        return
+    chosen = parse_jails(jails, current, host.name)
+    check_ban_allowed(addresses, chosen, current, host.get_fact(NodeFacts)["client"],
+                      inventory_addresses(inventory), force, host.name)
+    for jail in chosen:
+        for address in addresses:
+            if address in current["jails"][jail]["banned_ips"]:
+                host.noop(f"{address} is already banned in {jail}")
+                continue
+            server.shell(name=f"{address} banned in jail {jail}",
+                         commands=[f"fail2ban-client set {jail} banip {address}"])
+
+
+@deploy("fail2ban unban everywhere")
+def unban_fail2ban(ip):
+    """Lift `ip` from every jail of this node where it is banned."""
+    addresses = parse_addresses(ip)
+    current = host.get_fact(Fail2banState)
+    if current is None:
+        return
+    for address in addresses:
+        where = [jail for jail, status in sorted(current["jails"].items()) if address in status["banned_ips"]]
+        if not where:
+            host.noop(f"{address} is not banned on {host.name}")
+        for jail in where:
+            server.shell(name=f"{address} unbanned from jail {jail} (it was banned here)",
+                         commands=[f"fail2ban-client set {jail} unbanip {address}"])
+
+
+@deploy("fail2ban sync bans")
+def sync_fail2ban():
+    """Every node's bans, per jail, banned on the other nodes of the run that have that jail.
+    Reads every reachable node of the inventory once (also nodes outside --limit, whose bans
+    count), writes only to the nodes of the run. Never spreads an address in the receiver's ignoreip."""
+    if not _first_turn():
+        return
+    states = read_states(list(inventory))
+    for name, node_state in sorted(states.items()):
+        if node_state.get("error"):
+            logger.warning(f"{name}: its bans are not read ({node_state['error']})")
+    for target in inventory.get_active_hosts():
+        with ctx_host.use(target):
+            for jail, address, sources in bans_to_sync(target.name, states):
+                server.shell(name=f"{address} banned in jail {jail} (banned on {', '.join(sources)})",
+                             commands=[f"fail2ban-client set {jail} banip {address}"])
+
+
+@deploy("fail2ban removed")
+def remove_fail2ban(purge=False):
+    """Only the files the deploy put on the node go (never one of the fail2ban package), then
+    fail2ban runs on the distribution's own configuration, or is stopped and disabled where that
+    cannot run (Debian 12 without auth.log). `purge`: purge the fail2ban package instead."""
+    purge = _flag(purge, "purge")
+    facts = host.get_fact(NodeFacts)
+    if facts is None:
+        return
+    removed = [files.file(name=f"{path} removed", path=path, present=False)
+               for path in files_to_remove({}, facts)]
+    files.directory(name="the deploy's work folder removed", path=STAGE.rsplit("/", 1)[0], present=False)
+    if "fail2ban" not in facts["packages"]:
+        return
+    if purge:
+        apt.packages(name="fail2ban purged", packages=["fail2ban"], present=False, purge=True)
+    elif removed:
+        script_reported(
+            name="fail2ban on the distribution's own configuration (stopped if that cannot run here)",
+            script="restore.sh",
+        )

@@ -1,0 +1,194 @@
+"""The plain logic of the cluster-wide day-2 operations (status, ban, unban, sync): reading a
+node's fail2ban state (facts.Fail2banState), judging it and planning bans. Unit-tested."""
+import ipaddress
+import json
+import re
+
+from pyinfra.api.exceptions import DeployError
+
+from .jailstatus import parse_verify
+
+def _elements(nft_json):
+    """Addresses in an `nft -j list set` answer (plain elements, prefixes and ranges)."""
+    found = []
+    for item in json.loads(nft_json).get("nftables", []):
+        for elem in item.get("set", {}).get("elem", []) or []:
+            value = elem.get("elem", {}).get("val", elem) if isinstance(elem, dict) else elem
+            if isinstance(value, dict) and "prefix" in value:
+                value = f"{value['prefix']['addr']}/{value['prefix']['len']}"
+            found.append(str(value))
+    return found
+
+
+def parse_state(text):
+    """STATE_SCRIPT output -> {running, jails: {name: status + ignoreip + firewall}, events}. The jail
+    statuses are read as verify reads them (status.parse_verify); this adds ignoreip, the firewall's
+    own sets or chains, and the last Ban/Unban events."""
+    if not re.search(r"^ping=(yes|no)$", text, re.M):  # the script's first line: not its output
+        raise ValueError(f"no ping= line in {text[:200]!r}")
+    verified = parse_verify(text)
+    state = {"running": verified["ping"], "jails": verified["status"], "events": [], "active": None}
+    firewall = {}
+    for line in text.splitlines():
+        if line.startswith("active="):
+            state["active"] = line[7:].strip()
+        elif line.startswith("fwnft "):
+            _, jail, payload = line.split(" ", 2)
+            try:
+                firewall.setdefault(jail, set()).update(_elements(payload))
+            except ValueError:
+                pass
+        elif line.startswith("fwipt "):
+            _, jail, address = line.split()
+            firewall.setdefault(jail, set()).add(address.removesuffix("/32").removesuffix("/128"))
+        elif line.startswith("event "):
+            state["events"].append(line[6:].strip())
+    last_jail = None  # `get <jail> ignoreip` answers right after that jail's status
+    for answer in text.split("fail2ban> ")[1:]:
+        first, _, rest = answer.partition("\n")
+        if first.startswith("Status for the jail: "):
+            last_jail = first.split(":", 1)[1].strip()
+        elif first.startswith("These IP addresses/networks are ignored") and last_jail:
+            state["jails"][last_jail]["ignoreip"] = [
+                re.sub(r"^[|`]- ", "", l).strip() for l in rest.splitlines() if re.match(r"^[|`]- ", l)]
+    for name, jail in state["jails"].items():
+        jail.setdefault("ignoreip", [])
+        enforced = firewall.get(name, set())
+        jail["firewall"] = sorted(enforced)
+        jail["not_enforced"] = [ip for ip in jail["banned_ips"] if ip not in enforced]
+    return state
+
+
+def parse_addresses(value, key="ip"):
+    """--data ip=... (one address, comma-separated, or a list) -> [canonical addresses]; else DeployError
+    naming the bad value."""
+    items = [i for i in value.split(",") if i.strip()] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise DeployError(f"{key} = {value!r}: give one address or a list (--data {key}=192.0.2.7); "
+                          "nothing was changed")
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_address(str(item).strip())))
+        except ValueError:
+            raise DeployError(f"{key} = {value!r}: {item!r} is not an IP address; nothing was changed") from None
+    return out
+
+
+def is_ignored(address, ignoreip):
+    """True when `address` falls in any ignoreip entry (addresses and CIDRs; host names are skipped)."""
+    ip = ipaddress.ip_address(address)
+    for entry in ignoreip:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def status_rows(states):
+    """{node: state} -> table rows, one per node and jail."""
+    rows = []
+    for node, state in sorted(states.items()):
+        if state.get("error"):
+            rows.append([node, "-", "UNREACHABLE", "", "", "", "", state["error"]])
+            continue
+        if not state["running"]:
+            rows.append([node, "-", "DOWN", "", "", "", "", f"fail2ban {state.get('active') or 'not running'}"])
+            continue
+        for name, jail in sorted(state["jails"].items()):
+            flag = ("NOT ENFORCED: " + " ".join(jail["not_enforced"])) if jail["not_enforced"] else ""
+            rows.append([node, name, "up", str(jail.get("failed", 0)), str(jail.get("total_failed", 0)),
+                         str(jail.get("banned", 0)), str(jail.get("total_banned", 0)),
+                         " ".join(jail["banned_ips"]) + (f"  {flag}" if flag else "")])
+    return rows
+
+
+def format_table(rows, header=("node", "jail", "state", "failed", "total failed", "banned",
+                               "total banned", "banned addresses")):
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def status_problems(states, expected_jails=("sshd", "proxmox")):
+    problems = []
+    for node, state in sorted(states.items()):
+        if state.get("error"):
+            problems.append(f"{node}: unreachable or unreadable: {state['error']}")
+            continue
+        if not state["running"]:
+            problems.append(f"{node}: fail2ban is not running")
+            continue
+        problems += [f"{node}: jail {j} is missing" for j in expected_jails if j not in state["jails"]]
+        problems += [f"{node}: {j} lists {ip} as banned but the firewall does not enforce it"
+                     for j, jail in state["jails"].items() for ip in jail["not_enforced"]]
+    return problems
+
+
+def unreadable(reason):
+    """The state of a node that could not be read, as status reports it (UNREACHABLE)."""
+    return {"error": reason, "running": False, "active": None, "jails": {}, "events": []}
+
+
+def cluster_report(states):
+    """{node: state} -> (text to print, JSON-able report, problems). Every node appears, read or not."""
+    lines = ["", format_table(status_rows(states))]
+    for name, node_state in sorted(states.items()):
+        lines += [f"  {name}: {event}" for event in node_state["events"][-5:]]
+    problems = status_problems(states)
+    return "\n".join(lines), {"nodes": states, "problems": problems}, problems
+
+
+def parse_jails(value, state, node):
+    """--data jails=... -> jail names that run on the node (default: sshd and proxmox)."""
+    if value in (None, ""):
+        wanted = ["sshd", "proxmox"]
+    else:
+        wanted = value.split(",") if isinstance(value, str) else value
+        if not isinstance(wanted, (list, tuple)) or not wanted:
+            raise DeployError(f"jails = {value!r}: give jail names, e.g. --data jails=sshd,proxmox")
+    missing = [j for j in wanted if j not in state["jails"]]
+    if missing:
+        raise DeployError(f"jails = {value!r}: jail {missing[0]!r} does not run on {node} "
+                          f"(it runs: {', '.join(sorted(state['jails'])) or 'none'}); nothing was changed")
+    return [str(j).strip() for j in wanted]
+
+
+def check_ban_allowed(addresses, jails, state, controller, peers, force, node):
+    """DeployError (nothing changed anywhere) when an address is one we must never ban, unless forced."""
+    if force:
+        return
+    for address in addresses:
+        reason = None
+        if address == controller:
+            reason = "it is this controller's address (you would lock yourself out)"
+        elif address in peers:
+            reason = "it is a node of the inventory (cluster peers must reach each other)"
+        else:
+            ignored = [j for j in jails if is_ignored(address, state["jails"][j].get("ignoreip", []))]
+            if ignored:
+                reason = f"it is in the ignoreip of jail {ignored[0]} on {node}"
+        if reason:
+            raise DeployError(f"refusing to ban {address}: {reason}. Nothing was changed; "
+                              "add --data force=true to ban it anyway")
+
+
+def bans_to_sync(node, states):
+    """[(jail, address, [nodes where it is banned])] that `node` lacks; ignored addresses are skipped."""
+    mine = states[node]
+    if not mine["running"]:  # also a node that could not be read
+        return []
+    todo = []
+    for jail, status in sorted(mine["jails"].items()):
+        sources = {}
+        for other, state in sorted(states.items()):
+            if other != node and state["running"] and jail in state["jails"]:
+                for address in state["jails"][jail]["banned_ips"]:
+                    sources.setdefault(address, []).append(other)
+        for address in sorted(sources):
+            if address not in status["banned_ips"] and not is_ignored(address, status.get("ignoreip", [])):
+                todo.append((jail, address, sources[address]))
+    return todo

@@ -1,0 +1,162 @@
+"""The custom pyinfra facts: NodeFacts reads everything the deploy needs from a node in one command,
+Fail2banState what the day-2 operations need. One SSH command each.
+
+The parsing is plain functions (parse_node, day2.parse_state), unit-tested without a node. Output the parser does
+not understand raises FactProcessError, which pyinfra turns into a failure of that node alone.
+"""
+from pyinfra.api import FactBase
+from pyinfra.api.exceptions import FactProcessError
+
+from .day2 import parse_state
+
+# Files the deploy manages. The jails are `.local` files in jail.d: fail2ban reads every
+# jail.d/*.conf (the package's defaults-debian.conf among them) and jail.local before any
+# jail.d/*.local, so our settings win over whatever the distribution ships or adds later,
+# without editing a file the package owns. The guide's numbering is kept.
+SSHD_JAIL = "/etc/fail2ban/jail.d/01_sshd.local"
+PROXMOX_JAIL = "/etc/fail2ban/jail.d/02_proxmox.local"
+RECIDIVE_JAIL = "/etc/fail2ban/jail.d/03_recidive.local"
+# Where earlier releases of this deploy (and the guide) put the jails: removed when found.
+EARLIER_JAILS = ("/etc/fail2ban/jail.d/01_sshd.conf", "/etc/fail2ban/jail.d/02_proxmox.conf",
+                 "/etc/fail2ban/jail.d/03_recidive.conf")
+FILTER = "/etc/fail2ban/filter.d/proxmox.conf"
+FILTER_LOCAL = "/etc/fail2ban/filter.d/proxmox.local"  # when the package ships its own proxmox.conf
+MANAGED = (SSHD_JAIL, PROXMOX_JAIL, RECIDIVE_JAIL, FILTER, FILTER_LOCAL, *EARLIER_JAILS)
+PACKAGES = ("fail2ban", "python3-systemd", "python3-pyinotify", "nftables", "iptables")
+LOGS = ("/var/log/auth.log", "/var/log/daemon.log")
+
+NODE_SCRIPT = r"""
+. /etc/os-release 2>/dev/null
+echo "os_id=$ID"; echo "os_like=$ID_LIKE"; echo "os_version=$VERSION_ID"
+test -d /run/systemd/system && echo systemd=yes
+command -v journalctl >/dev/null && echo journal=yes
+for f in {logs}; do test -f "$f" && echo "log=$f"; done
+for t in nft iptables; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
+sshd -T 2>/dev/null | grep -Ei '^(port|maxauthtries) ' | sed 's/^/sshd_/'
+echo "client=${{SSH_CLIENT%% *}}"
+dpkg-query -W -f='pkg=${{Package}} ${{db:Status-Abbrev}} ${{Version}}\n' {packages} 2>/dev/null
+dpkg-query -S {filter} 2>/dev/null | sed 's/:.*//; s/^/filter_owner=/'
+for f in {managed}; do
+  test -f "$f" && echo "file=$f $(sha1sum < "$f" | cut -d' ' -f1) $(stat -c '%a %U:%G' "$f")"
+done
+systemctl show -p ActiveState -p MainPID -p UnitFileState fail2ban 2>/dev/null | sed 's/^/fail2ban_/'
+t=$(stat -c %Y /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp 2>/dev/null | sort -n | tail -n 1)
+ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' || t=0  # no lists at all: as good as ancient
+echo "apt_lists_age=$(( $(date +%s) - ${{t:-0}} ))"
+""".format(logs=" ".join(LOGS), packages=" ".join(PACKAGES), filter=FILTER, managed=" ".join(MANAGED))
+
+
+def parse_node(lines):
+    """key=value lines of NODE_SCRIPT -> the dict NodeFacts returns (see there); ValueError on a
+    line it cannot read."""
+    node = {"logs": [], "tools": [], "packages": {}, "files": {}, "sshd_ports": [], "systemd": False,
+            "journal": False, "filter_owner": None, "apt_lists_age": None, "sshd_maxauthtries": None,
+            "client": None, "os_like": None, "os_version": None}
+    for line in lines:
+        key, _, value = line.strip().partition("=")
+        if not _:
+            # `sshd -T` prints "port 22" and "maxauthtries 6" (after our sshd_ prefix)
+            key, _, value = line.strip().partition(" ")
+            if key.lower() == "sshd_port":
+                node["sshd_ports"].append(value.strip())
+            elif key.lower() == "sshd_maxauthtries" and value.strip().isdigit():
+                node["sshd_maxauthtries"] = int(value)
+            continue
+        if key in ("systemd", "journal"):
+            node[key] = value == "yes"
+        elif key == "log":
+            node["logs"].append(value)
+        elif key == "tool":
+            node["tools"].append(value)
+        elif key == "pkg":
+            name, status, version = (value.split() + ["", "", ""])[:3]
+            if status == "ii":
+                node["packages"][name] = version
+        elif key == "file":
+            path, sha1, mode, owner = value.split()  # ValueError when the line is not 4 fields
+            node["files"][path] = (sha1, mode, owner)
+        elif key in ("os_id", "os_like", "os_version", "client", "filter_owner"):
+            node[key] = value or None
+        elif key == "apt_lists_age" and value.lstrip("-").isdigit():
+            node["apt_lists_age"] = int(value)
+        elif key.startswith("fail2ban_"):
+            node[key.lower()] = value
+    if "os_id" not in node:  # the script's first line is always os_id=...: this is not its output
+        raise ValueError(f"no os_id line in {' | '.join(lines)[:200]!r}")
+    node["fail2ban_mainpid"] = int(node.get("fail2ban_mainpid") or 0)
+    return node
+
+
+class NodeFacts(FactBase):
+    """What the deploy adapts to, as a dict::
+
+        {
+            "os_id": "debian", "os_like": None, "os_version": "12",
+            "systemd": True, "journal": True,           # systemd is PID 1; journalctl exists
+            "logs": ["/var/log/auth.log"],              # classic log files that exist
+            "tools": ["nft", "iptables"],               # firewall commands found
+            "sshd_ports": ["22"], "sshd_maxauthtries": 6,
+            "client": "192.0.2.1",                      # this controller, as the node sees it
+            "packages": {"fail2ban": "1.0.2-2"},        # installed, of PACKAGES
+            "filter_owner": None,                       # package owning filter.d/proxmox.conf
+            "files": {path: (sha1, "644", "root:root")},  # our MANAGED files present
+            "fail2ban_activestate": "active", "fail2ban_mainpid": 321,
+            "fail2ban_unitfilestate": "enabled",
+            "apt_lists_age": 120,                       # seconds since apt lists were refreshed
+        }
+    """
+
+    def command(self):
+        return NODE_SCRIPT
+
+    def process(self, output):
+        try:
+            return parse_node(output)
+        except ValueError as error:
+            raise FactProcessError(f"unexpected output from the node: {error}") from error
+
+
+STATE_SCRIPT = r"""
+if ! fail2ban-client ping >/dev/null 2>&1; then
+  echo "ping=no"; echo "active=$(systemctl is-active fail2ban 2>/dev/null)"; exit 0
+fi
+echo "ping=yes"
+jails=$(fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' | tr -d ',')
+{ echo status; for j in $jails; do echo "status $j"; echo "get $j ignoreip"; done; } | fail2ban-client -i 2>/dev/null
+echo
+for j in $jails; do
+  if command -v nft >/dev/null 2>&1 && nft list table inet f2b-table >/dev/null 2>&1; then
+    for s in addr-set-$j addr6-set-$j; do
+      nft -j list set inet f2b-table "$s" 2>/dev/null | sed "s/^/fwnft $j /"
+    done
+  fi
+  if command -v iptables >/dev/null 2>&1; then
+    iptables -w -S "f2b-$j" 2>/dev/null | sed -n "s/^-A f2b-$j -s \([^ ]*\) .*-j \(REJECT\|DROP\).*/fwipt $j \1/p"
+  fi
+done
+grep -hE '\] (Ban|Unban|Restore Ban) ' /var/log/fail2ban.log 2>/dev/null | tail -n 10 | sed 's/^/event /'
+"""
+
+
+class Fail2banState(FactBase):
+    """fail2ban as it runs on the node, read-only (day2.parse_state)::
+
+        {
+            "running": True,          # fail2ban-client ping answers
+            "active": None,           # `systemctl is-active fail2ban` when it does not answer
+            "jails": {"sshd": {"failed": 0, "total_failed": 3, "banned": 1, "total_banned": 1,
+                               "banned_ips": ["192.0.2.7"], "journal_matches": "...", "file_list": None,
+                               "ignoreip": ["127.0.0.1/8"], "firewall": ["192.0.2.7"],
+                               "not_enforced": []}},
+            "events": ["2026-11-24 23:01:54,344 ... [sshd] Ban 192.0.2.7"],  # last Ban/Unban lines
+        }
+    """
+
+    def command(self):
+        return STATE_SCRIPT
+
+    def process(self, output):
+        try:
+            return parse_state("\n".join(output))
+        except (ValueError, KeyError) as error:
+            raise FactProcessError(f"unexpected output from the node: {error}") from error

@@ -1,0 +1,89 @@
+"""The deploy's own pyinfra operations, for what pyinfra's built-in ones cannot say."""
+from io import BytesIO
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
+
+from .jailstatus import parse_verify, problems, summary
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
+STAGE = "/var/lib/pve-fail2ban/stage"
+
+
+def shipped_script(name, *args):
+    """`sh -c '<text of pvefail2ban/scripts/NAME>' NAME ARGS...`: run a script of ours on the node without
+    leaving a copy there. Arguments are quoted."""
+    return StringCommand("sh", "-c", QuoteString((SCRIPTS / name).read_text()), name,
+                         *(QuoteString(str(a)) for a in args))
+
+
+@operation(is_idempotent=False)
+def fail(reason: str):
+    """Fail this node, and only this node, with `reason` (the other nodes go on)."""
+
+    def report(state, host):
+        host.log_styled(reason, fg="red", log_func=logger.error)
+        return False
+
+    yield FunctionCommand(report, (), {})
+
+
+@operation()
+def tested_files(files: dict, change: list, remove: list = ()):
+    """Put `files` ({path: bytes}) live, root:root 0644, only after fail2ban accepted the result.
+
+    `change`: the paths that differ on the node, `remove`: ours no longer wanted (both from
+    pvefail2ban.plan). They are staged, the whole configuration is tested as it will be
+    (fail2ban-client -t, fail2ban-regex on the proxmox filter), and only then put live: a failed
+    test fails the node with fail2ban's own words and leaves its live files untouched.
+    """
+    if not change and not remove:
+        host.noop("fail2ban's managed files are as they should be")
+        return
+    dirs = sorted({str(Path(STAGE + path).parent) for path in change})
+    yield StringCommand("rm", "-rf", STAGE, "&&", "mkdir", "-p", "-m", "0700", *dirs, STAGE)
+    for path in change:
+        yield FileUploadCommand(BytesIO(files[path]), STAGE + path)
+    yield FileUploadCommand(str(SCRIPTS / "apply.sh"), f"{STAGE}/apply.sh")
+    yield FileUploadCommand(str(SCRIPTS / "ignoreip_check.py"), f"{STAGE}/ignoreip_check.py")
+    yield StringCommand("sh", f"{STAGE}/apply.sh", STAGE, *change, *(["--", *remove] if remove else []))
+
+
+@operation(is_idempotent=False)
+def verified(jails: list, off: list, tool: str, ping_timeout: int = 30):
+    """Check, every run: fail2ban answers, each of `jails` runs and reads a live source, none of
+    `off` runs, the firewall tool of the ban action works, the configuration on disk passes
+    `fail2ban-client -t` and has no ignoreip entry that would kill fail2ban at its next start.
+    Prints a one-line summary of every running jail; fails the node with the reasons otherwise."""
+
+    def check(state, host):
+        ok, output = host.run_shell_command(
+            shipped_script("verify.sh", ping_timeout, tool, (SCRIPTS / "ignoreip_check.py").read_text()),
+            print_output=state.print_output, print_input=state.print_input)
+        result = parse_verify("\n".join(output.stdout_lines))
+        found = problems(result, jails, off, tool) if ok else [f"verify.sh failed: {output.stderr}"]
+        if found:
+            for problem in found:
+                host.log_styled(f"NOT PROTECTED: {problem}", fg="red", log_func=logger.error)
+            return False
+        host.log_styled(summary(result, jails), fg="green", log_func=logger.info)
+        return True
+
+    yield FunctionCommand(check, (), {})
+
+
+@operation(is_idempotent=False)
+def script_reported(script: str):
+    """Run shipped script `script` (a file in pvefail2ban/scripts/) on the node and show what it prints in
+    the run's output; its exit code decides success. For steps whose outcome the admin must read
+    (e.g. remove.py's restart)."""
+
+    def run(state, host):
+        ok, output = host.run_shell_command(shipped_script(script),
+                                            print_output=state.print_output, print_input=state.print_input)
+        for line in output.stdout_lines + output.stderr_lines:
+            host.log_styled(line, fg="green" if ok else "red", log_func=logger.info if ok else logger.error)
+        return ok
+
+    yield FunctionCommand(run, (), {})

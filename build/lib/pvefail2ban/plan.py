@@ -1,0 +1,167 @@
+"""What one node needs: which backend, log source, ban action and ports each jail gets, which
+packages to install, which addresses are never banned. Pure: settings + node facts in, plan out."""
+import hashlib
+from dataclasses import dataclass, field
+
+from .facts import FILTER, FILTER_LOCAL, PROXMOX_JAIL, RECIDIVE_JAIL, SSHD_JAIL
+
+AUTH_LOG = "/var/log/auth.log"
+DAEMON_LOG = "/var/log/daemon.log"
+FAIL2BAN_LOG = "/var/log/fail2ban.log"
+# sshd on Debian runs as ssh.service; OpenSSH >= 9.8 (Debian 13) logs from sshd-session.
+SSHD_JOURNALMATCH = "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session"
+LOOPBACK = ["127.0.0.1/8", "::1"]
+OUR_JAILS = {"sshd": SSHD_JAIL, "proxmox": PROXMOX_JAIL, "recidive": RECIDIVE_JAIL}
+BANACTIONS = {"nftables": ("nftables-multiport", "nftables-allports", "nft", "nftables"),
+              "iptables": ("iptables-multiport", "iptables-allports", "iptables", "iptables")}
+# A banned client gets a TCP reset: refused at once. (The default ICMP port-unreachable is
+# rate-limited by the kernel, so a banned client may wait a second or more to learn it is refused.)
+BLOCKTYPES = {"nftables": "reject with tcp reset", "iptables": "REJECT --reject-with tcp-reset"}
+
+
+class NodeError(Exception):
+    """This node cannot be served as it is; the message says why and what to do."""
+
+
+@dataclass(kw_only=True)
+class Jail:
+    """One jail of ours as it is written to its jail.d file."""
+
+    name: str
+    path: str  # the guide's file name
+    ports: list
+    maxretry: int
+    bantime: str
+    findtime: str
+    backend: str  # "systemd" or "file"
+    logpath: str = None
+    journalmatch: str = None
+    filter: str = None
+    why: str = ""
+
+
+@dataclass(kw_only=True)
+class Plan:
+    """What one node gets (plan_node)."""
+
+    jails: list  # Jail, each running
+    off: dict  # {jail name: path} of our jails switched off by the settings
+    banaction: str
+    banaction_allports: str
+    blocktype: str
+    firewall_tool: str  # the command the ban action runs: nft or iptables
+    ignoreip: list
+    packages: list
+    filter_path: str
+    warnings: list = field(default_factory=list)
+
+
+def _backend(choice, log, node):
+    """'systemd' or 'file' for a jail whose classic log file is `log`."""
+    has_log = log in node["logs"]
+    if choice == "file" and not has_log:
+        raise NodeError(f"fail2ban_backend = 'file' but {log} does not exist on this node "
+                        f"(journald only, like PVE 8/9): use 'auto' or 'systemd'")
+    if choice == "systemd" and not node["journal"]:
+        raise NodeError("fail2ban_backend = 'systemd' but this node has no journal (journalctl)")
+    if choice == "auto":
+        return ("file", f"{log} exists") if has_log else ("systemd", f"no {log}: the journal")
+    return choice, f"fail2ban_backend = {choice!r}"
+
+
+def _banaction(choice, node):
+    if choice == "auto":
+        choice = "nftables" if "nft" in node["tools"] or "iptables" not in node["tools"] else "iptables"
+    return choice
+
+
+def plan_node(settings, node, peers=()):
+    """settings: validated (settings.validate); node: NodeFacts; peers: inventory addresses."""
+    if not node.get("systemd"):
+        raise NodeError("systemd is not running as init on this node: only Debian-based nodes with "
+                        "systemd (Proxmox VE 7/8/9) are supported")
+    family = f"{node.get('os_id') or ''} {node.get('os_like') or ''}".split()
+    if "debian" not in family:
+        raise NodeError(f"this node runs {node.get('os_id') or 'an unknown OS'!r}, not Debian: "
+                        "only Debian-based nodes (Proxmox VE) are supported")
+
+    warnings = []
+    jails = []
+    if settings["sshd_enabled"]:
+        backend, why = _backend(settings["backend"], AUTH_LOG, node)
+        ports = settings["sshd_port"] or node["sshd_ports"] or ["ssh"]
+        maxauthtries = node.get("sshd_maxauthtries")
+        if maxauthtries is not None and maxauthtries != settings["sshd_maxretry"]:
+            warnings.append(f"sshd MaxAuthTries is {maxauthtries} but fail2ban_sshd_maxretry is "
+                            f"{settings['sshd_maxretry']} (the guide makes them the same)")
+        source = "from fail2ban_sshd_port" if settings["sshd_port"] else "from sshd -T"
+        jails.append(Jail(
+            name="sshd", path=SSHD_JAIL, ports=ports, maxretry=settings["sshd_maxretry"],
+            bantime=settings["sshd_bantime"], findtime=settings["findtime"], backend=backend,
+            logpath=AUTH_LOG if backend == "file" else None,
+            journalmatch=SSHD_JOURNALMATCH if backend == "systemd" else None, filter="sshd",
+            why=f"{why}; port{'s' if len(ports) > 1 else ''} {source}",
+        ))
+    if settings["proxmox_enabled"]:
+        backend, why = _backend(settings["backend"], DAEMON_LOG, node)
+        jails.append(Jail(
+            name="proxmox", path=PROXMOX_JAIL, ports=settings["proxmox_port"],
+            maxretry=settings["proxmox_maxretry"], bantime=settings["proxmox_bantime"],
+            findtime=settings["findtime"], backend=backend,
+            logpath=DAEMON_LOG if backend == "file" else None, filter="proxmox", why=why,
+        ))
+    if settings["recidive_enabled"]:
+        jails.append(Jail(
+            name="recidive", path=RECIDIVE_JAIL, ports=["all"], maxretry=settings["recidive_maxretry"],
+            bantime=settings["recidive_bantime"], findtime=settings["recidive_findtime"],
+            backend="file", logpath=FAIL2BAN_LOG, filter="recidive",
+            why="repeat offenders, from fail2ban's own log",
+        ))
+    # A jail switched off is written as `enabled = false`: the distribution's own jail of that name
+    # (Debian 13 enables sshd in jail.d/defaults-debian.conf) does not run either.
+    running = {jail.name for jail in jails}
+    off = {name: path for name, path in OUR_JAILS.items() if name not in running}
+
+    banaction = _banaction(settings["banaction"], node)
+    multiport, allports, tool, package = BANACTIONS[banaction]
+
+    packages = ["fail2ban"]
+    if any(j.backend == "systemd" for j in jails):
+        packages.append("python3-systemd")
+    if any(j.backend == "file" for j in jails):
+        packages.append("python3-pyinotify")  # file changes seen at once, not on the next poll
+    if tool not in node["tools"]:
+        packages.append(package)
+    missing = [p for p in packages if p not in node["packages"]]
+
+    ignoreip = list(LOOPBACK)
+    if settings["lockout_protection"]:
+        if not node.get("client"):
+            raise NodeError("cannot tell this controller's address as the node sees it (no SSH_CLIENT); "
+                            "set fail2ban_lockout_protection = False to go on without it")
+        ignoreip += [node["client"], *peers]
+    ignoreip += settings["ignoreip"]
+    ignoreip = list(dict.fromkeys(ignoreip))  # once each, order kept: same input, same bytes
+
+    return Plan(
+        jails=jails, off=off, banaction=multiport, banaction_allports=allports,
+        blocktype=BLOCKTYPES[banaction], firewall_tool=tool, ignoreip=ignoreip, packages=missing,
+        filter_path=FILTER_LOCAL if node.get("filter_owner") else FILTER, warnings=warnings,
+    )
+
+
+def sha1(data):
+    return hashlib.sha1(data).hexdigest()
+
+
+def files_to_change(wanted, node):
+    """Paths of `wanted` ({path: bytes}) whose bytes, mode or owner differ on the node."""
+    return [path for path, data in wanted.items()
+            if node["files"].get(path) != (sha1(data), "644", "root:root")]
+
+
+def files_to_remove(wanted, node):
+    """Files of ours on the node that this run no longer wants (a jail switched off, a filter that
+    moved to .local). Never a file the fail2ban package owns."""
+    owned = {FILTER} if node.get("filter_owner") else set()
+    return [path for path in node["files"] if path not in wanted and path not in owned]

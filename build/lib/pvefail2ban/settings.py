@@ -1,0 +1,153 @@
+"""Check every fail2ban_* setting before any node is touched; return them normalised."""
+import ipaddress
+import re
+
+from .defaults import DEFAULTS
+
+DEFAULTS_MODULE = "pvefail2ban/defaults.py"
+
+TIME_UNITS = r"(?:s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hour|hours|d|day|days|w|week|weeks|mo|month|months|y|year|years)"
+TIME_RE = re.compile(rf"^\s*(?:\d+(?:\.\d+)?\s*{TIME_UNITS}?\s*)+$", re.IGNORECASE)
+SERVICE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+BACKENDS = ("auto", "systemd", "file")
+BANACTIONS = ("auto", "nftables", "iptables")
+
+
+class SettingsError(ValueError):
+    """One or more bad settings; the message names each key and value."""
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_bool(value):
+    if not isinstance(value, bool):
+        return "must be True or False"
+
+
+def check_count(value, minimum=1):
+    if not _is_int(value) or value < minimum:
+        return f"must be a whole number >= {minimum}"
+
+
+def check_time(value, forever_allowed=False):
+    """fail2ban time: seconds (> 0), fail2ban's forms like '10m' or '1h 30m', or -1 (forever)."""
+    if forever_allowed and value in (-1, "-1"):
+        return None
+    if _is_int(value):
+        return None if value > 0 else "must be a positive time" + (" or -1 (forever)" if forever_allowed else "")
+    if isinstance(value, str) and TIME_RE.match(value) and re.search(r"[1-9]", value):
+        return None
+    return "must be seconds (> 0) or a fail2ban time like 10m, 1h, 1d" + (" or -1 (forever)" if forever_allowed else "")
+
+
+def normalise_ports(value):
+    """['https', 8006] or 'https,8006' -> ['https', '8006']; raises ValueError naming the bad entry."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError("must be a non-empty list of ports (1-65535) or service names")
+    ports = []
+    for item in items:
+        text = item.strip() if isinstance(item, str) else item
+        if _is_int(text) or (isinstance(text, str) and text.isdigit()):
+            if not 1 <= int(text) <= 65535:
+                raise ValueError(f"port {item!r} is outside 1-65535")
+            ports.append(str(int(text)))
+        elif isinstance(text, str) and SERVICE_RE.match(text):
+            ports.append(text)
+        else:
+            raise ValueError(f"{item!r} is neither a port (1-65535) nor a service name")
+    return ports
+
+
+def check_address(entry):
+    """An ignoreip entry: an IP address, a CIDR or a host name."""
+    if not isinstance(entry, str) or not entry.strip():
+        return False
+    try:
+        ipaddress.ip_network(entry.strip(), strict=False)
+        return True
+    except ValueError:
+        pass
+    if "/" in entry or re.fullmatch(r"[\d.]+", entry.strip()):
+        return False  # a broken CIDR or dotted quad is not a host name
+    return bool(HOSTNAME_RE.match(entry.strip()))
+
+
+def normalise_addresses(value):
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("must be a list of addresses, CIDRs or host names")
+    for item in items:
+        if not check_address(item):
+            raise ValueError(f"{item!r} is not an IP address, CIDR or host name")
+    return [item.strip() for item in items]
+
+
+def _choice(options):
+    def check(value):
+        if value not in options:
+            return f"must be one of {', '.join(options)}"
+    return check
+
+
+# key: check returning an error text (or None). Ports and addresses are normalised separately.
+CHECKS = {
+    "fail2ban_sshd_enabled": check_bool,
+    "fail2ban_sshd_maxretry": check_count,
+    "fail2ban_sshd_bantime": lambda v: check_time(v, forever_allowed=True),
+    "fail2ban_proxmox_enabled": check_bool,
+    "fail2ban_proxmox_maxretry": check_count,
+    "fail2ban_proxmox_bantime": lambda v: check_time(v, forever_allowed=True),
+    "fail2ban_findtime": check_time,
+    "fail2ban_backend": _choice(BACKENDS),
+    "fail2ban_banaction": _choice(BANACTIONS),
+    "fail2ban_lockout_protection": check_bool,
+    "fail2ban_recidive_enabled": check_bool,
+    "fail2ban_recidive_bantime": lambda v: check_time(v, forever_allowed=True),
+    "fail2ban_recidive_findtime": check_time,
+    "fail2ban_recidive_maxretry": check_count,
+    "fail2ban_bantime_increment": check_bool,
+    "fail2ban_apt_cache_time": lambda v: check_count(v, minimum=0),
+    "fail2ban_apt_lock_timeout": lambda v: check_count(v, minimum=0),
+    "fail2ban_ping_timeout": check_count,
+}
+FAIL2BAN_TIMES = {"fail2ban_sshd_bantime", "fail2ban_proxmox_bantime", "fail2ban_findtime",
+                  "fail2ban_recidive_bantime", "fail2ban_recidive_findtime"}  # written as text into jails
+PORT_KEYS = ("fail2ban_sshd_port", "fail2ban_proxmox_port")
+KNOWN = set(CHECKS) | set(PORT_KEYS) | {"fail2ban_ignoreip"}
+assert KNOWN == set(DEFAULTS), "every setting has a default and a check"
+
+
+def validate(data):
+    """`data`: a mapping of settings (host.data as a dict). Returns {key without prefix: value}."""
+    errors, out = [], {}
+    for key in sorted(k for k in data if k.startswith("fail2ban_") and k not in KNOWN):
+        errors.append(f"{key}: unknown setting (a typo? settings are listed in {DEFAULTS_MODULE})")
+    for key, check in CHECKS.items():
+        if key not in data:
+            errors.append(f"{key}: missing (it is defined in {DEFAULTS_MODULE})")
+            continue
+        problem = check(data[key])
+        if problem:
+            errors.append(f"{key} = {data[key]!r}: {problem}")
+        else:
+            out[key[len("fail2ban_"):]] = str(data[key]) if key in FAIL2BAN_TIMES else data[key]
+    for key in PORT_KEYS:
+        value = data.get(key)
+        if value is None and key == "fail2ban_sshd_port":
+            out["sshd_port"] = None
+            continue
+        try:
+            out[key[len("fail2ban_"):]] = normalise_ports(value)
+        except ValueError as error:
+            errors.append(f"{key} = {value!r}: {error}")
+    try:
+        out["ignoreip"] = normalise_addresses(data.get("fail2ban_ignoreip", []))
+    except ValueError as error:
+        errors.append(f"fail2ban_ignoreip = {data.get('fail2ban_ignoreip')!r}: {error}")
+    if errors:
+        raise SettingsError("bad settings, nothing was changed on any node:\n  " + "\n  ".join(errors))
+    return out
