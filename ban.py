@@ -4,8 +4,11 @@ Bans the address(es) in the chosen jails (default: sshd and proxmox) on every no
 any node changes, to ban this controller, a node of the inventory or an address in a jail's ignoreip,
 unless --data force=true. A second run is a no-op.
 """
+
 from pyinfra import host
 
 from pvefail2ban import ban_fail2ban
 
-ban_fail2ban(ip=host.data.get("ip"), jails=host.data.get("jails"), force=host.data.get("force", False))
+ban_fail2ban(
+    ip=host.data.get("ip"), jails=host.data.get("jails"), force=host.data.get("force", False)
+)

@@ -7,6 +7,7 @@ tasks/. A node that fails preflight is left untouched, and a failure on one node
 others. Settings and their defaults: group_data/all.py (generated from pvefail2ban/defaults.py).
 This is the same call you make from a deploy repository of your own (see the README).
 """
+
 from pvefail2ban import deploy_fail2ban
 
 deploy_fail2ban()

@@ -5,6 +5,7 @@ restarts fail2ban on the distribution's own configuration; where that cannot run
 auth.log) fail2ban is stopped and disabled, and the output says so. With purge=true the fail2ban
 package is purged instead. A second run is a no-op.
 """
+
 from pyinfra import host
 
 from pvefail2ban import remove_fail2ban

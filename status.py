@@ -5,6 +5,7 @@ checked against the node's firewall: "NOT ENFORCED" when fail2ban lists a ban th
 hold) and recent Ban/Unban events; a node that cannot be reached or read as UNREACHABLE with
 pyinfra's reason. Exit code 0 when every node is protected, 1 otherwise. Changes nothing.
 """
+
 from pyinfra import host
 
 from pvefail2ban import status_fail2ban

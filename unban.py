@@ -3,6 +3,7 @@
 Each address is removed from every jail on every node where it is banned; the output names where.
 A malformed address stops the run before any node changes; a second run is a no-op.
 """
+
 from pyinfra import host
 
 from pvefail2ban import unban_fail2ban

@@ -1,7 +1,8 @@
 """A realistic PVE daemon.log for the filter benchmark: mostly noise, some failures, some hostile lines.
 
-    python bench/gen_daemon_log.py OUT [LINES]   (deterministic: same lines every time)
+python bench/gen_daemon_log.py OUT [LINES]   (deterministic: same lines every time)
 """
+
 import random
 import sys
 from datetime import datetime, timedelta
@@ -32,12 +33,16 @@ FAILURES = [
 def lines(count, seed=42):
     rnd = random.Random(seed)
     t = datetime(2026, 11, 24, 0, 0, 0)
-    for i in range(count):
+    for _ in range(count):
         t += timedelta(milliseconds=rnd.randint(1, 400))
         kind = FAILURES if rnd.random() < 0.05 else NOISE
-        text = rnd.choice(kind).format(pid=rnd.randint(900, 99999), pid2=rnd.randint(900, 99999),
-                                       hex=f"{rnd.getrandbits(64):016X}", n=rnd.randint(1, 4000),
-                                       ip=f"198.51.100.{rnd.randint(1, 254)}")
+        text = rnd.choice(kind).format(
+            pid=rnd.randint(900, 99999),
+            pid2=rnd.randint(900, 99999),
+            hex=f"{rnd.getrandbits(64):016X}",
+            n=rnd.randint(1, 4000),
+            ip=f"198.51.100.{rnd.randint(1, 254)}",
+        )
         yield f"{t:%b %d %H:%M:%S} pve1 {text}\n"
 
 

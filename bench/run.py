@@ -9,6 +9,7 @@
 - filter: fail2ban-regex over a generated 200,000-line daemon.log, ours against the guide's,
   alternating runs, with both match counts.
 """
+
 import argparse
 import json
 import os
@@ -27,8 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from lab.lab import Lab  # noqa: E402
 
-GUIDE_FILTER = ("[Definition]\nfailregex = pvedaemon\\[.*authentication (verification )?failure; "
-                "rhost=<HOST> user=.* msg=.*\nignoreregex =\n")
+GUIDE_FILTER = (
+    "[Definition]\nfailregex = pvedaemon\\[.*authentication (verification )?failure; "
+    "rhost=<HOST> user=.* msg=.*\nignoreregex =\n"
+)
 
 
 def timed(fn):
@@ -50,14 +53,23 @@ def converge(lab, counts, reruns=3):
             noop.append(seconds)
         verbose = lab.pyinfra("-vv")
         commands = len(re.findall(r"^\[pve1\]\s+>>> ", verbose.text, re.M))
-        out[n] = {"cold_s": round(cold, 1), "noop_s": round(statistics.median(noop), 2),
-                  "noop_runs_s": [round(s, 2) for s in noop], "ssh_commands_per_node_noop": commands}
-        print(f"  N={n}: cold {cold:.1f}s, no-op {statistics.median(noop):.2f}s, {commands} SSH commands/node",
-              flush=True)
+        out[n] = {
+            "cold_s": round(cold, 1),
+            "noop_s": round(statistics.median(noop), 2),
+            "noop_runs_s": [round(s, 2) for s in noop],
+            "ssh_commands_per_node_noop": commands,
+        }
+        print(
+            f"  N={n}: cold {cold:.1f}s, no-op {statistics.median(noop):.2f}s, {commands} SSH commands/node",
+            flush=True,
+        )
     return out
 
 
-FAILURE_LINES = {"ssh": r"Failed password|Invalid user", "web": r"pvedaemon\[\d+\]: authentication failure"}
+FAILURE_LINES = {
+    "ssh": r"Failed password|Invalid user",
+    "web": r"pvedaemon\[\d+\]: authentication failure",
+}
 
 
 def ban_trial(attacker, node, kind, maxretry=3):
@@ -66,26 +78,35 @@ def ban_trial(attacker, node, kind, maxretry=3):
     failure that tipped the ban. Containers share the kernel clock, so t1 - t0 is comparable."""
     port = 22 if kind == "ssh" else 8006
     if kind == "ssh":
-        fail = (f"sshpass -p guess ssh -n -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-                f"-o ConnectTimeout=5 -o PreferredAuthentications=password -o PubkeyAuthentication=no "
-                f"-o NumberOfPasswordPrompts=1 root@{node.ip} true 2>/dev/null")
+        fail = (
+            f"sshpass -p guess ssh -n -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            f"-o ConnectTimeout=5 -o PreferredAuthentications=password -o PubkeyAuthentication=no "
+            f"-o NumberOfPasswordPrompts=1 root@{node.ip} true 2>/dev/null"
+        )
     else:
-        fail = (f"curl -sk -o /dev/null --max-time 5 -d 'username=root@pam&password=guess' "
-                f"https://{node.ip}:8006/api2/json/access/ticket")
+        fail = (
+            f"curl -sk -o /dev/null --max-time 5 -d 'username=root@pam&password=guess' "
+            f"https://{node.ip}:8006/api2/json/access/ticket"
+        )
     since = node.sh("date +%s.%N")[1].strip()
     script = (
         f"for i in $(seq {maxretry}); do {fail}; done; n=0; "
         f"while timeout 1 bash -c 'exec 3<>/dev/tcp/{node.ip}/{port}' 2>/dev/null; do "
-        f"n=$((n+1)); [ $n -gt 400 ] && break; sleep 0.01; done; echo \"$(date +%s.%N) $n\""
+        f'n=$((n+1)); [ $n -gt 400 ] && break; sleep 0.01; done; echo "$(date +%s.%N) $n"'
     )
     _, out = attacker.sh(script, timeout=120)
     t1, polls = out.split()[-2:]
     if int(polls) > 400:
         raise RuntimeError(f"{node.name} {kind}: attacker never refused")
     unit = "ssh" if kind == "ssh" else "pvedaemon"
-    _, journal = node.sh(f"journalctl -q -o short-unix --no-pager -u {unit} --since @{since.split('.')[0]}")
-    times = [float(line.split()[0]) for line in journal.splitlines()
-             if re.search(FAILURE_LINES[kind], line) and float(line.split()[0]) <= float(t1)]
+    _, journal = node.sh(
+        f"journalctl -q -o short-unix --no-pager -u {unit} --since @{since.split('.')[0]}"
+    )
+    times = [
+        float(line.split()[0])
+        for line in journal.splitlines()
+        if re.search(FAILURE_LINES[kind], line) and float(line.split()[0]) <= float(t1)
+    ]
     return float(t1) - max(times)
 
 
@@ -96,62 +117,102 @@ def time_to_ban(lab, trials):
     attacker, results = lab.attacker(), {}
     for node in lab.nodes():
         backend = "journal" if node.variant == "pve8" else "file"
-        for kind, jail in (("ssh", "sshd"), ("web", "proxmox")):
+        for kind in ("ssh", "web"):
             samples = []
             for _ in range(trials):
                 node.sh("fail2ban-client unban --all")
                 time.sleep(0.5)
                 samples.append(ban_trial(attacker, node, kind))
             key = f"{kind}/{backend}"
-            results[key] = {"median_s": round(statistics.median(samples), 3), "max_s": round(max(samples), 3),
-                            "trials_s": [round(s, 3) for s in samples]}
-            print(f"  {key:13} median {statistics.median(samples):.3f}s max {max(samples):.3f}s", flush=True)
+            results[key] = {
+                "median_s": round(statistics.median(samples), 3),
+                "max_s": round(max(samples), 3),
+                "trials_s": [round(s, 3) for s in samples],
+            }
+            print(
+                f"  {key:13} median {statistics.median(samples):.3f}s max {max(samples):.3f}s",
+                flush=True,
+            )
         node.sh("fail2ban-client unban --all")
     return results
 
 
 def filter_cost(rounds=7, lines=200_000):
-    tool = subprocess.run([str(ROOT / "scripts/ensure-fail2ban-regex.sh")], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    tool = subprocess.run(
+        [str(ROOT / "scripts/ensure-fail2ban-regex.sh")], capture_output=True, text=True, check=True
+    ).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         log, guide = Path(tmp, "daemon.log"), Path(tmp, "guide.conf")
-        subprocess.run([sys.executable, str(ROOT / "bench/gen_daemon_log.py"), str(log), str(lines)], check=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench/gen_daemon_log.py"), str(log), str(lines)],
+            check=True,
+        )
         guide.write_text(GUIDE_FILTER)
-        filters = {"ours": ROOT / "files/etc/fail2ban/filter.d/proxmox.conf", "guide": guide}
+        filters = {
+            "ours": ROOT / "pvefail2ban/files/etc/fail2ban/filter.d/proxmox.conf",
+            "guide": guide,
+        }
         wall, cpu, matched = {"ours": [], "guide": []}, {"ours": [], "guide": []}, {}
         for _ in range(rounds):
             for name, path in filters.items():  # alternating runs
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                seconds, out = timed(lambda: subprocess.run(
-                    [tool, "--print-no-missed", str(log), str(path)], capture_output=True,
-                    text=True, check=True).stdout)
+                seconds, out = timed(
+                    lambda path=path: (
+                        subprocess.run(
+                            [tool, "--print-no-missed", str(log), str(path)],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        ).stdout
+                    )
+                )
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 wall[name].append(seconds)
-                cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-                matched[name] = int(re.search(r"^Lines: \d+ lines, \d+ ignored, (\d+) matched", out, re.M).group(1))
+                cpu[name].append(
+                    after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+                )
+                matched[name] = int(
+                    re.search(r"^Lines: \d+ lines, \d+ ignored, (\d+) matched", out, re.M).group(1)
+                )
     med = {k: {n: statistics.median(v[n]) for n in v} for k, v in (("wall", wall), ("cpu", cpu))}
     # The ratio is taken on CPU time (user + sys of fail2ban-regex): on a shared 2-core machine it
     # moves far less from run to run than wall time. Both are recorded.
     ratio = med["cpu"]["ours"] / med["cpu"]["guide"]
-    result = {"lines": lines, "rounds": rounds, "ours_cpu_s": round(med["cpu"]["ours"], 2),
-              "guide_cpu_s": round(med["cpu"]["guide"], 2), "ours_wall_s": round(med["wall"]["ours"], 2),
-              "guide_wall_s": round(med["wall"]["guide"], 2), "ratio": round(ratio, 3),
-              "ours_matched": matched["ours"], "guide_matched": matched["guide"]}
-    print(f"  filter: ours {med['cpu']['ours']:.2f}s CPU ({matched['ours']} matched), guide "
-          f"{med['cpu']['guide']:.2f}s CPU ({matched['guide']} matched), ratio {ratio:.2f}", flush=True)
+    result = {
+        "lines": lines,
+        "rounds": rounds,
+        "ours_cpu_s": round(med["cpu"]["ours"], 2),
+        "guide_cpu_s": round(med["cpu"]["guide"], 2),
+        "ours_wall_s": round(med["wall"]["ours"], 2),
+        "guide_wall_s": round(med["wall"]["guide"], 2),
+        "ratio": round(ratio, 3),
+        "ours_matched": matched["ours"],
+        "guide_matched": matched["guide"],
+    }
+    print(
+        f"  filter: ours {med['cpu']['ours']:.2f}s CPU ({matched['ours']} matched), guide "
+        f"{med['cpu']['guide']:.2f}s CPU ({matched['guide']} matched), ratio {ratio:.2f}",
+        flush=True,
+    )
     return result
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nodes", default="3,10")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--skip", default="")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     out = ROOT / "bench/results/latest.json"
-    results = json.loads(out.read_text()) if out.exists() else {}  # skipped parts keep their last figures
-    results.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count()})
+    results = (
+        json.loads(out.read_text()) if out.exists() else {}
+    )  # skipped parts keep their last figures
+    results.update(
+        {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count()}
+    )
     lab = Lab()
     try:
         if "filter" not in skip:

@@ -1,4 +1,5 @@
 """Lab control: python -m lab {build,up,down,status} (see README, "The lab")."""
+
 import argparse
 import sys
 import time
@@ -16,7 +17,9 @@ def main(argv=None):
     sub.add_parser("build", help="build (or reuse) every lab image")
     up = sub.add_parser("up", help="start a fresh lab and write its pyinfra inventory")
     up.add_argument("--nodes", type=int, help=f"number of nodes, 1..{config.MAX_NODES} (default 3)")
-    up.add_argument("--variants", help=f"comma-separated node variants, from: {', '.join(config.VARIANTS)}")
+    up.add_argument(
+        "--variants", help=f"comma-separated node variants, from: {', '.join(config.VARIANTS)}"
+    )
     sub.add_parser("down", help="remove every lab container and network")
     sub.add_parser("status", help="list the running lab")
     args = parser.parse_args(argv)
@@ -30,7 +33,9 @@ def main(argv=None):
         if args.command == "up":
             start = time.monotonic()
             nodes = lab.up(args.nodes, args.variants)
-            print(f"lab up in {time.monotonic() - start:.1f}s: {len(nodes)} nodes, attacker {config.ATTACKER_IP}")
+            print(
+                f"lab up in {time.monotonic() - start:.1f}s: {len(nodes)} nodes, attacker {config.ATTACKER_IP}"
+            )
         elif args.command == "down":
             lab.down()
             print("lab down")

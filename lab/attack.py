@@ -2,6 +2,7 @@
 
 Every call is bounded (curl/ssh time-outs, counts given by the caller) and aims only at lab nodes.
 """
+
 import shlex
 
 TICKET = "/api2/json/access/ticket"

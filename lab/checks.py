@@ -1,4 +1,5 @@
 """What tests, the demo and benchmarks read off a node: its bans, and a bounded wait for a condition."""
+
 import time
 
 from pvefail2ban.jailstatus import parse_jail_status

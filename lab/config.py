@@ -1,4 +1,5 @@
 """The lab's fixed names and numbers, in one place."""
+
 import os
 from pathlib import Path
 
@@ -27,8 +28,21 @@ MAX_NODES = 30
 # Packages of every node image (and the attacker): systemd as PID 1, sshd, both firewall tools
 # (PVE ships both), python3 for the pvedaemon simulator, clients for the attacker. No fail2ban.
 BASE_PACKAGES = [
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "openssh-client", "iptables", "nftables",
-    "python3", "iproute2", "procps", "ca-certificates", "openssl", "curl", "sshpass", "less",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "openssh-client",
+    "iptables",
+    "nftables",
+    "python3",
+    "iproute2",
+    "procps",
+    "ca-certificates",
+    "openssl",
+    "curl",
+    "sshpass",
+    "less",
 ]
 MIRROR = os.environ.get("PVELAB_MIRROR", "http://deb.debian.org/debian")
 

@@ -4,6 +4,7 @@ Base images come from Debian's packages (debootstrap + `docker import`), or from
 when the engine already has it. Variant images are `docker build`s on top, cached by a hash of what
 goes into them: a second call builds nothing.
 """
+
 import hashlib
 import shutil
 import subprocess
@@ -70,25 +71,41 @@ def ensure_base(client, release):
         with tempfile.TemporaryDirectory() as ctx:
             with open(f"{ctx}/Dockerfile", "w") as f:
                 f.write(dockerfile)
-            client.images.build(path=ctx, tag=tag, labels={config.LABEL: "1", HASH_LABEL: want}, rm=True)
+            client.images.build(
+                path=ctx, tag=tag, labels={config.LABEL: "1", HASH_LABEL: want}, rm=True
+            )
     else:
         if not shutil.which("debootstrap"):
-            raise RuntimeError("debootstrap is missing: run scripts/ensure-docker.sh as root, or "
-                               "`apt-get install debootstrap`")
+            raise RuntimeError(
+                "debootstrap is missing: run scripts/ensure-docker.sh as root, or "
+                "`apt-get install debootstrap`"
+            )
         _log(f"building {tag} with debootstrap from {config.MIRROR} (about a minute)")
         with tempfile.TemporaryDirectory(prefix=f"pvelab-{release}-", dir="/var/tmp") as rootfs:
             subprocess.run(
-                ["debootstrap", "--variant=minbase", "--include=" + ",".join(config.BASE_PACKAGES),
-                 release, rootfs, config.MIRROR],
-                check=True, stdout=subprocess.DEVNULL,
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=" + ",".join(config.BASE_PACKAGES),
+                    release,
+                    rootfs,
+                    config.MIRROR,
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
             # Host keys are made per container at boot (see context/ssh-hostkeys.conf).
-            subprocess.run(f"rm -f {rootfs}/etc/ssh/ssh_host_* && rm -rf {rootfs}/var/cache/apt/archives/*.deb",
-                           shell=True, check=True)
+            subprocess.run(
+                f"rm -f {rootfs}/etc/ssh/ssh_host_* && rm -rf {rootfs}/var/cache/apt/archives/*.deb",
+                shell=True,
+                check=True,
+            )
             subprocess.run(
                 f"tar -C {rootfs} -c . | docker import -c 'CMD [\"/sbin/init\"]' "
                 f"-c 'LABEL {config.LABEL}=1 {HASH_LABEL}={want}' - {tag}",
-                shell=True, check=True, stdout=subprocess.DEVNULL,
+                shell=True,
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
     _log(f"{tag} ready in {time.monotonic() - start:.0f}s")
     return tag
@@ -115,7 +132,7 @@ def ensure_image(client, name, _built=None):
     """Build image `name` (and what it stands on) unless it is already current."""
     dockerfile, parent = IMAGES[name]
     if parent.startswith("base-"):
-        parent_tag = ensure_base(client, parent[len("base-"):])
+        parent_tag = ensure_base(client, parent[len("base-") :])
     else:
         parent_tag = ensure_image(client, parent)
     parent_id = client.images.get(parent_tag).id
@@ -126,8 +143,13 @@ def ensure_image(client, name, _built=None):
     start = time.monotonic()
     _log(f"building {tag}")
     client.images.build(
-        path=str(config.CONTEXT), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
-        buildargs={"BASE": parent_tag}, labels={config.LABEL: "1", HASH_LABEL: want},
+        path=str(config.CONTEXT),
+        dockerfile=dockerfile,
+        tag=tag,
+        rm=True,
+        forcerm=True,
+        buildargs={"BASE": parent_tag},
+        labels={config.LABEL: "1", HASH_LABEL: want},
     )
     _log(f"{tag} ready in {time.monotonic() - start:.0f}s")
     return tag
@@ -136,7 +158,9 @@ def ensure_image(client, name, _built=None):
 def ensure_images(names, client=None):
     """Build every image in `names`; the two Debian releases' bases are built in parallel."""
     client = client or docker.from_env()
-    releases = sorted({IMAGES[n][1][len("base-"):] for n in _closure(names) if IMAGES[n][1].startswith("base-")})
+    releases = sorted(
+        {IMAGES[n][1][len("base-") :] for n in _closure(names) if IMAGES[n][1].startswith("base-")}
+    )
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda r: ensure_base(client, r), releases))
     return {name: ensure_image(client, name) for name in names}

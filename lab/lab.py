@@ -3,6 +3,7 @@
 Everything created carries the label `pvelab` (containers also `pvelab.role`); nothing without it is
 ever touched.
 """
+
 import io
 import ipaddress
 import json
@@ -29,10 +30,14 @@ class LabError(Exception):
 def plan_nodes(count=None, variants=None):
     """The variant of each node to start: `variants` as given, or `count` nodes cycling one of each."""
     if variants:
-        variants = [v.strip() for v in (variants.split(",") if isinstance(variants, str) else variants)]
+        variants = [
+            v.strip() for v in (variants.split(",") if isinstance(variants, str) else variants)
+        ]
         unknown = [v for v in variants if v not in config.VARIANTS]
         if unknown:
-            raise LabError(f"unknown node variant {unknown[0]!r}: choose from {', '.join(config.VARIANTS)}")
+            raise LabError(
+                f"unknown node variant {unknown[0]!r}: choose from {', '.join(config.VARIANTS)}"
+            )
         if count is not None and count != len(variants):
             raise LabError(f"{count} nodes asked for but {len(variants)} variants named")
         count = len(variants)
@@ -61,7 +66,9 @@ class Member:
 
     def sh(self, command, timeout=60, check=False):
         """Run `command` with sh inside the container; return (exit code, combined output)."""
-        result = self.container.exec_run(["timeout", str(timeout), "sh", "-c", command], demux=False)
+        result = self.container.exec_run(
+            ["timeout", str(timeout), "sh", "-c", command], demux=False
+        )
         output = (result.output or b"").decode("utf-8", "replace")
         if check and result.exit_code != 0:
             raise LabError(f"{self.name}: `{command}` exited {result.exit_code}: {output.strip()}")
@@ -93,8 +100,12 @@ class Lab:
         container.reload()
         labels = container.labels
         net = container.attrs["NetworkSettings"]["Networks"].get(config.NETWORK, {})
-        return Member(labels.get("pvelab.name", container.name), net.get("IPAddress", ""),
-                      labels.get(VARIANT, ""), container)
+        return Member(
+            labels.get("pvelab.name", container.name),
+            net.get("IPAddress", ""),
+            labels.get(VARIANT, ""),
+            container,
+        )
 
     def nodes(self):
         members = [self._member(c) for c in self._containers("node")]
@@ -126,8 +137,12 @@ class Lab:
         network = self._network()
         try:
             for index, variant in enumerate(variants, start=1):
-                self._start(f"pve{index}", images[variant], variant, node_ip(index), network, "node")
-            self._start("attacker", images["attacker"], "attacker", config.ATTACKER_IP, network, "attacker")
+                self._start(
+                    f"pve{index}", images[variant], variant, node_ip(index), network, "node"
+                )
+            self._start(
+                "attacker", images["attacker"], "attacker", config.ATTACKER_IP, network, "attacker"
+            )
             nodes = self.nodes()
             for node in nodes:
                 self.wait_ready(node)
@@ -150,35 +165,64 @@ class Lab:
 
     def _ensure_key(self):
         if not self.key_path.exists():
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pvelab-controller",
-                            "-f", str(self.key_path)], check=True)
+            subprocess.run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "pvelab-controller",
+                    "-f",
+                    str(self.key_path),
+                ],
+                check=True,
+            )
 
     def _network(self):
         try:
             return self.client.networks.create(
-                config.NETWORK, driver="bridge", labels={config.LABEL: "1"},
-                ipam=docker.types.IPAMConfig(pool_configs=[
-                    docker.types.IPAMPool(subnet=config.SUBNET, gateway=config.GATEWAY)]),
+                config.NETWORK,
+                driver="bridge",
+                labels={config.LABEL: "1"},
+                ipam=docker.types.IPAMConfig(
+                    pool_configs=[
+                        docker.types.IPAMPool(subnet=config.SUBNET, gateway=config.GATEWAY)
+                    ]
+                ),
             )
         except APIError as error:
-            raise LabError(f"cannot create the lab network {config.NETWORK} ({config.SUBNET}): "
-                           f"{error.explanation}. Set PVELAB_SUBNET to a free /24.") from error
+            raise LabError(
+                f"cannot create the lab network {config.NETWORK} ({config.SUBNET}): "
+                f"{error.explanation}. Set PVELAB_SUBNET to a free /24."
+            ) from error
 
     def _start(self, name, image, variant, ip, network, role):
         systemd = role == "node"
         container = self.client.containers.create(
-            image, name=f"{config.PREFIX}-{name}", hostname=name, detach=True,
+            image,
+            name=f"{config.PREFIX}-{name}",
+            hostname=name,
+            detach=True,
             labels={config.LABEL: "1", ROLE: role, VARIANT: variant, "pvelab.name": name},
             network=network.name,
-            networking_config={network.name: self.client.api.create_endpoint_config(ipv4_address=ip)},
-            **(dict(
-                cap_add=["SYS_ADMIN", "NET_ADMIN"],
-                security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-                cgroupns="host",
-                volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
-                tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
-                stop_signal="SIGRTMIN+3",
-            ) if systemd else {}),
+            networking_config={
+                network.name: self.client.api.create_endpoint_config(ipv4_address=ip)
+            },
+            **(
+                dict(
+                    cap_add=["SYS_ADMIN", "NET_ADMIN"],
+                    security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+                    cgroupns="host",
+                    volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+                    tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
+                    stop_signal="SIGRTMIN+3",
+                )
+                if systemd
+                else {}
+            ),
         )
         if systemd:
             pub = (self.key_path.with_suffix(".pub")).read_bytes()
@@ -191,20 +235,27 @@ class Lab:
         deadline = time.monotonic() + timeout
         state = ""
         while time.monotonic() < deadline:
-            _, state = node.sh("systemctl is-system-running; systemctl is-active ssh pvedaemon", timeout=10)
+            _, state = node.sh(
+                "systemctl is-system-running; systemctl is-active ssh pvedaemon", timeout=10
+            )
             lines = state.split()
             if lines and lines[0] in ("running", "degraded") and lines[1:] == ["active", "active"]:
                 return
             time.sleep(0.5)
-        raise LabError(f"{node.name} ({node.variant}) did not boot within {timeout}s: {' '.join(state.split())}")
+        raise LabError(
+            f"{node.name} ({node.variant}) did not boot within {timeout}s: {' '.join(state.split())}"
+        )
 
     # ---- how the controller reaches the nodes ------------------------------------------------
     def write_known_hosts(self, nodes):
         """Trust exactly the host keys the nodes made at boot, read through docker (no TOFU)."""
         lines = []
         for node in nodes:
-            _, out = node.sh("cat /etc/ssh/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ecdsa_key.pub "
-                             "/etc/ssh/ssh_host_rsa_key.pub", check=True)
+            _, out = node.sh(
+                "cat /etc/ssh/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ecdsa_key.pub "
+                "/etc/ssh/ssh_host_rsa_key.pub",
+                check=True,
+            )
             for key in out.splitlines():
                 keytype, blob = key.split()[:2]
                 lines.append(f"{node.ip} {keytype} {blob}")
@@ -212,9 +263,7 @@ class Lab:
 
     def write_inventory(self, nodes):
         """A pyinfra inventory for the running lab: nodes in group pve_nodes, SSH as root by key."""
-        hosts = [
-            (n.name, {"ssh_hostname": n.ip, "lab_variant": n.variant}) for n in nodes
-        ]
+        hosts = [(n.name, {"ssh_hostname": n.ip, "lab_variant": n.variant}) for n in nodes]
         text = f'''"""pyinfra inventory of the running lab (written by `python -m lab up`; do not edit)."""
 _ssh = {{
     "ssh_user": "root",
@@ -231,17 +280,43 @@ pve_nodes = [
     def pyinfra(self, *args, deploy="deploy.py", timeout=900, yes=True):
         """Run `pyinfra -y <lab inventory> <deploy> ARGS` from the project root, as a user would.
         Returns the CompletedProcess with `.text` = stdout + stderr."""
-        cmd = [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), str(self.inventory_path), deploy, *args]
-        out = subprocess.run(cmd, cwd=config.ROOT, capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL)  # as from cron: no terminal to answer a prompt
+        cmd = [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            *(["-y"] if yes else []),
+            str(self.inventory_path),
+            deploy,
+            *args,
+        ]
+        out = subprocess.run(
+            cmd,
+            cwd=config.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )  # as from cron: no terminal to answer a prompt
         out.text = out.stdout + out.stderr
         return out
 
     def ssh_command(self, node, *command):
         """argv to run `command` on `node` over SSH from the controller, as pyinfra connects."""
-        return ["ssh", "-i", str(self.key_path), "-o", f"UserKnownHostsFile={self.known_hosts}",
-                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-                f"root@{node.ip}", *command]
+        return [
+            "ssh",
+            "-i",
+            str(self.key_path),
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            f"root@{node.ip}",
+            *command,
+        ]
 
 
 def _tar(files):

@@ -5,6 +5,7 @@ with their --data arguments; your own deploy files can do the same.
 Operations that need every node's state (status, sync) read it once per run, on the first active
 host's turn, for all nodes in parallel, and add each node's operations from there.
 """
+
 import json
 
 import gevent
@@ -14,8 +15,14 @@ from pyinfra.api.exceptions import ConnectError, DeployError
 from pyinfra.context import ctx_host
 from pyinfra.operations import apt, files, server
 
-from .day2 import (bans_to_sync, check_ban_allowed, cluster_report, parse_addresses, parse_jails,
-                   unreadable)
+from .day2 import (
+    bans_to_sync,
+    check_ban_allowed,
+    cluster_report,
+    parse_addresses,
+    parse_jails,
+    unreadable,
+)
 from .facts import Fail2banState, NodeFacts
 from .node import inventory_addresses
 from .operations import STAGE, script_reported
@@ -37,10 +44,13 @@ def read_state(node):
         except ConnectError as error:
             return unreadable(f"cannot connect: {error}")
     fact = Fail2banState()
-    ok, output = node.run_shell_command(fact.command(), print_output=state.print_fact_output,
-                                        print_input=state.print_fact_input)
+    ok, output = node.run_shell_command(
+        fact.command(), print_output=state.print_fact_output, print_input=state.print_fact_input
+    )
     if not ok:
-        return unreadable(f"the state command failed: {' '.join(output.stderr_lines)[-300:] or 'no output'}")
+        return unreadable(
+            f"the state command failed: {' '.join(output.stderr_lines)[-300:] or 'no output'}"
+        )
     try:
         return fact.process(output.stdout_lines)
     except Exception as error:  # noqa: BLE001 - any parse failure is this node's alone
@@ -51,8 +61,10 @@ def read_states(nodes):
     """{name: state} of `nodes`, read in parallel (one SSH command each)."""
     jobs = {node.name: gevent.spawn(read_state, node) for node in nodes}
     gevent.joinall(list(jobs.values()))
-    return {name: job.value if job.successful() else unreadable(repr(job.exception))
-            for name, job in jobs.items()}
+    return {
+        name: job.value if job.successful() else unreadable(repr(job.exception))
+        for name, job in jobs.items()
+    }
 
 
 def _first_turn():
@@ -90,15 +102,24 @@ def ban_fail2ban(ip, jails=None, force=False):
     if current is None:  # pyinfra has failed this node alone and said why
         return
     chosen = parse_jails(jails, current, host.name)
-    check_ban_allowed(addresses, chosen, current, host.get_fact(NodeFacts)["client"],
-                      inventory_addresses(inventory), force, host.name)
+    check_ban_allowed(
+        addresses,
+        chosen,
+        current,
+        host.get_fact(NodeFacts)["client"],
+        inventory_addresses(inventory),
+        force,
+        host.name,
+    )
     for jail in chosen:
         for address in addresses:
             if address in current["jails"][jail]["banned_ips"]:
                 host.noop(f"{address} is already banned in {jail}")
                 continue
-            server.shell(name=f"{address} banned in jail {jail}",
-                         commands=[f"fail2ban-client set {jail} banip {address}"])
+            server.shell(
+                name=f"{address} banned in jail {jail}",
+                commands=[f"fail2ban-client set {jail} banip {address}"],
+            )
 
 
 @deploy("fail2ban unban everywhere")
@@ -109,12 +130,18 @@ def unban_fail2ban(ip):
     if current is None:
         return
     for address in addresses:
-        where = [jail for jail, status in sorted(current["jails"].items()) if address in status["banned_ips"]]
+        where = [
+            jail
+            for jail, status in sorted(current["jails"].items())
+            if address in status["banned_ips"]
+        ]
         if not where:
             host.noop(f"{address} is not banned on {host.name}")
         for jail in where:
-            server.shell(name=f"{address} unbanned from jail {jail} (it was banned here)",
-                         commands=[f"fail2ban-client set {jail} unbanip {address}"])
+            server.shell(
+                name=f"{address} unbanned from jail {jail} (it was banned here)",
+                commands=[f"fail2ban-client set {jail} unbanip {address}"],
+            )
 
 
 @deploy("fail2ban sync bans")
@@ -131,8 +158,10 @@ def sync_fail2ban():
     for target in inventory.get_active_hosts():
         with ctx_host.use(target):
             for jail, address, sources in bans_to_sync(target.name, states):
-                server.shell(name=f"{address} banned in jail {jail} (banned on {', '.join(sources)})",
-                             commands=[f"fail2ban-client set {jail} banip {address}"])
+                server.shell(
+                    name=f"{address} banned in jail {jail} (banned on {', '.join(sources)})",
+                    commands=[f"fail2ban-client set {jail} banip {address}"],
+                )
 
 
 @deploy("fail2ban removed")
@@ -144,9 +173,13 @@ def remove_fail2ban(purge=False):
     facts = host.get_fact(NodeFacts)
     if facts is None:
         return
-    removed = [files.file(name=f"{path} removed", path=path, present=False)
-               for path in files_to_remove({}, facts)]
-    files.directory(name="the deploy's work folder removed", path=STAGE.rsplit("/", 1)[0], present=False)
+    removed = [
+        files.file(name=f"{path} removed", path=path, present=False)
+        for path in files_to_remove({}, facts)
+    ]
+    files.directory(
+        name="the deploy's work folder removed", path=STAGE.rsplit("/", 1)[0], present=False
+    )
     if "fail2ban" not in facts["packages"]:
         return
     if purge:

@@ -1,5 +1,6 @@
 """The plain logic of the cluster-wide day-2 operations (status, ban, unban, sync): reading a
 node's fail2ban state (facts.Fail2banState), judging it and planning bans. Unit-tested."""
+
 import ipaddress
 import json
 import re
@@ -7,6 +8,7 @@ import re
 from pyinfra.api.exceptions import DeployError
 
 from .jailstatus import parse_verify
+
 
 def _elements(nft_json):
     """Addresses in an `nft -j list set` answer (plain elements, prefixes and ranges)."""
@@ -50,7 +52,10 @@ def parse_state(text):
             last_jail = first.split(":", 1)[1].strip()
         elif first.startswith("These IP addresses/networks are ignored") and last_jail:
             state["jails"][last_jail]["ignoreip"] = [
-                re.sub(r"^[|`]- ", "", l).strip() for l in rest.splitlines() if re.match(r"^[|`]- ", l)]
+                re.sub(r"^[|`]- ", "", entry).strip()
+                for entry in rest.splitlines()
+                if re.match(r"^[|`]- ", entry)
+            ]
     for name, jail in state["jails"].items():
         jail.setdefault("ignoreip", [])
         enforced = firewall.get(name, set())
@@ -64,14 +69,18 @@ def parse_addresses(value, key="ip"):
     naming the bad value."""
     items = [i for i in value.split(",") if i.strip()] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not items:
-        raise DeployError(f"{key} = {value!r}: give one address or a list (--data {key}=192.0.2.7); "
-                          "nothing was changed")
+        raise DeployError(
+            f"{key} = {value!r}: give one address or a list (--data {key}=192.0.2.7); "
+            "nothing was changed"
+        )
     out = []
     for item in items:
         try:
             out.append(str(ipaddress.ip_address(str(item).strip())))
         except ValueError:
-            raise DeployError(f"{key} = {value!r}: {item!r} is not an IP address; nothing was changed") from None
+            raise DeployError(
+                f"{key} = {value!r}: {item!r} is not an IP address; nothing was changed"
+            ) from None
     return out
 
 
@@ -95,21 +104,57 @@ def status_rows(states):
             rows.append([node, "-", "UNREACHABLE", "", "", "", "", state["error"]])
             continue
         if not state["running"]:
-            rows.append([node, "-", "DOWN", "", "", "", "", f"fail2ban {state.get('active') or 'not running'}"])
+            rows.append(
+                [
+                    node,
+                    "-",
+                    "DOWN",
+                    "",
+                    "",
+                    "",
+                    "",
+                    f"fail2ban {state.get('active') or 'not running'}",
+                ]
+            )
             continue
         for name, jail in sorted(state["jails"].items()):
-            flag = ("NOT ENFORCED: " + " ".join(jail["not_enforced"])) if jail["not_enforced"] else ""
-            rows.append([node, name, "up", str(jail.get("failed", 0)), str(jail.get("total_failed", 0)),
-                         str(jail.get("banned", 0)), str(jail.get("total_banned", 0)),
-                         " ".join(jail["banned_ips"]) + (f"  {flag}" if flag else "")])
+            flag = (
+                ("NOT ENFORCED: " + " ".join(jail["not_enforced"])) if jail["not_enforced"] else ""
+            )
+            rows.append(
+                [
+                    node,
+                    name,
+                    "up",
+                    str(jail.get("failed", 0)),
+                    str(jail.get("total_failed", 0)),
+                    str(jail.get("banned", 0)),
+                    str(jail.get("total_banned", 0)),
+                    " ".join(jail["banned_ips"]) + (f"  {flag}" if flag else ""),
+                ]
+            )
     return rows
 
 
-def format_table(rows, header=("node", "jail", "state", "failed", "total failed", "banned",
-                               "total banned", "banned addresses")):
+def format_table(
+    rows,
+    header=(
+        "node",
+        "jail",
+        "state",
+        "failed",
+        "total failed",
+        "banned",
+        "total banned",
+        "banned addresses",
+    ),
+):
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     return "\n".join(lines)
 
 
@@ -122,9 +167,14 @@ def status_problems(states, expected_jails=("sshd", "proxmox")):
         if not state["running"]:
             problems.append(f"{node}: fail2ban is not running")
             continue
-        problems += [f"{node}: jail {j} is missing" for j in expected_jails if j not in state["jails"]]
-        problems += [f"{node}: {j} lists {ip} as banned but the firewall does not enforce it"
-                     for j, jail in state["jails"].items() for ip in jail["not_enforced"]]
+        problems += [
+            f"{node}: jail {j} is missing" for j in expected_jails if j not in state["jails"]
+        ]
+        problems += [
+            f"{node}: {j} lists {ip} as banned but the firewall does not enforce it"
+            for j, jail in state["jails"].items()
+            for ip in jail["not_enforced"]
+        ]
     return problems
 
 
@@ -152,8 +202,10 @@ def parse_jails(value, state, node):
             raise DeployError(f"jails = {value!r}: give jail names, e.g. --data jails=sshd,proxmox")
     missing = [j for j in wanted if j not in state["jails"]]
     if missing:
-        raise DeployError(f"jails = {value!r}: jail {missing[0]!r} does not run on {node} "
-                          f"(it runs: {', '.join(sorted(state['jails'])) or 'none'}); nothing was changed")
+        raise DeployError(
+            f"jails = {value!r}: jail {missing[0]!r} does not run on {node} "
+            f"(it runs: {', '.join(sorted(state['jails'])) or 'none'}); nothing was changed"
+        )
     return [str(j).strip() for j in wanted]
 
 
@@ -168,12 +220,16 @@ def check_ban_allowed(addresses, jails, state, controller, peers, force, node):
         elif address in peers:
             reason = "it is a node of the inventory (cluster peers must reach each other)"
         else:
-            ignored = [j for j in jails if is_ignored(address, state["jails"][j].get("ignoreip", []))]
+            ignored = [
+                j for j in jails if is_ignored(address, state["jails"][j].get("ignoreip", []))
+            ]
             if ignored:
                 reason = f"it is in the ignoreip of jail {ignored[0]} on {node}"
         if reason:
-            raise DeployError(f"refusing to ban {address}: {reason}. Nothing was changed; "
-                              "add --data force=true to ban it anyway")
+            raise DeployError(
+                f"refusing to ban {address}: {reason}. Nothing was changed; "
+                "add --data force=true to ban it anyway"
+            )
 
 
 def bans_to_sync(node, states):
@@ -189,6 +245,8 @@ def bans_to_sync(node, states):
                 for address in state["jails"][jail]["banned_ips"]:
                     sources.setdefault(address, []).append(other)
         for address in sorted(sources):
-            if address not in status["banned_ips"] and not is_ignored(address, status.get("ignoreip", [])):
+            if address not in status["banned_ips"] and not is_ignored(
+                address, status.get("ignoreip", [])
+            ):
                 todo.append((jail, address, sources[address]))
     return todo

@@ -4,6 +4,7 @@ Fail2banState what the day-2 operations need. One SSH command each.
 The parsing is plain functions (parse_node, day2.parse_state), unit-tested without a node. Output the parser does
 not understand raises FactProcessError, which pyinfra turns into a failure of that node alone.
 """
+
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
@@ -17,8 +18,11 @@ SSHD_JAIL = "/etc/fail2ban/jail.d/01_sshd.local"
 PROXMOX_JAIL = "/etc/fail2ban/jail.d/02_proxmox.local"
 RECIDIVE_JAIL = "/etc/fail2ban/jail.d/03_recidive.local"
 # Where earlier releases of this deploy (and the guide) put the jails: removed when found.
-EARLIER_JAILS = ("/etc/fail2ban/jail.d/01_sshd.conf", "/etc/fail2ban/jail.d/02_proxmox.conf",
-                 "/etc/fail2ban/jail.d/03_recidive.conf")
+EARLIER_JAILS = (
+    "/etc/fail2ban/jail.d/01_sshd.conf",
+    "/etc/fail2ban/jail.d/02_proxmox.conf",
+    "/etc/fail2ban/jail.d/03_recidive.conf",
+)
 FILTER = "/etc/fail2ban/filter.d/proxmox.conf"
 FILTER_LOCAL = "/etc/fail2ban/filter.d/proxmox.local"  # when the package ships its own proxmox.conf
 MANAGED = (SSHD_JAIL, PROXMOX_JAIL, RECIDIVE_JAIL, FILTER, FILTER_LOCAL, *EARLIER_JAILS)
@@ -43,15 +47,29 @@ systemctl show -p ActiveState -p MainPID -p UnitFileState fail2ban 2>/dev/null |
 t=$(stat -c %Y /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp 2>/dev/null | sort -n | tail -n 1)
 ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' || t=0  # no lists at all: as good as ancient
 echo "apt_lists_age=$(( $(date +%s) - ${{t:-0}} ))"
-""".format(logs=" ".join(LOGS), packages=" ".join(PACKAGES), filter=FILTER, managed=" ".join(MANAGED))
+""".format(
+    logs=" ".join(LOGS), packages=" ".join(PACKAGES), filter=FILTER, managed=" ".join(MANAGED)
+)
 
 
 def parse_node(lines):
     """key=value lines of NODE_SCRIPT -> the dict NodeFacts returns (see there); ValueError on a
     line it cannot read."""
-    node = {"logs": [], "tools": [], "packages": {}, "files": {}, "sshd_ports": [], "systemd": False,
-            "journal": False, "filter_owner": None, "apt_lists_age": None, "sshd_maxauthtries": None,
-            "client": None, "os_like": None, "os_version": None}
+    node = {
+        "logs": [],
+        "tools": [],
+        "packages": {},
+        "files": {},
+        "sshd_ports": [],
+        "systemd": False,
+        "journal": False,
+        "filter_owner": None,
+        "apt_lists_age": None,
+        "sshd_maxauthtries": None,
+        "client": None,
+        "os_like": None,
+        "os_version": None,
+    }
     for line in lines:
         key, _, value = line.strip().partition("=")
         if not _:
@@ -90,20 +108,20 @@ def parse_node(lines):
 class NodeFacts(FactBase):
     """What the deploy adapts to, as a dict::
 
-        {
-            "os_id": "debian", "os_like": None, "os_version": "12",
-            "systemd": True, "journal": True,           # systemd is PID 1; journalctl exists
-            "logs": ["/var/log/auth.log"],              # classic log files that exist
-            "tools": ["nft", "iptables"],               # firewall commands found
-            "sshd_ports": ["22"], "sshd_maxauthtries": 6,
-            "client": "192.0.2.1",                      # this controller, as the node sees it
-            "packages": {"fail2ban": "1.0.2-2"},        # installed, of PACKAGES
-            "filter_owner": None,                       # package owning filter.d/proxmox.conf
-            "files": {path: (sha1, "644", "root:root")},  # our MANAGED files present
-            "fail2ban_activestate": "active", "fail2ban_mainpid": 321,
-            "fail2ban_unitfilestate": "enabled",
-            "apt_lists_age": 120,                       # seconds since apt lists were refreshed
-        }
+    {
+        "os_id": "debian", "os_like": None, "os_version": "12",
+        "systemd": True, "journal": True,           # systemd is PID 1; journalctl exists
+        "logs": ["/var/log/auth.log"],              # classic log files that exist
+        "tools": ["nft", "iptables"],               # firewall commands found
+        "sshd_ports": ["22"], "sshd_maxauthtries": 6,
+        "client": "192.0.2.1",                      # this controller, as the node sees it
+        "packages": {"fail2ban": "1.0.2-2"},        # installed, of PACKAGES
+        "filter_owner": None,                       # package owning filter.d/proxmox.conf
+        "files": {path: (sha1, "644", "root:root")},  # our MANAGED files present
+        "fail2ban_activestate": "active", "fail2ban_mainpid": 321,
+        "fail2ban_unitfilestate": "enabled",
+        "apt_lists_age": 120,                       # seconds since apt lists were refreshed
+    }
     """
 
     def command(self):
@@ -141,15 +159,15 @@ grep -hE '\] (Ban|Unban|Restore Ban) ' /var/log/fail2ban.log 2>/dev/null | tail 
 class Fail2banState(FactBase):
     """fail2ban as it runs on the node, read-only (day2.parse_state)::
 
-        {
-            "running": True,          # fail2ban-client ping answers
-            "active": None,           # `systemctl is-active fail2ban` when it does not answer
-            "jails": {"sshd": {"failed": 0, "total_failed": 3, "banned": 1, "total_banned": 1,
-                               "banned_ips": ["192.0.2.7"], "journal_matches": "...", "file_list": None,
-                               "ignoreip": ["127.0.0.1/8"], "firewall": ["192.0.2.7"],
-                               "not_enforced": []}},
-            "events": ["2026-11-24 23:01:54,344 ... [sshd] Ban 192.0.2.7"],  # last Ban/Unban lines
-        }
+    {
+        "running": True,          # fail2ban-client ping answers
+        "active": None,           # `systemctl is-active fail2ban` when it does not answer
+        "jails": {"sshd": {"failed": 0, "total_failed": 3, "banned": 1, "total_banned": 1,
+                           "banned_ips": ["192.0.2.7"], "journal_matches": "...", "file_list": None,
+                           "ignoreip": ["127.0.0.1/8"], "firewall": ["192.0.2.7"],
+                           "not_enforced": []}},
+        "events": ["2026-11-24 23:01:54,344 ... [sshd] Ban 192.0.2.7"],  # last Ban/Unban lines
+    }
     """
 
     def command(self):

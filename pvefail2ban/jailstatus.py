@@ -1,9 +1,12 @@
 """Parse what fail2ban-client says (via verify.sh) and judge it. Pure functions, unit-tested."""
+
 import re
 
 FIELDS = {
-    "Currently failed": "failed", "Total failed": "total_failed",
-    "Currently banned": "banned", "Total banned": "total_banned",
+    "Currently failed": "failed",
+    "Total failed": "total_failed",
+    "Currently banned": "banned",
+    "Total banned": "total_banned",
 }
 
 
@@ -30,8 +33,15 @@ def parse_jail_status(text):
 def parse_verify(text):
     """verify.sh output -> {ping, version, jails: [names], status: {jail: parsed}, firewall,
     config_errors, service}. The middle part is `fail2ban-client -i`: answers after "fail2ban> "."""
-    out = {"ping": False, "version": "", "jails": [], "status": {}, "firewall": None,
-           "config_errors": [], "service": []}
+    out = {
+        "ping": False,
+        "version": "",
+        "jails": [],
+        "status": {},
+        "firewall": None,
+        "config_errors": [],
+        "service": [],
+    }
     for line in text.splitlines():
         if line.startswith("ping="):
             out["ping"] = line[5:].strip() == "yes"
@@ -47,7 +57,9 @@ def parse_verify(text):
         first, _, rest = answer.partition("\n")
         if first.strip() == "Status":
             match = re.search(r"Jail list:\s*(.*)", rest)
-            out["jails"] = [j.strip() for j in match.group(1).split(",") if j.strip()] if match else []
+            out["jails"] = (
+                [j.strip() for j in match.group(1).split(",") if j.strip()] if match else []
+            )
         elif first.startswith("Status for the jail: "):
             out["status"][first.split(":", 1)[1].strip()] = parse_jail_status(rest)
     return out
@@ -57,24 +69,35 @@ def problems(result, expected_jails, off_jails, tool):
     """Why this node's fail2ban does not protect it as the settings say, as readable sentences
     (empty = all good). `off_jails`: jails the settings switched off, which must not run."""
     if not result["ping"]:
-        detail = "; ".join(l.strip() for l in result["service"] if l.strip())
+        detail = "; ".join(line.strip() for line in result["service"] if line.strip())
         return [f"fail2ban does not answer `fail2ban-client ping`: {detail}".rstrip(": ")]
     found = []
     for jail in expected_jails:
         status = result["status"].get(jail, {})
         if jail not in result["jails"]:
-            found.append(f"jail {jail} is not running (fail2ban-client status lists: "
-                         f"{', '.join(result['jails']) or 'no jails'})")
+            found.append(
+                f"jail {jail} is not running (fail2ban-client status lists: "
+                f"{', '.join(result['jails']) or 'no jails'})"
+            )
         elif not status.get("journal_matches") and not status.get("file_list"):
-            found.append(f"jail {jail} reads no live source (no journal match, no existing log file)")
-    found += [f"jail {jail} runs although the settings switch it off" for jail in off_jails
-              if jail in result["jails"]]
+            found.append(
+                f"jail {jail} reads no live source (no journal match, no existing log file)"
+            )
+    found += [
+        f"jail {jail} runs although the settings switch it off"
+        for jail in off_jails
+        if jail in result["jails"]
+    ]
     if result["firewall"] != "ok":
-        found.append(f"the ban action's tool `{tool}` does not work, bans would not be enforced: "
-                     f"{result['firewall'] or 'not found'}")
+        found.append(
+            f"the ban action's tool `{tool}` does not work, bans would not be enforced: "
+            f"{result['firewall'] or 'not found'}"
+        )
     if result["config_errors"]:
-        found.append("the configuration on disk fails `fail2ban-client -t` (the next restart would fail): "
-                     + " | ".join(result["config_errors"]))
+        found.append(
+            "the configuration on disk fails `fail2ban-client -t` (the next restart would fail): "
+            + " | ".join(result["config_errors"])
+        )
     return found
 
 
@@ -90,8 +113,12 @@ def summary(result, our_jails):
             continue
         if jail in others:
             jail += " (not ours)"
-        source = "journal" if s.get("journal_matches") else ",".join(s.get("file_list") or []) or "none"
-        parts.append(f"{jail} [{source}] failed {s.get('failed', 0)}/{s.get('total_failed', 0)} "
-                     f"banned {s.get('banned', 0)}/{s.get('total_banned', 0)}"
-                     + (f" ({' '.join(s['banned_ips'])})" if s.get("banned_ips") else ""))
+        source = (
+            "journal" if s.get("journal_matches") else ",".join(s.get("file_list") or []) or "none"
+        )
+        parts.append(
+            f"{jail} [{source}] failed {s.get('failed', 0)}/{s.get('total_failed', 0)} "
+            f"banned {s.get('banned', 0)}/{s.get('total_banned', 0)}"
+            + (f" ({' '.join(s['banned_ips'])})" if s.get("banned_ips") else "")
+        )
     return "; ".join(parts)

@@ -1,5 +1,6 @@
 """One node as the deploy sees it: its checked settings, its facts, its plan and its files.
 Read once per node by deploy_fail2ban() and passed to each task."""
+
 from dataclasses import dataclass
 
 from pyinfra.api.exceptions import DeployError
@@ -41,11 +42,19 @@ def read_node(host, inventory):
     settings = settings_of(host)
     facts = host.get_fact(NodeFacts)
     if facts is None:  # pyinfra has failed this node alone and printed why
-        return Node(name=host.name, settings=settings,
-                    error="its facts could not be read (pyinfra's error above)")
+        return Node(
+            name=host.name,
+            settings=settings,
+            error="its facts could not be read (pyinfra's error above)",
+        )
     try:
         plan = plan_node(settings, facts, inventory_addresses(inventory))
     except NodeError as error:
         return Node(name=host.name, settings=settings, facts=facts, error=str(error))
-    return Node(name=host.name, settings=settings, facts=facts, plan=plan,
-                files=render_files(plan, settings))
+    return Node(
+        name=host.name,
+        settings=settings,
+        facts=facts,
+        plan=plan,
+        files=render_files(plan, settings),
+    )

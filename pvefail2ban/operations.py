@@ -1,4 +1,5 @@
 """The deploy's own pyinfra operations, for what pyinfra's built-in ones cannot say."""
+
 from io import BytesIO
 from pathlib import Path
 
@@ -14,8 +15,13 @@ STAGE = "/var/lib/pve-fail2ban/stage"
 def shipped_script(name, *args):
     """`sh -c '<text of pvefail2ban/scripts/NAME>' NAME ARGS...`: run a script of ours on the node without
     leaving a copy there. Arguments are quoted."""
-    return StringCommand("sh", "-c", QuoteString((SCRIPTS / name).read_text()), name,
-                         *(QuoteString(str(a)) for a in args))
+    return StringCommand(
+        "sh",
+        "-c",
+        QuoteString((SCRIPTS / name).read_text()),
+        name,
+        *(QuoteString(str(a)) for a in args),
+    )
 
 
 @operation(is_idempotent=False)
@@ -47,7 +53,9 @@ def tested_files(files: dict, change: list, remove: list = ()):
         yield FileUploadCommand(BytesIO(files[path]), STAGE + path)
     yield FileUploadCommand(str(SCRIPTS / "apply.sh"), f"{STAGE}/apply.sh")
     yield FileUploadCommand(str(SCRIPTS / "ignoreip_check.py"), f"{STAGE}/ignoreip_check.py")
-    yield StringCommand("sh", f"{STAGE}/apply.sh", STAGE, *change, *(["--", *remove] if remove else []))
+    yield StringCommand(
+        "sh", f"{STAGE}/apply.sh", STAGE, *change, *(["--", *remove] if remove else [])
+    )
 
 
 @operation(is_idempotent=False)
@@ -59,8 +67,12 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30):
 
     def check(state, host):
         ok, output = host.run_shell_command(
-            shipped_script("verify.sh", ping_timeout, tool, (SCRIPTS / "ignoreip_check.py").read_text()),
-            print_output=state.print_output, print_input=state.print_input)
+            shipped_script(
+                "verify.sh", ping_timeout, tool, (SCRIPTS / "ignoreip_check.py").read_text()
+            ),
+            print_output=state.print_output,
+            print_input=state.print_input,
+        )
         result = parse_verify("\n".join(output.stdout_lines))
         found = problems(result, jails, off, tool) if ok else [f"verify.sh failed: {output.stderr}"]
         if found:
@@ -80,10 +92,13 @@ def script_reported(script: str):
     (e.g. remove.py's restart)."""
 
     def run(state, host):
-        ok, output = host.run_shell_command(shipped_script(script),
-                                            print_output=state.print_output, print_input=state.print_input)
+        ok, output = host.run_shell_command(
+            shipped_script(script), print_output=state.print_output, print_input=state.print_input
+        )
         for line in output.stdout_lines + output.stderr_lines:
-            host.log_styled(line, fg="green" if ok else "red", log_func=logger.info if ok else logger.error)
+            host.log_styled(
+                line, fg="green" if ok else "red", log_func=logger.info if ok else logger.error
+            )
         return ok
 
     yield FunctionCommand(run, (), {})

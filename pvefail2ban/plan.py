@@ -1,5 +1,6 @@
 """What one node needs: which backend, log source, ban action and ports each jail gets, which
 packages to install, which addresses are never banned. Pure: settings + node facts in, plan out."""
+
 import hashlib
 from dataclasses import dataclass, field
 
@@ -12,8 +13,10 @@ FAIL2BAN_LOG = "/var/log/fail2ban.log"
 SSHD_JOURNALMATCH = "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session"
 LOOPBACK = ["127.0.0.1/8", "::1"]
 OUR_JAILS = {"sshd": SSHD_JAIL, "proxmox": PROXMOX_JAIL, "recidive": RECIDIVE_JAIL}
-BANACTIONS = {"nftables": ("nftables-multiport", "nftables-allports", "nft", "nftables"),
-              "iptables": ("iptables-multiport", "iptables-allports", "iptables", "iptables")}
+BANACTIONS = {
+    "nftables": ("nftables-multiport", "nftables-allports", "nft", "nftables"),
+    "iptables": ("iptables-multiport", "iptables-allports", "iptables", "iptables"),
+}
 # A banned client gets a TCP reset: refused at once. (The default ICMP port-unreachable is
 # rate-limited by the kernel, so a banned client may wait a second or more to learn it is refused.)
 BLOCKTYPES = {"nftables": "reject with tcp reset", "iptables": "REJECT --reject-with tcp-reset"}
@@ -60,8 +63,10 @@ def _backend(choice, log, node):
     """'systemd' or 'file' for a jail whose classic log file is `log`."""
     has_log = log in node["logs"]
     if choice == "file" and not has_log:
-        raise NodeError(f"fail2ban_backend = 'file' but {log} does not exist on this node "
-                        f"(journald only, like PVE 8/9): use 'auto' or 'systemd'")
+        raise NodeError(
+            f"fail2ban_backend = 'file' but {log} does not exist on this node "
+            f"(journald only, like PVE 8/9): use 'auto' or 'systemd'"
+        )
     if choice == "systemd" and not node["journal"]:
         raise NodeError("fail2ban_backend = 'systemd' but this node has no journal (journalctl)")
     if choice == "auto":
@@ -71,19 +76,25 @@ def _backend(choice, log, node):
 
 def _banaction(choice, node):
     if choice == "auto":
-        choice = "nftables" if "nft" in node["tools"] or "iptables" not in node["tools"] else "iptables"
+        choice = (
+            "nftables" if "nft" in node["tools"] or "iptables" not in node["tools"] else "iptables"
+        )
     return choice
 
 
 def plan_node(settings, node, peers=()):
     """settings: validated (settings.validate); node: NodeFacts; peers: inventory addresses."""
     if not node.get("systemd"):
-        raise NodeError("systemd is not running as init on this node: only Debian-based nodes with "
-                        "systemd (Proxmox VE 7/8/9) are supported")
+        raise NodeError(
+            "systemd is not running as init on this node: only Debian-based nodes with "
+            "systemd (Proxmox VE 7/8/9) are supported"
+        )
     family = f"{node.get('os_id') or ''} {node.get('os_like') or ''}".split()
     if "debian" not in family:
-        raise NodeError(f"this node runs {node.get('os_id') or 'an unknown OS'!r}, not Debian: "
-                        "only Debian-based nodes (Proxmox VE) are supported")
+        raise NodeError(
+            f"this node runs {node.get('os_id') or 'an unknown OS'!r}, not Debian: "
+            "only Debian-based nodes (Proxmox VE) are supported"
+        )
 
     warnings = []
     jails = []
@@ -92,31 +103,57 @@ def plan_node(settings, node, peers=()):
         ports = settings["sshd_port"] or node["sshd_ports"] or ["ssh"]
         maxauthtries = node.get("sshd_maxauthtries")
         if maxauthtries is not None and maxauthtries != settings["sshd_maxretry"]:
-            warnings.append(f"sshd MaxAuthTries is {maxauthtries} but fail2ban_sshd_maxretry is "
-                            f"{settings['sshd_maxretry']} (the guide makes them the same)")
+            warnings.append(
+                f"sshd MaxAuthTries is {maxauthtries} but fail2ban_sshd_maxretry is "
+                f"{settings['sshd_maxretry']} (the guide makes them the same)"
+            )
         source = "from fail2ban_sshd_port" if settings["sshd_port"] else "from sshd -T"
-        jails.append(Jail(
-            name="sshd", path=SSHD_JAIL, ports=ports, maxretry=settings["sshd_maxretry"],
-            bantime=settings["sshd_bantime"], findtime=settings["findtime"], backend=backend,
-            logpath=AUTH_LOG if backend == "file" else None,
-            journalmatch=SSHD_JOURNALMATCH if backend == "systemd" else None, filter="sshd",
-            why=f"{why}; port{'s' if len(ports) > 1 else ''} {source}",
-        ))
+        jails.append(
+            Jail(
+                name="sshd",
+                path=SSHD_JAIL,
+                ports=ports,
+                maxretry=settings["sshd_maxretry"],
+                bantime=settings["sshd_bantime"],
+                findtime=settings["findtime"],
+                backend=backend,
+                logpath=AUTH_LOG if backend == "file" else None,
+                journalmatch=SSHD_JOURNALMATCH if backend == "systemd" else None,
+                filter="sshd",
+                why=f"{why}; port{'s' if len(ports) > 1 else ''} {source}",
+            )
+        )
     if settings["proxmox_enabled"]:
         backend, why = _backend(settings["backend"], DAEMON_LOG, node)
-        jails.append(Jail(
-            name="proxmox", path=PROXMOX_JAIL, ports=settings["proxmox_port"],
-            maxretry=settings["proxmox_maxretry"], bantime=settings["proxmox_bantime"],
-            findtime=settings["findtime"], backend=backend,
-            logpath=DAEMON_LOG if backend == "file" else None, filter="proxmox", why=why,
-        ))
+        jails.append(
+            Jail(
+                name="proxmox",
+                path=PROXMOX_JAIL,
+                ports=settings["proxmox_port"],
+                maxretry=settings["proxmox_maxretry"],
+                bantime=settings["proxmox_bantime"],
+                findtime=settings["findtime"],
+                backend=backend,
+                logpath=DAEMON_LOG if backend == "file" else None,
+                filter="proxmox",
+                why=why,
+            )
+        )
     if settings["recidive_enabled"]:
-        jails.append(Jail(
-            name="recidive", path=RECIDIVE_JAIL, ports=["all"], maxretry=settings["recidive_maxretry"],
-            bantime=settings["recidive_bantime"], findtime=settings["recidive_findtime"],
-            backend="file", logpath=FAIL2BAN_LOG, filter="recidive",
-            why="repeat offenders, from fail2ban's own log",
-        ))
+        jails.append(
+            Jail(
+                name="recidive",
+                path=RECIDIVE_JAIL,
+                ports=["all"],
+                maxretry=settings["recidive_maxretry"],
+                bantime=settings["recidive_bantime"],
+                findtime=settings["recidive_findtime"],
+                backend="file",
+                logpath=FAIL2BAN_LOG,
+                filter="recidive",
+                why="repeat offenders, from fail2ban's own log",
+            )
+        )
     # A jail switched off is written as `enabled = false`: the distribution's own jail of that name
     # (Debian 13 enables sshd in jail.d/defaults-debian.conf) does not run either.
     running = {jail.name for jail in jails}
@@ -137,16 +174,25 @@ def plan_node(settings, node, peers=()):
     ignoreip = list(LOOPBACK)
     if settings["lockout_protection"]:
         if not node.get("client"):
-            raise NodeError("cannot tell this controller's address as the node sees it (no SSH_CLIENT); "
-                            "set fail2ban_lockout_protection = False to go on without it")
+            raise NodeError(
+                "cannot tell this controller's address as the node sees it (no SSH_CLIENT); "
+                "set fail2ban_lockout_protection = False to go on without it"
+            )
         ignoreip += [node["client"], *peers]
     ignoreip += settings["ignoreip"]
     ignoreip = list(dict.fromkeys(ignoreip))  # once each, order kept: same input, same bytes
 
     return Plan(
-        jails=jails, off=off, banaction=multiport, banaction_allports=allports,
-        blocktype=BLOCKTYPES[banaction], firewall_tool=tool, ignoreip=ignoreip, packages=missing,
-        filter_path=FILTER_LOCAL if node.get("filter_owner") else FILTER, warnings=warnings,
+        jails=jails,
+        off=off,
+        banaction=multiport,
+        banaction_allports=allports,
+        blocktype=BLOCKTYPES[banaction],
+        firewall_tool=tool,
+        ignoreip=ignoreip,
+        packages=missing,
+        filter_path=FILTER_LOCAL if node.get("filter_owner") else FILTER,
+        warnings=warnings,
     )
 
 
@@ -156,8 +202,11 @@ def sha1(data):
 
 def files_to_change(wanted, node):
     """Paths of `wanted` ({path: bytes}) whose bytes, mode or owner differ on the node."""
-    return [path for path, data in wanted.items()
-            if node["files"].get(path) != (sha1(data), "644", "root:root")]
+    return [
+        path
+        for path, data in wanted.items()
+        if node["files"].get(path) != (sha1(data), "644", "root:root")
+    ]
 
 
 def files_to_remove(wanted, node):

@@ -7,6 +7,7 @@ deploy_docker(). In your own deploy file:
 
 Settings come from pvefail2ban/defaults.py, overridden by your group data, host data and --data.
 """
+
 from pyinfra import host, inventory
 from pyinfra.api import deploy
 

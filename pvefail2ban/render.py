@@ -1,5 +1,6 @@
 """The bytes of every file the deploy puts on a node, rendered locally from the package's own
 templates/ and files/ (found from this module's path, so a wheel works from any folder)."""
+
 from pathlib import Path
 
 import jinja2
@@ -10,8 +11,12 @@ FILES = HERE / "files"
 FILTER_SOURCE = FILES / "etc/fail2ban/filter.d/proxmox.conf"
 OFF_TEMPLATE = "etc/fail2ban/jail.d/_off.j2"
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                          keep_trailing_newline=True, autoescape=False)
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
 
 
 def render_files(plan, settings):
@@ -19,9 +24,13 @@ def render_files(plan, settings):
     files = {}
     for jail in plan.jails:
         template = _env.get_template(jail.path.lstrip("/") + ".j2")
-        text = template.render(jail=jail, plan=plan, bantime_increment=settings["bantime_increment"],
-                               lockout_protection=settings["lockout_protection"],
-                               extra_ignoreip=bool(settings["ignoreip"]))
+        text = template.render(
+            jail=jail,
+            plan=plan,
+            bantime_increment=settings["bantime_increment"],
+            lockout_protection=settings["lockout_protection"],
+            extra_ignoreip=bool(settings["ignoreip"]),
+        )
         files[jail.path] = text.encode()
     for name, path in plan.off.items():
         files[path] = _env.get_template(OFF_TEMPLATE).render(name=name).encode()

@@ -1,4 +1,5 @@
 """Check every fail2ban_* setting before any node is touched; return them normalised."""
+
 import ipaddress
 import re
 
@@ -9,7 +10,9 @@ DEFAULTS_MODULE = "pvefail2ban/defaults.py"
 TIME_UNITS = r"(?:s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hour|hours|d|day|days|w|week|weeks|mo|month|months|y|year|years)"
 TIME_RE = re.compile(rf"^\s*(?:\d+(?:\.\d+)?\s*{TIME_UNITS}?\s*)+$", re.IGNORECASE)
 SERVICE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$"
+)
 BACKENDS = ("auto", "systemd", "file")
 BANACTIONS = ("auto", "nftables", "iptables")
 
@@ -37,10 +40,16 @@ def check_time(value, forever_allowed=False):
     if forever_allowed and value in (-1, "-1"):
         return None
     if _is_int(value):
-        return None if value > 0 else "must be a positive time" + (" or -1 (forever)" if forever_allowed else "")
+        return (
+            None
+            if value > 0
+            else "must be a positive time" + (" or -1 (forever)" if forever_allowed else "")
+        )
     if isinstance(value, str) and TIME_RE.match(value) and re.search(r"[1-9]", value):
         return None
-    return "must be seconds (> 0) or a fail2ban time like 10m, 1h, 1d" + (" or -1 (forever)" if forever_allowed else "")
+    return "must be seconds (> 0) or a fail2ban time like 10m, 1h, 1d" + (
+        " or -1 (forever)" if forever_allowed else ""
+    )
 
 
 def normalise_ports(value):
@@ -90,6 +99,7 @@ def _choice(options):
     def check(value):
         if value not in options:
             return f"must be one of {', '.join(options)}"
+
     return check
 
 
@@ -114,8 +124,13 @@ CHECKS = {
     "fail2ban_apt_lock_timeout": lambda v: check_count(v, minimum=0),
     "fail2ban_ping_timeout": check_count,
 }
-FAIL2BAN_TIMES = {"fail2ban_sshd_bantime", "fail2ban_proxmox_bantime", "fail2ban_findtime",
-                  "fail2ban_recidive_bantime", "fail2ban_recidive_findtime"}  # written as text into jails
+FAIL2BAN_TIMES = {
+    "fail2ban_sshd_bantime",
+    "fail2ban_proxmox_bantime",
+    "fail2ban_findtime",
+    "fail2ban_recidive_bantime",
+    "fail2ban_recidive_findtime",
+}  # written as text into jails
 PORT_KEYS = ("fail2ban_sshd_port", "fail2ban_proxmox_port")
 KNOWN = set(CHECKS) | set(PORT_KEYS) | {"fail2ban_ignoreip"}
 assert KNOWN == set(DEFAULTS), "every setting has a default and a check"
@@ -134,14 +149,14 @@ def validate(data):
         if problem:
             errors.append(f"{key} = {data[key]!r}: {problem}")
         else:
-            out[key[len("fail2ban_"):]] = str(data[key]) if key in FAIL2BAN_TIMES else data[key]
+            out[key[len("fail2ban_") :]] = str(data[key]) if key in FAIL2BAN_TIMES else data[key]
     for key in PORT_KEYS:
         value = data.get(key)
         if value is None and key == "fail2ban_sshd_port":
             out["sshd_port"] = None
             continue
         try:
-            out[key[len("fail2ban_"):]] = normalise_ports(value)
+            out[key[len("fail2ban_") :]] = normalise_ports(value)
         except ValueError as error:
             errors.append(f"{key} = {value!r}: {error}")
     try:
@@ -149,5 +164,7 @@ def validate(data):
     except ValueError as error:
         errors.append(f"fail2ban_ignoreip = {data.get('fail2ban_ignoreip')!r}: {error}")
     if errors:
-        raise SettingsError("bad settings, nothing was changed on any node:\n  " + "\n  ".join(errors))
+        raise SettingsError(
+            "bad settings, nothing was changed on any node:\n  " + "\n  ".join(errors)
+        )
     return out

@@ -1,4 +1,5 @@
 """Shared fixtures. Unit tests need nothing; tests under tests/lab/ get the Docker lab."""
+
 import os
 import sys
 from pathlib import Path

@@ -7,6 +7,7 @@ ident "pvedaemon" with its PID, facility daemon; failures at priority err. The c
 logged as PVE logs it from its dual-stack socket (IPv4 clients as ::ffff:a.b.c.d). The user name is
 logged exactly as sent: the lab must be able to carry hostile input.
 """
+
 import json
 import os
 import socket
@@ -44,7 +45,9 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.request.do_handshake()
 
-    def log_message(self, *args):  # no access log: PVE's goes elsewhere, and the journal stays exact
+    def log_message(
+        self, *args
+    ):  # no access log: PVE's goes elsewhere, and the journal stays exact
         pass
 
     def _reply(self, code, data=None):
@@ -77,8 +80,12 @@ class Handler(BaseHTTPRequestHandler):
             return self._ticket(rhost, form)
         if self.path.rstrip("/") == "/api2/json/access/openid/login":
             reason = "Failed to verify the authorization code"
-            log("pvedaemon", syslog.LOG_DAEMON, syslog.LOG_ERR,
-                f"openid authentication failure; rhost={rhost} msg={reason}")
+            log(
+                "pvedaemon",
+                syslog.LOG_DAEMON,
+                syslog.LOG_ERR,
+                f"openid authentication failure; rhost={rhost} msg={reason}",
+            )
             return self._reply(401)
         return self._reply(501)
 
@@ -86,25 +93,45 @@ class Handler(BaseHTTPRequestHandler):
         username = form.get("username", "")
         password = form.get("password", "")
         if not username or len(username) > MAX_USERNAME:
-            return self._reply(400, {"errors": {"username": "value may only be 1-64 characters long"}})
+            return self._reply(
+                400, {"errors": {"username": "value may only be 1-64 characters long"}}
+            )
         if username not in USERS:
             msg = f"no such user ('{username}')"
         elif password != USERS[username]:
             if username.endswith("@pam"):
                 # PAM logs the same attempt too: a filter must count the attempt once.
-                log("IPCC.xs", syslog.LOG_AUTHPRIV, syslog.LOG_NOTICE,
+                log(
+                    "IPCC.xs",
+                    syslog.LOG_AUTHPRIV,
+                    syslog.LOG_NOTICE,
                     "pam_unix(proxmox-ve-auth:auth): authentication failure; logname= uid=0 euid=0 "
-                    f"tty= ruser= rhost={rhost}  user={username.split('@')[0]}")
+                    f"tty= ruser= rhost={rhost}  user={username.split('@')[0]}",
+                )
                 msg = "Authentication failure"
             else:
                 msg = "invalid credentials"
         else:
-            log("pvedaemon", syslog.LOG_DAEMON, syslog.LOG_INFO,
-                f"<{username}> successful auth for user '{username}'")
-            return self._reply(200, {"username": username, "ticket": f"PVE:{username}:LAB",
-                                     "CSRFPreventionToken": "LAB"})
-        log("pvedaemon", syslog.LOG_DAEMON, syslog.LOG_ERR,
-            f"authentication failure; rhost={rhost} user={username} msg={msg}")
+            log(
+                "pvedaemon",
+                syslog.LOG_DAEMON,
+                syslog.LOG_INFO,
+                f"<{username}> successful auth for user '{username}'",
+            )
+            return self._reply(
+                200,
+                {
+                    "username": username,
+                    "ticket": f"PVE:{username}:LAB",
+                    "CSRFPreventionToken": "LAB",
+                },
+            )
+        log(
+            "pvedaemon",
+            syslog.LOG_DAEMON,
+            syslog.LOG_ERR,
+            f"authentication failure; rhost={rhost} user={username} msg={msg}",
+        )
         return self._reply(401)
 
 
@@ -114,7 +141,9 @@ class TLSServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # A client that connects and leaves (port probes, refused TLS) is not an error worth a traceback.
-        if not isinstance(sys.exc_info()[1], OSError):  # SSL, connection and time-out errors included
+        if not isinstance(
+            sys.exc_info()[1], OSError
+        ):  # SSL, connection and time-out errors included
             super().handle_error(request, client_address)
 
     def get_request(self):

@@ -2,6 +2,7 @@
 
 Lab tests never skip: without a Docker engine they fail, naming what to do (`make test` ensures one).
 """
+
 import docker
 import pytest
 
@@ -14,8 +15,10 @@ def lab_control():
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as error:
-        pytest.fail(f"lab tests need a Docker engine ({error}); run scripts/ensure-docker.sh or `make test`",
-                    pytrace=False)
+        pytest.fail(
+            f"lab tests need a Docker engine ({error}); run scripts/ensure-docker.sh or `make test`",
+            pytrace=False,
+        )
     lab = Lab(client)
     yield lab
     lab.down()
@@ -36,4 +39,3 @@ def nodes(lab):
 @pytest.fixture(scope="session")
 def attacker(lab):
     return lab.attacker()
-

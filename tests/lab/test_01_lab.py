@@ -1,4 +1,5 @@
 """The lab itself: every variant boots like a PVE node, and pvedaemon writes what PVE writes."""
+
 import json
 import re
 import subprocess
@@ -29,8 +30,10 @@ def test_default_lab_is_one_node_of_each_variant(nodes):
     assert [n.name for n in nodes] == ["pve1", "pve2", "pve3"]
 
 
-@pytest.mark.parametrize("variant,release,rsyslog", [("pve8", "12.", False), ("pve9", "13.", False),
-                                                     ("legacy", "12.", True)])
+@pytest.mark.parametrize(
+    "variant,release,rsyslog",
+    [("pve8", "12.", False), ("pve9", "13.", False), ("legacy", "12.", True)],
+)
 def test_variant_boots_like_its_pve_release(nodes, variant, release, rsyslog):
     node = by_variant(nodes, variant)
     assert node.sh("systemctl is-system-running")[1].strip() == "running"
@@ -45,8 +48,9 @@ def test_variant_boots_like_its_pve_release(nodes, variant, release, rsyslog):
 
 def test_controller_reaches_every_node_by_key_with_checked_host_keys(lab, nodes):
     for node in nodes:
-        out = subprocess.run(lab.ssh_command(node, "echo", "$SSH_CLIENT"), capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run(
+            lab.ssh_command(node, "echo", "$SSH_CLIENT"), capture_output=True, text=True, timeout=30
+        )
         assert out.returncode == 0, out.stderr
         assert out.stdout.split()[0] == config.GATEWAY
 
@@ -74,25 +78,37 @@ def test_pvedaemon_logs_what_pve_logs(nodes, attacker, variant):
 
     pid = r"pvedaemon\[\d+\]: "
     expected = [
-        pid + re.escape(f"authentication failure; rhost={ATTACKER} user=root@pam msg=Authentication failure"),
-        pid + re.escape(f"authentication failure; rhost={ATTACKER} user={unknown} msg=no such user ('{unknown}')"),
-        pid + re.escape(f"authentication failure; rhost={ATTACKER} user={pve_user} msg=invalid credentials"),
+        pid
+        + re.escape(
+            f"authentication failure; rhost={ATTACKER} user=root@pam msg=Authentication failure"
+        ),
+        pid
+        + re.escape(
+            f"authentication failure; rhost={ATTACKER} user={unknown} msg=no such user ('{unknown}')"
+        ),
+        pid
+        + re.escape(
+            f"authentication failure; rhost={ATTACKER} user={pve_user} msg=invalid credentials"
+        ),
         pid + re.escape("<root@pam> successful auth for user 'root@pam'"),
         pid + re.escape(f"openid authentication failure; rhost={ATTACKER} msg="),
-        r"IPCC\.xs\[\d+\]: pam_unix\(proxmox-ve-auth:auth\): authentication failure; .*" + re.escape(f"rhost={ATTACKER}"),
+        r"IPCC\.xs\[\d+\]: pam_unix\(proxmox-ve-auth:auth\): authentication failure; .*"
+        + re.escape(f"rhost={ATTACKER}"),
     ]
     journal = node.journal("pvedaemon")
     for pattern in expected:
         assert re.search(pattern, journal), f"{node.name}: no journal line like {pattern}"
 
     # The journal knows it as the pvedaemon unit, ident pvedaemon, facility daemon, priority err.
-    _, out = node.sh("journalctl -o json --no-pager _SYSTEMD_UNIT=pvedaemon.service SYSLOG_IDENTIFIER=pvedaemon")
+    _, out = node.sh(
+        "journalctl -o json --no-pager _SYSTEMD_UNIT=pvedaemon.service SYSLOG_IDENTIFIER=pvedaemon"
+    )
     records = [json.loads(line) for line in out.splitlines() if unknown in line]
     assert records and records[0]["SYSLOG_FACILITY"] == "3" and records[0]["PRIORITY"] == "3"
 
     if variant == "legacy":
         _, daemon_log = node.sh("cat /var/log/daemon.log")
-        line = next(l for l in daemon_log.splitlines() if unknown in l)
+        line = next(entry for entry in daemon_log.splitlines() if unknown in entry)
         assert re.match(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d pve\d+ " + pid, line), line
 
 
@@ -101,7 +117,9 @@ def test_hostile_user_name_is_logged_exactly_as_sent(nodes, attacker):
     hostile = f"x{token()} rhost=192.0.2.66 user=root@pam"
     assert attack.web_login(attacker, node, hostile) == ["401"]
     lines = pvedaemon_lines(node, hostile)
-    assert lines and lines[0].endswith(f"rhost={ATTACKER} user={hostile} msg=no such user ('{hostile}')")
+    assert lines and lines[0].endswith(
+        f"rhost={ATTACKER} user={hostile} msg=no such user ('{hostile}')"
+    )
 
 
 def test_user_names_over_64_characters_are_refused_unlogged(nodes, attacker):
@@ -115,9 +133,16 @@ def test_leftovers_of_a_crashed_run_are_cleaned_and_nothing_else_is_touched(lab)
     """Runs last here: it re-creates the lab. A leftover lab container goes; another container made
     from a lab image, not by the lab, stays."""
     image = lab.attacker().container.image
-    stray = lab.client.containers.run(image, name="pvelab-stray", command="sleep 600", detach=True,
-                                      labels={config.LABEL: "1", "pvelab.role": "node"})
-    ours_not = lab.client.containers.run(image, name="not-the-labs", command="sleep 600", detach=True)
+    stray = lab.client.containers.run(
+        image,
+        name="pvelab-stray",
+        command="sleep 600",
+        detach=True,
+        labels={config.LABEL: "1", "pvelab.role": "node"},
+    )
+    ours_not = lab.client.containers.run(
+        image, name="not-the-labs", command="sleep 600", detach=True
+    )
     try:
         nodes = lab.up()
         names = {c.name for c in lab.client.containers.list(all=True)}

@@ -1,5 +1,6 @@
 """The deploy on the lab: converge from nothing, idempotence, files, backends, bans end to end,
 lockout protection, hostile input, a failing configuration, bad settings, --dry."""
+
 import re
 import subprocess
 import time
@@ -11,9 +12,12 @@ from lab.checks import banned, wait_for
 from lab.config import ROOT
 from pvefail2ban.plan import sha1
 
-MANAGED = ["/etc/fail2ban/jail.d/01_sshd.local", "/etc/fail2ban/jail.d/02_proxmox.local",
-           "/etc/fail2ban/jail.d/03_recidive.local",
-           "/etc/fail2ban/filter.d/proxmox.conf"]
+MANAGED = [
+    "/etc/fail2ban/jail.d/01_sshd.local",
+    "/etc/fail2ban/jail.d/02_proxmox.local",
+    "/etc/fail2ban/jail.d/03_recidive.local",
+    "/etc/fail2ban/filter.d/proxmox.conf",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,10 @@ def attacker(lab):
 
 def snapshot(node):
     """What must not move when nothing changes: our files' bytes/modes and fail2ban's MainPID."""
-    _, files = node.sh("cd /etc/fail2ban && find jail.d filter.d -type f | sort | xargs sha1sum; "
-                       "stat -c '%n %a %U:%G' jail.d/* filter.d/proxmox*")
+    _, files = node.sh(
+        "cd /etc/fail2ban && find jail.d filter.d -type f | sort | xargs sha1sum; "
+        "stat -c '%n %a %U:%G' jail.d/* filter.d/proxmox*"
+    )
     _, pid = node.sh("systemctl show -p MainPID --value fail2ban")
     return files, pid.strip()
 
@@ -66,7 +72,9 @@ def test_first_run_converges_every_variant(converged):
     lab, first = converged
     assert first.returncode == 0, first.text
     for node in lab.nodes():
-        assert re.search(rf"\[{node.name}\] fail2ban \d[\d.]+; sshd \[.*\] failed \d+/\d+ banned", first.text), node.name
+        assert re.search(
+            rf"\[{node.name}\] fail2ban \d[\d.]+; sshd \[.*\] failed \d+/\d+ banned", first.text
+        ), node.name
 
 
 def test_second_run_changes_nothing_and_does_not_restart(lab, nodes):
@@ -86,14 +94,21 @@ def test_files_have_the_managed_bytes_owner_and_mode(nodes):
         _, out = node.sh("sha1sum /etc/fail2ban/filter.d/proxmox.conf")
         assert out.split()[0] == sha1(filter_bytes)
         _, jail = node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")
-        assert "port      = https,http,8006" in jail and "maxretry  = 3" in jail and "bantime   = 600" in jail
+        assert (
+            "port      = https,http,8006" in jail
+            and "maxretry  = 3" in jail
+            and "bantime   = 600" in jail
+        )
 
 
-@pytest.mark.parametrize("variant,sshd_source,proxmox_source", [
-    ("pve8", "Journal matches", "Journal matches"),
-    ("pve9", "Journal matches", "Journal matches"),
-    ("legacy", "File list:\t/var/log/auth.log", "File list:\t/var/log/daemon.log"),
-])
+@pytest.mark.parametrize(
+    "variant,sshd_source,proxmox_source",
+    [
+        ("pve8", "Journal matches", "Journal matches"),
+        ("pve9", "Journal matches", "Journal matches"),
+        ("legacy", "File list:\t/var/log/auth.log", "File list:\t/var/log/daemon.log"),
+    ],
+)
 def test_each_variant_reads_its_own_log_source(nodes, variant, sshd_source, proxmox_source):
     node = next(n for n in nodes if n.variant == variant)
     assert sshd_source in node.sh("fail2ban-client status sshd")[1]
@@ -120,15 +135,23 @@ def applied(node):
     return out
 
 
-SETTINGS = {"fail2ban_sshd_maxretry": "4", "fail2ban_sshd_bantime": "7m", "fail2ban_findtime": "9m",
-            "fail2ban_sshd_port": "[22,2222]", "fail2ban_proxmox_maxretry": "5",
-            "fail2ban_proxmox_bantime": "1234", "fail2ban_ignoreip": '["198.51.100.0/24"]'}
+SETTINGS = {
+    "fail2ban_sshd_maxretry": "4",
+    "fail2ban_sshd_bantime": "7m",
+    "fail2ban_findtime": "9m",
+    "fail2ban_sshd_port": "[22,2222]",
+    "fail2ban_proxmox_maxretry": "5",
+    "fail2ban_proxmox_bantime": "1234",
+    "fail2ban_ignoreip": '["198.51.100.0/24"]',
+}
 
 
 def test_every_setting_of_ours_is_what_fail2ban_applies_on_every_variant(lab, nodes):
     """Read back from `fail2ban-client -d`, after whatever the distribution ships (Debian 13's
     defaults-debian.conf sets sshd's backend and journalmatch, and is read after jail.d/*.conf)."""
-    run = lab.pyinfra(*[arg for key, value in SETTINGS.items() for arg in ("--data", f"{key}={value}")])
+    run = lab.pyinfra(
+        *[arg for key, value in SETTINGS.items() for arg in ("--data", f"{key}={value}")]
+    )
     try:
         assert run.returncode == 0, run.text[-3000:]
         for node in nodes:
@@ -139,8 +162,13 @@ def test_every_setting_of_ours_is_what_fail2ban_applies_on_every_variant(lab, no
             assert got[("proxmox", "maxretry")] == 5 and got[("proxmox", "bantime")] == "1234"
             assert got[("sshd", "backend")] == ("systemd" if journal else "auto"), node.name
             if journal:
-                assert got[("sshd", "addjournalmatch")] == ["_SYSTEMD_UNIT=ssh.service", "+", "_COMM=sshd",
-                                                           "+", "_COMM=sshd-session"], node.name
+                assert got[("sshd", "addjournalmatch")] == [
+                    "_SYSTEMD_UNIT=ssh.service",
+                    "+",
+                    "_COMM=sshd",
+                    "+",
+                    "_COMM=sshd-session",
+                ], node.name
             else:
                 assert got[("sshd", "addlogpath")] == ["/var/log/auth.log", "head"], node.name
             for jail, ports in (("sshd", "22,2222"), ("proxmox", "https,http,8006")):
@@ -170,8 +198,10 @@ def test_sshd_off_means_no_sshd_jail_on_every_variant(lab, nodes):
 
 def test_a_jail_of_the_admins_own_is_named_in_the_summary(lab, nodes):
     node = nodes[0]
-    node.sh("printf '[mine]\\nenabled = true\\nfilter = sshd\\nbackend = systemd\\n' > /etc/fail2ban/jail.d/50_mine.conf"
-            " && fail2ban-client reload")
+    node.sh(
+        "printf '[mine]\\nenabled = true\\nfilter = sshd\\nbackend = systemd\\n' > /etc/fail2ban/jail.d/50_mine.conf"
+        " && fail2ban-client reload"
+    )
     try:
         run = lab.pyinfra()
         assert run.returncode == 0, run.text[-3000:]
@@ -188,7 +218,9 @@ def test_ssh_brute_force_is_refused_then_unbanned(lab, nodes, attacker, variant)
     attack.ssh_login(attacker, node, "root", "guess", count=3)
     assert wait_for(lambda: not attack.port_open(attacker, node, 22)), "attacker still reaches sshd"
     assert banned(node, "sshd") == [config.ATTACKER_IP]
-    assert subprocess.run(lab.ssh_command(node, "true"), timeout=30).returncode == 0, "controller locked out"
+    assert subprocess.run(lab.ssh_command(node, "true"), timeout=30).returncode == 0, (
+        "controller locked out"
+    )
     assert node.sh(f"fail2ban-client set sshd unbanip {config.ATTACKER_IP}")[0] == 0
     assert wait_for(lambda: attack.port_open(attacker, node, 22))
 
@@ -198,7 +230,9 @@ def test_web_brute_force_is_refused_then_unbanned(nodes, attacker, variant):
     node = next(n for n in nodes if n.variant == variant)
     unban_all(node)
     assert attack.web_login(attacker, node, "root@pam", "guess", count=3) == ["401"] * 3
-    assert wait_for(lambda: not attack.port_open(attacker, node, 8006)), "attacker still reaches 8006"
+    assert wait_for(lambda: not attack.port_open(attacker, node, 8006)), (
+        "attacker still reaches 8006"
+    )
     assert banned(node, "proxmox") == [config.ATTACKER_IP]
     assert node.sh(f"fail2ban-client set proxmox unbanip {config.ATTACKER_IP}")[0] == 0
     assert wait_for(lambda: attack.port_open(attacker, node, 8006))
@@ -209,11 +243,39 @@ def test_the_controller_is_never_banned(lab, nodes, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     for node in nodes:
         for _ in range(4):
-            subprocess.run(["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                            "-o", f"UserKnownHostsFile={lab.known_hosts}", "-o", "ConnectTimeout=5",
-                            f"nosuchuser@{node.ip}", "true"], capture_output=True, timeout=30)
-            subprocess.run(["curl", "-sk", "-o", "/dev/null", "--max-time", "5", "-d", "username=root@pam&password=x",
-                            f"https://{node.ip}:8006/api2/json/access/ticket"], timeout=30)
+            subprocess.run(
+                [
+                    "ssh",
+                    "-i",
+                    str(key),
+                    "-o",
+                    "IdentitiesOnly=yes",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    f"UserKnownHostsFile={lab.known_hosts}",
+                    "-o",
+                    "ConnectTimeout=5",
+                    f"nosuchuser@{node.ip}",
+                    "true",
+                ],
+                capture_output=True,
+                timeout=30,
+            )
+            subprocess.run(
+                [
+                    "curl",
+                    "-sk",
+                    "-o",
+                    "/dev/null",
+                    "--max-time",
+                    "5",
+                    "-d",
+                    "username=root@pam&password=x",
+                    f"https://{node.ip}:8006/api2/json/access/ticket",
+                ],
+                timeout=30,
+            )
     for node in nodes:
         assert config.GATEWAY not in banned(node, "sshd") + banned(node, "proxmox")
         assert subprocess.run(lab.ssh_command(node, "true"), timeout=30).returncode == 0
@@ -222,8 +284,10 @@ def test_the_controller_is_never_banned(lab, nodes, tmp_path):
 def test_a_peer_node_is_never_banned(nodes):
     target, peer = nodes[0], nodes[1]
     for _ in range(4):
-        peer.sh(f"curl -sk -o /dev/null --max-time 5 -d 'username=root@pam&password=x' "
-                f"https://{target.ip}:8006/api2/json/access/ticket")
+        peer.sh(
+            f"curl -sk -o /dev/null --max-time 5 -d 'username=root@pam&password=x' "
+            f"https://{target.ip}:8006/api2/json/access/ticket"
+        )
     time.sleep(1)
     assert peer.ip not in banned(target, "proxmox")
     assert peer.sh(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{target.ip}/8006'")[0] == 0
@@ -243,32 +307,43 @@ def test_a_configuration_fail2ban_rejects_never_goes_live(lab, nodes, attacker):
     """A hand-written broken jail on one node + a settings change: that node keeps its files, its
     running fail2ban and its bans, and fails naming fail2ban's error; the others converge."""
     node, others = nodes[0], nodes[1:]
-    node.sh("printf '[broken]\\nenabled = true\\nfilter = no-such-filter\\nlogpath = /var/log/auth.log\\n'"
-            " > /etc/fail2ban/jail.d/zz-broken.conf")
+    node.sh(
+        "printf '[broken]\\nenabled = true\\nfilter = no-such-filter\\nlogpath = /var/log/auth.log\\n'"
+        " > /etc/fail2ban/jail.d/zz-broken.conf"
+    )
     node.sh("fail2ban-client set sshd banip 192.0.2.99")
     before = snapshot(node)
     try:
         run = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
         assert run.returncode != 0
         assert "no-such-filter" in run.text and "nothing was changed" in run.text
-        assert snapshot(node)[0].replace("zz-broken.conf", "") == before[0].replace("zz-broken.conf", "")
+        assert snapshot(node)[0].replace("zz-broken.conf", "") == before[0].replace(
+            "zz-broken.conf", ""
+        )
         assert snapshot(node)[1] == before[1], "fail2ban was restarted"
         assert "192.0.2.99" in banned(node, "sshd")
         for other in others:
-            assert "maxretry  = 4" in other.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1], other.name
+            assert "maxretry  = 4" in other.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1], (
+                other.name
+            )
     finally:
-        node.sh("rm -f /etc/fail2ban/jail.d/zz-broken.conf; fail2ban-client set sshd unbanip 192.0.2.99")
+        node.sh(
+            "rm -f /etc/fail2ban/jail.d/zz-broken.conf; fail2ban-client set sshd unbanip 192.0.2.99"
+        )
         back = lab.pyinfra()
     assert back.returncode == 0, back.text
 
 
-@pytest.mark.parametrize("key,value", [
-    ("fail2ban_sshd_maxretry", "0"),
-    ("fail2ban_proxmox_port", "70000"),
-    ("fail2ban_backend", "journal"),
-    ("fail2ban_ignoreip", '["10.0.0.300"]'),
-    ("fail2ban_proxmox_bantime", "0"),
-])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("fail2ban_sshd_maxretry", "0"),
+        ("fail2ban_proxmox_port", "70000"),
+        ("fail2ban_backend", "journal"),
+        ("fail2ban_ignoreip", '["10.0.0.300"]'),
+        ("fail2ban_proxmox_bantime", "0"),
+    ],
+)
 def test_bad_settings_stop_the_run_before_any_node_changes(lab, nodes, key, value):
     before = [snapshot(n) for n in nodes]
     run = lab.pyinfra("--data", f"{key}={value}")
@@ -298,9 +373,13 @@ def test_rolling_run_stops_at_the_first_failure(lab, nodes):
         assert "maxretry  = 4" in first.sh(jail)[1]
         assert all("maxretry  = 3" in n.sh(jail)[1] for n in rest)
 
-        first.sh("printf '[broken]\\nenabled = true\\nfilter = no-such-filter\\nlogpath = /var/log/auth.log\\n'"
-                 " > /etc/fail2ban/jail.d/zz-broken.conf")
-        rolling = lab.pyinfra("--serial", "--fail-percent", "0", "--data", "fail2ban_proxmox_maxretry=5")
+        first.sh(
+            "printf '[broken]\\nenabled = true\\nfilter = no-such-filter\\nlogpath = /var/log/auth.log\\n'"
+            " > /etc/fail2ban/jail.d/zz-broken.conf"
+        )
+        rolling = lab.pyinfra(
+            "--serial", "--fail-percent", "0", "--data", "fail2ban_proxmox_maxretry=5"
+        )
         assert rolling.returncode != 0 and "no-such-filter" in rolling.text
         assert "maxretry  = 4" in first.sh(jail)[1]
         # --serial takes the nodes one by one (in pyinfra's order): the nodes done before the failed
@@ -309,8 +388,12 @@ def test_rolling_run_stops_at_the_first_failure(lab, nodes):
         failed_at = run.index(f"[{first.name}] Error")
         for node in rest:
             done_before = f"[{node.name}] fail2ban " in run[:failed_at]
-            assert f"[{node.name}]" not in run[failed_at:], f"{node.name} was touched after the failure"
-            assert ("maxretry  = 5" if done_before else "maxretry  = 3") in node.sh(jail)[1], node.name
+            assert f"[{node.name}]" not in run[failed_at:], (
+                f"{node.name} was touched after the failure"
+            )
+            assert ("maxretry  = 5" if done_before else "maxretry  = 3") in node.sh(jail)[1], (
+                node.name
+            )
     finally:
         first.sh("rm -f /etc/fail2ban/jail.d/zz-broken.conf")
         back = lab.pyinfra()

@@ -2,6 +2,7 @@
 
 Tests run in file order: first on fresh nodes (bad settings, apt lock), then on a converged lab.
 """
+
 import re
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import pytest
 from lab import attack, config
 from lab.checks import banned, wait_for
 
-FRESH_STATE = "dpkg-query -W -f='${db:Status-Abbrev}' fail2ban 2>/dev/null; ls /etc/fail2ban 2>&1 | head -1"
+FRESH_STATE = (
+    "dpkg-query -W -f='${db:Status-Abbrev}' fail2ban 2>/dev/null; ls /etc/fail2ban 2>&1 | head -1"
+)
 
 BAD_SETTINGS = [
     ("fail2ban_sshd_maxretry", "0"),
@@ -52,15 +55,21 @@ def test_bad_settings_are_refused_before_any_fresh_node_changes(fresh):
         run = fresh.pyinfra("--data", f"{key}={value}")
         assert run.returncode != 0, (key, value)
         shown = run.text.split("pyinfra error:")[-1]
-        assert key in shown and "nothing was changed on any node" in shown, (key, value, shown[-500:])
+        assert key in shown and "nothing was changed on any node" in shown, (
+            key,
+            value,
+            shown[-500:],
+        )
         assert "Beginning operation run" not in run.text
     assert [n.sh(FRESH_STATE)[1] for n in nodes] == before, "a node changed"
 
 
 def hold_dpkg_lock(node, seconds):
     """Hold dpkg's frontend lock the way apt does (fcntl), in the background, for `seconds`."""
-    node.sh("nohup python3 -c \"import fcntl,time; f=open('/var/lib/dpkg/lock-frontend','w'); "
-            f"fcntl.lockf(f, fcntl.LOCK_EX); time.sleep({seconds})\" >/dev/null 2>&1 &")
+    node.sh(
+        "nohup python3 -c \"import fcntl,time; f=open('/var/lib/dpkg/lock-frontend','w'); "
+        f'fcntl.lockf(f, fcntl.LOCK_EX); time.sleep({seconds})" >/dev/null 2>&1 &'
+    )
     time.sleep(1)
 
 
@@ -82,8 +91,10 @@ def test_a_lock_held_past_the_bound_fails_that_node_clearly(fresh):
         assert run.returncode != 0
         # apt names the lock: "Could not get lock /var/lib/dpkg/lock-frontend. It is held by process N"
         # or "Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another ...?"
-        assert re.search(r"(Could not get lock|Unable to acquire the dpkg frontend lock).*/var/lib/dpkg/lock-frontend",
-                         run.text), run.text[-1500:]
+        assert re.search(
+            r"(Could not get lock|Unable to acquire the dpkg frontend lock).*/var/lib/dpkg/lock-frontend",
+            run.text,
+        ), run.text[-1500:]
         assert "No such file" in node.sh(FRESH_STATE)[1], "the node was changed"
     finally:
         node.sh("pkill -f lock-frontend")
@@ -106,7 +117,10 @@ def test_an_unreachable_node_fails_alone_and_converges_when_back(lab):
     try:
         run = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
         assert run.returncode != 0
-        assert re.search(rf"\[{down.name}\].*(Could not connect|SSH error|Connection|No route|timed out)", run.text), run.text[-2000:]
+        assert re.search(
+            rf"\[{down.name}\].*(Could not connect|SSH error|Connection|No route|timed out)",
+            run.text,
+        ), run.text[-2000:]
         for node in up:
             assert "maxretry  = 4" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
     finally:
@@ -130,15 +144,20 @@ def test_a_fact_that_fails_on_one_node_fails_that_node_only(lab, kind):
     prints something else (or fails). That node fails with pyinfra's reason, the others verify."""
     body, reason = ODD_SHELLS[kind]
     odd, others = lab.nodes()[1], [n for n in lab.nodes() if n.name != lab.nodes()[1].name]
-    odd.sh(f"printf '#!/bin/sh\\n{body}\\n' > /usr/local/bin/oddshell && chmod +x /usr/local/bin/oddshell "
-           "&& usermod -s /usr/local/bin/oddshell root", check=True)
+    odd.sh(
+        f"printf '#!/bin/sh\\n{body}\\n' > /usr/local/bin/oddshell && chmod +x /usr/local/bin/oddshell "
+        "&& usermod -s /usr/local/bin/oddshell root",
+        check=True,
+    )
     try:
         run = lab.pyinfra()
         status = lab.pyinfra(deploy="status.py")
     finally:
         odd.sh("usermod -s /bin/bash root", check=True)
     assert run.returncode != 0
-    assert f"[{odd.name}] Error: {reason}: pvefail2ban.facts.NodeFacts" in run.text, run.text[-2000:]
+    assert f"[{odd.name}] Error: {reason}: pvefail2ban.facts.NodeFacts" in run.text, run.text[
+        -2000:
+    ]
     for node in others:
         assert re.search(rf"\[{node.name}\] fail2ban [\d.]+; sshd", run.text), node.name
     assert status.returncode == 1
@@ -150,7 +169,9 @@ def test_a_stopped_or_failed_fail2ban_is_brought_back(lab):
     stopped, failed = lab.nodes()[:2]
     stopped.sh("systemctl stop fail2ban")
     # a hand edit that breaks fail2ban, then a restart into it: the service is now failed
-    failed.sh("echo 'maxretry = lots' >> /etc/fail2ban/jail.d/02_proxmox.local; systemctl restart fail2ban")
+    failed.sh(
+        "echo 'maxretry = lots' >> /etc/fail2ban/jail.d/02_proxmox.local; systemctl restart fail2ban"
+    )
     assert wait_for(lambda: failed.sh("systemctl is-active fail2ban")[1].strip() == "failed")
     run = lab.pyinfra()
     assert run.returncode == 0, run.text[-3000:]
@@ -164,12 +185,16 @@ def test_a_stopped_or_failed_fail2ban_is_brought_back(lab):
 def test_a_broken_extra_jail_is_reported_and_never_restarted_into(lab):
     node = lab.nodes()[2]
     pid = main_pid(node)
-    node.sh("printf '[mine]\\nenabled = true\\nfilter = not-there\\nlogpath = /var/log/auth.log\\n' "
-            "> /etc/fail2ban/jail.d/50_mine.conf")
+    node.sh(
+        "printf '[mine]\\nenabled = true\\nfilter = not-there\\nlogpath = /var/log/auth.log\\n' "
+        "> /etc/fail2ban/jail.d/50_mine.conf"
+    )
     try:
         run = lab.pyinfra()
         assert run.returncode != 0
-        assert re.search(rf"\[{node.name}\] NOT PROTECTED: the configuration on disk fails", run.text)
+        assert re.search(
+            rf"\[{node.name}\] NOT PROTECTED: the configuration on disk fails", run.text
+        )
         assert main_pid(node) == pid, "fail2ban was restarted into a broken configuration"
         assert node.sh("systemctl is-active fail2ban")[1].strip() == "active"
     finally:
@@ -191,7 +216,9 @@ def test_bans_survive_a_redeploy_that_restarts_unless_now_ignored(lab):
         assert not attack.port_open(attacker, node, 8006)
         run = lab.pyinfra("--data", f'fail2ban_ignoreip=["{config.ATTACKER_IP}"]')
         assert run.returncode == 0, run.text[-3000:]
-        assert wait_for(lambda: attack.port_open(attacker, node, 8006)), "an ignored address stayed banned"
+        assert wait_for(lambda: attack.port_open(attacker, node, 8006)), (
+            "an ignored address stayed banned"
+        )
         assert banned(node, "proxmox") == []
     finally:
         assert lab.pyinfra().returncode == 0
@@ -202,9 +229,12 @@ def test_a_changed_host_key_is_refused_and_recovery_works(lab):
     fresh = lab.recreate(node)
     run = lab.pyinfra("--limit", node.name)
     assert run.returncode != 0
-    assert re.search(rf"\[{node.name}\].*(host key|Host key|not found in known_hosts|BadHostKey)", run.text), \
-        run.text[-2000:]
-    assert "dpkg" not in fresh.sh("ls /etc/fail2ban 2>&1")[1] and fresh.sh("dpkg -s fail2ban")[0] != 0
+    assert re.search(
+        rf"\[{node.name}\].*(host key|Host key|not found in known_hosts|BadHostKey)", run.text
+    ), run.text[-2000:]
+    assert (
+        "dpkg" not in fresh.sh("ls /etc/fail2ban 2>&1")[1] and fresh.sh("dpkg -s fail2ban")[0] != 0
+    )
     # the README's recovery: check the new key, replace the old one, run again
     lab.write_known_hosts(lab.nodes())
     assert lab.pyinfra("--limit", node.name).returncode == 0
@@ -226,7 +256,11 @@ def test_web_user_names_naming_the_controller_or_a_peer_ban_only_the_attacker(la
     node, peer = lab.nodes()[2], lab.nodes()[0]
     attacker = lab.attacker()
     node.sh("fail2ban-client unban --all")
-    for user in (f"x rhost={config.GATEWAY}", f"rhost=::ffff:{peer.ip} user=root@pam", f"{peer.ip}"):
+    for user in (
+        f"x rhost={config.GATEWAY}",
+        f"rhost=::ffff:{peer.ip} user=root@pam",
+        f"{peer.ip}",
+    ):
         attack.web_login(attacker, node, user)
     assert wait_for(lambda: banned(node, "proxmox")) == [config.ATTACKER_IP]
     node.sh("fail2ban-client unban --all")
@@ -241,8 +275,11 @@ def test_a_burst_of_1000_web_logins_bans_and_fail2ban_stays_up_and_small(lab):
     node.sh("fail2ban-client unban --all")
     before = rss_kb(node)
     # 1,000 failed logins, 50 at a time, the whole burst bounded to 10 s
-    attacker.sh(f"seq 1000 | timeout 10 xargs -P 50 -I{{}} curl -sk -o /dev/null --max-time 3 "
-                f"-d 'username=u{{}}@pve&password=x' https://{node.ip}:8006/api2/json/access/ticket", timeout=30)
+    attacker.sh(
+        f"seq 1000 | timeout 10 xargs -P 50 -I{{}} curl -sk -o /dev/null --max-time 3 "
+        f"-d 'username=u{{}}@pve&password=x' https://{node.ip}:8006/api2/json/access/ticket",
+        timeout=30,
+    )
     assert wait_for(lambda: banned(node, "proxmox")) == [config.ATTACKER_IP]
     assert not attack.port_open(attacker, node, 8006)
     assert node.sh("fail2ban-client ping")[0] == 0
@@ -259,10 +296,17 @@ def test_a_node_without_systemd_fails_alone_and_is_nobodys_peer(lab, tmp_path):
     nodes, stranger = lab.nodes(), lab.attacker()
     before = [n.sh("sha1sum /etc/fail2ban/jail.d/*")[1] for n in nodes]
     inventory = tmp_path / "mixed.py"
-    inventory.write_text(f"exec(open({str(lab.inventory_path)!r}).read())\n"
-                         f"pve_nodes = pve_nodes + [('@docker/{stranger.container.id}', {{}})]\n")
-    run = subprocess.run([sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"], cwd=config.ROOT,
-                         capture_output=True, text=True, timeout=300)
+    inventory.write_text(
+        f"exec(open({str(lab.inventory_path)!r}).read())\n"
+        f"pve_nodes = pve_nodes + [('@docker/{stranger.container.id}', {{}})]\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"],
+        cwd=config.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     text = run.stdout + run.stderr
     assert run.returncode != 0
     assert "systemd is not running as init on this node" in text
@@ -281,11 +325,15 @@ def test_an_ignoreip_entry_that_passes_fail2bans_test_but_kills_its_start_is_cau
         assert node.sh("fail2ban-client -t")[0] == 0  # the gap this check closes
         run = lab.pyinfra()
         assert run.returncode != 0
-        assert re.search(rf"\[{node.name}\] NOT PROTECTED: .*ignoreip entry '@docker/abc'", run.text)
+        assert re.search(
+            rf"\[{node.name}\] NOT PROTECTED: .*ignoreip entry '@docker/abc'", run.text
+        )
         changed = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
         assert changed.returncode != 0 and "fail2ban would fail at start" in changed.text
         assert "maxretry  = 3" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
-        assert main_pid(node) == pid and node.sh("systemctl is-active fail2ban")[1].strip() == "active"
+        assert (
+            main_pid(node) == pid and node.sh("systemctl is-active fail2ban")[1].strip() == "active"
+        )
     finally:
         node.sh("rm -f /etc/fail2ban/jail.d/60_mine.conf")
     assert lab.pyinfra().returncode == 0

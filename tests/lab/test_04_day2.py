@@ -1,4 +1,5 @@
 """Day-2 operations on the lab: status, unban, ban, sync, remove (each a pyinfra deploy file)."""
+
 import json
 import re
 
@@ -19,9 +20,14 @@ def lab(lab_control):
 
 
 def snapshot(nodes):
-    return [(n.sh("systemctl show -p MainPID --value fail2ban")[1],
-             n.sh("find /etc/fail2ban -type f | sort | xargs sha1sum")[1],
-             sorted(banned(n, "sshd") + banned(n, "proxmox"))) for n in nodes]
+    return [
+        (
+            n.sh("systemctl show -p MainPID --value fail2ban")[1],
+            n.sh("find /etc/fail2ban -type f | sort | xargs sha1sum")[1],
+            sorted(banned(n, "sshd") + banned(n, "proxmox")),
+        )
+        for n in nodes
+    ]
 
 
 def ban_attacker_on(node, attacker):
@@ -30,7 +36,9 @@ def ban_attacker_on(node, attacker):
 
 
 def table_row(text, node, jail):
-    match = re.search(rf"^{node}\s+{jail}\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*(.*)$", text, re.M)
+    match = re.search(
+        rf"^{node}\s+{jail}\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*(.*)$", text, re.M
+    )
     assert match, f"no row for {node}/{jail}"
     return match.groups()
 
@@ -42,7 +50,9 @@ def test_status_matches_a_provoked_ban_and_changes_nothing(lab, tmp_path):
     report = tmp_path / "status.json"
     run = lab.pyinfra("--data", f"report={report}", deploy="status.py")
     assert run.returncode == 0, run.text[-3000:]
-    state, failed, total_failed, now_banned, total_banned, ips = table_row(run.text, nodes[0].name, "proxmox")
+    state, failed, total_failed, now_banned, total_banned, ips = table_row(
+        run.text, nodes[0].name, "proxmox"
+    )
     assert (state, now_banned, ips.strip()) == ("up", "1", config.ATTACKER_IP)
     assert int(total_failed) >= 3 and int(total_banned) >= 1
     data = json.loads(report.read_text())
@@ -60,7 +70,10 @@ def test_status_flags_a_ban_the_firewall_does_not_enforce_and_a_stopped_node(lab
     node.sh(f"nft delete element inet f2b-table addr-set-proxmox '{{ {config.ATTACKER_IP} }}'")
     run = lab.pyinfra(deploy="status.py")
     assert run.returncode != 0
-    assert f"{node.name}: proxmox lists {config.ATTACKER_IP} as banned but the firewall does not enforce it" in run.text
+    assert (
+        f"{node.name}: proxmox lists {config.ATTACKER_IP} as banned but the firewall does not enforce it"
+        in run.text
+    )
     assert "NOT ENFORCED" in run.text
     nodes[1].sh("systemctl stop fail2ban")
     try:
@@ -82,12 +95,17 @@ def test_status_never_hides_a_node_that_cannot_be_reached(lab, tmp_path):
         down.container.start()
     lab.wait_ready(down)
     assert run.returncode == 1, run.text[-2000:]
-    assert re.search(rf"^{down.name}\s+-\s+UNREACHABLE\s+cannot connect: .*(timed out|refused|route)", run.text,
-                     re.M), run.text[-2000:]
+    assert re.search(
+        rf"^{down.name}\s+-\s+UNREACHABLE\s+cannot connect: .*(timed out|refused|route)",
+        run.text,
+        re.M,
+    ), run.text[-2000:]
     data = json.loads(report.read_text())
     assert sorted(data["nodes"]) == sorted(n.name for n in nodes)
     assert data["nodes"][down.name]["error"].startswith("cannot connect")
-    assert data["problems"] == [f"{down.name}: unreachable or unreadable: {data['nodes'][down.name]['error']}"]
+    assert data["problems"] == [
+        f"{down.name}: unreachable or unreadable: {data['nodes'][down.name]['error']}"
+    ]
     assert all(data["nodes"][n.name]["running"] for n in nodes[:2])
 
 
@@ -108,7 +126,7 @@ def test_unban_clears_every_node_and_a_second_run_is_a_no_op(lab):
     assert f"{config.ATTACKER_IP} unbanned from jail proxmox (it was banned here)" in run.text
     for node in nodes:
         assert banned(node, "proxmox") == []
-        assert wait_for(lambda: attack.port_open(attacker, node, 8006))
+        assert wait_for(lambda node=node: attack.port_open(attacker, node, 8006))
     again = lab.pyinfra("--data", f"ip={config.ATTACKER_IP}", deploy="unban.py")
     assert again.returncode == 0 and "unbanned from" not in again.text.split("--> Beginning")[1]
 
@@ -123,10 +141,12 @@ def test_sync_spreads_a_ban_to_every_node_but_never_an_ignored_address(lab):
         assert run.returncode == 0, run.text[-3000:]
         for node in nodes[1:]:
             assert banned(node, "proxmox") == [config.ATTACKER_IP]
-            assert wait_for(lambda: not attack.port_open(attacker, node, 8006))
+            assert wait_for(lambda node=node: not attack.port_open(attacker, node, 8006))
             assert peer not in banned(node, "sshd"), "an ignored address was spread"
         again = lab.pyinfra(deploy="sync.py")
-        assert again.returncode == 0 and "banned in jail" not in again.text.split("--> Beginning")[1]
+        assert (
+            again.returncode == 0 and "banned in jail" not in again.text.split("--> Beginning")[1]
+        )
     finally:
         nodes[0].sh(f"fail2ban-client set sshd unbanip {peer}")
         lab.pyinfra("--data", f"ip={config.ATTACKER_IP}", deploy="unban.py")
@@ -152,30 +172,40 @@ def test_sync_reads_each_node_once_and_writes_only_within_the_limit(lab):
 def test_ban_everywhere_refuses_the_controller_and_a_peer_unless_forced(lab):
     nodes = lab.nodes()
     before = snapshot(nodes)
-    for address, why in ((config.GATEWAY, "this controller"), (nodes[2].ip, "a node of the inventory")):
+    for address, why in (
+        (config.GATEWAY, "this controller"),
+        (nodes[2].ip, "a node of the inventory"),
+    ):
         run = lab.pyinfra("--data", f"ip={address}", deploy="ban.py")
         assert run.returncode != 0 and f"refusing to ban {address}: it is {why}" in run.text
     assert snapshot(nodes) == before
     run = lab.pyinfra("--data", f"ip={BAN_PROBE}", "--data", "jails=sshd", deploy="ban.py")
     assert run.returncode == 0, run.text[-3000:]
-    assert all(BAN_PROBE in banned(n, "sshd") and BAN_PROBE not in banned(n, "proxmox") for n in nodes)
+    assert all(
+        BAN_PROBE in banned(n, "sshd") and BAN_PROBE not in banned(n, "proxmox") for n in nodes
+    )
     again = lab.pyinfra("--data", f"ip={BAN_PROBE}", "--data", "jails=sshd", deploy="ban.py")
     assert again.returncode == 0 and "banned in jail" not in again.text.split("--> Beginning")[1]
     lab.pyinfra("--data", f"ip={BAN_PROBE}", deploy="unban.py")
 
 
-@pytest.mark.parametrize("deploy,data,named", [
-    ("unban.py", "ip=10.0.0.300", "'10.0.0.300' is not an IP address"),
-    ("unban.py", "ip=", "give one address"),
-    ("ban.py", "ip=not-an-ip", "'not-an-ip' is not an IP address"),
-    ("ban.py", "jails=nosuch", "jail 'nosuch' does not run"),
-    ("ban.py", "force=maybe", "force = 'maybe'"),
-    ("remove.py", "purge=maybe", "purge = 'maybe'"),
-])
+@pytest.mark.parametrize(
+    "deploy,data,named",
+    [
+        ("unban.py", "ip=10.0.0.300", "'10.0.0.300' is not an IP address"),
+        ("unban.py", "ip=", "give one address"),
+        ("ban.py", "ip=not-an-ip", "'not-an-ip' is not an IP address"),
+        ("ban.py", "jails=nosuch", "jail 'nosuch' does not run"),
+        ("ban.py", "force=maybe", "force = 'maybe'"),
+        ("remove.py", "purge=maybe", "purge = 'maybe'"),
+    ],
+)
 def test_bad_day2_input_is_refused_before_any_node_changes(lab, deploy, data, named):
     nodes = lab.nodes()
     before = snapshot(nodes)
-    extra = ["--data", f"ip={BAN_PROBE}"] if deploy == "ban.py" and not data.startswith("ip=") else []
+    extra = (
+        ["--data", f"ip={BAN_PROBE}"] if deploy == "ban.py" and not data.startswith("ip=") else []
+    )
     run = lab.pyinfra(*extra, "--data", data, deploy=deploy)
     assert run.returncode != 0 and named in run.text, run.text[-1500:]
     assert "Beginning operation run" not in run.text
@@ -190,16 +220,29 @@ def test_remove_takes_back_only_our_files_and_leaves_fail2ban_as_asked(lab):
     for node in nodes:
         assert node.sh(ours)[1].strip() == "", node.name
         assert node.sh("test -e /var/lib/pve-fail2ban")[0] != 0, node.name
-        assert node.sh("test -f /etc/fail2ban/jail.conf && test -f /etc/fail2ban/filter.d/sshd.conf")[0] == 0
+        assert (
+            node.sh("test -f /etc/fail2ban/jail.conf && test -f /etc/fail2ban/filter.d/sshd.conf")[
+                0
+            ]
+            == 0
+        )
         state = node.sh("systemctl is-active fail2ban; systemctl is-enabled fail2ban")[1].split()
-        if node.variant == "pve8":  # Debian 12 without auth.log: the distribution's config cannot run
+        if (
+            node.variant == "pve8"
+        ):  # Debian 12 without auth.log: the distribution's config cannot run
             assert state == ["inactive", "disabled"]
-            assert re.search(rf"\[{node.name}\] fail2ban is stopped and disabled, not left failed", run.text)
+            assert re.search(
+                rf"\[{node.name}\] fail2ban is stopped and disabled, not left failed", run.text
+            )
         else:
             assert state == ["active", "enabled"]
-            assert re.search(rf"\[{node.name}\] fail2ban runs on the distribution's own configuration", run.text)
+            assert re.search(
+                rf"\[{node.name}\] fail2ban runs on the distribution's own configuration", run.text
+            )
     again = lab.pyinfra(deploy="remove.py")
-    assert again.returncode == 0 and re.search(r"Grand total\s+\S+\s+-\s+-", again.text), again.text[-800:]
+    assert again.returncode == 0 and re.search(r"Grand total\s+\S+\s+-\s+-", again.text), (
+        again.text[-800:]
+    )
     purged = lab.pyinfra("--data", "purge=true", deploy="remove.py")
     assert purged.returncode == 0, purged.text[-3000:]
     assert all(n.sh("dpkg -s fail2ban")[0] != 0 for n in nodes)

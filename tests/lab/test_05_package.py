@@ -1,5 +1,6 @@
 """The package as a pyinfra user adds it to a deploy repository of their own: a wheel built from
 this checkout, installed into a fresh venv, used from an empty folder with no group_data of ours."""
+
 import os
 import re
 import shutil
@@ -21,8 +22,11 @@ def user_repo(lab_control, tmp_path_factory):
     lab_control.up()
     work = tmp_path_factory.mktemp("package")
     dist = work / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
-                   check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+        check=True,
+        timeout=600,
+    )
     wheel = next(dist.glob("pve_fail2ban-*.whl"))
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -36,8 +40,15 @@ def user_repo(lab_control, tmp_path_factory):
 
 def user_run(repo, venv):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    out = subprocess.run([str(venv / "bin/pyinfra"), "-y", "inventory.py", "deploy.py"], cwd=repo, env=env,
-                         capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    out = subprocess.run(
+        [str(venv / "bin/pyinfra"), "-y", "inventory.py", "deploy.py"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
     out.text = out.stdout + out.stderr
     return out
 
@@ -45,30 +56,50 @@ def user_run(repo, venv):
 def test_the_wheel_carries_everything_the_deploy_reads(user_repo):
     _, venv, wheel = user_repo
     names = zipfile.ZipFile(wheel).namelist()
-    for needed in ("pvefail2ban/templates/etc/fail2ban/jail.d/_jail.j2",
-                   "pvefail2ban/files/etc/fail2ban/filter.d/proxmox.conf",
-                   "pvefail2ban/scripts/apply.sh", "pvefail2ban/scripts/verify.sh",
-                   "pvefail2ban/scripts/ignoreip_check.py", "pvefail2ban/tasks/configure.py",
-                   "pvefail2ban/defaults.py"):
+    for needed in (
+        "pvefail2ban/templates/etc/fail2ban/jail.d/_jail.j2",
+        "pvefail2ban/files/etc/fail2ban/filter.d/proxmox.conf",
+        "pvefail2ban/scripts/apply.sh",
+        "pvefail2ban/scripts/verify.sh",
+        "pvefail2ban/scripts/ignoreip_check.py",
+        "pvefail2ban/tasks/configure.py",
+        "pvefail2ban/defaults.py",
+    ):
         assert needed in names, needed
-    where = subprocess.run([str(venv / "bin/python"), "-c", "import pvefail2ban; print(pvefail2ban.__file__)"],
-                           capture_output=True, text=True, cwd="/", check=True).stdout
+    where = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import pvefail2ban; print(pvefail2ban.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=True,
+    ).stdout
     assert str(venv) in where and str(ROOT) not in where
 
 
-def test_a_users_own_deploy_file_converges_and_the_second_run_changes_nothing(lab_control, user_repo):
+def test_a_users_own_deploy_file_converges_and_the_second_run_changes_nothing(
+    lab_control, user_repo
+):
     repo, venv, _ = user_repo
     assert sorted(p.name for p in repo.iterdir()) == ["deploy.py", "inventory.py"]
     first = user_run(repo, venv)
     assert first.returncode == 0, first.text[-3000:]
     for node in lab_control.nodes():
-        assert re.search(rf"\[{node.name}\] fail2ban [\d.]+; sshd \[[^]]+\] failed .*; proxmox \[", first.text), node.name
+        assert re.search(
+            rf"\[{node.name}\] fail2ban [\d.]+; sshd \[[^]]+\] failed .*; proxmox \[", first.text
+        ), node.name
         assert "Jail list:\tproxmox, sshd" in node.sh("fail2ban-client status")[1]
-        assert "maxretry  = 3" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]  # the package's default
+        assert (
+            "maxretry  = 3" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
+        )  # the package's default
     second = user_run(repo, venv)
     assert second.returncode == 0, second.text[-3000:]
     results = second.text.split("--> Results:")[1]
     assert re.search(r"Grand total\s+(\d+)\s+(\d+)\s+-\s+\d+", results)
-    changed = [line for line in results.splitlines()
-               if re.search(r"\s\d+\s+[1-9]\d*\s+-\s+\d+\s*$", line) and "Check:" not in line and "Grand" not in line]
+    changed = [
+        line
+        for line in results.splitlines()
+        if re.search(r"\s\d+\s+[1-9]\d*\s+-\s+\d+\s*$", line)
+        and "Check:" not in line
+        and "Grand" not in line
+    ]
     assert changed == [], changed

@@ -1,15 +1,30 @@
 import json
 
 import pytest
-from pyinfra.api.exceptions import DeployError
+from pyinfra.api.exceptions import DeployError, FactProcessError
 
-from pyinfra.api.exceptions import FactProcessError
-
-from pvefail2ban.day2 import (bans_to_sync, check_ban_allowed, cluster_report, format_table, is_ignored,
-                              parse_addresses, parse_state, status_problems, status_rows, unreadable)
+from pvefail2ban.day2 import (
+    bans_to_sync,
+    check_ban_allowed,
+    cluster_report,
+    format_table,
+    is_ignored,
+    parse_addresses,
+    parse_state,
+    status_problems,
+    status_rows,
+    unreadable,
+)
 from pvefail2ban.facts import Fail2banState
 
-NFT = json.dumps({"nftables": [{"metainfo": {}}, {"set": {"name": "addr-set-proxmox", "elem": ["10.213.77.200"]}}]})
+NFT = json.dumps(
+    {
+        "nftables": [
+            {"metainfo": {}},
+            {"set": {"name": "addr-set-proxmox", "elem": ["10.213.77.200"]}},
+        ]
+    }
+)
 STATE = f"""ping=yes
 Fail2Ban v1.0.2 reads log file that contains password failure report
 
@@ -43,11 +58,15 @@ def test_state_is_parsed_and_unenforced_bans_are_found():
     state = parse_state(STATE)
     proxmox = state["jails"]["proxmox"]
     assert state["running"] and proxmox["banned_ips"] == ["10.213.77.200", "192.0.2.9"]
-    assert proxmox["ignoreip"] == ["127.0.0.0/8", "10.213.77.0/24"] and state["jails"]["sshd"]["ignoreip"] == []
+    assert (
+        proxmox["ignoreip"] == ["127.0.0.0/8", "10.213.77.0/24"]
+        and state["jails"]["sshd"]["ignoreip"] == []
+    )
     assert proxmox["firewall"] == ["10.213.77.200"] and proxmox["not_enforced"] == ["192.0.2.9"]
     assert state["jails"]["sshd"]["firewall"] == ["192.0.2.77"]
     assert status_problems({"pve1": state}) == [
-        "pve1: proxmox lists 192.0.2.9 as banned but the firewall does not enforce it"]
+        "pve1: proxmox lists 192.0.2.9 as banned but the firewall does not enforce it"
+    ]
     table = format_table(status_rows({"pve1": state}))
     assert "NOT ENFORCED: 192.0.2.9" in table and table.splitlines()[0].startswith("node")
 
@@ -59,11 +78,15 @@ def test_a_down_node_is_a_problem():
 
 
 def test_an_unreachable_node_is_in_the_table_the_report_and_the_problems():
-    states = {"pve1": parse_state(STATE.replace(" 192.0.2.9", "")),
-              "pve2": unreadable("cannot connect: Could not connect (timed out)")}
+    states = {
+        "pve1": parse_state(STATE.replace(" 192.0.2.9", "")),
+        "pve2": unreadable("cannot connect: Could not connect (timed out)"),
+    }
     text, report, problems = cluster_report(states)
     assert sorted(report["nodes"]) == ["pve1", "pve2"]
-    assert problems == ["pve2: unreachable or unreadable: cannot connect: Could not connect (timed out)"]
+    assert problems == [
+        "pve2: unreachable or unreadable: cannot connect: Could not connect (timed out)"
+    ]
     assert report["problems"] == problems
     row = [line for line in text.splitlines() if line.startswith("pve2")]
     assert row and "UNREACHABLE" in row[0] and "timed out" in row[0]
@@ -94,14 +117,22 @@ def test_ignoreip_membership_covers_cidrs_and_skips_host_names():
 
 def test_ban_refusals():
     state = parse_state(STATE)
-    for address, why in (("10.213.77.1", "controller"), ("10.213.77.12", "inventory"), ("10.213.77.99", "ignoreip")):
+    for address, why in (
+        ("10.213.77.1", "controller"),
+        ("10.213.77.12", "inventory"),
+        ("10.213.77.99", "ignoreip"),
+    ):
         with pytest.raises(DeployError, match=why):
-            check_ban_allowed([address], ["proxmox"], state, "10.213.77.1", ["10.213.77.12"], False, "pve1")
+            check_ban_allowed(
+                [address], ["proxmox"], state, "10.213.77.1", ["10.213.77.12"], False, "pve1"
+            )
     check_ban_allowed(["10.213.77.1"], ["proxmox"], state, "10.213.77.1", [], True, "pve1")
 
 
 def test_sync_adds_what_others_banned_except_ignored():
     banned_here = parse_state(STATE)
     other = parse_state(STATE.replace("10.213.77.200 192.0.2.9", "198.51.100.1 10.213.77.50"))
-    assert bans_to_sync("pve1", {"pve1": banned_here, "pve2": other}) == [("proxmox", "198.51.100.1", ["pve2"])]
+    assert bans_to_sync("pve1", {"pve1": banned_here, "pve2": other}) == [
+        ("proxmox", "198.51.100.1", ["pve2"])
+    ]
     assert bans_to_sync("pve1", {"pve1": banned_here}) == []

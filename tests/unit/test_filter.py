@@ -1,4 +1,5 @@
 """The proxmox filter against its annotated sample log, with the real fail2ban-regex."""
+
 import ast
 import json
 import re
@@ -9,13 +10,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FILTER = ROOT / "files/etc/fail2ban/filter.d/proxmox.conf"
+FILTER = ROOT / "pvefail2ban/files/etc/fail2ban/filter.d/proxmox.conf"
 SAMPLES = ROOT / "tests/files/logs/proxmox"
 
 
 @pytest.fixture(scope="session")
 def fail2ban_regex():
-    tool = subprocess.run([str(ROOT / "scripts/ensure-fail2ban-regex.sh")], capture_output=True, text=True)
+    tool = subprocess.run(
+        [str(ROOT / "scripts/ensure-fail2ban-regex.sh")], capture_output=True, text=True
+    )
     assert tool.returncode == 0, f"cannot get fail2ban-regex: {tool.stderr}"
     path = tool.stdout.strip()
 
@@ -23,6 +26,7 @@ def fail2ban_regex():
         out = subprocess.run([path, *map(str, args)], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         return out.stdout
+
     return run
 
 
@@ -50,7 +54,9 @@ def matches(output):
 def test_sample_log_is_annotated_throughout():
     notes = annotations()
     assert len(notes) >= 18
-    assert sum(1 for _, host in notes if host) >= 11 and sum(1 for _, host in notes if not host) >= 6
+    assert (
+        sum(1 for _, host in notes if host) >= 11 and sum(1 for _, host in notes if not host) >= 6
+    )
 
 
 def test_filter_matches_exactly_the_annotated_lines_and_addresses(fail2ban_regex):
@@ -66,13 +72,22 @@ def test_filter_counts_each_attempt_once(fail2ban_regex):
 
 def test_hostile_user_names_never_yield_the_injected_address(fail2ban_regex):
     found = {ip for _, ip in matches(fail2ban_regex("-o", "row", SAMPLES, FILTER))}
-    assert not found & {"192.0.2.66", "192.0.2.67", "192.0.2.68", "192.0.2.69", "192.0.2.70", "192.0.2.71"}
+    assert not found & {
+        "192.0.2.66",
+        "192.0.2.67",
+        "192.0.2.68",
+        "192.0.2.69",
+        "192.0.2.70",
+        "192.0.2.71",
+    }
 
 
 def test_guide_filter_would_ban_the_injected_address(fail2ban_regex, tmp_path):
     """Why the guide's filter is replaced: its greedy `.*` lets a user name choose the address."""
     guide = tmp_path / "guide.conf"
-    guide.write_text("[Definition]\nfailregex = pvedaemon\\[.*authentication (verification )?failure; "
-                     "rhost=<HOST> user=.* msg=.*\nignoreregex =\n")
+    guide.write_text(
+        "[Definition]\nfailregex = pvedaemon\\[.*authentication (verification )?failure; "
+        "rhost=<HOST> user=.* msg=.*\nignoreregex =\n"
+    )
     found = {ip for _, ip in matches(fail2ban_regex("-o", "row", SAMPLES, guide))}
     assert "192.0.2.68" in found or "192.0.2.70" in found

@@ -11,8 +11,10 @@ def run(dump):
 
 
 def test_good_entries_pass():
-    dump = ("['set', 'sshd', 'addignoreip', '127.0.0.1/8', '::1', '10.213.77.1', 'pve2.example.com']\n"
-            "['set', 'sshd', 'maxretry', 3]\n")
+    dump = (
+        "['set', 'sshd', 'addignoreip', '127.0.0.1/8', '::1', '10.213.77.1', 'pve2.example.com']\n"
+        "['set', 'sshd', 'maxretry', 3]\n"
+    )
     assert run(dump).returncode == 0
 
 

@@ -36,8 +36,10 @@ def test_node_addresses_are_stable():
     assert node_ip(1).endswith(".11") and node_ip(30).endswith(".40")
 
 
-@pytest.mark.parametrize("args,named", [(["--nodes", "31"], "31"), (["--nodes", "0"], "0"),
-                                        (["--variants", "pve8,pve6"], "'pve6'")])
+@pytest.mark.parametrize(
+    "args,named",
+    [(["--nodes", "31"], "31"), (["--nodes", "0"], "0"), (["--variants", "pve8,pve6"], "'pve6'")],
+)
 def test_cli_refuses_bad_input_with_a_clear_error(args, named, capsys):
     from lab.__main__ import main
 

@@ -1,10 +1,17 @@
 import pytest
-
-from pvefail2ban.defaults import DEFAULTS as DEFAULT_DATA
 from pyinfra.api.exceptions import FactProcessError
 
-from pvefail2ban.facts import (EARLIER_JAILS, FILTER, FILTER_LOCAL, PROXMOX_JAIL, RECIDIVE_JAIL, SSHD_JAIL,
-                               NodeFacts, parse_node)
+from pvefail2ban.defaults import DEFAULTS as DEFAULT_DATA
+from pvefail2ban.facts import (
+    EARLIER_JAILS,
+    FILTER,
+    FILTER_LOCAL,
+    PROXMOX_JAIL,
+    RECIDIVE_JAIL,
+    SSHD_JAIL,
+    NodeFacts,
+    parse_node,
+)
 from pvefail2ban.plan import NodeError, files_to_change, files_to_remove, plan_node, sha1
 from pvefail2ban.render import render_files
 from pvefail2ban.settings import validate
@@ -46,7 +53,10 @@ def test_facts_are_parsed():
 
 def test_journal_node_gets_systemd_backends_and_nftables():
     plan = plan_node(DEFAULTS, node(), ["10.213.77.11"])
-    assert [(j.name, j.backend, j.logpath) for j in plan.jails] == [("sshd", "systemd", None), ("proxmox", "systemd", None)]
+    assert [(j.name, j.backend, j.logpath) for j in plan.jails] == [
+        ("sshd", "systemd", None),
+        ("proxmox", "systemd", None),
+    ]
     assert plan.banaction == "nftables-multiport"
     assert plan.packages == ["python3-systemd"]
     assert plan.warnings == []
@@ -54,7 +64,10 @@ def test_journal_node_gets_systemd_backends_and_nftables():
 
 def test_legacy_node_reads_the_guides_log_files():
     plan = plan_node(DEFAULTS, node(LEGACY))
-    assert [(j.backend, j.logpath) for j in plan.jails] == [("file", "/var/log/auth.log"), ("file", "/var/log/daemon.log")]
+    assert [(j.backend, j.logpath) for j in plan.jails] == [
+        ("file", "/var/log/auth.log"),
+        ("file", "/var/log/daemon.log"),
+    ]
     assert "python3-pyinotify" in plan.packages and "python3-systemd" not in plan.packages
 
 
@@ -81,8 +94,17 @@ def test_maxauthtries_mismatch_is_a_warning():
 
 
 def test_lockout_protection_ignores_loopback_controller_and_peers():
-    plan = plan_node(settings(ignoreip=["192.0.2.0/24", "10.213.77.1"]), node(), ["10.213.77.11", "10.213.77.12"])
-    assert plan.ignoreip == ["127.0.0.1/8", "::1", "10.213.77.1", "10.213.77.11", "10.213.77.12", "192.0.2.0/24"]
+    plan = plan_node(
+        settings(ignoreip=["192.0.2.0/24", "10.213.77.1"]), node(), ["10.213.77.11", "10.213.77.12"]
+    )
+    assert plan.ignoreip == [
+        "127.0.0.1/8",
+        "::1",
+        "10.213.77.1",
+        "10.213.77.11",
+        "10.213.77.12",
+        "192.0.2.0/24",
+    ]
     off = plan_node(settings(lockout_protection=False), node(), ["10.213.77.11"])
     assert off.ignoreip == ["127.0.0.1/8", "::1"]
 
@@ -93,7 +115,9 @@ def test_unknown_controller_address_fails_the_node_unless_protection_is_off():
     plan_node(settings(lockout_protection=False), node(client=None))
 
 
-@pytest.mark.parametrize("changes,reason", [({"systemd": False}, "systemd"), ({"os_id": "alpine"}, "not Debian")])
+@pytest.mark.parametrize(
+    "changes,reason", [({"systemd": False}, "systemd"), ({"os_id": "alpine"}, "not Debian")]
+)
 def test_unsupported_nodes_are_refused(changes, reason):
     with pytest.raises(NodeError, match=reason):
         plan_node(DEFAULTS, node(**changes))
@@ -104,7 +128,12 @@ def test_a_packaged_filter_is_never_overwritten():
     assert plan.filter_path == FILTER_LOCAL
     files = render_files(plan, DEFAULTS)
     assert FILTER not in files
-    assert files_to_remove(files, node(files={FILTER: ("x", "644", "root:root")}, filter_owner="fail2ban")) == []
+    assert (
+        files_to_remove(
+            files, node(files={FILTER: ("x", "644", "root:root")}, filter_owner="fail2ban")
+        )
+        == []
+    )
 
 
 def test_files_to_change_and_remove():
@@ -114,7 +143,11 @@ def test_files_to_change_and_remove():
     assert files_to_change(files, node(files=current)) == []
     current[SSHD_JAIL] = (sha1(files[SSHD_JAIL]), "666", "root:root")
     assert files_to_change(files, node(files=current)) == [SSHD_JAIL]
-    current[EARLIER_JAILS[0]] = ("old", "644", "root:root")  # the guide's 01_sshd.conf of an earlier run
+    current[EARLIER_JAILS[0]] = (
+        "old",
+        "644",
+        "root:root",
+    )  # the guide's 01_sshd.conf of an earlier run
     assert files_to_remove(files, node(files=current)) == [EARLIER_JAILS[0]]
 
 
@@ -153,5 +186,10 @@ def test_peers_are_only_real_addresses_or_host_names():
     def h(name, **data):
         return SimpleNamespace(name=name, data=data)
 
-    hosts = [h("pve1", ssh_hostname="10.0.0.1"), h("pve2.example.com"), h("@docker/abc"), h("@local")]
+    hosts = [
+        h("pve1", ssh_hostname="10.0.0.1"),
+        h("pve2.example.com"),
+        h("@docker/abc"),
+        h("@local"),
+    ]
     assert inventory_addresses(hosts) == ["10.0.0.1", "pve2.example.com"]

@@ -38,11 +38,14 @@ def test_a_healthy_node_has_no_problems_and_a_summary():
     assert problems(result, ["sshd", "proxmox"], [], "nft") == []
     assert summary(result, ["sshd", "proxmox"]) == (
         "fail2ban 1.0.2; sshd [journal] failed 1/6 banned 1/2 (10.213.77.200); "
-        "proxmox [/var/log/daemon.log] failed 0/0 banned 0/0")
+        "proxmox [/var/log/daemon.log] failed 0/0 banned 0/0"
+    )
 
 
 def test_a_missing_jail_a_dead_firewall_and_a_broken_config_are_named():
-    text = GOOD.replace("Jail list:\tproxmox, sshd", "Jail list:\tsshd").replace("firewall=ok", "firewall=nft: not found")
+    text = GOOD.replace("Jail list:\tproxmox, sshd", "Jail list:\tsshd").replace(
+        "firewall=ok", "firewall=nft: not found"
+    )
     result = parse_verify(text + "config=broken\nconfig: ERROR No file(s) found for glob /nope\n")
     found = problems(result, ["sshd", "proxmox"], [], "nft")
     assert any("jail proxmox is not running" in p for p in found)
@@ -53,13 +56,16 @@ def test_a_missing_jail_a_dead_firewall_and_a_broken_config_are_named():
 def test_a_silent_fail2ban_is_named():
     result = parse_verify("ping=no\nstatus: Active: failed (Result: exit-code)\n")
     assert problems(result, ["sshd"], [], "nft") == [
-        "fail2ban does not answer `fail2ban-client ping`: Active: failed (Result: exit-code)"]
+        "fail2ban does not answer `fail2ban-client ping`: Active: failed (Result: exit-code)"
+    ]
 
 
 def test_a_jail_switched_off_that_runs_is_named_and_every_running_jail_is_summarised():
     result = parse_verify(GOOD)
     assert problems(result, ["proxmox"], ["sshd"], "nft") == [
-        "jail sshd runs although the settings switch it off"]
+        "jail sshd runs although the settings switch it off"
+    ]
     assert summary(result, ["proxmox"]) == (
         "fail2ban 1.0.2; proxmox [/var/log/daemon.log] failed 0/0 banned 0/0; "
-        "sshd (not ours) [journal] failed 1/6 banned 1/2 (10.213.77.200)")
+        "sshd (not ours) [journal] failed 1/6 banned 1/2 (10.213.77.200)"
+    )

@@ -1,2 +1,0 @@
-"""The deploy's steps, one concern per file, each a function of the node it works on:
-preflight -> install -> configure -> verify (the flow is pvefail2ban.protect.deploy_fail2ban)."""
