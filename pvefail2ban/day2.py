@@ -3,64 +3,20 @@ node's fail2ban state (facts.Fail2banState), judging it and planning bans. Unit-
 
 import ipaddress
 import json
-import re
 
 from pyinfra.api.exceptions import DeployError
 
-from .jailstatus import parse_verify
-
-
-def _elements(nft_json):
-    """Addresses in an `nft -j list set` answer (plain elements, prefixes and ranges)."""
-    found = []
-    for item in json.loads(nft_json).get("nftables", []):
-        for elem in item.get("set", {}).get("elem", []) or []:
-            value = elem.get("elem", {}).get("val", elem) if isinstance(elem, dict) else elem
-            if isinstance(value, dict) and "prefix" in value:
-                value = f"{value['prefix']['addr']}/{value['prefix']['len']}"
-            found.append(str(value))
-    return found
-
 
 def parse_state(text):
-    """STATE_SCRIPT output -> {running, jails: {name: status + ignoreip + firewall}, events}. The jail
-    statuses are read as verify reads them (status.parse_verify); this adds ignoreip, the firewall's
-    own sets or chains, and the last Ban/Unban events."""
-    if not re.search(r"^ping=(yes|no)$", text, re.M):  # the script's first line: not its output
-        raise ValueError(f"no ping= line in {text[:200]!r}")
-    verified = parse_verify(text)
-    state = {"running": verified["ping"], "jails": verified["status"], "events": [], "active": None}
-    firewall = {}
-    for line in text.splitlines():
-        if line.startswith("active="):
-            state["active"] = line[7:].strip()
-        elif line.startswith("fwnft "):
-            _, jail, payload = line.split(" ", 2)
-            try:
-                firewall.setdefault(jail, set()).update(_elements(payload))
-            except ValueError:
-                pass
-        elif line.startswith("fwipt "):
-            _, jail, address = line.split()
-            firewall.setdefault(jail, set()).add(address.removesuffix("/32").removesuffix("/128"))
-        elif line.startswith("event "):
-            state["events"].append(line[6:].strip())
-    last_jail = None  # `get <jail> ignoreip` answers right after that jail's status
-    for answer in text.split("fail2ban> ")[1:]:
-        first, _, rest = answer.partition("\n")
-        if first.startswith("Status for the jail: "):
-            last_jail = first.split(":", 1)[1].strip()
-        elif first.startswith("These IP addresses/networks are ignored") and last_jail:
-            state["jails"][last_jail]["ignoreip"] = [
-                re.sub(r"^[|`]- ", "", entry).strip()
-                for entry in rest.splitlines()
-                if re.match(r"^[|`]- ", entry)
-            ]
-    for name, jail in state["jails"].items():
-        jail.setdefault("ignoreip", [])
-        enforced = firewall.get(name, set())
-        jail["firewall"] = sorted(enforced)
-        jail["not_enforced"] = [ip for ip in jail["banned_ips"] if ip not in enforced]
+    """The JSON that scripts/state.py prints on the node -> the Fail2banState dict, each jail with
+    `not_enforced`: the addresses fail2ban lists as banned that the firewall does not hold.
+    ValueError on anything else."""
+    state = json.loads(text)
+    if not isinstance(state, dict) or not {"running", "active", "jails", "events"} <= set(state):
+        raise ValueError(f"not the state script's JSON: {text[:200]!r}")
+    for jail in state["jails"].values():
+        held = set(jail["firewall"])
+        jail["not_enforced"] = [ip for ip in jail["banned_ips"] if ip not in held]
     return state
 
 

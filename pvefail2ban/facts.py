@@ -5,10 +5,14 @@ The parsing is plain functions (parse_node, day2.parse_state), unit-tested witho
 not understand raises FactProcessError, which pyinfra turns into a failure of that node alone.
 """
 
-from pyinfra.api import FactBase
+from pathlib import Path
+
+from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
 from .day2 import parse_state
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
 
 # Files the deploy manages. The jails are `.local` files in jail.d: fail2ban reads every
 # jail.d/*.conf (the package's defaults-debian.conf among them) and jail.local before any
@@ -134,33 +138,21 @@ class NodeFacts(FactBase):
             raise FactProcessError(f"unexpected output from the node: {error}") from error
 
 
-STATE_SCRIPT = r"""
-if ! fail2ban-client ping >/dev/null 2>&1; then
-  echo "ping=no"; echo "active=$(systemctl is-active fail2ban 2>/dev/null)"; exit 0
-fi
-echo "ping=yes"
-jails=$(fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' | tr -d ',')
-{ echo status; for j in $jails; do echo "status $j"; echo "get $j ignoreip"; done; } | fail2ban-client -i 2>/dev/null
-echo
-for j in $jails; do
-  if command -v nft >/dev/null 2>&1 && nft list table inet f2b-table >/dev/null 2>&1; then
-    for s in addr-set-$j addr6-set-$j; do
-      nft -j list set inet f2b-table "$s" 2>/dev/null | sed "s/^/fwnft $j /"
-    done
-  fi
-  if command -v iptables >/dev/null 2>&1; then
-    iptables -w -S "f2b-$j" 2>/dev/null | sed -n "s/^-A f2b-$j -s \([^ ]*\) .*-j \(REJECT\|DROP\).*/fwipt $j \1/p"
-  fi
-done
-grep -hE '\] (Ban|Unban|Restore Ban) ' /var/log/fail2ban.log 2>/dev/null | tail -n 10 | sed 's/^/event /'
-"""
+# fail2ban's state, read by python3 on the node (fail2ban needs python3; without it, fail2ban is
+# not installed and the node says so in the same JSON shape).
+STATE_COMMAND = StringCommand(
+    "if command -v python3 >/dev/null 2>&1; then python3 -c",
+    QuoteString((SCRIPTS / "state.py").read_text()),
+    """; else echo '{"running": false, "active": "not installed", "jails": {}, "events": []}'; fi""",
+)
 
 
 class Fail2banState(FactBase):
-    """fail2ban as it runs on the node, read-only (day2.parse_state)::
+    """fail2ban as it runs on the node, read-only: the JSON that scripts/state.py prints there,
+    checked by day2.parse_state::
 
     {
-        "running": True,          # fail2ban-client ping answers
+        "running": True,          # fail2ban-server answers ping on its socket
         "active": None,           # `systemctl is-active fail2ban` when it does not answer
         "jails": {"sshd": {"failed": 0, "total_failed": 3, "banned": 1, "total_banned": 1,
                            "banned_ips": ["192.0.2.7"], "journal_matches": "...", "file_list": None,
@@ -171,10 +163,10 @@ class Fail2banState(FactBase):
     """
 
     def command(self):
-        return STATE_SCRIPT
+        return STATE_COMMAND
 
     def process(self, output):
         try:
             return parse_state("\n".join(output))
-        except (ValueError, KeyError) as error:
+        except (ValueError, KeyError, TypeError) as error:
             raise FactProcessError(f"unexpected output from the node: {error}") from error

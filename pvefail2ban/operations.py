@@ -6,9 +6,9 @@ from pathlib import Path
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 
+from .facts import SCRIPTS
 from .jailstatus import parse_verify, problems, summary
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
 STAGE = "/var/lib/pve-fail2ban/stage"
 
 

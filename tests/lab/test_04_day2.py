@@ -159,11 +159,11 @@ def test_sync_reads_each_node_once_and_writes_only_within_the_limit(lab):
         run = lab.pyinfra("-vv", "--limit", nodes[1].name, deploy="sync.py")
         assert run.returncode == 0, run.text[-3000:]
         # the state command, printed once per execution with -vv: one read per node of the inventory
-        assert run.text.count('sed "s/^/fwnft $j /"') == len(nodes), run.text[-3000:]
+        assert run.text.count('f"addr6-set-{jail}"') == len(nodes), run.text[-3000:]
         assert BAN_PROBE in banned(nodes[1], "sshd")
         assert BAN_PROBE not in banned(nodes[2], "sshd"), "a node outside --limit was written to"
         full = lab.pyinfra("-vv", deploy="sync.py")
-        assert full.returncode == 0 and full.text.count('sed "s/^/fwnft $j /"') == len(nodes)
+        assert full.returncode == 0 and full.text.count('f"addr6-set-{jail}"') == len(nodes)
         assert all(BAN_PROBE in banned(n, "sshd") for n in nodes)
     finally:
         lab.pyinfra("--data", f"ip={BAN_PROBE}", deploy="unban.py")

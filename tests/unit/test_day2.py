@@ -1,4 +1,6 @@
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from pyinfra.api.exceptions import DeployError, FactProcessError
@@ -17,41 +19,97 @@ from pvefail2ban.day2 import (
 )
 from pvefail2ban.facts import Fail2banState
 
+STATE_SCRIPT = Path(__file__).resolve().parents[2] / "pvefail2ban/scripts/state.py"
+spec = importlib.util.spec_from_file_location("node_state_script", STATE_SCRIPT)
+node_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(node_script)  # its functions only: reading fail2ban happens in read()
+
+# fail2ban-server's answers over its socket, as recorded on a lab node (fail2ban 1.0.2)
+SSHD_ANSWER = [
+    (
+        "Filter",
+        [
+            ("Currently failed", 0),
+            ("Total failed", 0),
+            ("Journal matches", ["_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session"]),
+        ],
+    ),
+    ("Actions", [("Currently banned", 0), ("Total banned", 0), ("Banned IP list", [])]),
+]
+PROXMOX_ANSWER = [
+    (
+        "Filter",
+        [("Currently failed", 0), ("Total failed", 3), ("File list", ["/var/log/daemon.log"])],
+    ),
+    (
+        "Actions",
+        [
+            ("Currently banned", 2),
+            ("Total banned", 2),
+            ("Banned IP list", ["10.213.77.200", "192.0.2.9"]),
+        ],
+    ),
+]
 NFT = json.dumps(
     {
         "nftables": [
             {"metainfo": {}},
-            {"set": {"name": "addr-set-proxmox", "elem": ["10.213.77.200"]}},
+            {
+                "set": {
+                    "name": "addr-set-proxmox",
+                    "elem": ["10.213.77.200", {"prefix": {"addr": "198.51.100.0", "len": 24}}],
+                }
+            },
         ]
     }
 )
-STATE = f"""ping=yes
-Fail2Ban v1.0.2 reads log file that contains password failure report
+IPTABLES = "-N f2b-sshd\n-A f2b-sshd -s 192.0.2.77/32 -p tcp -j REJECT --reject-with tcp-reset\n-A f2b-sshd -j RETURN\n"
 
-fail2ban> Status
-`- Jail list:\tproxmox, sshd
-fail2ban> Status for the jail: proxmox
-|- Filter
-|  |- Currently failed:\t0
-|  |- Total failed:\t3
-|  `- Journal matches:\t_SYSTEMD_UNIT=pvedaemon.service
-`- Actions
-   |- Currently banned:\t2
-   |- Total banned:\t2
-   `- Banned IP list:\t10.213.77.200 192.0.2.9
-fail2ban> These IP addresses/networks are ignored:
-|- 127.0.0.0/8
-`- 10.213.77.0/24
-fail2ban> Status for the jail: sshd
-`- Actions
-   |- Currently banned:\t0
-   `- Banned IP list:\t
-fail2ban> No IP address/network is ignored
-fail2ban> 
-fwnft proxmox {NFT}
-fwipt sshd 192.0.2.77/32
-event 2026-11-24 22:56:53,553 fail2ban.actions [311]: NOTICE  [proxmox] Ban 10.213.77.200
-"""
+
+def recorded_state():
+    """What state.py prints for a node whose proxmox jail lists a ban the firewall lacks."""
+    proxmox = dict(
+        node_script.jail_status(PROXMOX_ANSWER),
+        ignoreip=["127.0.0.0/8", "10.213.77.0/24"],
+        firewall=node_script.nft_elements(NFT),
+    )
+    sshd = dict(
+        node_script.jail_status(SSHD_ANSWER),
+        ignoreip=[],
+        firewall=node_script.iptables_bans(IPTABLES),
+    )
+    return json.dumps(
+        {
+            "running": True,
+            "active": None,
+            "jails": {"proxmox": proxmox, "sshd": sshd},
+            "events": [
+                "2026-11-24 22:56:53,553 fail2ban.actions [311]: NOTICE  [proxmox] Ban 10.213.77.200"
+            ],
+        }
+    )
+
+
+STATE = recorded_state()
+
+
+def test_the_node_script_reads_fail2bans_answers_and_the_firewall():
+    proxmox = node_script.jail_status(PROXMOX_ANSWER)
+    assert proxmox == {
+        "failed": 0,
+        "total_failed": 3,
+        "banned": 2,
+        "total_banned": 2,
+        "journal_matches": None,
+        "banned_ips": ["10.213.77.200", "192.0.2.9"],
+        "file_list": ["/var/log/daemon.log"],
+    }
+    assert node_script.jail_status(SSHD_ANSWER)["journal_matches"] == (
+        "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session"
+    )
+    assert node_script.nft_elements(NFT) == ["10.213.77.200", "198.51.100.0/24"]
+    assert node_script.iptables_bans(IPTABLES) == ["192.0.2.77"]
+    assert node_script.EVENT.search("... NOTICE  [sshd] Restore Ban 192.0.2.1")
 
 
 def test_state_is_parsed_and_unenforced_bans_are_found():
@@ -62,7 +120,8 @@ def test_state_is_parsed_and_unenforced_bans_are_found():
         proxmox["ignoreip"] == ["127.0.0.0/8", "10.213.77.0/24"]
         and state["jails"]["sshd"]["ignoreip"] == []
     )
-    assert proxmox["firewall"] == ["10.213.77.200"] and proxmox["not_enforced"] == ["192.0.2.9"]
+    assert proxmox["firewall"] == ["10.213.77.200", "198.51.100.0/24"]
+    assert proxmox["not_enforced"] == ["192.0.2.9"]
     assert state["jails"]["sshd"]["firewall"] == ["192.0.2.77"]
     assert status_problems({"pve1": state}) == [
         "pve1: proxmox lists 192.0.2.9 as banned but the firewall does not enforce it"
@@ -72,14 +131,14 @@ def test_state_is_parsed_and_unenforced_bans_are_found():
 
 
 def test_a_down_node_is_a_problem():
-    down = parse_state("ping=no\nactive=failed\n")
+    down = parse_state('{"running": false, "active": "failed", "jails": {}, "events": []}')
     assert status_problems({"pve2": down}) == ["pve2: fail2ban is not running"]
     assert status_rows({"pve2": down})[0][2] == "DOWN"
 
 
 def test_an_unreachable_node_is_in_the_table_the_report_and_the_problems():
     states = {
-        "pve1": parse_state(STATE.replace(" 192.0.2.9", "")),
+        "pve1": parse_state(STATE.replace(', "192.0.2.9"', "")),
         "pve2": unreadable("cannot connect: Could not connect (timed out)"),
     }
     text, report, problems = cluster_report(states)
@@ -131,7 +190,9 @@ def test_ban_refusals():
 
 def test_sync_adds_what_others_banned_except_ignored():
     banned_here = parse_state(STATE)
-    other = parse_state(STATE.replace("10.213.77.200 192.0.2.9", "198.51.100.1 10.213.77.50"))
+    other = parse_state(
+        STATE.replace('"10.213.77.200", "192.0.2.9"', '"198.51.100.1", "10.213.77.50"')
+    )
     assert bans_to_sync("pve1", {"pve1": banned_here, "pve2": other}) == [
         ("proxmox", "198.51.100.1", ["pve2"])
     ]

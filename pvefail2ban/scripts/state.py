@@ -1,0 +1,116 @@
+"""Run on the node by python3 (pvefail2ban.facts.Fail2banState): fail2ban as it runs, printed as
+one JSON object (its shape: see Fail2banState).
+
+fail2ban-server is asked over its socket with fail2ban's own client class (what fail2ban-client
+uses), which answers in Python structures, not text to split. The firewall is asked what it really
+holds (nftables sets as JSON, iptables chains), and the last Ban/Unban lines come from the log.
+Only the standard library and fail2ban's own modules are used.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+SOCKET = "/var/run/fail2ban/fail2ban.sock"
+LOG = "/var/log/fail2ban.log"
+FIELDS = {
+    "Currently failed": "failed",
+    "Total failed": "total_failed",
+    "Currently banned": "banned",
+    "Total banned": "total_banned",
+    "Banned IP list": "banned_ips",
+    "Journal matches": "journal_matches",
+    "File list": "file_list",
+}
+IPTABLES_BAN = re.compile(r"^-A f2b-\S+ -s (\S+?)(?:/32|/128)? .*-j (?:REJECT|DROP)")
+EVENT = re.compile(r"\] (Ban|Unban|Restore Ban) ")
+
+
+def jail_status(answer):
+    """fail2ban's answer to `status <jail>` ([("Filter", [...]), ("Actions", [...])]) -> flat dict."""
+    jail = {"banned_ips": [], "journal_matches": None, "file_list": None}
+    for _, section in answer:
+        for label, value in section:
+            if label in FIELDS:
+                jail[FIELDS[label]] = value
+    if isinstance(jail["journal_matches"], list):  # 1.0+ gives a list of " + "-joined groups
+        jail["journal_matches"] = " ".join(jail["journal_matches"]) or None
+    jail["banned_ips"] = [str(ip) for ip in jail["banned_ips"]]
+    return jail
+
+
+def nft_elements(text):
+    """Addresses in an `nft -j list set` answer (plain elements, prefixes and ranges)."""
+    found = []
+    for item in json.loads(text).get("nftables", []):
+        for elem in item.get("set", {}).get("elem", []) or []:
+            value = elem.get("elem", {}).get("val", elem) if isinstance(elem, dict) else elem
+            if isinstance(value, dict) and "prefix" in value:
+                value = f"{value['prefix']['addr']}/{value['prefix']['len']}"
+            found.append(str(value))
+    return found
+
+
+def iptables_bans(text):
+    """Banned addresses in an `iptables -S f2b-<jail>` answer."""
+    return [m.group(1) for m in map(IPTABLES_BAN.match, text.splitlines()) if m]
+
+
+def run(*command):
+    """stdout of `command`, or "" when it fails or is not installed."""
+    if not shutil.which(command[0]):
+        return ""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def firewall_holds(jail):
+    """Every address the firewall refuses for `jail`: nftables sets and iptables/ip6tables chains."""
+    held = []
+    for name in (f"addr-set-{jail}", f"addr6-set-{jail}"):
+        text = run("nft", "-j", "list", "set", "inet", "f2b-table", name)
+        held += nft_elements(text) if text else []
+    for tool in ("iptables", "ip6tables"):
+        held += iptables_bans(run(tool, "-w", "-S", f"f2b-{jail}"))
+    return sorted(set(held))
+
+
+def last_events(count=10):
+    try:
+        with open(LOG, errors="replace") as log:
+            return [line.strip() for line in log if EVENT.search(line)][-count:]
+    except OSError:
+        return []
+
+
+def read():
+    state = {"running": False, "active": None, "jails": {}, "events": last_events()}
+    try:
+        from fail2ban.client.csocket import CSocket
+
+        sock = CSocket(SOCKET, timeout=10)
+        code, _ = sock.send(["ping"])
+        state["running"] = code == 0
+    except Exception:  # not installed, not running, no socket: fail2ban does not answer
+        state["active"] = run("systemctl", "is-active", "fail2ban").strip() or "inactive"
+        return state
+    _, status = sock.send(["status"])
+    names = [n.strip() for n in dict(status).get("Jail list", "").split(",") if n.strip()]
+    for name in names:
+        code, answer = sock.send(["status", name])
+        if code != 0:
+            continue  # the jail went away between the two questions
+        jail = jail_status(answer)
+        code, ignoreip = sock.send(["get", name, "ignoreip"])
+        jail["ignoreip"] = [str(entry) for entry in ignoreip] if code == 0 else []
+        jail["firewall"] = firewall_holds(name)
+        state["jails"][name] = jail
+    sock.close()
+    return state
+
+
+if __name__ == "__main__":
+    json.dump(read(), sys.stdout, sort_keys=True)
+    print()
