@@ -210,6 +210,22 @@ def test_a_jail_of_the_admins_own_is_named_in_the_summary(lab, nodes):
         node.sh("rm -f /etc/fail2ban/jail.d/50_mine.conf && fail2ban-client reload")
 
 
+def test_jails_in_the_place_of_earlier_releases_are_moved_in_one_tested_step(lab, nodes):
+    """Earlier releases (and the guide) wrote jail.d/01_sshd.conf and 02_proxmox.conf."""
+    node = nodes[1]
+    node.sh(
+        "cd /etc/fail2ban/jail.d && cp 01_sshd.local 01_sshd.conf && cp 02_proxmox.local 02_proxmox.conf "
+        "&& rm 01_sshd.local 02_proxmox.local && systemctl restart fail2ban",
+        check=True,
+    )
+    run = lab.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    listing = node.sh("ls /etc/fail2ban/jail.d")[1].split()
+    assert "01_sshd.conf" not in listing and "02_proxmox.conf" not in listing
+    assert {"01_sshd.local", "02_proxmox.local"} <= set(listing)
+    assert "Jail list:\tproxmox, sshd" in node.sh("fail2ban-client status")[1]
+
+
 @pytest.mark.parametrize("variant", ["pve8", "pve9", "legacy"])
 def test_ssh_brute_force_is_refused_then_unbanned(lab, nodes, attacker, variant):
     node = next(n for n in nodes if n.variant == variant)
