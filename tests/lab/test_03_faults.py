@@ -317,10 +317,11 @@ def test_a_node_without_systemd_fails_alone_and_is_nobodys_peer(lab, tmp_path):
 
 
 def test_an_ignoreip_entry_that_passes_fail2bans_test_but_kills_its_start_is_caught(lab):
-    """`fail2ban-client -t` accepts ignoreip = @docker/abc, but fail2ban-server dies at start with it."""
+    """`fail2ban-client -t` accepts ignoreip = @docker/abc, but fail2ban-server dies at start with it.
+    (Written as a .local that sorts after ours: a jail.d/*.conf could not override our ignoreip.)"""
     node = lab.nodes()[0]
     pid = main_pid(node)
-    node.sh("printf '[sshd]\\nignoreip = @docker/abc\\n' > /etc/fail2ban/jail.d/60_mine.conf")
+    node.sh("printf '[sshd]\\nignoreip = @docker/abc\\n' > /etc/fail2ban/jail.d/60_mine.local")
     try:
         assert node.sh("fail2ban-client -t")[0] == 0  # the gap this check closes
         run = lab.pyinfra()
@@ -335,5 +336,5 @@ def test_an_ignoreip_entry_that_passes_fail2bans_test_but_kills_its_start_is_cau
             main_pid(node) == pid and node.sh("systemctl is-active fail2ban")[1].strip() == "active"
         )
     finally:
-        node.sh("rm -f /etc/fail2ban/jail.d/60_mine.conf")
+        node.sh("rm -f /etc/fail2ban/jail.d/60_mine.local")
     assert lab.pyinfra().returncode == 0
