@@ -32,7 +32,7 @@ def parse_jail_status(text):
 
 def parse_verify(text):
     """verify.sh output -> {ping, version, jails: [names], status: {jail: parsed}, firewall,
-    config_errors, service}. The middle part is `fail2ban-client -i`: answers after "fail2ban> "."""
+    config_errors, service, rules, action_errors}. The middle part is `fail2ban-client -i`: answers after "fail2ban> "."""
     out = {
         "ping": False,
         "version": "",
@@ -41,12 +41,20 @@ def parse_verify(text):
         "firewall": None,
         "config_errors": [],
         "service": [],
+        "rules": {},  # {our jail: its firewall rules are in place}
+        "action_errors": {},  # {our jail: fail2ban's error line about its action since its start}
     }
     for line in text.splitlines():
         if line.startswith("ping="):
             out["ping"] = line[5:].strip() == "yes"
         elif line.startswith("firewall="):
             out["firewall"] = line[9:].strip()
+        elif line.startswith("rules ") and "=" in line:
+            jail, _, value = line[6:].partition("=")
+            out["rules"][jail.strip()] = value.strip() == "ok"
+        elif line.startswith("actionerror "):
+            jail, _, error = line[12:].partition(" ")
+            out["action_errors"][jail] = error.strip()
         elif line.startswith("config: "):
             out["config_errors"].append(line[8:].strip())
         elif line.startswith("status: "):
@@ -82,6 +90,12 @@ def problems(result, expected_jails, off_jails, tool):
         elif not status.get("journal_matches") and not status.get("file_list"):
             found.append(
                 f"jail {jail} reads no live source (no journal match, no existing log file)"
+            )
+        elif not result["rules"].get(jail):
+            error = result["action_errors"].get(jail) or f"no rule for it in the {tool} ruleset"
+            found.append(
+                f"jail {jail} runs but its firewall rules are not in place, so its bans would "
+                f"not be enforced: {error}"
             )
     found += [
         f"jail {jail} runs although the settings switch it off"

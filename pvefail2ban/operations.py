@@ -60,15 +60,19 @@ def tested_files(files: dict, change: list, remove: list = ()):
 
 @operation(is_idempotent=False)
 def verified(jails: list, off: list, tool: str, ping_timeout: int = 30):
-    """Check, every run: fail2ban answers, each of `jails` runs and reads a live source, none of
-    `off` runs, the firewall tool of the ban action works, the configuration on disk passes
+    """Check, every run: fail2ban answers, each of `jails` runs, reads a live source and has its
+    firewall rules in place (else fail2ban's own error line is shown), none of `off` runs, the firewall tool of the ban action works, the configuration on disk passes
     `fail2ban-client -t` and has no ignoreip entry that would kill fail2ban at its next start.
     Prints a one-line summary of every running jail; fails the node with the reasons otherwise."""
 
     def check(state, host):
         ok, output = host.run_shell_command(
             shipped_script(
-                "verify.sh", ping_timeout, tool, (SCRIPTS / "ignoreip_check.py").read_text()
+                "verify.sh",
+                ping_timeout,
+                tool,
+                (SCRIPTS / "ignoreip_check.py").read_text(),
+                *jails,
             ),
             print_output=state.print_output,
             print_input=state.print_input,

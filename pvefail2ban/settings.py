@@ -2,6 +2,7 @@
 
 import ipaddress
 import re
+import socket
 
 from .defaults import DEFAULTS
 
@@ -52,8 +53,28 @@ def check_time(value, forever_allowed=False):
     )
 
 
+# Service names resolved here, on the controller, so no node depends on its /etc/services: a node
+# without it (seen on a bare Debian 11) cannot resolve `https` and its firewall rules then fail to
+# load at jail start, while fail2ban still runs and "bans". These are the ones the settings name by
+# default (IANA numbers); any other name is resolved with this machine's services database.
+WELL_KNOWN_PORTS = {"ssh": 22, "http": 80, "https": 443}
+
+
+def port_number(name):
+    """A service name -> its TCP port; ValueError when neither the table nor this machine knows it."""
+    if name in WELL_KNOWN_PORTS:
+        return WELL_KNOWN_PORTS[name]
+    try:
+        return socket.getservbyname(name, "tcp")
+    except OSError:
+        raise ValueError(
+            f"{name!r} is not a service name this controller knows: give its port number"
+        ) from None
+
+
 def normalise_ports(value):
-    """['https', 8006] or 'https,8006' -> ['https', '8006']; raises ValueError naming the bad entry."""
+    """['https', 8006] or 'https,8006' -> ['443', '8006']: numbers only, names resolved here (see
+    port_number); raises ValueError naming the bad entry."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not items:
         raise ValueError("must be a non-empty list of ports (1-65535) or service names")
@@ -65,7 +86,7 @@ def normalise_ports(value):
                 raise ValueError(f"port {item!r} is outside 1-65535")
             ports.append(str(int(text)))
         elif isinstance(text, str) and SERVICE_RE.match(text):
-            ports.append(text)
+            ports.append(str(port_number(text)))
         else:
             raise ValueError(f"{item!r} is neither a port (1-65535) nor a service name")
     return ports

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Read-only check of a node's fail2ban, every run (pvefail2ban.operations.verified parses this).
-#   verify.sh PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY
+#   verify.sh PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY OUR_JAIL...
 # Every jail that runs is read, ours or not: one fail2ban-client process answers status and every
-# jail's status (interactive mode).
-timeout=$1 tool=$2 ignoreip_check=$3
+# jail's status (interactive mode). For each of our jails, the firewall rules its action makes at
+# jail start must be in place, and an action error since fail2ban's last start is reported.
+timeout=$1 tool=$2 ignoreip_check=$3; shift 3
 i=0
 until fail2ban-client ping >/dev/null 2>&1; do
   i=$((i + 1))
@@ -22,6 +23,16 @@ case $tool in
   nft) nft list tables >/dev/null 2>&1 && echo "firewall=ok" || echo "firewall=$(nft list tables 2>&1 | head -1)" ;;
   iptables) iptables -w -n -L INPUT >/dev/null 2>&1 && echo "firewall=ok" || echo "firewall=$(iptables -w -n -L INPUT 2>&1 | head -1)" ;;
 esac
+# fail2ban's log since its last start: its own words when an action failed
+since_start=$(awk '/Starting Fail2ban/ { buf = "" } { buf = buf $0 "\n" } END { printf "%s", buf }' \
+  /var/log/fail2ban.log 2>/dev/null)
+for jail in "$@"; do
+  case $tool in
+    nft) nft list chain inet f2b-table f2b-chain 2>/dev/null | grep -q "@addr-set-$jail " ;;
+    iptables) iptables -w -S "f2b-$jail" >/dev/null 2>&1 && iptables -w -S 2>/dev/null | grep -q -- "-j f2b-$jail\$" ;;
+  esac && echo "rules $jail=ok" || echo "rules $jail=missing"
+  printf '%s' "$since_start" | grep -E "ERROR .*(jail '$jail' action|Jail\('$jail'\))" | tail -n 1 | sed "s/^/actionerror $jail /"
+done
 if ! out=$(fail2ban-client -t 2>&1); then
   echo "config=broken"
   printf '%s\n' "$out" | grep -v "WARNING" | tail -n 5 | sed 's/^/config: /'

@@ -95,7 +95,7 @@ def test_files_have_the_managed_bytes_owner_and_mode(nodes):
         assert out.split()[0] == sha1(filter_bytes)
         _, jail = node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")
         assert (
-            "port      = https,http,8006" in jail
+            "port      = 443,80,8006" in jail
             and "maxretry  = 3" in jail
             and "bantime   = 600" in jail
         )
@@ -171,7 +171,7 @@ def test_every_setting_of_ours_is_what_fail2ban_applies_on_every_variant(lab, no
                 ], node.name
             else:
                 assert got[("sshd", "addlogpath")] == ["/var/log/auth.log", "head"], node.name
-            for jail, ports in (("sshd", "22,2222"), ("proxmox", "https,http,8006")):
+            for jail, ports in (("sshd", "22,2222"), ("proxmox", "443,80,8006")):
                 action, props = got[(jail, "action")]
                 assert action == "nftables-multiport" and props["port"] == ports, (node.name, jail)
                 assert props["blocktype"] == "reject with tcp reset"

@@ -11,7 +11,7 @@ def test_defaults_are_the_guides_values():
     s = validate(DEFAULTS)
     assert (s["sshd_enabled"], s["sshd_maxretry"], s["sshd_port"]) == (True, 3, None)
     assert (s["proxmox_port"], s["proxmox_maxretry"], s["proxmox_bantime"]) == (
-        ["https", "http", "8006"],
+        ["443", "80", "8006"],
         3,
         "600",
     )
@@ -113,5 +113,14 @@ def test_good_values_pass(key, value):
 
 
 def test_ports_are_normalised():
-    assert normalise_ports("https, 8006") == ["https", "8006"]
-    assert normalise_ports([22, "ssh"]) == ["22", "ssh"]
+    assert normalise_ports("https, 8006") == ["443", "8006"]
+    assert normalise_ports([22, "ssh"]) == ["22", "22"]
+
+
+def test_service_names_become_numbers_and_unknown_names_are_refused():
+    """No node depends on its /etc/services: names are turned into numbers on the controller."""
+    assert validate(dict(DEFAULTS))["proxmox_port"] == ["443", "80", "8006"]
+    with pytest.raises(
+        SettingsError, match="'no-such-service' is not a service name this controller knows"
+    ):
+        validate(dict(DEFAULTS, fail2ban_proxmox_port=["no-such-service"]))

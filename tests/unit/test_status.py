@@ -27,6 +27,8 @@ fail2ban> Status for the jail: proxmox
    `- Banned IP list:\t
 fail2ban> 
 firewall=ok
+rules sshd=ok
+rules proxmox=ok
 """
 
 
@@ -69,3 +71,23 @@ def test_a_jail_switched_off_that_runs_is_named_and_every_running_jail_is_summar
         "fail2ban 1.0.2; proxmox [/var/log/daemon.log] failed 0/0 banned 0/0; "
         "sshd (not ours) [journal] failed 1/6 banned 1/2 (10.213.77.200)"
     )
+
+
+def test_a_jail_whose_firewall_rules_are_missing_is_named_with_fail2bans_error():
+    error = (
+        "2026-11-26 02:00:01,123 fail2ban.actions [99]: ERROR   Failed to start jail 'proxmox' action "
+        "'nftables-multiport': Error starting action Jail('proxmox')/nftables-multiport: 'Script error'"
+    )
+    text = GOOD.replace("rules proxmox=ok", f"rules proxmox=missing\nactionerror proxmox {error}")
+    found = problems(parse_verify(text), ["sshd", "proxmox"], [], "nft")
+    assert found == [
+        "jail proxmox runs but its firewall rules are not in place, so its bans would not be enforced: "
+        + error
+    ]
+    bare = problems(
+        parse_verify(GOOD.replace("rules sshd=ok", "rules sshd=missing")), ["sshd"], [], "nft"
+    )
+    assert bare == [
+        "jail sshd runs but its firewall rules are not in place, so its bans would not be "
+        "enforced: no rule for it in the nft ruleset"
+    ]
