@@ -39,8 +39,15 @@ echo "os_id=$ID"; echo "os_like=$ID_LIKE"; echo "os_version=$VERSION_ID"
 test -d /run/systemd/system && echo systemd=yes
 command -v journalctl >/dev/null && echo journal=yes
 for f in {logs}; do test -f "$f" && echo "log=$f"; done
+# rsyslog must still write the file a jail would read (a removed rule leaves a stale file behind)
+systemctl is-active -q rsyslog 2>/dev/null && for f in {logs}; do
+  grep -qsE "^[^#]*[[:space:]]-?$f([[:space:]]|$)" /etc/rsyslog.conf /etc/rsyslog.d/*.conf && echo "log_written=$f"
+done
+# journald's effective settings, drop-ins included (the last assignment wins)
+systemd-analyze cat-config systemd/journald.conf 2>/dev/null | sed -n 's/^[[:space:]]*\(Storage\|MaxLevelStore\)=[[:space:]]*/journald_\1=/p'
+
 for t in nft iptables; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
-sshd -T 2>/dev/null | grep -Ei '^(port|maxauthtries) ' | sed 's/^/sshd_/'
+sshd -T 2>/dev/null | grep -Ei '^(port|maxauthtries|loglevel) ' | sed 's/^/sshd_/'
 echo "client=${{SSH_CLIENT%% *}}"
 dpkg-query -W -f='pkg=${{Package}} ${{db:Status-Abbrev}} ${{Version}}\n' {packages} 2>/dev/null
 dpkg-query -S {filter} 2>/dev/null | sed 's/:.*//; s/^/filter_owner=/'
@@ -73,6 +80,10 @@ def parse_node(lines):
         "client": None,
         "os_like": None,
         "os_version": None,
+        "logs_written": [],
+        "sshd_loglevel": None,
+        "journald_storage": None,
+        "journald_maxlevelstore": None,
     }
     for line in lines:
         key, _, value = line.strip().partition("=")
@@ -83,11 +94,17 @@ def parse_node(lines):
                 node["sshd_ports"].append(value.strip())
             elif key.lower() == "sshd_maxauthtries" and value.strip().isdigit():
                 node["sshd_maxauthtries"] = int(value)
+            elif key.lower() == "sshd_loglevel":
+                node["sshd_loglevel"] = value.strip().upper()
             continue
         if key in ("systemd", "journal"):
             node[key] = value == "yes"
         elif key == "log":
             node["logs"].append(value)
+        elif key == "log_written":
+            node["logs_written"].append(value)
+        elif key in ("journald_Storage", "journald_MaxLevelStore"):
+            node[key.lower()] = value.strip().lower()  # the last one read wins, as in journald
         elif key == "tool":
             node["tools"].append(value)
         elif key == "pkg":
@@ -116,8 +133,11 @@ class NodeFacts(FactBase):
         "os_id": "debian", "os_like": None, "os_version": "12",
         "systemd": True, "journal": True,           # systemd is PID 1; journalctl exists
         "logs": ["/var/log/auth.log"],              # classic log files that exist
+        "logs_written": ["/var/log/auth.log"],      # ... that an active rsyslog still writes
+        "journald_storage": None,                   # journald's effective Storage= (None: unset)
+        "journald_maxlevelstore": "warning",        # ... and MaxLevelStore=, drop-ins included
         "tools": ["nft", "iptables"],               # firewall commands found
-        "sshd_ports": ["22"], "sshd_maxauthtries": 6,
+        "sshd_ports": ["22"], "sshd_maxauthtries": 6, "sshd_loglevel": "INFO",
         "client": "192.0.2.1",                      # this controller, as the node sees it
         "packages": {"fail2ban": "1.0.2-2"},        # installed, of PACKAGES
         "filter_owner": None,                       # package owning filter.d/proxmox.conf

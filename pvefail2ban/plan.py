@@ -59,19 +59,74 @@ class Plan:
     warnings: list = field(default_factory=list)
 
 
+QUIET_SSHD = ("QUIET", "FATAL", "ERROR")  # sshd LogLevels that drop failed logins (logged at INFO)
+LEVELS = [
+    "emerg",
+    "alert",
+    "crit",
+    "err",
+    "warning",
+    "notice",
+    "info",
+    "debug",
+]  # syslog priorities
+JOURNALD_DROPIN = "/etc/systemd/journald.conf.d/zz-pve-fail2ban.conf"
+
+
+def _level(value):
+    """journald's MaxLevelStore= (a name or 0-7) -> 0-7; debug (keep all) when not set."""
+    if value in (None, ""):
+        return 7
+    if value.isdigit():
+        return int(value)
+    aliases = {"emergency": "emerg", "critical": "crit", "error": "err", "warn": "warning"}
+    return LEVELS.index(aliases.get(value, value)) if aliases.get(value, value) in LEVELS else 7
+
+
 def _backend(choice, log, node):
-    """'systemd' or 'file' for a jail whose classic log file is `log`."""
+    """'systemd' or 'file' for a jail whose classic log file is `log`: the file only where it exists
+    and an active rsyslog still writes it (a stale file would leave the jail blind)."""
     has_log = log in node["logs"]
-    if choice == "file" and not has_log:
+    written = log in node["logs_written"]
+    if choice == "file" and not (has_log and written):
+        why = (
+            "does not exist on this node (journald only, like PVE 8/9)"
+            if not has_log
+            else (
+                "exists, but no active rsyslog rule writes it any more, so the jail would see nothing"
+            )
+        )
         raise NodeError(
-            f"fail2ban_backend = 'file' but {log} does not exist on this node "
-            f"(journald only, like PVE 8/9): use 'auto' or 'systemd'"
+            f"fail2ban_backend = 'file' but {log} {why}: use 'auto' or 'systemd', or restore the "
+            f"rsyslog rule that writes {log} and restart rsyslog"
         )
     if choice == "systemd" and not node["journal"]:
         raise NodeError("fail2ban_backend = 'systemd' but this node has no journal (journalctl)")
     if choice == "auto":
-        return ("file", f"{log} exists") if has_log else ("systemd", f"no {log}: the journal")
+        if has_log and written:
+            return "file", f"{log} exists, written by rsyslog"
+        if has_log:
+            return "systemd", f"{log} is no longer written by rsyslog: the journal"
+        return "systemd", f"no {log}: the journal"
     return choice, f"fail2ban_backend = {choice!r}"
+
+
+def _journal_keeps(node, jail, priority):
+    """NodeError when journald's effective settings drop what `jail` reads at `priority`."""
+    fix = (
+        f"Fix: a drop-in such as {JOURNALD_DROPIN} with [Journal] Storage=auto and "
+        f"MaxLevelStore=info, then `systemctl restart systemd-journald`"
+    )
+    if node.get("journald_storage") == "none":
+        raise NodeError(
+            f"journald has Storage=none (systemd-analyze cat-config systemd/journald.conf): the journal "
+            f"keeps nothing, so the {jail} jail would never see a failure. {fix}"
+        )
+    if _level(node.get("journald_maxlevelstore")) < LEVELS.index(priority):
+        raise NodeError(
+            f"journald has MaxLevelStore={node['journald_maxlevelstore']}: the {jail} jail reads "
+            f"{priority}-level messages, which the journal drops, so it would never see a failure. {fix}"
+        )
 
 
 def _banaction(choice, node):
@@ -100,7 +155,15 @@ def plan_node(settings, node, peers=()):
     jails = []
     if settings["sshd_enabled"]:
         backend, why = _backend(settings["backend"], AUTH_LOG, node)
-        ports = settings["sshd_port"] or node["sshd_ports"] or ["ssh"]
+        if backend == "systemd":
+            _journal_keeps(node, "sshd", "info")
+        if node.get("sshd_loglevel") in QUIET_SSHD:
+            raise NodeError(
+                f"sshd has LogLevel {node['sshd_loglevel']} (sshd -T): it does not log failed logins, "
+                "so the sshd jail would never see one. Fix: LogLevel INFO (or VERBOSE) in "
+                "/etc/ssh/sshd_config, then `systemctl reload ssh`"
+            )
+        ports = settings["sshd_port"] or node["sshd_ports"] or ["22"]
         maxauthtries = node.get("sshd_maxauthtries")
         if maxauthtries is not None and maxauthtries != settings["sshd_maxretry"]:
             warnings.append(
@@ -125,6 +188,8 @@ def plan_node(settings, node, peers=()):
         )
     if settings["proxmox_enabled"]:
         backend, why = _backend(settings["backend"], DAEMON_LOG, node)
+        if backend == "systemd":
+            _journal_keeps(node, "proxmox", "err")
         jails.append(
             Jail(
                 name="proxmox",

@@ -23,15 +23,29 @@ case $tool in
   nft) nft list tables >/dev/null 2>&1 && echo "firewall=ok" || echo "firewall=$(nft list tables 2>&1 | head -1)" ;;
   iptables) iptables -w -n -L INPUT >/dev/null 2>&1 && echo "firewall=ok" || echo "firewall=$(iptables -w -n -L INPUT 2>&1 | head -1)" ;;
 esac
-# fail2ban's log since its last start: its own words when an action failed
-since_start=$(awk '/Starting Fail2ban/ { buf = "" } { buf = buf $0 "\n" } END { printf "%s", buf }' \
-  /var/log/fail2ban.log 2>/dev/null)
-for jail in "$@"; do
+rules_in_place() {
   case $tool in
-    nft) nft list chain inet f2b-table f2b-chain 2>/dev/null | grep -q "@addr-set-$jail " ;;
-    iptables) iptables -w -S "f2b-$jail" >/dev/null 2>&1 && iptables -w -S 2>/dev/null | grep -q -- "-j f2b-$jail\$" ;;
-  esac && echo "rules $jail=ok" || echo "rules $jail=missing"
-  printf '%s' "$since_start" | grep -E "ERROR .*(jail '$jail' action|Jail\('$jail'\))" | tail -n 1 | sed "s/^/actionerror $jail /"
+    nft) nft list chain inet f2b-table f2b-chain 2>/dev/null | grep -q "@addr-set-$1 " ;;
+    iptables) iptables -w -S "f2b-$1" >/dev/null 2>&1 && iptables -w -S 2>/dev/null | grep -q -- "-j f2b-$1\$" ;;
+  esac
+}
+# fail2ban's log since its last start: its own words when an action failed
+since_start() {
+  awk '/Starting Fail2ban/ { buf = "" } { buf = buf $0 "\n" } END { printf "%s", buf }' /var/log/fail2ban.log 2>/dev/null
+}
+# Each jail's action makes its rules in the jail's own thread, just after the jail starts: right
+# after a (re)start they may take a moment. Wait for them (PING_TIMEOUT in all), unless the action
+# failed.
+i=0
+for jail in "$@"; do
+  until rules_in_place "$jail"; do
+    i=$((i + 1))
+    error=$(since_start | grep -E "ERROR .*(jail '$jail' action|Jail\('$jail'\))" | tail -n 1)
+    if [ -n "$error" ] || [ "$i" -gt $((timeout * 4)) ]; then break; fi
+    sleep 0.25
+  done
+  rules_in_place "$jail" && echo "rules $jail=ok" || echo "rules $jail=missing"
+  since_start | grep -E "ERROR .*(jail '$jail' action|Jail\('$jail'\))" | tail -n 1 | sed "s/^/actionerror $jail /"
 done
 if ! out=$(fail2ban-client -t 2>&1); then
   echo "config=broken"

@@ -30,7 +30,10 @@ pkg=fail2ban ii 1.0.2-2
 fail2ban_ActiveState=active
 fail2ban_MainPID=321
 """
-LEGACY = PVE8 + "log=/var/log/auth.log\nlog=/var/log/daemon.log\n"
+LEGACY = PVE8 + (
+    "log=/var/log/auth.log\nlog=/var/log/daemon.log\n"
+    "log_written=/var/log/auth.log\nlog_written=/var/log/daemon.log\n"
+)
 
 
 def node(text=PVE8, **changes):
@@ -193,3 +196,52 @@ def test_peers_are_only_real_addresses_or_host_names():
         h("@local"),
     ]
     assert inventory_addresses(hosts) == ["10.0.0.1", "pve2.example.com"]
+
+
+def test_a_log_file_rsyslog_no_longer_writes_is_not_read():
+    stale = node(LEGACY, logs_written=["/var/log/auth.log"])
+    plan = plan_node(DEFAULTS, stale)
+    assert [(j.name, j.backend) for j in plan.jails] == [("sshd", "file"), ("proxmox", "systemd")]
+    assert "no longer written by rsyslog" in plan.jails[1].why
+    with pytest.raises(NodeError, match="no active rsyslog rule writes it"):
+        plan_node(settings(backend="file"), stale)
+
+
+@pytest.mark.parametrize(
+    "changes,reason",
+    [
+        ({"journald_storage": "none"}, "Storage=none"),
+        ({"journald_maxlevelstore": "warning"}, "MaxLevelStore=warning: the sshd jail reads info"),
+        ({"journald_maxlevelstore": "4"}, "MaxLevelStore=4"),
+        ({"journald_maxlevelstore": "crit"}, "MaxLevelStore=crit: the sshd jail"),
+        ({"sshd_loglevel": "QUIET"}, "LogLevel QUIET"),
+        ({"sshd_loglevel": "FATAL"}, "LogLevel FATAL"),
+    ],
+)
+def test_what_would_blind_a_jail_fails_the_node_with_the_fix(changes, reason):
+    with pytest.raises(NodeError, match=reason) as error:
+        plan_node(DEFAULTS, node(**changes))
+    assert "Fix:" in str(error.value)
+
+
+def test_journald_levels_that_keep_what_each_jail_reads_pass():
+    plan_node(DEFAULTS, node(journald_maxlevelstore="info", journald_storage="volatile"))
+    # without the sshd jail, err is enough for the proxmox jail
+    plan_node(settings(sshd_enabled=False), node(journald_maxlevelstore="err"))
+    with pytest.raises(NodeError, match="the proxmox jail reads err"):
+        plan_node(
+            settings(sshd_enabled=False),
+            node(journald_maxlevelstore="crit"),
+        )
+    # a node whose journal is blind but whose jails read rsyslog's files is fine
+    plan_node(DEFAULTS, node(LEGACY, journald_storage="none"))
+
+
+def test_the_node_script_output_for_journald_rsyslog_and_sshd_is_parsed():
+    facts = node(
+        PVE8
+        + "journald_Storage=auto\njournald_MaxLevelStore=warning\njournald_MaxLevelStore=Info\n"
+        "sshd_loglevel QUIET\nlog_written=/var/log/auth.log\n"
+    )
+    assert (facts["journald_storage"], facts["journald_maxlevelstore"]) == ("auto", "info")
+    assert facts["sshd_loglevel"] == "QUIET" and facts["logs_written"] == ["/var/log/auth.log"]

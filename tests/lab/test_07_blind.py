@@ -1,0 +1,107 @@
+"""Jails that cannot go blind: what would keep a jail from ever seeing a failure (journald dropping
+the messages, sshd not logging them, rsyslog no longer writing the file) is found before going
+live and fails that node with the reason and the fix, or the jail reads a source that works."""
+
+import re
+
+import pytest
+
+from lab import attack, config
+from lab.checks import banned, wait_for
+
+DROPIN = "/etc/systemd/journald.conf.d/50-lab-test.conf"
+
+
+@pytest.fixture(scope="module")
+def lab(lab_control):
+    lab_control.up()
+    run = lab_control.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    return lab_control
+
+
+def node_of(lab, variant):
+    return next(n for n in lab.nodes() if n.variant == variant)
+
+
+@pytest.mark.parametrize(
+    "variant,setting,reason",
+    [
+        (
+            "pve8",
+            "MaxLevelStore=warning",
+            "journald has MaxLevelStore=warning: the sshd jail reads info",
+        ),
+        ("pve9", "Storage=none", "journald has Storage=none"),
+    ],
+)
+def test_a_journal_that_drops_what_a_jail_reads_fails_that_node_with_the_fix(
+    lab, variant, setting, reason
+):
+    node = node_of(lab, variant)
+    node.sh(
+        f"mkdir -p {DROPIN.rsplit('/', 1)[0]} && printf '[Journal]\\n{setting}\\n' > {DROPIN} "
+        "&& systemctl restart systemd-journald",
+        check=True,
+    )
+    try:
+        run = lab.pyinfra()
+    finally:
+        node.sh(f"rm -f {DROPIN} && systemctl restart systemd-journald")
+    assert run.returncode != 0
+    assert re.search(
+        rf"\[{node.name}\] {re.escape(node.name)}: {re.escape(reason)}.*Fix: ", run.text
+    ), run.text[-2500:]
+    assert not re.search(rf"\[{node.name}\] fail2ban [\d.]+; ", run.text), "reported as protected"
+    for other in lab.nodes():
+        if other.name != node.name:
+            assert re.search(rf"\[{other.name}\] fail2ban [\d.]+; sshd", run.text), other.name
+    assert lab.pyinfra().returncode == 0
+
+
+def test_sshd_that_does_not_log_failed_logins_fails_that_node_with_the_fix(lab):
+    node = node_of(lab, "pve9")
+    node.sh(
+        "printf 'LogLevel QUIET\\n' > /etc/ssh/sshd_config.d/50-lab-test.conf && systemctl reload ssh",
+        check=True,
+    )
+    try:
+        run = lab.pyinfra()
+    finally:
+        node.sh("rm -f /etc/ssh/sshd_config.d/50-lab-test.conf && systemctl reload ssh")
+    assert run.returncode != 0
+    assert f"[{node.name}] {node.name}: sshd has LogLevel QUIET" in run.text, run.text[-2500:]
+    assert "Fix: LogLevel INFO" in run.text
+    assert lab.pyinfra().returncode == 0
+
+
+def test_a_daemon_log_rsyslog_no_longer_writes_is_not_read_the_journal_is(lab):
+    """Legacy node: the daemon.log rule removed (the file stays, stale). The proxmox jail reads the
+    journal instead, says why, and a web brute force is still banned and refused."""
+    node, attacker = node_of(lab, "legacy"), lab.attacker()
+    conf = "/etc/rsyslog.d/00-pve-legacy.conf"
+    node.sh(
+        f"cp {conf} /root/rsyslog-legacy.bak && sed -i '/daemon.log/d' {conf} && systemctl restart rsyslog",
+        check=True,
+    )
+    try:
+        run = lab.pyinfra()
+        assert run.returncode == 0, run.text[-3000:]
+        assert re.search(
+            rf"\[{node.name}\] fail2ban [\d.]+; sshd \[/var/log/auth.log\].*; proxmox \[journal\]",
+            run.text,
+        ), run.text[-2500:]
+        assert (
+            "/var/log/daemon.log is no longer written by rsyslog: the journal"
+            in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
+        )
+        node.sh("fail2ban-client unban --all")
+        attack.web_login(attacker, node, "root@pam", count=3)
+        assert wait_for(lambda: banned(node, "proxmox")) == [config.ATTACKER_IP]
+        assert wait_for(lambda: not attack.port_open(attacker, node, 8006))
+    finally:
+        node.sh(
+            f"cp /root/rsyslog-legacy.bak {conf} && systemctl restart rsyslog && fail2ban-client unban --all"
+        )
+    back = lab.pyinfra()
+    assert back.returncode == 0 and "proxmox [/var/log/daemon.log]" in back.text
