@@ -59,7 +59,7 @@ class Plan:
     warnings: list = field(default_factory=list)
 
 
-QUIET_SSHD = ("QUIET", "FATAL", "ERROR")  # sshd LogLevels that drop failed logins (logged at INFO)
+QUIET_SSHD = ("QUIET", "SILENT", "FATAL", "ERROR")  # sshd LogLevels that drop failed logins (INFO)
 LEVELS = [
     "emerg",
     "alert",
