@@ -1,6 +1,7 @@
 """What the attacker container does to a node: failed web and SSH logins, reachability probes.
 
 Every call is bounded (curl/ssh time-outs, counts given by the caller) and aims only at lab nodes.
+`ip` picks the node's address to aim at (default its IPv4 one; node.ip6 for IPv6).
 """
 
 import shlex
@@ -9,33 +10,53 @@ TICKET = "/api2/json/access/ticket"
 OPENID = "/api2/json/access/openid/login"
 
 
-def web_login(attacker, node, username, password="wrong", count=1, timeout=5):
-    """POST PVE's login call `count` times; return the HTTP codes ("000" = no connection)."""
+def _url(node, path, ip=None):
+    host = ip or node.ip
+    return f"https://{'[' + host + ']' if ':' in host else host}:8006{path}"
+
+
+def web_post(attacker, node, path, fields, count=1, timeout=5, ip=None, cookie=None):
+    """POST `fields` ({name: value}) to the simulated PVE `count` times; return the HTTP codes
+    ("000" = no connection)."""
+    data = " ".join(f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in fields.items())
+    extra = f"-H {shlex.quote('Cookie: ' + cookie)} " if cookie else ""
     cmd = (
-        f"for i in $(seq {int(count)}); do curl -sk -o /dev/null -w '%{{http_code}}\\n' "
-        f"--max-time {timeout} --data-urlencode username={shlex.quote(username)} "
-        f"--data-urlencode password={shlex.quote(password)} https://{node.ip}:8006{TICKET}; done"
+        f"for i in $(seq {int(count)}); do curl -gsk -o /dev/null -w '%{{http_code}}\\n' "
+        f"--max-time {timeout} {extra}{data} {shlex.quote(_url(node, path, ip))}; done"
     )
     return attacker.sh(cmd, timeout=count * (timeout + 1) + 5)[1].split()
 
 
-def openid_login(attacker, node, timeout=5):
-    cmd = f"curl -sk -o /dev/null -w '%{{http_code}}' --max-time {timeout} -X POST https://{node.ip}:8006{OPENID}"
+def web_login(attacker, node, username, password="wrong", count=1, timeout=5, ip=None, **fields):
+    """PVE's login call `count` times (extra form fields, e.g. realm=, go along)."""
+    return web_post(
+        attacker,
+        node,
+        TICKET,
+        {"username": username, "password": password, **fields},
+        count,
+        timeout,
+        ip,
+    )
+
+
+def openid_login(attacker, node, timeout=5, ip=None):
+    cmd = f"curl -gsk -o /dev/null -w '%{{http_code}}' --max-time {timeout} -X POST {_url(node, OPENID, ip)}"
     return attacker.sh(cmd, timeout=timeout + 5)[1].strip()
 
 
-def ssh_login(attacker, node, user="root", password="wrong", count=1, timeout=5):
+def ssh_login(attacker, node, user="root", password="wrong", count=1, timeout=5, ip=None):
     """Try `count` SSH password logins; return ssh's exit codes (5 = denied, 255 = refused/failed)."""
     cmd = (
         f"for i in $(seq {int(count)}); do sshpass -p {shlex.quote(password)} ssh -n "
         f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout={timeout} "
         f"-o PreferredAuthentications=password -o PubkeyAuthentication=no -o NumberOfPasswordPrompts=1 "
-        f"{shlex.quote(user)}@{node.ip} true 2>/dev/null; echo $?; done"
+        f"{shlex.quote(user)}@{ip or node.ip} true 2>/dev/null; echo $?; done"
     )
     return [int(c) for c in attacker.sh(cmd, timeout=count * (timeout + 2) + 5)[1].split()]
 
 
-def port_open(attacker, node, port, timeout=3):
+def port_open(attacker, node, port, timeout=3, ip=None):
     """True when a TCP connection from the attacker to node:port is accepted."""
-    cmd = f"timeout {timeout} bash -c 'exec 3<>/dev/tcp/{node.ip}/{int(port)}' 2>/dev/null"
+    cmd = f"timeout {timeout} bash -c 'exec 3<>/dev/tcp/{ip or node.ip}/{int(port)}' 2>/dev/null"
     return attacker.sh(cmd, timeout=timeout + 5)[0] == 0

@@ -15,6 +15,13 @@ SUBNET = os.environ.get("PVELAB_SUBNET", "10.213.77.0/24")
 GATEWAY = SUBNET.rsplit(".", 1)[0] + ".1"  # the controller (this machine) as the nodes see it
 NODE_IP_BASE = 11  # node k gets .(10+k)
 ATTACKER_IP = SUBNET.rsplit(".", 1)[0] + ".200"
+# IPv6 beside it (a ULA /64): node k at ::1k (hex), the attacker at ::200, the controller at ::1.
+SUBNET6 = os.environ.get("PVELAB_SUBNET6", "fd42:7ab:77::/64")
+GATEWAY6 = SUBNET6.split("/")[0] + "1"
+ATTACKER_IP6 = SUBNET6.split("/")[0] + "200"
+# Seconds the simulated PVE waits before it answers a failed login (PVE: 3). The test suite sets
+# a short one (tests/conftest.py); one test checks the real delay.
+FAIL_DELAY = float(os.environ.get("PVELAB_FAIL_DELAY", "3"))
 
 VARIANTS = {
     # variant: (Debian release, description)

@@ -55,6 +55,20 @@ def node_ip(index):
     return str(ipaddress.ip_network(config.SUBNET)[config.NODE_IP_BASE - 1 + index])
 
 
+def node_ip6(index):
+    """IPv6 address of node `index`: ::11 for pve1, as its IPv4 one ends in .11."""
+    return config.SUBNET6.split("/")[0] + str(config.NODE_IP_BASE - 1 + index)
+
+
+def simulator_env(variant, ipv4_only=False, delay=None):
+    """/etc/pvelab/pvedaemon.env of a node: how its simulated PVE behaves."""
+    return (
+        f"PVE_SIM_RELEASE={7 if variant == 'legacy' else 8}\n"
+        f"PVE_SIM_LISTEN={'0.0.0.0' if ipv4_only else '::'}\n"
+        f"PVE_SIM_DELAY={config.FAIL_DELAY if delay is None else delay}\n"
+    )
+
+
 @dataclass
 class Member:
     """A running lab container: a node (pve1, pve2, ...) or the attacker."""
@@ -63,6 +77,7 @@ class Member:
     ip: str
     variant: str
     container: object
+    ip6: str = ""
 
     def sh(self, command, timeout=60, check=False):
         """Run `command` with sh inside the container; return (exit code, combined output)."""
@@ -105,6 +120,7 @@ class Lab:
             net.get("IPAddress", ""),
             labels.get(VARIANT, ""),
             container,
+            net.get("GlobalIPv6Address", ""),
         )
 
     def nodes(self):
@@ -128,8 +144,10 @@ class Lab:
         for network in self.client.networks.list(filters={"label": config.LABEL}):
             network.remove()
 
-    def up(self, count=None, variants=None):
-        """Start a fresh lab of `count` nodes (or the `variants` given) plus the attacker."""
+    def up(self, count=None, variants=None, ipv4_only=(), delay=None):
+        """Start a fresh lab of `count` nodes (or the `variants` given) plus the attacker.
+        `ipv4_only`: names of nodes whose PVE listens on IPv4 only; `delay`: the simulated PVE's
+        answer delay for failed logins (default config.FAIL_DELAY)."""
         variants = plan_nodes(count, variants)
         self.down()
         images = ensure_images(sorted(set(variants)) + ["attacker"], self.client)
@@ -137,11 +155,24 @@ class Lab:
         network = self._network()
         try:
             for index, variant in enumerate(variants, start=1):
+                name = f"pve{index}"
+                env = simulator_env(variant, name in ipv4_only, delay)
                 self._start(
-                    f"pve{index}", images[variant], variant, node_ip(index), network, "node"
+                    name,
+                    images[variant],
+                    variant,
+                    (node_ip(index), node_ip6(index)),
+                    network,
+                    "node",
+                    env,
                 )
             self._start(
-                "attacker", images["attacker"], "attacker", config.ATTACKER_IP, network, "attacker"
+                "attacker",
+                images["attacker"],
+                "attacker",
+                (config.ATTACKER_IP, config.ATTACKER_IP6),
+                network,
+                "attacker",
             )
             nodes = self.nodes()
             for node in nodes:
@@ -153,12 +184,16 @@ class Lab:
             raise
         return nodes
 
-    def recreate(self, node):
-        """Replace one node's container by a fresh one of the same variant (new host keys)."""
+    def recreate(self, node, ipv4_only=False, delay=None):
+        """Replace one node's container by a fresh one of the same variant (new host keys), its
+        simulated PVE as asked."""
         images = ensure_images([node.variant], self.client)
         node.container.remove(force=True)
         network = self.client.networks.get(config.NETWORK)
-        self._start(node.name, images[node.variant], node.variant, node.ip, network, "node")
+        env = simulator_env(node.variant, ipv4_only, delay)
+        self._start(
+            node.name, images[node.variant], node.variant, (node.ip, node.ip6), network, "node", env
+        )
         fresh = next(n for n in self.nodes() if n.name == node.name)
         self.wait_ready(fresh)
         return fresh
@@ -187,19 +222,22 @@ class Lab:
                 config.NETWORK,
                 driver="bridge",
                 labels={config.LABEL: "1"},
+                enable_ipv6=True,  # dual stack: a ULA /64 beside the IPv4 /24
                 ipam=docker.types.IPAMConfig(
                     pool_configs=[
-                        docker.types.IPAMPool(subnet=config.SUBNET, gateway=config.GATEWAY)
+                        docker.types.IPAMPool(subnet=config.SUBNET, gateway=config.GATEWAY),
+                        docker.types.IPAMPool(subnet=config.SUBNET6, gateway=config.GATEWAY6),
                     ]
                 ),
             )
         except APIError as error:
             raise LabError(
-                f"cannot create the lab network {config.NETWORK} ({config.SUBNET}): "
-                f"{error.explanation}. Set PVELAB_SUBNET to a free /24."
+                f"cannot create the lab network {config.NETWORK} ({config.SUBNET}, {config.SUBNET6}): "
+                f"{error.explanation}. Set PVELAB_SUBNET / PVELAB_SUBNET6 to free ranges."
             ) from error
 
-    def _start(self, name, image, variant, ip, network, role):
+    def _start(self, name, image, variant, ips, network, role, simulator=None):
+        """Create and start a container at `ips` (IPv4, IPv6); `simulator`: its pvedaemon.env."""
         systemd = role == "node"
         container = self.client.containers.create(
             image,
@@ -209,7 +247,9 @@ class Lab:
             labels={config.LABEL: "1", ROLE: role, VARIANT: variant, "pvelab.name": name},
             network=network.name,
             networking_config={
-                network.name: self.client.api.create_endpoint_config(ipv4_address=ip)
+                network.name: self.client.api.create_endpoint_config(
+                    ipv4_address=ips[0], ipv6_address=ips[1]
+                )
             },
             **(
                 dict(
@@ -227,6 +267,9 @@ class Lab:
         if systemd:
             pub = (self.key_path.with_suffix(".pub")).read_bytes()
             container.put_archive("/root/.ssh", _tar({"authorized_keys": (pub, 0o600)}))
+            container.put_archive(
+                "/etc/pvelab", _tar({"pvedaemon.env": (simulator.encode(), 0o644)})
+            )
         container.start()
         return container
 

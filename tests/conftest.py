@@ -8,6 +8,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The simulated PVE answers failed logins after PVE's 3 s; the suite's labs use a short delay so it
+# stays quick (tests/lab/test_01_lab.py checks the real one on a node of its own).
+os.environ.setdefault("PVELAB_FAIL_DELAY", "0.2")
 
 
 def pytest_collection_modifyitems(items):

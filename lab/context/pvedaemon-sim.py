@@ -1,28 +1,55 @@
 #!/usr/bin/python3
-"""Lab stand-in for Proxmox VE's pvedaemon: the login API on port 8006, and the log lines PVE writes.
+"""Lab stand-in for Proxmox VE's login API (pveproxy + pvedaemon) on port 8006, writing the log
+lines PVE writes. Stdlib only. Sources: pve-access-control (src/PVE/API2/AccessControl.pm,
+AccessControl.pm, Auth/Plugin.pm, API2/TFA.pm on stable-7), pve-http-server (the 3 s delay, the
+extjs formatter), pve-common (Ticket.pm, OTP.pm); facts in shared/PROXMOX-LOGS.md.
 
-Stdlib only. Answers POST /api2/json/access/ticket (form fields username, password) and
-POST /api2/json/access/openid/login, and logs through syslog exactly as pve-access-control does:
-ident "pvedaemon" with its PID, facility daemon; failures at priority err. The client address is
-logged as PVE logs it from its dual-stack socket (IPv4 clients as ::ffff:a.b.c.d). The user name is
-logged exactly as sent: the lab must be able to carry hostile input.
+  POST /api2/{json,extjs}/access/ticket   username, password, optional realm, tfa-challenge
+  POST /api2/{json,extjs}/access/vncticket authid, vncticket, path, privs (no login needed)
+  POST /api2/json/access/tfa               response (PVE 7 only: the second factor, own endpoint)
+  POST /api2/json/access/openid/login      always fails (the lab has no OpenID realm)
+
+Lines go through syslog, ident "pvedaemon" with its PID, facility daemon; failures at priority
+err. The client address is logged as PVE logs it: from a dual-stack socket, IPv4 clients as
+::ffff:a.b.c.d and IPv6 clients as they are; with PVE_SIM_LISTEN=0.0.0.0 (PVE listening on IPv4
+only) as plain a.b.c.d. The user name is logged exactly as sent, so hostile input reaches the logs.
+
+Environment (the lab writes /etc/pvelab/pvedaemon.env per node):
+  PVE_SIM_RELEASE  7 (legacy: TFA on its own endpoint, PAM line without rhost) or 8 (default)
+  PVE_SIM_LISTEN   "::" (default, dual stack) or "0.0.0.0" (IPv4 only)
+  PVE_SIM_DELAY    seconds before a 401 is answered (PVE: 3; the lab's test suite uses less)
 """
 
 import json
 import os
+import re
 import socket
 import ssl
 import sys
 import syslog
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = int(os.environ.get("PVE_SIM_PORT", "8006"))
+RELEASE = int(os.environ.get("PVE_SIM_RELEASE", "8"))
+LISTEN = os.environ.get("PVE_SIM_LISTEN", "::")
+DELAY = float(os.environ.get("PVE_SIM_DELAY", "3"))
 CERT = "/etc/pvelab/pve-ssl.pem"
 KEY = "/etc/pvelab/pve-ssl.key"
-USERS = {"root@pam": "lab-secret", "admin@pve": "lab-secret"}  # the lab's known users
-MAX_USERNAME = 64  # PVE's schema: longer user names are refused before any authentication
+PASSWORD = "lab-secret"
+# The lab's users: name -> (enabled, second factor code or None)
+USERS = {
+    "root@pam": (True, None),
+    "admin@pve": (True, None),
+    "disabled@pve": (False, None),
+    "tfa@pve": (True, "123456"),
+}
+MAX_FIELD = 64  # the API schema's maxLength for username and authid: longer is a 400, never logged
+USER_RE = re.compile(
+    r"^([^\s:/]+)@([A-Za-z][A-Za-z0-9.\-_]+)$"
+)  # PVE::Auth::Plugin user/realm_regex
 
 _log_lock = threading.Lock()
 
@@ -33,8 +60,32 @@ def log(ident, facility, priority, message):
         syslog.syslog(priority, message)
 
 
+def auth_failure(line):
+    log("pvedaemon", syslog.LOG_DAEMON, syslog.LOG_ERR, line)
+
+
+class Unauthorized(Exception):
+    """A failed login: `str()` is what PVE writes after msg=."""
+
+
 def client_address(raw):
-    return raw if ":" in raw else f"::ffff:{raw}"
+    if LISTEN == "0.0.0.0" or ":" in raw:
+        return raw
+    return f"::ffff:{raw}"
+
+
+def check_user_enabled(username):
+    """PVE::AccessControl::check_user_enabled, with Auth::Plugin::verify_username's checks first."""
+    if len(username) < 3:
+        raise Unauthorized(f"user name '{username}' is too short")
+    if len(username) > 64:  # possible once a realm is appended
+        raise Unauthorized(f"user name '{username}' is too long ({len(username)} > 64)")
+    if not USER_RE.match(username):
+        raise Unauthorized(f"value '{username}' does not look like a valid user name")
+    if username not in USERS:
+        raise Unauthorized(f"no such user ('{username}')")
+    if not USERS[username][0]:
+        raise Unauthorized(f"user '{username}' is disabled")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -45,18 +96,23 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.request.do_handshake()
 
-    def log_message(
-        self, *args
-    ):  # no access log: PVE's goes elsewhere, and the journal stays exact
+    def log_message(self, *args):  # no access log: the journal stays exact
         pass
 
-    def _reply(self, code, data=None):
-        body = json.dumps({"data": data}).encode()
+    def _reply(self, code, data=None, message=None, extjs=False):
+        if extjs:  # pve-http-server's extjs formatter: HTTP 200, the status inside
+            body = {"data": data, "success": 0 if code >= 400 else 1}
+            if code >= 400:
+                body.update(message=message, status=code)
+            code = 200
+        else:
+            body = {"data": data, **({"message": message} if message else {})}
+        raw = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json;charset=UTF-8")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(raw)
 
     def _form(self):
         length = min(int(self.headers.get("Content-Length") or 0), 65536)
@@ -68,71 +124,132 @@ class Handler(BaseHTTPRequestHandler):
                 return {}
         return {k: v[0] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}
 
+    def _cookie_user(self):
+        match = re.search(
+            r"PVEAuthCookie=PVE(?:%3A|:)!tfa!([^:%]+)", self.headers.get("Cookie") or ""
+        )
+        return urllib.parse.unquote(match.group(1)) if match else None
+
     def do_GET(self):
         if self.path.startswith("/api2/json/version"):
-            return self._reply(200, {"version": "lab", "release": "lab"})
+            return self._reply(200, {"version": "lab", "release": str(RELEASE)})
         return self._reply(200, {"lab": "pvedaemon simulator"})
 
     def do_POST(self):
+        started = time.monotonic()
         rhost = client_address(self.client_address[0])
         form = self._form()
-        if self.path.rstrip("/") == "/api2/json/access/ticket":
-            return self._ticket(rhost, form)
-        if self.path.rstrip("/") == "/api2/json/access/openid/login":
-            reason = "Failed to verify the authorization code"
-            log(
-                "pvedaemon",
-                syslog.LOG_DAEMON,
-                syslog.LOG_ERR,
-                f"openid authentication failure; rhost={rhost} msg={reason}",
+        match = re.fullmatch(r"/api2/(json|extjs)/access/([a-z/]+?)/?", self.path.split("?")[0])
+        if not match:
+            return self._reply(501)
+        extjs, call = match.group(1) == "extjs", match.group(2)
+        try:
+            if call == "ticket":
+                return self._reply(200, self._ticket(rhost, form), extjs=extjs)
+            if call == "vncticket":
+                return self._reply(200, self._vncticket(rhost, form), extjs=extjs)
+            if call == "tfa" and RELEASE == 7:
+                return self._reply(200, self._tfa_pve7(rhost, form), extjs=extjs)
+            if call == "openid/login":
+                auth_failure(
+                    f"openid authentication failure; rhost={rhost} msg=Failed to verify the "
+                    "authorization code"
+                )
+                raise Unauthorized("openid")
+        except ValueError as error:  # parameter verification: 400, nothing logged, no delay
+            return self._reply(
+                400, {"errors": json.loads(str(error))}, "Parameter verification failed.\n", extjs
             )
-            return self._reply(401)
+        except Unauthorized:
+            # pve-http-server: "always delay unauthorized calls by 3 seconds"
+            time.sleep(max(0.0, DELAY - (time.monotonic() - started)))
+            return self._reply(401, None, "authentication failure\n", extjs)
         return self._reply(501)
 
     def _ticket(self, rhost, form):
-        username = form.get("username", "")
-        password = form.get("password", "")
-        if not username or len(username) > MAX_USERNAME:
-            return self._reply(
-                400, {"errors": {"username": "value may only be 1-64 characters long"}}
+        username, realm = form.get("username", ""), form.get("realm", "")
+        if len(username) > MAX_FIELD:
+            raise ValueError(
+                json.dumps({"username": f"value may only be {MAX_FIELD} characters long"})
             )
-        if username not in USERS:
-            msg = f"no such user ('{username}')"
-        elif password != USERS[username]:
-            if username.endswith("@pam"):
-                # PAM logs the same attempt too: a filter must count the attempt once.
-                log(
-                    "IPCC.xs",
-                    syslog.LOG_AUTHPRIV,
-                    syslog.LOG_NOTICE,
-                    "pam_unix(proxmox-ve-auth:auth): authentication failure; logname= uid=0 euid=0 "
-                    f"tty= ruser= rhost={rhost}  user={username.split('@')[0]}",
-                )
-                msg = "Authentication failure"
-            else:
-                msg = "invalid credentials"
-        else:
-            log(
-                "pvedaemon",
-                syslog.LOG_DAEMON,
-                syslog.LOG_INFO,
-                f"<{username}> successful auth for user '{username}'",
-            )
-            return self._reply(
-                200,
-                {
+        if not username:
+            raise ValueError(json.dumps({"username": "property is missing and it is not optional"}))
+        if realm:
+            username += f"@{realm}"
+        try:
+            check_user_enabled(username)
+            password = form.get("password", "")
+            second = USERS[username][1]
+            if "tfa-challenge" in form and RELEASE >= 8:
+                if password != f"totp:{second}":
+                    raise Unauthorized("failed 2nd factor")
+                ticket = {
                     "username": username,
                     "ticket": f"PVE:{username}:LAB",
                     "CSRFPreventionToken": "LAB",
-                },
-            )
+                }
+            else:
+                self._first_factor(rhost, username, password)
+                ticket = {
+                    "username": username,
+                    "ticket": f"PVE:{username}:LAB",
+                    "CSRFPreventionToken": "LAB",
+                }
+                if second:
+                    ticket.update(ticket=f"PVE:!tfa!{username}:LAB", NeedTFA=1)
+        except Unauthorized as error:
+            auth_failure(f"authentication failure; rhost={rhost} user={username} msg={error}")
+            raise
         log(
             "pvedaemon",
             syslog.LOG_DAEMON,
-            syslog.LOG_ERR,
-            f"authentication failure; rhost={rhost} user={username} msg={msg}",
+            syslog.LOG_INFO,
+            f"<root@pam> successful auth for user '{username}'",
         )
-        return self._reply(401)
+        return ticket
+
+    def _first_factor(self, rhost, username, password):
+        if password == PASSWORD:
+            return
+        if username.endswith("@pam"):
+            # PAM logs the same attempt too (a filter must count it once). PVE 7 set no PAM_RHOST.
+            pam_rhost = "" if RELEASE == 7 else rhost
+            log(
+                "IPCC.xs",
+                syslog.LOG_AUTHPRIV,
+                syslog.LOG_NOTICE,
+                "pam_unix(proxmox-ve-auth:auth): authentication failure; logname= uid=0 euid=0 "
+                f"tty= ruser= rhost={pam_rhost}  user={username.rsplit('@', 1)[0]}",
+            )
+            raise Unauthorized("Authentication failure")
+        raise Unauthorized("invalid credentials")
+
+    def _vncticket(self, rhost, form):
+        authid = form.get("authid", "")
+        for key in ("authid", "path", "privs"):
+            if len(form.get(key, "")) > MAX_FIELD:
+                raise ValueError(
+                    json.dumps({key: f"value may only be {MAX_FIELD} characters long"})
+                )
+        # The lab issues no VNC tickets: every one is invalid, as a guessed one is on PVE.
+        msg = (
+            "invalid ticket path"
+            if not form.get("path")
+            else "permission denied - invalid PVEVNC ticket"
+        )
+        auth_failure(f"authentication failure; rhost={rhost} user={authid} msg={msg}")
+        raise Unauthorized(msg)
+
+    def _tfa_pve7(self, rhost, form):
+        user = self._cookie_user()
+        if not user:
+            raise Unauthorized("no ticket")  # the permission check, before any line is written
+        if form.get("response") != USERS.get(user, (None, None))[1]:
+            auth_failure(
+                f"authentication verification failure; rhost={rhost} user={user} msg=oath auth failed"
+            )
+            raise Unauthorized("oath auth failed")
+        return {"ticket": f"PVE:{user}:LAB"}
 
 
 class TLSServer(ThreadingHTTPServer):
@@ -140,10 +257,8 @@ class TLSServer(ThreadingHTTPServer):
     tls = None  # set in main()
 
     def handle_error(self, request, client_address):
-        # A client that connects and leaves (port probes, refused TLS) is not an error worth a traceback.
-        if not isinstance(
-            sys.exc_info()[1], OSError
-        ):  # SSL, connection and time-out errors included
+        # A client that connects and leaves (port probes, refused TLS) is not worth a traceback.
+        if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
 
     def get_request(self):
@@ -161,10 +276,10 @@ class DualStackServer(TLSServer):
 
 
 def main():
-    try:
-        server = DualStackServer(("::", PORT), Handler)
-    except OSError:  # no IPv6 in this container: IPv4 only, addresses still logged as PVE logs them
+    if LISTEN == "0.0.0.0":
         server = TLSServer(("0.0.0.0", PORT), Handler)
+    else:
+        server = DualStackServer((LISTEN, PORT), Handler)
     server.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.tls.load_cert_chain(CERT, KEY)
     server.serve_forever()
