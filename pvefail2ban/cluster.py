@@ -2,17 +2,15 @@
 unban_fail2ban, sync_fail2ban, remove_fail2ban. The root files status.py, ban.py, ... call them
 with their --data arguments; your own deploy files can do the same.
 
-Operations that need every node's state (status, sync) read it once per run, on the first active
-host's turn, for all nodes in parallel, and add each node's operations from there.
+Operations that need every node's state (status, sync) read it once per run, on the first turn,
+for all nodes in parallel, and add each node's operations from there (turns.py).
 """
 
 import json
 
-import gevent
 from pyinfra import host, inventory, logger, state
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import ConnectError, DeployError
-from pyinfra.context import ctx_host
 from pyinfra.operations import apt, files, server
 
 from .day2 import (
@@ -27,6 +25,7 @@ from .facts import Fail2banState, NodeFacts
 from .node import inventory_addresses
 from .operations import STAGE, script_reported
 from .plan import files_to_remove
+from .turns import acting_as, first_turn, in_parallel
 
 
 def _flag(value, key):
@@ -57,31 +56,15 @@ def read_state(node):
         return unreadable(str(error))
 
 
-def read_states(nodes):
-    """{name: state} of `nodes`, read in parallel (one SSH command each)."""
-    jobs = {node.name: gevent.spawn(read_state, node) for node in nodes}
-    gevent.joinall(list(jobs.values()))
-    return {
-        name: job.value if job.successful() else unreadable(repr(job.exception))
-        for name, job in jobs.items()
-    }
-
-
-def _first_turn():
-    """True on the first active host's turn: cluster-wide work is done once, there."""
-    active = inventory.get_active_hosts()
-    return bool(active) and host == active[0]
-
-
 @deploy("fail2ban status")
 def status_fail2ban(report=None):
     """Read-only report of every node of the run (all of the inventory, or --limit's), reachable or
     not: a table, and a JSON file at `report`. Ends the run itself, before pyinfra asks anything:
     exit code 0 when every node is protected, 1 otherwise (unreachable nodes included)."""
-    if not _first_turn():
+    if not first_turn():
         return
     nodes = [h for h in inventory if state.is_host_in_limit(h)]
-    text, data, problems = cluster_report(read_states(nodes))
+    text, data, problems = cluster_report(in_parallel(read_state, nodes))
     print(text)
     if report:
         with open(report, "w") as out:
@@ -149,14 +132,14 @@ def sync_fail2ban():
     """Every node's bans, per jail, banned on the other nodes of the run that have that jail.
     Reads every reachable node of the inventory once (also nodes outside --limit, whose bans
     count), writes only to the nodes of the run. Never spreads an address in the receiver's ignoreip."""
-    if not _first_turn():
+    if not first_turn():
         return
-    states = read_states(list(inventory))
+    states = in_parallel(read_state, list(inventory))
     for name, node_state in sorted(states.items()):
         if node_state.get("error"):
             logger.warning(f"{name}: its bans are not read ({node_state['error']})")
     for target in inventory.get_active_hosts():
-        with ctx_host.use(target):
+        with acting_as(target):
             for jail, address, sources in bans_to_sync(target.name, states):
                 server.shell(
                     name=f"{address} banned in jail {jail} (banned on {', '.join(sources)})",

@@ -49,6 +49,7 @@ systemd-analyze cat-config systemd/journald.conf 2>/dev/null | sed -n 's/^[[:spa
 for t in nft iptables; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
 sshd -T 2>/dev/null | grep -Ei '^(port|maxauthtries|loglevel) ' | sed 's/^/sshd_/'
 echo "client=${{SSH_CLIENT%% *}}"
+ip -o addr show scope global 2>/dev/null | awk '{{print $4}}' | sed 's|/.*||; s/^/addr=/'
 dpkg-query -W -f='pkg=${{Package}} ${{db:Status-Abbrev}} ${{Version}}\n' {packages} 2>/dev/null
 dpkg-query -S {filter} 2>/dev/null | sed 's/:.*//; s/^/filter_owner=/'
 for f in {managed}; do
@@ -81,6 +82,7 @@ def parse_node(lines):
         "os_like": None,
         "os_version": None,
         "logs_written": [],
+        "addresses": [],
         "sshd_loglevel": None,
         "journald_storage": None,
         "journald_maxlevelstore": None,
@@ -101,6 +103,8 @@ def parse_node(lines):
             node[key] = value == "yes"
         elif key == "log":
             node["logs"].append(value)
+        elif key == "addr":
+            node["addresses"].append(value)
         elif key == "log_written":
             node["logs_written"].append(value)
         elif key in ("journald_Storage", "journald_MaxLevelStore"):
@@ -139,6 +143,7 @@ class NodeFacts(FactBase):
         "tools": ["nft", "iptables"],               # firewall commands found
         "sshd_ports": ["22"], "sshd_maxauthtries": 6, "sshd_loglevel": "INFO",
         "client": "192.0.2.1",                      # this controller, as the node sees it
+        "addresses": ["192.0.2.11", "2001:db8::11"],  # the node's own global addresses
         "packages": {"fail2ban": "1.0.2-2"},        # installed, of PACKAGES
         "filter_owner": None,                       # package owning filter.d/proxmox.conf
         "files": {path: (sha1, "644", "root:root")},  # our MANAGED files present

@@ -1,12 +1,17 @@
-"""One node as the deploy sees it: its checked settings, its facts, its plan and its files.
-Read once per node by deploy_fail2ban() and passed to each task."""
+"""The nodes as the deploy sees them: checked settings, facts, plan and files, read once per run
+for every node (on the first turn, see turns.py) and passed to each task."""
 
+import ipaddress
+import shutil
+import socket
+import subprocess
 from dataclasses import dataclass
 
-from pyinfra.api.exceptions import DeployError
+from pyinfra.api.exceptions import ConnectError, DeployError
 
+from .defaults import DEFAULTS
 from .facts import NodeFacts
-from .plan import NodeError, Plan, plan_node
+from .plan import NodeError, Plan, plan_node, unsupported
 from .render import render_files
 from .settings import SettingsError, check_address, validate
 
@@ -28,19 +33,67 @@ def inventory_addresses(inventory):
     return sorted(a for a in found if check_address(a))
 
 
+def cluster_addresses(inventory, facts):
+    """Every address of every node the others may see: the inventory's, and each node's own global
+    addresses (IPv4 and IPv6) as read from it. `facts`: {name: NodeFacts or None}."""
+    found = set(inventory_addresses(inventory))
+    for node_facts in facts.values():
+        if node_facts is not None and not unsupported(
+            node_facts
+        ):  # a node we cannot serve is no peer
+            found.update(node_facts["addresses"])
+    return sorted(found, key=lambda a: (":" in a, a))
+
+
+def controller_addresses():
+    """This controller's stable global addresses (IPv4 and IPv6), as the nodes may see it besides
+    the address it connects from. Temporary (privacy) IPv6 addresses change daily and are left out:
+    the address of the SSH connection is always added by the plan."""
+    if not shutil.which("ip"):  # not Linux: the address the host name resolves to, if any
+        try:
+            return sorted(
+                {
+                    info[4][0]
+                    for info in socket.getaddrinfo(socket.gethostname(), None)
+                    if not ipaddress.ip_address(info[4][0]).is_loopback
+                }
+            )
+        except OSError:
+            return []
+    out = subprocess.run(
+        ["ip", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True, timeout=10
+    ).stdout
+    found = {
+        line.split()[3].split("/")[0]
+        for line in out.splitlines()
+        if len(line.split()) > 3 and "temporary" not in line and "deprecated" not in line
+    }
+    return sorted(found, key=lambda a: (":" in a, a))
+
+
 def settings_of(host):
-    """The host's validated settings; bad ones stop the whole run before anything changes."""
+    """The host's validated settings (the package's defaults under its own data); bad ones stop the
+    whole run before anything changes."""
     try:
-        return validate(host.data.dict())
+        return validate({**DEFAULTS, **host.data.dict()})
     except SettingsError as error:
         raise DeployError(f"{host.name}: {error}") from None
 
 
-def read_node(host, inventory):
-    """Node for `host`: settings checked (DeployError for the whole run), facts read, plan made.
-    A node whose facts cannot be read, or that cannot be served, gets `error` and no plan."""
-    settings = settings_of(host)
-    facts = host.get_fact(NodeFacts)
+def read_facts(host, in_run):
+    """NodeFacts of `host`. A node of the run that cannot be read is failed by pyinfra (alone, with
+    its reason); a node outside the run (--limit) is only read for its addresses, never failed."""
+    if in_run:
+        return host.get_fact(NodeFacts)
+    try:
+        host.connect(show_errors=False, raise_exceptions=True)
+    except ConnectError:
+        return None
+    return host.get_fact(NodeFacts, _ignore_errors=True)
+
+
+def node_for(host, settings, facts, peers=(), controller=()):
+    """Node for `host`: its plan and files, or why it cannot be served."""
     if facts is None:  # pyinfra has failed this node alone and printed why
         return Node(
             name=host.name,
@@ -48,7 +101,7 @@ def read_node(host, inventory):
             error="its facts could not be read (pyinfra's error above)",
         )
     try:
-        plan = plan_node(settings, facts, inventory_addresses(inventory))
+        plan = plan_node(settings, facts, peers, controller)
     except NodeError as error:
         return Node(name=host.name, settings=settings, facts=facts, error=str(error))
     return Node(

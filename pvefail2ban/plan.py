@@ -137,19 +137,29 @@ def _banaction(choice, node):
     return choice
 
 
-def plan_node(settings, node, peers=()):
-    """settings: validated (settings.validate); node: NodeFacts; peers: inventory addresses."""
+def unsupported(node):
+    """Why a node (NodeFacts) is no Proxmox node we can serve, or None. Such a node is never
+    anybody's peer either."""
     if not node.get("systemd"):
-        raise NodeError(
+        return (
             "systemd is not running as init on this node: only Debian-based nodes with "
             "systemd (Proxmox VE 7/8/9) are supported"
         )
     family = f"{node.get('os_id') or ''} {node.get('os_like') or ''}".split()
     if "debian" not in family:
-        raise NodeError(
+        return (
             f"this node runs {node.get('os_id') or 'an unknown OS'!r}, not Debian: "
             "only Debian-based nodes (Proxmox VE) are supported"
         )
+    return None
+
+
+def plan_node(settings, node, peers=(), controller=()):
+    """settings: validated (settings.validate); node: NodeFacts; peers: every address of every
+    inventory node (node.cluster_addresses); controller: this controller's own stable addresses."""
+    reason = unsupported(node)
+    if reason:
+        raise NodeError(reason)
 
     warnings = []
     jails = []
@@ -243,7 +253,7 @@ def plan_node(settings, node, peers=()):
                 "cannot tell this controller's address as the node sees it (no SSH_CLIENT); "
                 "set fail2ban_lockout_protection = False to go on without it"
             )
-        ignoreip += [node["client"], *peers]
+        ignoreip += [node["client"], *controller, *peers]
     ignoreip += settings["ignoreip"]
     ignoreip = list(dict.fromkeys(ignoreip))  # once each, order kept: same input, same bytes
 

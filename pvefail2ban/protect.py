@@ -8,23 +8,36 @@ deploy_docker(). In your own deploy file:
 Settings come from pvefail2ban/defaults.py, overridden by your group data, host data and --data.
 """
 
-from pyinfra import host, inventory
+from pyinfra import inventory
 from pyinfra.api import deploy
 
 from .defaults import DEFAULTS
-from .node import read_node
+from .node import cluster_addresses, controller_addresses, node_for, read_facts, settings_of
 from .tasks.configure import configure
 from .tasks.install import install
 from .tasks.preflight import preflight
 from .tasks.verify import verify
+from .turns import acting_as, first_turn, in_parallel
 
 
 @deploy("fail2ban for Proxmox", data_defaults=DEFAULTS)
 def deploy_fail2ban():
-    """preflight -> install -> configure -> verify on the current host. A node that fails
-    preflight is left untouched, and a failure on one node never stops the others."""
-    node = read_node(host, inventory)
-    if preflight(node):
-        install(node)
-        configure(node)
-        verify(node)
+    """preflight -> install -> configure -> verify on every node of the run. A node that fails
+    preflight is left untouched, and a failure on one node never stops the others.
+
+    Done once, on the first turn: every node's settings are checked (a bad one stops the run before
+    any node is read), every node of the inventory is read once, in parallel (a node outside
+    --limit too: its addresses stay in its peers' ignoreip), then each node's operations are added."""
+    if not first_turn():
+        return
+    run = inventory.get_active_hosts()
+    settings = {target.name: settings_of(target) for target in run}
+    facts = in_parallel(lambda target: read_facts(target, target in run), list(inventory))
+    peers, controller = cluster_addresses(inventory, facts), controller_addresses()
+    for target in run:
+        with acting_as(target):
+            node = node_for(target, settings[target.name], facts[target.name], peers, controller)
+            if preflight(node):
+                install(node)
+                configure(node)
+                verify(node)

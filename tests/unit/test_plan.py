@@ -245,3 +245,22 @@ def test_the_node_script_output_for_journald_rsyslog_and_sshd_is_parsed():
     )
     assert (facts["journald_storage"], facts["journald_maxlevelstore"]) == ("auto", "info")
     assert facts["sshd_loglevel"] == "QUIET" and facts["logs_written"] == ["/var/log/auth.log"]
+
+
+def test_peers_are_every_address_of_every_node_but_never_a_node_we_cannot_serve():
+    from types import SimpleNamespace
+
+    from pvefail2ban.node import cluster_addresses
+
+    hosts = [
+        SimpleNamespace(name="pve1", data={"ssh_hostname": "10.0.0.1"}),
+        SimpleNamespace(name="@docker/abc", data={}),
+    ]
+    facts = {
+        "pve1": node(PVE8 + "addr=10.0.0.1\naddr=fd00::1\n"),
+        "@docker/abc": node(PVE8 + "addr=10.0.0.200\naddr=fd00::200\n", systemd=False),
+        "pve2": None,  # could not be read: only its inventory address, if any
+    }
+    assert cluster_addresses(hosts, facts) == ["10.0.0.1", "fd00::1"]
+    plan = plan_node(DEFAULTS, node(), cluster_addresses(hosts, facts), ["fd00::9"])
+    assert plan.ignoreip == ["127.0.0.1/8", "::1", "10.213.77.1", "fd00::9", "10.0.0.1", "fd00::1"]
