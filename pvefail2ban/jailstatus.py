@@ -42,6 +42,8 @@ def parse_verify(text):
         "config_errors": [],
         "service": [],
         "rules": {},  # {our jail: its firewall rules are in place}
+        "empty_sources": [],  # our jails whose source holds no line at all
+        "seen": {},  # {our jail: (failure lines in its source's last lines, of those its filter finds)}
         "action_errors": {},  # {our jail: fail2ban's error line about its action since its start}
     }
     for line in text.splitlines():
@@ -52,6 +54,11 @@ def parse_verify(text):
         elif line.startswith("rules ") and "=" in line:
             jail, _, value = line[6:].partition("=")
             out["rules"][jail.strip()] = value.strip() == "ok"
+        elif line.startswith("source ") and line.endswith("=empty"):
+            out["empty_sources"].append(line[7:-6])
+        elif line.startswith("seen ") and len(line.split()) == 4:
+            _, jail, lines, found = line.split()
+            out["seen"][jail] = (int(lines), int(found))
         elif line.startswith("actionerror "):
             jail, _, error = line[12:].partition(" ")
             out["action_errors"][jail] = error.strip()
@@ -96,6 +103,13 @@ def problems(result, expected_jails, off_jails, tool):
             found.append(
                 f"jail {jail} runs but its firewall rules are not in place, so its bans would "
                 f"not be enforced: {error}"
+            )
+    for jail, (lines, matched) in sorted(result["seen"].items()):
+        if jail in expected_jails and lines and not matched:
+            found.append(
+                f"jail {jail} is blind: its source holds {lines} failure line(s) of its daemon in its last "
+                "lines, and its filter finds none of them (fail2ban-regex); a filter or journal match of "
+                "the node's own (a .local file?) overrides the deploy's"
             )
     found += [
         f"jail {jail} runs although the settings switch it off"

@@ -83,6 +83,13 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30):
             for problem in found:
                 host.log_styled(f"NOT PROTECTED: {problem}", fg="red", log_func=logger.error)
             return False
+        for jail in result["empty_sources"]:
+            host.log_styled(
+                f"WARNING: jail {jail}: its source holds no line yet, so it cannot be shown "
+                "to see its daemon",
+                fg="yellow",
+                log_func=logger.warning,
+            )
         host.log_styled(summary(result, jails), fg="green", log_func=logger.info)
         return True
 

@@ -286,6 +286,7 @@ def files_to_change(wanted, node):
 
 def files_to_remove(wanted, node):
     """Files of ours on the node that this run no longer wants (a jail switched off, a filter that
-    moved to .local). Never a file the fail2ban package owns."""
-    owned = {FILTER} if node.get("filter_owner") else set()
-    return [path for path in node["files"] if path not in wanted and path not in owned]
+    moved to .local). Never a file the fail2ban package owns, and never the admin's own
+    filter.d/proxmox.local: it is ours only where the package owns proxmox.conf."""
+    not_ours = {FILTER} if node.get("filter_owner") else {FILTER_LOCAL}
+    return [path for path in node["files"] if path not in wanted and path not in not_ours]

@@ -282,6 +282,7 @@ def main():
         server = DualStackServer((LISTEN, PORT), Handler)
     server.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.tls.load_cert_chain(CERT, KEY)
+    log("pvedaemon", syslog.LOG_DAEMON, syslog.LOG_INFO, "starting server")  # as PVE::Daemon does
     server.serve_forever()
 
 

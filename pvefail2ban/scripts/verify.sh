@@ -47,6 +47,33 @@ for jail in "$@"; do
   rules_in_place "$jail" && echo "rules $jail=ok" || echo "rules $jail=missing"
   since_start | grep -E "ERROR .*(jail '$jail' action|Jail\('$jail'\))" | tail -n 1 | sed "s/^/actionerror $jail /"
 done
+# Each jail's source, as fail2ban reads it (its journal match or log files): the last lines must
+# exist, and where they hold failures of the daemon, the jail's filter must find them (fail2ban-regex,
+# run only then).
+for jail in "$@"; do
+  case $jail in
+    sshd) pattern='Failed password for|Invalid user' ;;
+    proxmox) pattern='authentication (verification )?failure; rhost=[0-9A-Fa-f:.]' ;;
+    *) continue ;;
+  esac
+  match=$(fail2ban-client get "$jail" journalmatch 2>/dev/null | sed -n '2p')
+  if [ -n "$match" ]; then
+    # shellcheck disable=SC2086  # the match is words and + signs, as journalctl takes them
+    lines=$(journalctl -q -o short --no-pager -n 100 $match 2>/dev/null)
+  else
+    lines=$(fail2ban-client get "$jail" logpath 2>/dev/null | sed -n 's/^[|`]- //p' | while read -r f; do
+      tail -n 100 "$f" 2>/dev/null; done)
+  fi
+  if [ -z "$lines" ]; then echo "source $jail=empty"; continue; fi
+  failures=$(printf '%s\n' "$lines" | grep -E "$pattern")
+  if [ -n "$failures" ]; then
+    sample=$(mktemp)
+    printf '%s\n' "$failures" > "$sample"
+    found=$(fail2ban-regex "$sample" "$jail" 2>/dev/null | sed -n 's/^Lines: .*, \([0-9]*\) matched.*/\1/p')
+    rm -f "$sample"
+    echo "seen $jail $(printf '%s\n' "$failures" | wc -l) ${found:-0}"
+  fi
+done
 if ! out=$(fail2ban-client -t 2>&1); then
   echo "config=broken"
   printf '%s\n' "$out" | grep -v "WARNING" | tail -n 5 | sed 's/^/config: /'

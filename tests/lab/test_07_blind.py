@@ -108,3 +108,33 @@ def test_a_daemon_log_rsyslog_no_longer_writes_is_not_read_the_journal_is(lab):
         )
     back = lab.pyinfra()
     assert back.returncode == 0 and "proxmox [/var/log/daemon.log]" in back.text
+
+
+def test_a_filter_of_the_nodes_own_that_finds_nothing_is_caught_by_verify(lab):
+    """An admin's filter.d/proxmox.local (read after ours) whose failregex never matches: fail2ban
+    runs, the jail reads pvedaemon's failures and counts none. Verify finds the failure lines in
+    the jail's own source, runs fail2ban-regex with the jail's filter, and fails the node."""
+    node, attacker = node_of(lab, "pve8"), lab.attacker()
+    node.sh("fail2ban-client unban --all")
+    assert attack.web_login(attacker, node, "root@pam", count=2) == ["401"] * 2
+    node.sh(
+        "printf '[Definition]\\nfailregex = ^never <HOST>$\\n' > /etc/fail2ban/filter.d/proxmox.local "
+        "&& fail2ban-client reload proxmox",
+        check=True,
+    )
+    try:
+        run = lab.pyinfra()
+        assert run.returncode != 0
+        assert re.search(
+            rf"\[{node.name}\] NOT PROTECTED: jail proxmox is blind: its source holds \d+ failure "
+            r"line\(s\) of its daemon",
+            run.text,
+        ), run.text[-3000:]
+        for other in lab.nodes():
+            if other.name != node.name:
+                assert re.search(rf"\[{other.name}\] fail2ban [\d.]+; sshd", run.text), other.name
+    finally:
+        node.sh("rm -f /etc/fail2ban/filter.d/proxmox.local && fail2ban-client reload proxmox")
+    back = lab.pyinfra()
+    assert back.returncode == 0, back.text[-3000:]
+    node.sh("fail2ban-client unban --all")

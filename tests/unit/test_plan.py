@@ -264,3 +264,10 @@ def test_peers_are_every_address_of_every_node_but_never_a_node_we_cannot_serve(
     assert cluster_addresses(hosts, facts) == ["10.0.0.1", "fd00::1"]
     plan = plan_node(DEFAULTS, node(), cluster_addresses(hosts, facts), ["fd00::9"])
     assert plan.ignoreip == ["127.0.0.1/8", "::1", "10.213.77.1", "fd00::9", "10.0.0.1", "fd00::1"]
+
+
+def test_the_admins_own_proxmox_local_is_never_removed():
+    plan = plan_node(DEFAULTS, node())
+    files = render_files(plan, DEFAULTS)
+    theirs = node(files={FILTER_LOCAL: ("x", "644", "root:root")})
+    assert files_to_remove(files, theirs) == []

@@ -91,3 +91,14 @@ def test_a_jail_whose_firewall_rules_are_missing_is_named_with_fail2bans_error()
         "jail sshd runs but its firewall rules are not in place, so its bans would not be "
         "enforced: no rule for it in the nft ruleset"
     ]
+
+
+def test_a_jail_whose_filter_finds_none_of_its_sources_failures_is_blind():
+    result = parse_verify(GOOD + "seen proxmox 3 0\nseen sshd 2 2\nsource sshd=empty\n")
+    assert result["seen"] == {"proxmox": (3, 0), "sshd": (2, 2)} and result["empty_sources"] == [
+        "sshd"
+    ]
+    found = problems(result, ["sshd", "proxmox"], [], "nft")
+    assert len(found) == 1 and found[0].startswith(
+        "jail proxmox is blind: its source holds 3 failure line(s)"
+    )
