@@ -5,6 +5,7 @@ Every call is bounded (curl/ssh time-outs, counts given by the caller) and aims 
 """
 
 import shlex
+import subprocess
 
 TICKET = "/api2/json/access/ticket"
 OPENID = "/api2/json/access/openid/login"
@@ -60,3 +61,46 @@ def port_open(attacker, node, port, timeout=3, ip=None):
     """True when a TCP connection from the attacker to node:port is accepted."""
     cmd = f"timeout {timeout} bash -c 'exec 3<>/dev/tcp/{ip or node.ip}/{int(port)}' 2>/dev/null"
     return attacker.sh(cmd, timeout=timeout + 5)[0] == 0
+
+
+def controller_fails(address, key, count=4):
+    """From this controller: `count` SSH logins with `key` (one no node trusts) and `count` failed web
+    logins, aimed at `address` (IPv4 or IPv6). Each bounded to 5 s."""
+    url_host = f"[{address}]" if ":" in address else address
+    for _ in range(count):
+        subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(key),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ConnectTimeout=5",
+                f"nosuchuser@{address}",
+                "true",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        subprocess.run(
+            [
+                "curl",
+                "-gsk",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "5",
+                "-d",
+                "username=root@pam&password=x",
+                f"https://{url_host}:8006/api2/json/access/ticket",
+            ],
+            capture_output=True,
+            timeout=30,
+        )

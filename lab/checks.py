@@ -1,5 +1,6 @@
 """What tests, the demo and benchmarks read off a node: its bans, and a bounded wait for a condition."""
 
+import re
 import time
 
 from pvefail2ban.jailstatus import parse_jail_status
@@ -18,3 +19,8 @@ def wait_for(predicate, timeout=10, step=0.2):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(step)
+
+
+def verified_nodes(text, nodes):
+    """Names of `nodes` whose deploy run printed the verified summary line (`[pveN] fail2ban x.y; ...`)."""
+    return [n.name for n in nodes if re.search(rf"\[{n.name}\]\s+fail2ban [\d.]+; ", text)]

@@ -301,7 +301,8 @@ class Lab:
             )
             for key in out.splitlines():
                 keytype, blob = key.split()[:2]
-                lines.append(f"{node.ip} {keytype} {blob}")
+                names = ",".join(a for a in (node.ip, node.ip6) if a)  # both of its addresses
+                lines.append(f"{names} {keytype} {blob}")
         self.known_hosts.write_text("\n".join(lines) + "\n")
 
     def write_inventory(self, nodes):
@@ -343,7 +344,7 @@ pve_nodes = [
         out.text = out.stdout + out.stderr
         return out
 
-    def ssh_command(self, node, *command):
+    def ssh_command(self, node, *command, ip=None):
         """argv to run `command` on `node` over SSH from the controller, as pyinfra connects."""
         return [
             "ssh",
@@ -357,7 +358,7 @@ pve_nodes = [
             "BatchMode=yes",
             "-o",
             "ConnectTimeout=5",
-            f"root@{node.ip}",
+            f"root@{ip or node.ip}",
             *command,
         ]
 

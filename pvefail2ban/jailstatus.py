@@ -40,6 +40,7 @@ def parse_verify(text):
         "status": {},
         "firewall": None,
         "config_errors": [],
+        "config_tested": None,  # "now", or "unchanged since <time it passed>"
         "service": [],
         "rules": {},  # {our jail: its firewall rules are in place}
         "empty_sources": [],  # our jails whose source holds no line at all
@@ -62,6 +63,10 @@ def parse_verify(text):
         elif line.startswith("actionerror "):
             jail, _, error = line[12:].partition(" ")
             out["action_errors"][jail] = error.strip()
+        elif line.startswith("config=tested"):
+            out["config_tested"] = "now"
+        elif line.startswith("config=unchanged "):
+            out["config_tested"] = f"unchanged since {line.split()[1]}"
         elif line.startswith("config: "):
             out["config_errors"].append(line[8:].strip())
         elif line.startswith("status: "):
@@ -149,4 +154,6 @@ def summary(result, our_jails):
             f"banned {s.get('banned', 0)}/{s.get('total_banned', 0)}"
             + (f" ({' '.join(s['banned_ips'])})" if s.get("banned_ips") else "")
         )
+    if result.get("config_tested"):
+        parts.append(f"config test passed ({result['config_tested']})")
     return "; ".join(parts)

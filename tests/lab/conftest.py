@@ -39,3 +39,12 @@ def nodes(lab):
 @pytest.fixture(scope="session")
 def attacker(lab):
     return lab.attacker()
+
+
+@pytest.fixture(scope="module")
+def converged_lab(lab_control):
+    """A fresh lab (one node of each variant), converged once, for the test module that asks."""
+    lab_control.up()
+    run = lab_control.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    return lab_control

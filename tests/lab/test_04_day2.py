@@ -12,11 +12,8 @@ BAN_PROBE = "192.0.2.50"
 
 
 @pytest.fixture(scope="module")
-def lab(lab_control):
-    lab_control.up()
-    run = lab_control.pyinfra()
-    assert run.returncode == 0, run.text[-3000:]
-    return lab_control
+def lab(converged_lab):
+    return converged_lab
 
 
 def snapshot(nodes):

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from lab import attack, config
-from lab.checks import banned, wait_for
+from lab.checks import banned, verified_nodes, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,8 @@ def test_a_jail_whose_action_failed_to_start_fails_the_node_with_fail2bans_words
             r"action 'nftables-multiport'",
             run.text,
         ), run.text[-3000:]
-        for other in lab.nodes():
-            if other.name != node.name:
-                assert re.search(rf"\[{other.name}\] fail2ban [\d.]+; sshd", run.text), other.name
+        others = [n for n in lab.nodes() if n.name != node.name]
+        assert verified_nodes(run.text, others) == [n.name for n in others]
     finally:
         node.sh("rm -f /etc/fail2ban/action.d/nftables.local && systemctl restart fail2ban")
     assert wait_for(lambda: "proxmox" in node.sh("fail2ban-client status")[1])

@@ -7,17 +7,14 @@ import re
 import pytest
 
 from lab import attack, config
-from lab.checks import banned, wait_for
+from lab.checks import banned, verified_nodes, wait_for
 
 DROPIN = "/etc/systemd/journald.conf.d/50-lab-test.conf"
 
 
 @pytest.fixture(scope="module")
-def lab(lab_control):
-    lab_control.up()
-    run = lab_control.pyinfra()
-    assert run.returncode == 0, run.text[-3000:]
-    return lab_control
+def lab(converged_lab):
+    return converged_lab
 
 
 def node_of(lab, variant):
@@ -53,9 +50,8 @@ def test_a_journal_that_drops_what_a_jail_reads_fails_that_node_with_the_fix(
         rf"\[{node.name}\] {re.escape(node.name)}: {re.escape(reason)}.*Fix: ", run.text
     ), run.text[-2500:]
     assert not re.search(rf"\[{node.name}\] fail2ban [\d.]+; ", run.text), "reported as protected"
-    for other in lab.nodes():
-        if other.name != node.name:
-            assert re.search(rf"\[{other.name}\] fail2ban [\d.]+; sshd", run.text), other.name
+    others = [n for n in lab.nodes() if n.name != node.name]
+    assert verified_nodes(run.text, others) == [n.name for n in others]
     assert lab.pyinfra().returncode == 0
 
 
@@ -130,9 +126,8 @@ def test_a_filter_of_the_nodes_own_that_finds_nothing_is_caught_by_verify(lab):
             r"line\(s\) of its daemon",
             run.text,
         ), run.text[-3000:]
-        for other in lab.nodes():
-            if other.name != node.name:
-                assert re.search(rf"\[{other.name}\] fail2ban [\d.]+; sshd", run.text), other.name
+        others = [n for n in lab.nodes() if n.name != node.name]
+        assert verified_nodes(run.text, others) == [n.name for n in others]
     finally:
         node.sh("rm -f /etc/fail2ban/filter.d/proxmox.local && fail2ban-client reload proxmox")
     back = lab.pyinfra()

@@ -15,11 +15,8 @@ A6 = config.ATTACKER_IP6
 
 
 @pytest.fixture(scope="module")
-def lab(lab_control):
-    lab_control.up()
-    run = lab_control.pyinfra()
-    assert run.returncode == 0, run.text[-3000:]
-    return lab_control
+def lab(converged_lab):
+    return converged_lab
 
 
 def node_of(lab, variant):
@@ -78,68 +75,15 @@ def test_the_controllers_and_the_peers_ipv6_addresses_are_never_banned(lab, tmp_
     # the controller fails over IPv6 (an unknown key, a wrong password)
     key = tmp_path / "stranger"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    for _ in range(4):
-        subprocess.run(
-            [
-                "ssh",
-                "-i",
-                str(key),
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=5",
-                f"root@{target.ip6}",
-                "true",
-            ],
-            capture_output=True,
-            timeout=30,
-        )
-        subprocess.run(
-            [
-                "curl",
-                "-gsk",
-                "-o",
-                "/dev/null",
-                "--max-time",
-                "5",
-                "-d",
-                "username=root@pam&password=x",
-                f"https://[{target.ip6}]:8006/api2/json/access/ticket",
-            ],
-            capture_output=True,
-            timeout=30,
-        )
+    attack.controller_fails(target.ip6, key)
     assert wait_for(lambda: "failed" in target.sh("fail2ban-client status proxmox")[1])
     assert banned(target, "sshd") == [] and banned(target, "proxmox") == []
-    assert f"rhost={peer.ip6}" in target.journal(
-        "pvedaemon"
-    ) and f"rhost={config.GATEWAY6}" in target.journal("pvedaemon")
-    out = subprocess.run(
-        [
-            "ssh",
-            "-i",
-            str(lab.key_path),
-            "-o",
-            f"UserKnownHostsFile={lab.known_hosts}",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-            f"root@{target.ip6}",
-            "true",
-        ],
-        capture_output=True,
-        timeout=30,
+    journal = target.journal("pvedaemon")
+    assert f"rhost={peer.ip6}" in journal and f"rhost={config.GATEWAY6}" in journal
+    reach = subprocess.run(
+        lab.ssh_command(target, "true", ip=target.ip6), capture_output=True, timeout=30
     )
-    assert out.returncode == 0, out.stderr
+    assert reach.returncode == 0, reach.stderr
 
 
 def test_status_reads_ipv6_bans_from_the_firewall(lab, tmp_path):

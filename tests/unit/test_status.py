@@ -102,3 +102,12 @@ def test_a_jail_whose_filter_finds_none_of_its_sources_failures_is_blind():
     assert len(found) == 1 and found[0].startswith(
         "jail proxmox is blind: its source holds 3 failure line(s)"
     )
+
+
+def test_the_summary_says_whether_the_config_was_tested_now_or_is_unchanged():
+    now = parse_verify(GOOD + "config=tested\n")
+    assert summary(now, ["sshd"]).endswith("; config test passed (now)")
+    cached = parse_verify(GOOD + "config=unchanged 2026-11-26T02:00:00Z\n")
+    assert summary(cached, ["sshd"]).endswith(
+        "; config test passed (unchanged since 2026-11-26T02:00:00Z)"
+    )
