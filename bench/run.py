@@ -40,27 +40,55 @@ def timed(fn):
     return time.monotonic() - start, result
 
 
+def node_cpu_seconds(nodes):
+    """CPU seconds each node's container has used so far (cgroup accounting, via the engine)."""
+    return {
+        n.name: n.container.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+        for n in nodes
+    }
+
+
+def measured_run(lab):
+    """One deploy run: (wall seconds, controller CPU seconds of the pyinfra process, node-side CPU
+    seconds per node beyond what the idle nodes use in the same time)."""
+    nodes = lab.nodes()
+    idle_start = node_cpu_seconds(nodes)
+    time.sleep(2)
+    idle = statistics.median(node_cpu_seconds(nodes)[n] - idle_start[n] for n in idle_start) / 2
+    before_nodes, before = node_cpu_seconds(nodes), resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, run = timed(lab.pyinfra)
+    after, after_nodes = resource.getrusage(resource.RUSAGE_CHILDREN), node_cpu_seconds(nodes)
+    assert run.returncode == 0, run.text[-3000:]
+    controller = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    per_node = statistics.median(
+        after_nodes[n] - before_nodes[n] - idle * seconds for n in before_nodes
+    )
+    return seconds, controller, max(per_node, 0.0)
+
+
 def converge(lab, counts, reruns=3):
     out = {}
     for n in counts:
         lab.up(n)
         cold, run = timed(lab.pyinfra)
         assert run.returncode == 0, run.text[-3000:]
-        noop = []
-        for _ in range(reruns):
-            seconds, run = timed(lab.pyinfra)
-            assert run.returncode == 0, run.text[-3000:]
-            noop.append(seconds)
+        runs = [measured_run(lab) for _ in range(reruns)]
         verbose = lab.pyinfra("-vv")
         commands = len(re.findall(r"^\[pve1\]\s+>>> ", verbose.text, re.M))
+        noop = statistics.median(r[0] for r in runs)
+        controller = statistics.median(r[1] for r in runs) / n
+        node_cpu = statistics.median(r[2] for r in runs)
         out[n] = {
             "cold_s": round(cold, 1),
-            "noop_s": round(statistics.median(noop), 2),
-            "noop_runs_s": [round(s, 2) for s in noop],
+            "noop_s": round(noop, 2),
+            "noop_runs_s": [round(r[0], 2) for r in runs],
+            "controller_cpu_per_node_s": round(controller, 3),
+            "node_cpu_per_node_noop_s": round(node_cpu, 3),
             "ssh_commands_per_node_noop": commands,
         }
         print(
-            f"  N={n}: cold {cold:.1f}s, no-op {statistics.median(noop):.2f}s, {commands} SSH commands/node",
+            f"  N={n}: cold {cold:.1f}s, no-op {noop:.2f}s, controller CPU {controller * 1000:.0f} ms/node, "
+            f"node CPU {node_cpu:.3f}s/node, {commands} SSH commands/node",
             flush=True,
         )
     return out
