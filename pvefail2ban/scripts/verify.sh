@@ -17,8 +17,15 @@ until fail2ban-client ping >/dev/null 2>&1; do
 done
 echo "ping=yes"
 jails=$(fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' | tr -d ',')
-{ echo status; for jail in $jails; do echo "status $jail"; done; } | fail2ban-client -i 2>/dev/null
-echo
+statuses=$({ echo status; for jail in $jails; do echo "status $jail"; done; } | fail2ban-client -i 2>/dev/null)
+printf '%s\n\n' "$statuses"
+# one line of a jail's status, e.g. its "Journal matches" or "File list" (each fail2ban-client process
+# costs a Python start on the node: what the status already says is not asked again)
+status_of() {
+  printf '%s\n' "$statuses" | awk -v jail="$1" -v label="$2" '
+    /Status for the jail: / { current = $NF }
+    current == jail && index($0, label ":") { sub(".*" label ":[ \t]*", ""); print; exit }'
+}
 case $tool in
   nft) nft list tables >/dev/null 2>&1 && echo "firewall=ok" || echo "firewall=$(nft list tables 2>&1 | head -1)" ;;
   iptables) iptables -w -n -L INPUT >/dev/null 2>&1 && echo "firewall=ok" || echo "firewall=$(iptables -w -n -L INPUT 2>&1 | head -1)" ;;
@@ -56,13 +63,12 @@ for jail in "$@"; do
     proxmox) pattern='authentication (verification )?failure; rhost=[0-9A-Fa-f:.]' ;;
     *) continue ;;
   esac
-  match=$(fail2ban-client get "$jail" journalmatch 2>/dev/null | sed -n '2p')
+  match=$(status_of "$jail" "Journal matches")
   if [ -n "$match" ]; then
     # shellcheck disable=SC2086  # the match is words and + signs, as journalctl takes them
     lines=$(journalctl -q -o short --no-pager -n 100 $match 2>/dev/null)
   else
-    lines=$(fail2ban-client get "$jail" logpath 2>/dev/null | sed -n 's/^[|`]- //p' | while read -r f; do
-      tail -n 100 "$f" 2>/dev/null; done)
+    lines=$(for f in $(status_of "$jail" "File list"); do tail -n 100 "$f" 2>/dev/null; done)
   fi
   if [ -z "$lines" ]; then echo "source $jail=empty"; continue; fi
   failures=$(printf '%s\n' "$lines" | grep -E "$pattern")
@@ -78,7 +84,7 @@ done
 # all twice (-t, -d: most of a no-op run's CPU on the node), so it is re-tested only when its content
 # (every file under /etc/fail2ban, and the fail2ban version) differs from the last one that passed.
 tested=/var/lib/pve-fail2ban/config-tested
-content=$( { find /etc/fail2ban -type f -print0 | sort -z | xargs -0 sha1sum; fail2ban-client version; } 2>/dev/null \
+content=$( { find /etc/fail2ban -type f -print0 | sort -z | xargs -0 sha1sum; dpkg-query -W -f='${Version}' fail2ban; } 2>/dev/null \
   | sha1sum | cut -d' ' -f1)
 if [ "$(cut -d' ' -f1 "$tested" 2>/dev/null)" = "$content" ]; then
   echo "config=unchanged $(cut -d' ' -f2 "$tested")"
