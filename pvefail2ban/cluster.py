@@ -81,15 +81,15 @@ def ban_fail2ban(ip, jails=None, force=False):
     Refuses this controller, inventory nodes and ignoreip entries unless `force`."""
     addresses = parse_addresses(ip)
     force = _flag(force, "force")
-    current = host.get_fact(Fail2banState)
-    if current is None:  # pyinfra has failed this node alone and said why
+    current, facts = host.get_fact(Fail2banState), host.get_fact(NodeFacts)
+    if current is None or facts is None:  # pyinfra has failed this node alone and said why
         return
     chosen = parse_jails(jails, current, host.name)
     check_ban_allowed(
         addresses,
         chosen,
         current,
-        host.get_fact(NodeFacts)["client"],
+        facts["client"],
         inventory_addresses(inventory),
         force,
         host.name,
