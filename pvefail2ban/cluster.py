@@ -10,7 +10,7 @@ import json
 
 from pyinfra import host, inventory, logger, state
 from pyinfra.api import deploy
-from pyinfra.api.exceptions import ConnectError, DeployError
+from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server
 
 from .day2 import (
@@ -25,7 +25,7 @@ from .facts import Fail2banState, NodeFacts
 from .node import inventory_addresses
 from .operations import STAGE, script_reported
 from .plan import files_to_remove
-from .turns import acting_as, first_turn, in_parallel
+from .turns import acting_as, first_turn, in_parallel, reach
 
 
 def _flag(value, key):
@@ -37,11 +37,9 @@ def _flag(value, key):
 def read_state(node):
     """Fail2banState of `node`, connecting first if needed; a node that cannot be reached or read
     gets day2.unreadable(pyinfra's reason) instead. Never fails the run."""
-    if not node.connected:
-        try:
-            node.connect(show_errors=False, raise_exceptions=True)
-        except ConnectError as error:
-            return unreadable(f"cannot connect: {error}")
+    failed = reach(node)
+    if failed:
+        return unreadable(f"cannot connect: {failed}")
     fact = Fail2banState()
     ok, output = node.run_shell_command(
         fact.command(), print_output=state.print_fact_output, print_input=state.print_fact_input

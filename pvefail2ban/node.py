@@ -7,13 +7,14 @@ import socket
 import subprocess
 from dataclasses import dataclass
 
-from pyinfra.api.exceptions import ConnectError, DeployError
+from pyinfra.api.exceptions import DeployError
 
 from .defaults import DEFAULTS
 from .facts import NodeFacts
 from .plan import NodeError, Plan, plan_node, unsupported
 from .render import render_files
 from .settings import SettingsError, check_address, validate
+from .turns import reach
 
 
 @dataclass(kw_only=True)
@@ -85,9 +86,7 @@ def read_facts(host, in_run):
     its reason); a node outside the run (--limit) is only read for its addresses, never failed."""
     if in_run:
         return host.get_fact(NodeFacts)
-    try:
-        host.connect(show_errors=False, raise_exceptions=True)
-    except ConnectError:
+    if reach(host):
         return None
     return host.get_fact(NodeFacts, _ignore_errors=True)
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import gevent
 from pyinfra import host, inventory
+from pyinfra.api.exceptions import ConnectError
 from pyinfra.context import ctx_host
 
 
@@ -41,3 +42,15 @@ def in_parallel(function, nodes):
     jobs = {node.name: gevent.spawn(function, node) for node in nodes}
     gevent.joinall(list(jobs.values()))
     return {name: job.get() for name, job in jobs.items()}
+
+
+def reach(target):
+    """Connect to `target` if it is not connected yet (also a host outside --limit, or one whose
+    first connection failed), quietly: None when connected, else pyinfra's reason."""
+    if target.connected:
+        return None
+    try:
+        target.connect(show_errors=False, raise_exceptions=True)
+    except ConnectError as error:
+        return str(error)
+    return None

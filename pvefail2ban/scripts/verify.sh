@@ -37,8 +37,9 @@ rules_in_place() {
   esac
 }
 # fail2ban's log since its last start: its own words when an action failed
-since_start() {
-  awk '/Starting Fail2ban/ { buf = "" } { buf = buf $0 "\n" } END { printf "%s", buf }' /var/log/fail2ban.log 2>/dev/null
+action_error() {
+  awk '/Starting Fail2ban/ { buf = "" } { buf = buf $0 "\n" } END { printf "%s", buf }' /var/log/fail2ban.log 2>/dev/null \
+    | grep -E "ERROR .*(jail '$1' action|Jail\('$1'\))" | tail -n 1
 }
 # Each jail's action makes its rules in the jail's own thread, just after the jail starts: right
 # after a (re)start they may take a moment. Wait for them (PING_TIMEOUT in all), unless the action
@@ -47,12 +48,11 @@ i=0
 for jail in "$@"; do
   until rules_in_place "$jail"; do
     i=$((i + 1))
-    error=$(since_start | grep -E "ERROR .*(jail '$jail' action|Jail\('$jail'\))" | tail -n 1)
-    if [ -n "$error" ] || [ "$i" -gt $((timeout * 4)) ]; then break; fi
+    if [ -n "$(action_error "$jail")" ] || [ "$i" -gt $((timeout * 4)) ]; then break; fi
     sleep 0.25
   done
   rules_in_place "$jail" && echo "rules $jail=ok" || echo "rules $jail=missing"
-  since_start | grep -E "ERROR .*(jail '$jail' action|Jail\('$jail'\))" | tail -n 1 | sed "s/^/actionerror $jail /"
+  action_error "$jail" | sed "s/^/actionerror $jail /"
 done
 # Each jail's source, as fail2ban reads it (its journal match or log files): the last lines must
 # exist, and where they hold failures of the daemon, the jail's filter must find them (fail2ban-regex,
