@@ -38,6 +38,10 @@ changes: a bad one stops the run and names the key and the value."""
 #   never ban loopback, this controller or any inventory node; False = off
 # fail2ban_lockout_protection = True
 
+# --- cluster-wide bans ---------------------------------------------------------------------------
+#   a ban by any jail of ours on one node is made on every other node at once (needs 2+ nodes that share)
+# fail2ban_cluster_bans = True
+
 # --- optional, off by default --------------------------------------------------------------------
 #   ban repeat offenders (banned again and again) for longer
 # fail2ban_recidive_enabled = False

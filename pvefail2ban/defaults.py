@@ -69,6 +69,17 @@ SECTIONS = [
         ],
     ),
     (
+        "cluster-wide bans",
+        [
+            (
+                "fail2ban_cluster_bans",
+                True,
+                "a ban by any jail of ours on one node is made on every other node at once "
+                "(needs 2+ nodes that share)",
+            ),
+        ],
+    ),
+    (
         "optional, off by default",
         [
             (

@@ -5,11 +5,13 @@ The parsing is plain functions (parse_node, day2.parse_state), unit-tested witho
 not understand raises FactProcessError, which pyinfra turns into a failure of that node alone.
 """
 
+import json
 from pathlib import Path
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
+from .cluster_bans import KEY, MARK, PEERS, SERVICE, SHARE_FILES
 from .day2 import parse_state
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
@@ -29,7 +31,18 @@ EARLIER_JAILS = (
 )
 FILTER = "/etc/fail2ban/filter.d/proxmox.conf"
 FILTER_LOCAL = "/etc/fail2ban/filter.d/proxmox.local"  # when the package ships its own proxmox.conf
-MANAGED = (SSHD_JAIL, PROXMOX_JAIL, RECIDIVE_JAIL, FILTER, FILTER_LOCAL, *EARLIER_JAILS)
+SHARE_ACTION = (
+    "/etc/fail2ban/action.d/pve-fail2ban-share.conf"  # cluster-wide bans (cluster_bans.py)
+)
+MANAGED = (
+    SSHD_JAIL,
+    PROXMOX_JAIL,
+    RECIDIVE_JAIL,
+    FILTER,
+    FILTER_LOCAL,
+    SHARE_ACTION,
+    *EARLIER_JAILS,
+)
 PACKAGES = ("fail2ban", "python3-systemd", "python3-pyinotify", "nftables", "iptables")
 LOGS = ("/var/log/auth.log", "/var/log/daemon.log")
 
@@ -47,7 +60,7 @@ done
 systemd-analyze cat-config systemd/journald.conf 2>/dev/null | sed -n 's/^[[:space:]]*\(Storage\|MaxLevelStore\)=[[:space:]]*/journald_\1=/p'
 
 for t in nft iptables; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
-sshd -T 2>/dev/null | grep -Ei '^(port|maxauthtries|loglevel) ' | sed 's/^/sshd_/'
+sshd -T 2>/dev/null | grep -Ei '^(port|maxauthtries|loglevel|permitrootlogin) ' | sed 's/^/sshd_/'
 echo "client=${{SSH_CLIENT%% *}}"
 ip -o addr show scope global 2>/dev/null | awk '{{print $4}}' | sed 's|/.*||; s/^/addr=/'
 dpkg-query -W -f='pkg=${{Package}} ${{db:Status-Abbrev}} ${{Version}}\n' {packages} 2>/dev/null
@@ -56,11 +69,28 @@ for f in {managed}; do
   test -f "$f" && echo "file=$f $(sha1sum < "$f" | cut -d' ' -f1) $(stat -c '%a %U:%G' "$f")"
 done
 systemctl show -p ActiveState -p MainPID -p UnitFileState fail2ban 2>/dev/null | sed 's/^/fail2ban_/'
+# cluster-wide bans: this node's share key and files, its host keys, our authorized_keys lines
+test -r {key}.pub && echo "share_key=$(cut -d' ' -f1,2 {key}.pub)"
+for f in /etc/ssh/ssh_host_*_key.pub; do test -r "$f" && echo "hostkey=$(cut -d' ' -f1,2 "$f")"; done
+test -r {peers} && echo "share_peers=$(tr -d '\n' < {peers})"
+for f in {share_files}; do
+  test -f "$f" && echo "share_file=$f $(sha1sum < "$f" | cut -d' ' -f1) $(stat -c '%a %U:%G' "$f")"
+done
+grep -s '{mark}' /root/.ssh/authorized_keys | sed 's/^/authorized=/'
+systemctl show -p ActiveState -p UnitFileState {service} 2>/dev/null | sed 's/^/share_/'
 t=$(stat -c %Y /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp 2>/dev/null | sort -n | tail -n 1)
 ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' || t=0  # no lists at all: as good as ancient
 echo "apt_lists_age=$(( $(date +%s) - ${{t:-0}} ))"
 """.format(
-    logs=" ".join(LOGS), packages=" ".join(PACKAGES), filter=FILTER, managed=" ".join(MANAGED)
+    logs=" ".join(LOGS),
+    packages=" ".join(PACKAGES),
+    filter=FILTER,
+    managed=" ".join(MANAGED),
+    key=KEY,
+    peers=PEERS,
+    share_files=" ".join(SHARE_FILES),
+    mark=MARK,
+    service=SERVICE,
 )
 
 
@@ -86,6 +116,12 @@ def parse_node(lines):
         "sshd_loglevel": None,
         "journald_storage": None,
         "journald_maxlevelstore": None,
+        "sshd_permitrootlogin": None,
+        "share_key": None,
+        "hostkeys": [],
+        "share_peers": None,
+        "share_files": {},
+        "authorized": [],
     }
     for line in lines:
         key, _, value = line.strip().partition("=")
@@ -96,8 +132,8 @@ def parse_node(lines):
                 node["sshd_ports"].append(value.strip())
             elif key.lower() == "sshd_maxauthtries" and value.strip().isdigit():
                 node["sshd_maxauthtries"] = int(value)
-            elif key.lower() == "sshd_loglevel":
-                node["sshd_loglevel"] = value.strip().upper()
+            elif key.lower() in ("sshd_loglevel", "sshd_permitrootlogin"):
+                node[key.lower()] = value.strip().upper() if "loglevel" in key else value.strip()
             continue
         if key in ("systemd", "journal"):
             node[key] = value == "yes"
@@ -115,9 +151,19 @@ def parse_node(lines):
             name, status, version = (value.split() + ["", "", ""])[:3]
             if status == "ii":
                 node["packages"][name] = version
-        elif key == "file":
+        elif key in ("file", "share_file"):
             path, sha1, mode, owner = value.split()  # ValueError when the line is not 4 fields
-            node["files"][path] = (sha1, mode, owner)
+            node["files" if key == "file" else "share_files"][path] = (sha1, mode, owner)
+        elif key == "share_key":
+            node["share_key"] = value.strip() or None
+        elif key == "hostkey" and len(value.split()) == 2:
+            node["hostkeys"].append(value.strip())
+        elif key == "authorized":
+            node["authorized"].append(value)
+        elif key == "share_peers":
+            node["share_peers"] = _peers(value)
+        elif key in ("share_ActiveState", "share_UnitFileState"):
+            node[key.lower()] = value
         elif key in ("os_id", "os_like", "os_version", "client", "filter_owner"):
             node[key] = value or None
         elif key == "apt_lists_age" and value.lstrip("-").isdigit():
@@ -128,6 +174,15 @@ def parse_node(lines):
         raise ValueError(f"no os_id line in {' | '.join(lines)[:200]!r}")
     node["fail2ban_mainpid"] = int(node.get("fail2ban_mainpid") or 0)
     return node
+
+
+def _peers(text):
+    """The peers a node's peers.json lists, or None when it cannot be read (it is rewritten)."""
+    try:
+        peers = json.loads(text)["peers"]
+        return [p for p in peers if {"name", "address", "port", "hostkeys"} <= set(p)]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class NodeFacts(FactBase):
@@ -150,6 +205,14 @@ class NodeFacts(FactBase):
         "fail2ban_activestate": "active", "fail2ban_mainpid": 321,
         "fail2ban_unitfilestate": "enabled",
         "apt_lists_age": 120,                       # seconds since apt lists were refreshed
+        "sshd_permitrootlogin": "yes",
+        # cluster-wide bans (cluster_bans.py):
+        "share_key": "ssh-ed25519 AAAA...",         # this node's share public key, if made
+        "hostkeys": ["ssh-ed25519 AAAA..."],        # its sshd host keys
+        "share_peers": [{"name": ..., "address": ..., "port": 22, "hostkeys": [...]}],
+        "share_files": {path: (sha1, "600", "root:root")},  # cluster_bans.SHARE_FILES present
+        "authorized": ["restrict,... pve-fail2ban-share@pve2"],  # our authorized_keys lines
+        "share_activestate": "active", "share_unitfilestate": "enabled",
     }
     """
 

@@ -46,10 +46,13 @@ def parse_verify(text):
         "empty_sources": [],  # our jails whose source holds no line at all
         "seen": {},  # {our jail: (failure lines in its source's last lines, of those its filter finds)}
         "action_errors": {},  # {our jail: fail2ban's error line about its action since its start}
+        "share": None,  # the share service's state (cluster-wide bans), when it is expected
     }
     for line in text.splitlines():
         if line.startswith("ping="):
             out["ping"] = line[5:].strip() == "yes"
+        elif line.startswith("share="):
+            out["share"] = line[6:].strip()
         elif line.startswith("firewall="):
             out["firewall"] = line[9:].strip()
         elif line.startswith("rules ") and "=" in line:
@@ -126,6 +129,11 @@ def problems(result, expected_jails, off_jails, tool):
             f"the ban action's tool `{tool}` does not work, bans would not be enforced: "
             f"{result['firewall'] or 'not found'}"
         )
+    if result["share"] not in (None, "active"):
+        found.append(
+            f"cluster-wide bans: pve-fail2ban-share.service is {result['share']}, so this node's "
+            "bans do not reach its peers (journalctl -u pve-fail2ban-share says why)"
+        )
     if result["config_errors"]:
         found.append(
             "the configuration on disk fails `fail2ban-client -t` (the next restart would fail): "
@@ -154,6 +162,8 @@ def summary(result, our_jails):
             f"banned {s.get('banned', 0)}/{s.get('total_banned', 0)}"
             + (f" ({' '.join(s['banned_ips'])})" if s.get("banned_ips") else "")
         )
+    if result.get("share") == "active":
+        parts.append("bans shared with the other nodes")
     if result.get("config_tested"):
         parts.append(f"config test passed ({result['config_tested']})")
     return "; ".join(parts)

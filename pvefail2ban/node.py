@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from pyinfra.api.exceptions import DeployError
 
+from .cluster_bans import ShareError, members
 from .defaults import DEFAULTS
 from .facts import NodeFacts
 from .plan import NodeError, Plan, plan_node, unsupported
@@ -91,7 +92,28 @@ def read_facts(host, in_run):
     return host.get_fact(NodeFacts, _ignore_errors=True)
 
 
-def node_for(host, settings, facts, peers=(), controller=()):
+def sharing_members(inventory, settings, facts):
+    """cluster_bans.members of the inventory: every node's settings (those outside --limit read
+    here too) and facts; a node we cannot serve shares nothing. A bad name stops the run first."""
+    nodes = []
+    for host in inventory:
+        node_facts = facts.get(host.name)
+        usable = node_facts is not None and not unsupported(node_facts)
+        nodes.append(
+            (
+                host.name,
+                host.data.get("ssh_hostname") or host.name,
+                settings.get(host.name) or settings_of(host),
+                node_facts if usable else None,
+            )
+        )
+    try:
+        return members(nodes)
+    except ShareError as error:
+        raise DeployError(f"{error}; nothing was changed") from None
+
+
+def node_for(host, settings, facts, peers=(), controller=(), share=False):
     """Node for `host`: its plan and files, or why it cannot be served."""
     if facts is None:  # pyinfra has failed this node alone and printed why
         return Node(
@@ -100,7 +122,7 @@ def node_for(host, settings, facts, peers=(), controller=()):
             error="its facts could not be read (pyinfra's error above)",
         )
     try:
-        plan = plan_node(settings, facts, peers, controller)
+        plan = plan_node(settings, facts, peers, controller, share)
     except NodeError as error:
         return Node(name=host.name, settings=settings, facts=facts, error=str(error))
     return Node(

@@ -1,5 +1,6 @@
 """The deploy's own pyinfra operations, for what pyinfra's built-in ones cannot say."""
 
+import json
 from io import BytesIO
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringC
 
 from .facts import SCRIPTS
 from .jailstatus import parse_verify, problems, summary
+from .plan import sha1
 
 STAGE = "/var/lib/pve-fail2ban/stage"
 
@@ -59,10 +61,11 @@ def tested_files(files: dict, change: list, remove: list = ()):
 
 
 @operation(is_idempotent=False)
-def verified(jails: list, off: list, tool: str, ping_timeout: int = 30):
+def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, share: str = "-"):
     """Check, every run: fail2ban answers, each of `jails` runs, reads a live source and has its
     firewall rules in place (else fail2ban's own error line is shown), none of `off` runs, the firewall tool of the ban action works, the configuration on disk passes
-    `fail2ban-client -t` and has no ignoreip entry that would kill fail2ban at its next start.
+    `fail2ban-client -t` and has no ignoreip entry that would kill fail2ban at its next start;
+    `share`: the service of cluster-wide bans, which must run (or "-").
     Prints a one-line summary of every running jail; fails the node with the reasons otherwise."""
 
     def check(state, host):
@@ -72,6 +75,7 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30):
                 ping_timeout,
                 tool,
                 (SCRIPTS / "ignoreip_check.py").read_text(),
+                share,
                 *jails,
             ),
             print_output=state.print_output,
@@ -113,3 +117,76 @@ def script_reported(script: str):
         return ok
 
     yield FunctionCommand(run, (), {})
+
+
+def python_script(name, *args):
+    """`python3 -c '<text of pvefail2ban/scripts/NAME>' ARGS...`, quoted, leaving no copy behind."""
+    return StringCommand(
+        "python3",
+        "-c",
+        QuoteString((SCRIPTS / name).read_text()),
+        *(QuoteString(str(a)) for a in args),
+    )
+
+
+@operation()
+def placed_files(files: dict, present: dict, private_dir: str = None):
+    """Put `files` ({path: (bytes, mode)}) in place, root:root, each replaced in one rename.
+    `present`: {path: (sha1, mode, owner)} as the node has them (NodeFacts); `private_dir` is made
+    root-only (0700) before anything is written into it."""
+    change = [
+        p for p, (data, mode) in files.items() if present.get(p) != (sha1(data), mode, "root:root")
+    ]
+    if not change:
+        host.noop("its files are as they should be")
+        return
+    if private_dir:
+        yield StringCommand("install", "-d", "-m", "0700", "-o", "root", "-g", "root", private_dir)
+    yield StringCommand("mkdir", "-p", *sorted({str(Path(p).parent) for p in change}))
+    for path in change:
+        data, mode = files[path]
+        temp = f"{path}.pve-fail2ban-new"
+        yield FileUploadCommand(BytesIO(data), temp)
+        yield StringCommand(
+            "chown", "root:root", temp, "&&", "chmod", mode, temp, "&&", "mv", "-f", temp, path
+        )
+
+
+@operation(is_idempotent=False)
+def share_key(keys: dict, directory: str, key: str, present: str = None):
+    """This node's own share key pair at `key` (ed25519, made here; the private half never leaves
+    the node), its public half recorded in `keys` under the node's name for the peers' lines."""
+    if present:
+        keys[host.name] = present
+        host.noop("its share key exists")
+        return
+
+    def make(state, host):
+        ok, output = host.run_shell_command(
+            StringCommand(
+                "umask 077 && install -d -m 0700", directory, "&& { test -f", key, "|| ssh-keygen -q",
+                "-t ed25519 -N '' -C", f"pve-fail2ban-share@{host.name}", "-f", key, "; } && cut",
+                "-d' ' -f1,2", f"{key}.pub",
+            ),
+            print_output=state.print_output,
+            print_input=state.print_input,
+        )  # fmt: skip
+        if ok and output.stdout_lines:
+            keys[host.name] = output.stdout_lines[-1].strip()
+        return ok
+
+    yield FunctionCommand(make, (), {})
+
+
+@operation(is_idempotent=False)
+def peers_authorized(request, current: list, coming: bool = False):
+    """Root's authorized_keys holds exactly our lines of `request()` (cluster_bans.authorization,
+    called when the operation runs, once every node's key exists); every other line stays.
+    `current`: our lines on the node as read; `coming`: a key is made in this run. Run with
+    `_serial=True`: on PVE the file is one for the whole cluster (pmxcfs)."""
+    wanted = request()
+    kept = [line for line in current if line.rsplit("@", 1)[-1] in wanted["keep"]]
+    if not coming and sorted(current) == sorted([*wanted["want"].values(), *kept]):
+        host.noop("the peers' share keys are authorized, for the receiver only")
+        return
+    yield python_script("authorize.py", json.dumps(wanted, sort_keys=True))

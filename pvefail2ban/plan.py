@@ -56,6 +56,7 @@ class Plan:
     ignoreip: list
     packages: list
     filter_path: str
+    share: bool = False  # our jails send their bans to the peers (cluster_bans.py)
     warnings: list = field(default_factory=list)
 
 
@@ -154,9 +155,10 @@ def unsupported(node):
     return None
 
 
-def plan_node(settings, node, peers=(), controller=()):
+def plan_node(settings, node, peers=(), controller=(), share=False):
     """settings: validated (settings.validate); node: NodeFacts; peers: every address of every
-    inventory node (node.cluster_addresses); controller: this controller's own stable addresses."""
+    inventory node (node.cluster_addresses); controller: this controller's own stable addresses;
+    share: this node shares bans with its peers (cluster_bans.members)."""
     reason = unsupported(node)
     if reason:
         raise NodeError(reason)
@@ -246,6 +248,11 @@ def plan_node(settings, node, peers=(), controller=()):
         packages.append(package)
     missing = [p for p in packages if p not in node["packages"]]
 
+    if share and node.get("sshd_permitrootlogin") == "no":
+        warnings.append(
+            "sshd has PermitRootLogin no: this node cannot receive its peers' bans (their key runs "
+            "one forced command as root; PermitRootLogin forced-commands-only is enough)"
+        )
     ignoreip = list(LOOPBACK)
     if settings["lockout_protection"]:
         if not node.get("client"):
@@ -267,6 +274,7 @@ def plan_node(settings, node, peers=(), controller=()):
         ignoreip=ignoreip,
         packages=missing,
         filter_path=FILTER_LOCAL if node.get("filter_owner") else FILTER,
+        share=share,
         warnings=warnings,
     )
 

@@ -12,10 +12,18 @@ from pyinfra import inventory
 from pyinfra.api import deploy
 
 from .defaults import DEFAULTS
-from .node import cluster_addresses, controller_addresses, node_for, read_facts, settings_of
+from .node import (
+    cluster_addresses,
+    controller_addresses,
+    node_for,
+    read_facts,
+    settings_of,
+    sharing_members,
+)
 from .tasks.configure import configure
 from .tasks.install import install
 from .tasks.preflight import preflight
+from .tasks.share import share
 from .tasks.verify import verify
 from .turns import acting_as, first_turn, in_parallel
 
@@ -34,10 +42,21 @@ def deploy_fail2ban():
     settings = {target.name: settings_of(target) for target in run}
     facts = in_parallel(lambda target: read_facts(target, target in run), list(inventory))
     peers, controller = cluster_addresses(inventory, facts), controller_addresses()
+    sharing = sharing_members(inventory, settings, facts)
+    keys = {}  # share public keys, {name: key}: filled as each node's key is read or made
+    coming = any(m.key is None and facts.get(m.name) for m in sharing)
     for target in run:
         with acting_as(target):
-            node = node_for(target, settings[target.name], facts[target.name], peers, controller)
+            node = node_for(
+                target,
+                settings[target.name],
+                facts[target.name],
+                peers,
+                controller,
+                share=any(m.name == target.name for m in sharing),
+            )
             if preflight(node):
                 install(node)
+                share(node, sharing, keys, coming)
                 configure(node)
                 verify(node)

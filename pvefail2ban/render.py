@@ -9,6 +9,7 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 FILES = HERE / "files"
 FILTER_SOURCE = FILES / "etc/fail2ban/filter.d/proxmox.conf"
+SHARE_ACTION_SOURCE = FILES / "etc/fail2ban/action.d/pve-fail2ban-share.conf"
 OFF_TEMPLATE = "etc/fail2ban/jail.d/_off.j2"
 
 _env = jinja2.Environment(
@@ -35,4 +36,6 @@ def render_files(plan, settings):
     for name, path in plan.off.items():
         files[path] = _env.get_template(OFF_TEMPLATE).render(name=name).encode()
     files[plan.filter_path] = FILTER_SOURCE.read_bytes()
+    if plan.share:
+        files["/" + str(SHARE_ACTION_SOURCE.relative_to(FILES))] = SHARE_ACTION_SOURCE.read_bytes()
     return files

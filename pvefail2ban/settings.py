@@ -136,6 +136,7 @@ CHECKS = {
     "fail2ban_backend": _choice(BACKENDS),
     "fail2ban_banaction": _choice(BANACTIONS),
     "fail2ban_lockout_protection": check_bool,
+    "fail2ban_cluster_bans": check_bool,
     "fail2ban_recidive_enabled": check_bool,
     "fail2ban_recidive_bantime": lambda v: check_time(v, forever_allowed=True),
     "fail2ban_recidive_findtime": check_time,

@@ -1,6 +1,7 @@
 """Verify, every run: fail2ban answers, our jails run on a live source, no jail runs that the
 settings switched off, the ban action's firewall tool works, the configuration passes fail2ban's
 test. One summary line per node, naming every jail that runs, ours or not."""
+from ..cluster_bans import SERVICE
 from ..operations import verified
 
 
@@ -11,4 +12,5 @@ def verify(node):
         off=sorted(node.plan.off),
         tool=node.plan.firewall_tool,
         ping_timeout=node.settings["ping_timeout"],
+        share=SERVICE if node.plan.share else "-",
     )

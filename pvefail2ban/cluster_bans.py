@@ -1,0 +1,168 @@
+"""Cluster-wide bans: what each node needs so that a ban on one node reaches every other at once.
+Pure: the nodes' settings and facts in, files and authorized_keys lines out (the flow is
+pvefail2ban.tasks.share; the node side is scripts/share.py and scripts/receive.py).
+
+How it works, on every node that shares:
+- fail2ban's `pve-fail2ban-share` action (in each of our jails) appends every ban to an outbox;
+- pve-fail2ban-share.service sends it at once over SSH to every peer, with a key made on the node;
+- on the peer, that key may only run the receiver (authorized_keys `restrict,from=,command=`),
+  which checks the request and the peer's own ignoreip, then bans for the time left;
+- a ban received is recorded first, so it is never sent on (no loops);
+- a peer that does not answer keeps its bans queued (on disk too) until it does.
+"""
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+
+SHARE_DIR = "/etc/pve-fail2ban/share"  # root only (0700): the key, the peers, their host keys
+KEY = f"{SHARE_DIR}/id_ed25519"
+PEERS = f"{SHARE_DIR}/peers.json"
+KNOWN_HOSTS = f"{SHARE_DIR}/known_hosts"
+LIB = "/usr/local/lib/pve-fail2ban"
+DAEMON = f"{LIB}/share.py"
+RECEIVER = f"{LIB}/receive.py"
+UNIT = "/etc/systemd/system/pve-fail2ban-share.service"
+SERVICE = "pve-fail2ban-share"
+STATE_DIR = "/var/lib/pve-fail2ban/share"  # outbox, queue, what was received
+ACTION = "/etc/fail2ban/action.d/pve-fail2ban-share.conf"
+SHARE_FILES = (PEERS, KNOWN_HOSTS, DAEMON, RECEIVER, UNIT)  # outside /etc/fail2ban; modes below
+MARK = "pve-fail2ban-share@"  # the comment that makes an authorized_keys line ours
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ShareError(ValueError):
+    """The inventory cannot share bans as it is; the message names what to change."""
+
+
+@dataclass(kw_only=True)
+class Member:
+    """A node that shares bans, as its peers see it."""
+
+    name: str
+    address: str  # where its peers connect (the inventory's address)
+    port: int  # its sshd port
+    addresses: list  # the IP addresses it connects from (its own, read from it)
+    hostkeys: list  # its sshd host keys, "type base64"
+    key: str = None  # its share public key, "ssh-ed25519 base64"; None until made
+
+
+def members(nodes):
+    """The nodes that share bans, from [(name, address, settings, facts)] of every inventory node
+    (facts None when they could not be read). Nobody shares unless two or more nodes do.
+
+    A node that cannot be read this run (down, unreachable) stays a member as the others last
+    knew it (from their peers.json), so nobody drops it and its authorized_keys line stays."""
+    known = {}
+    for _, _, _, facts in nodes:
+        for peer in (facts or {}).get("share_peers") or []:
+            known.setdefault(peer["name"], peer)
+    found = []
+    for name, address, settings, facts in nodes:
+        if not settings["cluster_bans"]:
+            continue
+        if not NAME_RE.match(name):
+            raise ShareError(
+                f"{name!r}: cluster-wide bans need inventory names of letters, digits, '.', '_' "
+                "and '-' (set fail2ban_cluster_bans = False for this node, or rename it)"
+            )
+        if facts is None:
+            if name in known:
+                last = known[name]
+                found.append(
+                    Member(
+                        name=name,
+                        address=last["address"],
+                        port=last["port"],
+                        addresses=[],
+                        hostkeys=last["hostkeys"],
+                    )
+                )
+            continue
+        ips = [a for a in [address, *facts["addresses"]] if _is_ip(a)]
+        found.append(
+            Member(
+                name=name,
+                address=address,
+                port=int((facts["sshd_ports"] or ["22"])[0]),
+                addresses=list(dict.fromkeys(ips)),
+                hostkeys=facts["hostkeys"],
+                key=facts["share_key"],
+            )
+        )
+    return found if len(found) > 1 else []
+
+
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def authorized_line(member):
+    """The authorized_keys line that lets `member`'s share key run the receiver, nothing else."""
+    origin = f'from="{",".join(member.addresses)}",' if member.addresses else ""
+    return f'restrict,{origin}command="{RECEIVER} {member.name}" {member.key} {MARK}{member.name}'
+
+
+def authorization(sharing):
+    """{"want": {name: line}, "keep": [names]} for scripts/authorize.py: a line for every member
+    whose key is known; a member whose key is not (yet) known keeps its line; lines of nodes no
+    longer in the inventory go. The same for every node, so a file shared by all (pmxcfs)
+    converges whichever node writes it."""
+    want = {m.name: authorized_line(m) for m in sharing if m.key}
+    keep = sorted(m.name for m in sharing if not m.key)
+    return {"want": want, "keep": keep}
+
+
+def known_hosts(peers):
+    """known_hosts lines for `peers`: their host keys as read from them (no trust on first use)."""
+    lines = []
+    for peer in peers:
+        where = peer.address if peer.port == 22 else f"[{peer.address}]:{peer.port}"
+        lines += [f"{where} {key}" for key in peer.hostkeys]
+    return "".join(line + "\n" for line in lines)
+
+
+UNIT_TEXT = f"""\
+# Managed by pve-fail2ban (pyinfra deploy): sends this node's bans to its peers.
+[Unit]
+Description=pve-fail2ban: share bans with the other nodes
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=/usr/bin/python3 {DAEMON}
+Restart=always
+RestartSec=2
+StateDirectory=pve-fail2ban/share
+StateDirectoryMode=0700
+UMask=0077
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def share_files(name, jails, sharing, scripts):
+    """{path: (bytes, mode)} of the share files for node `name`; `jails`: our jails running there;
+    `scripts`: the folder of the node scripts (pvefail2ban/scripts)."""
+    peers = [m for m in sharing if m.name != name]
+    config = {
+        "node": name,
+        "jails": sorted(jails),
+        "peers": [
+            {"name": p.name, "address": p.address, "port": p.port, "hostkeys": p.hostkeys}
+            for p in peers
+        ],
+    }
+    return {
+        PEERS: (json.dumps(config, indent=1, sort_keys=True).encode() + b"\n", "600"),
+        KNOWN_HOSTS: (known_hosts(peers).encode(), "600"),
+        DAEMON: ((scripts / "share.py").read_bytes(), "755"),
+        RECEIVER: ((scripts / "receive.py").read_bytes(), "755"),
+        UNIT: (UNIT_TEXT.encode(), "644"),
+    }

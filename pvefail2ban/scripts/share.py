@@ -1,0 +1,346 @@
+#!/usr/bin/python3
+"""pve-fail2ban-share.service: every ban of our jails on this node, sent to every peer at once.
+
+fail2ban's pve-fail2ban-share action appends one line per ban to OUTBOX (it never waits for the
+network). This daemon wakes on that (inotify; no polling), and sends each ban to every peer over
+SSH with this node's own share key, which the peers accept for one thing only: their receiver
+(receive.py). One connection per peer at most, opened on demand, kept for LINGER seconds after
+its last request; bans not yet acknowledged stay queued (also on disk, PENDING) and are sent when
+the peer answers again (retried every RETRY_MAX seconds at most), minus the time that has passed;
+a ban whose time ran out is dropped. A ban this node received from a peer is never sent on.
+
+    ban <jail> <ip> <time of ban> <ban time>   (the action's line; ban time -1 = for ever)
+    forget <ip>                                (unban.py: drop what is queued for that address)
+
+Only the standard library; the peers, their addresses and host keys come from CONFIG (written by
+the deploy).
+"""
+
+import ctypes
+import fcntl
+import json
+import math
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+CONFIG = "/etc/pve-fail2ban/share/peers.json"
+KEY = "/etc/pve-fail2ban/share/id_ed25519"
+KNOWN_HOSTS = "/etc/pve-fail2ban/share/known_hosts"
+VAR = "/var/lib/pve-fail2ban/share"
+OUTBOX = f"{VAR}/outbox"
+RECEIVED = f"{VAR}/received"
+PENDING = f"{VAR}/pending.json"
+WINDOW = 200  # requests in flight per peer (one line each, well inside a pipe's buffer)
+LINGER = 30  # seconds a connection stays open after its last request
+RETRY_MAX = 10  # a peer that does not answer is tried again at most this much later
+ACK_TIMEOUT = 20  # a peer that leaves a request unanswered this long is reconnected
+CONNECT_TIMEOUT = 3
+ROTATE = 1 << 20  # outbox bytes after which it is renamed (and its tail still read)
+BAN = re.compile(r"^ban (\S+) (\S+) ([0-9.]+) (-?[0-9]+)$")
+IN_MODIFY, IN_CREATE, IN_MOVED_TO = 0x2, 0x100, 0x80
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)  # the journal, unit pve-fail2ban-share
+
+
+def ban_end(banned_at, bantime):
+    """When a ban of `bantime` seconds made at `banned_at` ends; 0 = never."""
+    return 0 if bantime < 0 else banned_at + bantime
+
+
+def seconds_left(end, now):
+    """What to send for a ban ending at `end`: -1 for ever, else whole seconds, None when over."""
+    if end == 0:
+        return -1
+    left = math.ceil(end - now)
+    return left if left > 0 else None
+
+
+class Tail:
+    """New lines appended to a file, from where the last read stopped (survives a rename)."""
+
+    def __init__(self, path):
+        self.path, self.file, self.old = path, None, None
+
+    def lines(self):
+        found = []
+        if self.old is not None:  # writers that opened the renamed file just before it moved
+            found += self.old.read().splitlines()
+        try:
+            ino = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            ino = None
+        if self.file is not None and (ino is None or os.fstat(self.file.fileno()).st_ino != ino):
+            found += self.file.read().splitlines()
+            self.file.close()
+            self.file = None
+        if self.file is None and ino is not None:
+            self.file = open(self.path)
+        if self.file is not None:
+            found += self.file.read().splitlines()
+        return found
+
+    def rotate(self):
+        """Start a fresh file once this one is large and fully read."""
+        if self.file is None or self.file.tell() < ROTATE:
+            return
+        if self.old is not None:
+            self.old.close()
+        os.rename(self.path, self.path + ".old")
+        self.old, self.file = self.file, None
+
+
+class Peer:
+    def __init__(self, name, address, port):
+        self.name, self.address, self.port = name, address, port
+        self.queue = {}  # (jail, ip) -> end
+        self.inflight = {}  # (jail, ip) -> when sent
+        self.proc, self.buffer = None, b""
+        self.next_try, self.failures, self.last_used = 0.0, 0, 0.0
+
+    def command(self):
+        return [
+            "ssh", "-F", "/dev/null", "-T", "-i", KEY, "-p", str(self.port), "-l", "root",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+            "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2", "-o", "LogLevel=ERROR",
+            self.address,
+        ]  # fmt: skip
+
+    def connect(self, now):
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        self.buffer, self.inflight, self.last_used = b"", {}, now
+
+    def close(self, now, failed):
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
+        self.proc, self.inflight, self.buffer = None, {}, b""
+        if failed:
+            self.failures += 1
+            self.next_try = now + min(RETRY_MAX, 2 ** (self.failures - 1))
+
+    def send(self, now):
+        """Send queued bans (up to WINDOW in flight); drop those whose time ran out."""
+        lines = []
+        for key, end in list(self.queue.items()):
+            if len(self.inflight) + len(lines) >= WINDOW:
+                break
+            if key in self.inflight:
+                continue
+            left = seconds_left(end, now)
+            if left is None:
+                del self.queue[key]
+                continue
+            lines.append((key, f"ban {key[0]} {key[1]} {left}\n"))
+        if not lines:
+            return
+        try:
+            self.proc.stdin.write("".join(text for _, text in lines).encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, BlockingIOError, OSError):
+            self.close(now, failed=True)
+            return
+        for key, _ in lines:
+            self.inflight[key] = now
+        self.last_used = now
+
+    def answers(self, now):
+        """Read the peer's answers; False when the connection ended."""
+        try:
+            chunk = self.proc.stdout.read()
+        except (BlockingIOError, OSError):
+            chunk = b""
+        if chunk is None:
+            chunk = b""
+        ended = chunk == b"" and self.proc.poll() is not None
+        self.buffer += chunk
+        *complete, self.buffer = self.buffer.split(b"\n")
+        for raw in complete:
+            word, _, rest = raw.decode(errors="replace").partition(" ")
+            parts = rest.split(" ", 2)
+            key = tuple(parts[:2]) if len(parts) >= 2 else None
+            if word in ("ok", "ignored") and key in self.inflight:
+                self.queue.pop(key, None)
+                self.inflight.pop(key, None)
+                self.failures = 0
+                if word == "ignored":
+                    log(f"{self.name}: {rest}")
+            elif word == "later" and key in self.inflight:
+                log(f"{self.name}: {rest}")
+                self.close(now, failed=True)
+                return True
+            else:  # refused: never retried, the peer logged why
+                log(f"{self.name} refused: {rest}")
+                if key in self.inflight:
+                    self.queue.pop(key, None)
+                    self.inflight.pop(key, None)
+        self.last_used = now if complete else self.last_used
+        return not ended
+
+    def due(self, now):
+        """When this peer next needs the loop's attention (None: not before an event)."""
+        if self.proc is None:
+            return max(self.next_try, now) if self.queue else None
+        times = [self.last_used + LINGER]
+        if self.inflight:
+            times.append(min(self.inflight.values()) + ACK_TIMEOUT)
+        return min(times)
+
+
+class Share:
+    def __init__(self, config):
+        self.peers = [Peer(p["name"], p["address"], p["port"]) for p in config["peers"]]
+        self.received = {}  # (jail, ip) -> (end, origin)
+        self.outbox, self.inbox = Tail(OUTBOX), Tail(RECEIVED)
+        self.saved = None
+        self.load()
+
+    def load(self):
+        try:
+            with open(PENDING) as saved:
+                pending = json.load(saved)
+        except (OSError, ValueError):
+            return
+        for peer in self.peers:
+            for jail, ip, end in pending.get(peer.name, []):
+                peer.queue[(jail, ip)] = end
+
+    def save(self):
+        pending = {p.name: sorted([*k, e] for k, e in p.queue.items()) for p in self.peers}
+        text = json.dumps(pending, sort_keys=True)
+        if text == self.saved:
+            return
+        with open(PENDING + ".new", "w") as out:
+            out.write(text)
+        os.replace(PENDING + ".new", PENDING)
+        self.saved = text
+
+    def read_received(self, now):
+        for line in self.inbox.lines():
+            parts = line.split()
+            if len(parts) == 4 and parts[0].isdigit():
+                self.received[(parts[1], parts[2])] = (int(parts[0]), parts[3])
+        for key, (end, _) in list(self.received.items()):
+            if end and end < now - 60:
+                del self.received[key]
+        self.compact_received()
+
+    def compact_received(self):
+        """Rewrite the received file without what ended, once it has grown large."""
+        try:
+            if os.path.getsize(RECEIVED) < ROTATE:
+                return
+        except OSError:
+            return
+        with open(RECEIVED, "r+") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            self.inbox.lines()  # whatever came meanwhile, under the receivers' lock
+            file.seek(0)
+            file.truncate()
+            file.writelines(f"{e} {k[0]} {k[1]} {o}\n" for k, (e, o) in self.received.items())
+            file.flush()
+        self.inbox = Tail(RECEIVED)
+        self.inbox.lines()
+
+    def read_outbox(self, now):
+        self.read_received(now)  # a received ban is recorded before it is banned: read it first
+        for line in self.outbox.lines():
+            match = BAN.match(line)
+            if match:
+                jail, ip, banned_at, bantime = match.groups()
+                if (jail, ip) in self.received:
+                    continue  # it came from a peer: sending it on would loop
+                end = ban_end(float(banned_at), int(bantime))
+                if seconds_left(end, now) is None:
+                    continue
+                for peer in self.peers:
+                    peer.queue[(jail, ip)] = end
+            elif line.startswith("forget "):
+                ip = line.split()[1]
+                for peer in self.peers:
+                    for key in [k for k in peer.queue if k[1] == ip]:
+                        del peer.queue[key]
+                self.received = {k: v for k, v in self.received.items() if k[1] != ip}
+        self.outbox.rotate()
+
+    def step(self, now):
+        for peer in self.peers:
+            if peer.proc is None and peer.queue and now >= peer.next_try:
+                peer.connect(now)
+            if peer.proc is None:
+                continue
+            if peer.inflight and now - min(peer.inflight.values()) > ACK_TIMEOUT:
+                log(f"{peer.name}: no answer for {ACK_TIMEOUT}s, reconnecting")
+                peer.close(now, failed=True)
+                continue
+            if not peer.queue and now - peer.last_used > LINGER:
+                peer.close(now, failed=False)
+                continue
+            peer.send(now)
+        self.save()
+
+    def timeout(self, now):
+        times = [t for t in (p.due(now) for p in self.peers) if t is not None]
+        return max(0.0, min(times) - now) if times else None
+
+
+def inotify(path):
+    """An inotify descriptor watching `path` for new data, or None where there is none."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if (
+            fd < 0
+            or libc.inotify_add_watch(fd, path.encode(), IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0
+        ):
+            return None
+        return fd
+    except (OSError, AttributeError):
+        return None
+
+
+def main():
+    os.umask(0o077)
+    os.makedirs(VAR, mode=0o700, exist_ok=True)
+    with open(CONFIG) as config:
+        share = Share(json.load(config))
+    log(f"sharing bans with {', '.join(p.name for p in share.peers) or 'no peer'}")
+    watch = inotify(VAR)
+    while True:
+        now = time.time()
+        share.read_outbox(now)
+        share.step(now)
+        wait = share.timeout(now)
+        if watch is None:
+            wait = 0.5 if wait is None else min(wait, 0.5)
+        readers = ([watch] if watch is not None else []) + [
+            p.proc.stdout for p in share.peers if p.proc is not None
+        ]
+        ready, _, _ = select.select(readers, [], [], wait)
+        now = time.time()
+        if watch in ready:
+            os.read(watch, 65536)
+        for peer in share.peers:
+            if peer.proc is not None and peer.proc.stdout in ready and not peer.answers(now):
+                peer.close(now, failed=bool(peer.queue))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Share: cluster-wide bans (pvefail2ban.cluster_bans). Each node's own share key, made on the
+node; its peers' keys allowed to run the receiver and nothing else (root's authorized_keys,
+edited one node at a time: on PVE that file is shared by the whole cluster); the peers and their
+host keys; pve-fail2ban-share.service running. Off (or no peer): all of it taken away again."""
+from dataclasses import replace
+
+from pyinfra.operations import server
+
+from ..cluster_bans import (
+    KEY,
+    LIB,
+    SERVICE,
+    SHARE_DIR,
+    STATE_DIR,
+    UNIT,
+    authorization,
+    share_files,
+)
+from ..facts import SCRIPTS
+from ..operations import peers_authorized, placed_files, share_key
+from ..plan import sha1
+
+UNSHARE = (
+    f"systemctl disable --now {SERVICE} 2>/dev/null; rm -f {UNIT}; systemctl daemon-reload; "
+    f"rm -rf {SHARE_DIR} {LIB} {STATE_DIR}"
+)
+
+
+def authorize(node, sharing, keys, coming):
+    """Root's authorized_keys: the share keys of every member, for the receiver only."""
+    peers_authorized(
+        name="Peers' share keys authorized on this node, for the ban receiver only",
+        request=lambda: authorization([replace(m, key=keys.get(m.name) or m.key) for m in sharing]),
+        current=node.facts["authorized"],
+        coming=coming,
+        _serial=True,  # one node at a time: on PVE every node's authorized_keys is one file
+    )
+
+
+def share(node, sharing, keys, coming):
+    """`sharing`: the members (cluster_bans.members), the same for every node of the run;
+    `keys`: {name: share public key}, filled as the keys are made; `coming`: a node of the run
+    makes its key in this run (so the lines change once it exists)."""
+    facts = node.facts
+    if not node.plan.share:
+        if facts["share_files"] or facts.get("share_activestate") == "active":
+            server.shell(name="Cluster-wide bans switched off on this node", commands=[UNSHARE])
+        if not sharing and facts["authorized"]:
+            authorize(node, sharing, keys, coming)
+        return
+    share_key(
+        name="This node's share key (made here, never leaves it)",
+        keys=keys,
+        directory=SHARE_DIR,
+        key=KEY,
+        present=facts["share_key"],
+    )
+    files = share_files(node.name, [j.name for j in node.plan.jails], sharing, SCRIPTS)
+    changed = [p for p, (data, mode) in files.items() if facts["share_files"].get(p) != (sha1(data), mode, "root:root")]
+    placed_files(
+        name="Share service, receiver, peers and their host keys in place",
+        files=files,
+        present=facts["share_files"],
+        private_dir=SHARE_DIR,
+    )
+    authorize(node, sharing, keys, coming)
+    if changed or facts.get("share_activestate") != "active" or facts.get("share_unitfilestate") != "enabled":
+        server.shell(
+            name="Share service running with its peers",
+            commands=[f"systemctl daemon-reload && systemctl enable -q {SERVICE} && systemctl restart {SERVICE}"],
+        )
