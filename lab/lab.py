@@ -6,7 +6,7 @@ ever touched.
 
 import io
 import ipaddress
-import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -21,6 +21,7 @@ from .images import ensure_images
 
 ROLE = "pvelab.role"
 VARIANT = "pvelab.variant"
+SHARED_PRIV = "/etc/pve/priv"  # where PVE's pmxcfs keeps the cluster's authorized_keys
 
 
 class LabError(Exception):
@@ -103,6 +104,9 @@ class Lab:
         self.key_path = config.STATE_DIR / "id_ed25519"
         self.known_hosts = config.STATE_DIR / "known_hosts"
         self.inventory_path = config.STATE_DIR / "inventory.py"
+        self.shared_keys = (
+            None  # the host directory standing in for pmxcfs, when up(shared_keys=True)
+        )
 
     # ---- what is running -------------------------------------------------------------------
     def _containers(self, role=None):
@@ -144,14 +148,17 @@ class Lab:
         for network in self.client.networks.list(filters={"label": config.LABEL}):
             network.remove()
 
-    def up(self, count=None, variants=None, ipv4_only=(), delay=None):
+    def up(self, count=None, variants=None, ipv4_only=(), delay=None, shared_keys=False):
         """Start a fresh lab of `count` nodes (or the `variants` given) plus the attacker.
         `ipv4_only`: names of nodes whose PVE listens on IPv4 only; `delay`: the simulated PVE's
-        answer delay for failed logins (default config.FAIL_DELAY)."""
+        answer delay for failed logins (default config.FAIL_DELAY); `shared_keys`: root's
+        authorized_keys on every node is a symlink into one directory all nodes share, as PVE's
+        pmxcfs makes it (/root/.ssh/authorized_keys -> /etc/pve/priv/authorized_keys)."""
         variants = plan_nodes(count, variants)
         self.down()
         images = ensure_images(sorted(set(variants)) + ["attacker"], self.client)
         self._ensure_key()
+        self.shared_keys = self._shared_keys_dir() if shared_keys else None
         network = self._network()
         try:
             for index, variant in enumerate(variants, start=1):
@@ -197,6 +204,16 @@ class Lab:
         fresh = next(n for n in self.nodes() if n.name == node.name)
         self.wait_ready(fresh)
         return fresh
+
+    def _shared_keys_dir(self):
+        """A fresh host directory standing in for /etc/pve/priv (pmxcfs), holding the controller's key."""
+        shared = config.STATE_DIR / "pmxcfs-priv"
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir(parents=True, mode=0o700)
+        keys = shared / "authorized_keys"
+        keys.write_bytes(self.key_path.with_suffix(".pub").read_bytes())
+        keys.chmod(0o600)
+        return shared
 
     def _ensure_key(self):
         if not self.key_path.exists():
@@ -256,7 +273,14 @@ class Lab:
                     cap_add=["SYS_ADMIN", "NET_ADMIN"],
                     security_opt=["seccomp=unconfined", "apparmor=unconfined"],
                     cgroupns="host",
-                    volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+                    volumes={
+                        "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                        **(
+                            {str(self.shared_keys): {"bind": SHARED_PRIV, "mode": "rw"}}
+                            if self.shared_keys
+                            else {}
+                        ),
+                    },
                     tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
                     stop_signal="SIGRTMIN+3",
                 )
@@ -266,7 +290,8 @@ class Lab:
         )
         if systemd:
             pub = (self.key_path.with_suffix(".pub")).read_bytes()
-            container.put_archive("/root/.ssh", _tar({"authorized_keys": (pub, 0o600)}))
+            keys = (f"{SHARED_PRIV}/authorized_keys", None) if self.shared_keys else (pub, 0o600)
+            container.put_archive("/root/.ssh", _tar({"authorized_keys": keys}))
             container.put_archive(
                 "/etc/pvelab", _tar({"pvedaemon.env": (simulator.encode(), 0o644)})
             )
@@ -305,9 +330,21 @@ class Lab:
                 lines.append(f"{names} {keytype} {blob}")
         self.known_hosts.write_text("\n".join(lines) + "\n")
 
-    def write_inventory(self, nodes):
-        """A pyinfra inventory for the running lab: nodes in group pve_nodes, SSH as root by key."""
-        hosts = [(n.name, {"ssh_hostname": n.ip, "lab_variant": n.variant}) for n in nodes]
+    def write_inventory(self, nodes, host_data=None, path=None):
+        """A pyinfra inventory for the running lab: nodes in group pve_nodes, SSH as root by key.
+        `host_data`: {name: {setting: value}} added to those nodes' data; `path`: where to write it
+        (default: the lab's inventory)."""
+        hosts = [
+            (
+                n.name,
+                {
+                    "ssh_hostname": n.ip,
+                    "lab_variant": n.variant,
+                    **(host_data or {}).get(n.name, {}),
+                },
+            )
+            for n in nodes
+        ]
         text = f'''"""pyinfra inventory of the running lab (written by `python -m lab up`; do not edit)."""
 _ssh = {{
     "ssh_user": "root",
@@ -316,12 +353,13 @@ _ssh = {{
     "ssh_strict_host_key_checking": "yes",
 }}
 pve_nodes = [
-{"".join(f"    ({name!r}, dict(_ssh, **{json.dumps(data)})),{chr(10)}" for name, data in hosts)}]
+{"".join(f"    ({name!r}, dict(_ssh, **{data!r})),{chr(10)}" for name, data in hosts)}]
 '''
-        self.inventory_path.write_text(text)
-        return self.inventory_path
+        path = path or self.inventory_path
+        path.write_text(text)
+        return path
 
-    def pyinfra(self, *args, deploy="deploy.py", timeout=900, yes=True):
+    def pyinfra(self, *args, deploy="deploy.py", timeout=900, yes=True, inventory=None):
         """Run `pyinfra -y <lab inventory> <deploy> ARGS` from the project root, as a user would.
         Returns the CompletedProcess with `.text` = stdout + stderr."""
         cmd = [
@@ -329,7 +367,7 @@ pve_nodes = [
             "-m",
             "pyinfra",
             *(["-y"] if yes else []),
-            str(self.inventory_path),
+            str(inventory or self.inventory_path),
             deploy,
             *args,
         ]
@@ -368,6 +406,10 @@ def _tar(files):
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, (data, mode) in files.items():
             info = tarfile.TarInfo(name)
+            if mode is None:  # a symbolic link to `data`
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tar.addfile(info)
+                continue
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()

@@ -13,6 +13,7 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server
 
+from .cluster_bans import STATE_DIR
 from .day2 import (
     bans_to_sync,
     check_ban_allowed,
@@ -23,8 +24,9 @@ from .day2 import (
 )
 from .facts import Fail2banState, NodeFacts
 from .node import inventory_addresses
-from .operations import STAGE, script_reported
+from .operations import STAGE, peers_authorized, script_reported
 from .plan import files_to_remove
+from .tasks.share import UNSHARE
 from .turns import acting_as, first_turn, in_parallel, reach
 
 
@@ -123,6 +125,11 @@ def unban_fail2ban(ip):
                 name=f"{address} unbanned from jail {jail} (it was banned here)",
                 commands=[f"fail2ban-client set {jail} unbanip {address}"],
             )
+        if current["shares"]:  # no peer that is down gets it later from this node's queue
+            server.shell(
+                name=f"{address} no longer queued for peers that are down (cluster-wide bans)",
+                commands=[f"printf 'forget %s\\n' {address} >> {STATE_DIR}/outbox"],
+            )
 
 
 @deploy("fail2ban sync bans")
@@ -154,6 +161,16 @@ def remove_fail2ban(purge=False):
     facts = host.get_fact(NodeFacts)
     if facts is None:
         return
+    if facts["share_files"] or facts.get("share_activestate") == "active":
+        server.shell(name="Cluster-wide bans taken away (service, key, peers)", commands=[UNSHARE])
+    if facts["authorized"]:
+        others = sorted(h.name for h in inventory if not state.is_host_in_limit(h))
+        peers_authorized(
+            name="Our lines taken out of root's authorized_keys (no other line touched)",
+            request=lambda: {"want": {}, "keep": others},
+            current=facts["authorized"],
+            _serial=True,  # one node at a time: on PVE every node's authorized_keys is one file
+        )
     removed = [
         files.file(name=f"{path} removed", path=path, present=False)
         for path in files_to_remove({}, facts)

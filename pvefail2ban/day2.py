@@ -14,7 +14,9 @@ def parse_state(text):
     state = json.loads(text)
     if not isinstance(state, dict) or not {"running", "active", "jails", "events"} <= set(state):
         raise ValueError(f"not the state script's JSON: {text[:200]!r}")
+    state.setdefault("shares", False)
     for jail in state["jails"].values():
+        jail.setdefault("from", {})  # {address: the peer it was received from}
         held = set(jail["firewall"])
         jail["not_enforced"] = [ip for ip in jail["banned_ips"] if ip not in held]
     return state
@@ -86,7 +88,11 @@ def status_rows(states):
                     str(jail.get("total_failed", 0)),
                     str(jail.get("banned", 0)),
                     str(jail.get("total_banned", 0)),
-                    " ".join(jail["banned_ips"]) + (f"  {flag}" if flag else ""),
+                    " ".join(
+                        f"{ip} (from {jail['from'][ip]})" if ip in jail["from"] else ip
+                        for ip in jail["banned_ips"]
+                    )
+                    + (f"  {flag}" if flag else ""),
                 ]
             )
     return rows

@@ -245,7 +245,9 @@ class Fail2banState(FactBase):
         "jails": {"sshd": {"failed": 0, "total_failed": 3, "banned": 1, "total_banned": 1,
                            "banned_ips": ["192.0.2.7"], "journal_matches": "...", "file_list": None,
                            "ignoreip": ["127.0.0.1/8"], "firewall": ["192.0.2.7"],
-                           "not_enforced": []}},
+                           "not_enforced": [],
+                           "from": {"192.0.2.7": "pve2"}}},  # bans received from that peer
+        "shares": True,           # this node shares bans (cluster-wide bans)
         "events": ["2026-11-24 23:01:54,344 ... [sshd] Ban 192.0.2.7"],  # last Ban/Unban lines
     }
     """

@@ -19,7 +19,12 @@ BANACTIONS = {
 }
 # A banned client gets a TCP reset: refused at once. (The default ICMP port-unreachable is
 # rate-limited by the kernel, so a banned client may wait a second or more to learn it is refused.)
-BLOCKTYPES = {"nftables": "reject with tcp reset", "iptables": "REJECT --reject-with tcp-reset"}
+# iptables accepts tcp-reset only in a rule that matches TCP: the ban rule (`-s <ip> -j <blocktype>`)
+# gets `-p tcp` from here (iptables 1.8.9 of Debian 12 refuses the rule otherwise; 1.8.11 does not).
+BLOCKTYPES = {
+    "nftables": "reject with tcp reset",
+    "iptables": "REJECT --reject-with tcp-reset -p tcp",
+}
 
 
 class NodeError(Exception):

@@ -7,7 +7,8 @@ SSH with this node's own share key, which the peers accept for one thing only: t
 (receive.py). One connection per peer at most, opened on demand, kept for LINGER seconds after
 its last request; bans not yet acknowledged stay queued (also on disk, PENDING) and are sent when
 the peer answers again (retried every RETRY_MAX seconds at most), minus the time that has passed;
-a ban whose time ran out is dropped. A ban this node received from a peer is never sent on.
+a ban whose time ran out is dropped. A ban this node received from a peer is never sent on, and is lifted when its time on the origin
+is over.
 
     ban <jail> <ip> <time of ban> <ban time>   (the action's line; ban time -1 = for ever)
     forget <ip>                                (unban.py: drop what is queued for that address)
@@ -208,6 +209,7 @@ class Share:
     def __init__(self, config):
         self.peers = [Peer(p["name"], p["address"], p["port"]) for p in config["peers"]]
         self.received = {}  # (jail, ip) -> (end, origin)
+        self.ended = set()  # received bans lifted at their origin's end
         self.outbox, self.inbox = Tail(OUTBOX), Tail(RECEIVED)
         self.saved = None
         self.load()
@@ -232,26 +234,45 @@ class Share:
         os.replace(PENDING + ".new", PENDING)
         self.saved = text
 
-    def read_received(self, now):
-        for line in self.inbox.lines():
+    def take_received(self, lines):
+        for line in lines:
             parts = line.split()
             if len(parts) == 4 and parts[0].isdigit():
                 self.received[(parts[1], parts[2])] = (int(parts[0]), parts[3])
+
+    def read_received(self, now):
+        self.take_received(self.inbox.lines())
+        self.end_received(now)
         for key, (end, _) in list(self.received.items()):
             if end and end < now - 60:
                 del self.received[key]
+                self.ended.discard(key)
         self.compact_received()
 
-    def compact_received(self):
-        """Rewrite the received file without what ended, once it has grown large."""
+    def end_received(self, now):
+        """Lift received bans whose time on the origin is over (this node's jail may ban longer):
+        one fail2ban-client call per jail for all that ended."""
+        over = {}
+        for key, (end, _) in self.received.items():
+            if end and end <= now and key not in self.ended:
+                over.setdefault(key[0], []).append(key)
+        for jail, keys in over.items():
+            ips = [ip for _, ip in keys]
+            subprocess.run(
+                ["fail2ban-client", "set", jail, "unbanip", *ips], capture_output=True, timeout=60
+            )
+            self.ended.update(keys)
+
+    def compact_received(self, now=False):
+        """Rewrite the received file without what ended, once it has grown large (or `now`)."""
         try:
-            if os.path.getsize(RECEIVED) < ROTATE:
+            if os.path.getsize(RECEIVED) < ROTATE and not now:
                 return
         except OSError:
             return
         with open(RECEIVED, "r+") as file:
             fcntl.flock(file, fcntl.LOCK_EX)
-            self.inbox.lines()  # whatever came meanwhile, under the receivers' lock
+            self.take_received(self.inbox.lines())  # what came meanwhile, under the receivers' lock
             file.seek(0)
             file.truncate()
             file.writelines(f"{e} {k[0]} {k[1]} {o}\n" for k, (e, o) in self.received.items())
@@ -278,6 +299,7 @@ class Share:
                     for key in [k for k in peer.queue if k[1] == ip]:
                         del peer.queue[key]
                 self.received = {k: v for k, v in self.received.items() if k[1] != ip}
+                self.compact_received(now=True)  # banned here again later, it is shared again
         self.outbox.rotate()
 
     def step(self, now):
@@ -298,6 +320,7 @@ class Share:
 
     def timeout(self, now):
         times = [t for t in (p.due(now) for p in self.peers) if t is not None]
+        times += [e for k, (e, _) in self.received.items() if e and k not in self.ended]
         return max(0.0, min(times) - now) if times else None
 
 

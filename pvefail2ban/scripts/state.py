@@ -8,13 +8,16 @@ Only the standard library and fail2ban's own modules are used.
 """
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 
 SOCKET = "/var/run/fail2ban/fail2ban.sock"
 LOG = "/var/log/fail2ban.log"
+SHARE = "/var/lib/pve-fail2ban/share"  # cluster-wide bans: what this node received, from whom
 FIELDS = {
     "Currently failed": "failed",
     "Total failed": "total_failed",
@@ -85,8 +88,30 @@ def last_events(count=10):
         return []
 
 
+def received(now):
+    """{jail: {address: origin node}} of the bans received from peers that still run."""
+    found = {}
+    try:
+        with open(f"{SHARE}/received") as lines:
+            for line in lines:
+                parts = line.split()
+                if len(parts) == 4 and parts[0].isdigit():
+                    end, jail, address, origin = parts
+                    if int(end) == 0 or int(end) > now:
+                        found.setdefault(jail, {})[address] = origin
+    except OSError:
+        pass
+    return found
+
+
 def read():
-    state = {"running": False, "active": None, "jails": {}, "events": last_events()}
+    state = {
+        "running": False,
+        "active": None,
+        "jails": {},
+        "events": last_events(),
+        "shares": os.path.isdir(SHARE),
+    }
     try:
         from fail2ban.client.csocket import CSocket
 
@@ -98,6 +123,7 @@ def read():
         return state
     _, status = sock.send(["status"])
     names = [n.strip() for n in dict(status).get("Jail list", "").split(",") if n.strip()]
+    origins = received(time.time())
     for name in names:
         code, answer = sock.send(["status", name])
         if code != 0:
@@ -106,6 +132,9 @@ def read():
         code, ignoreip = sock.send(["get", name, "ignoreip"])
         jail["ignoreip"] = [str(entry) for entry in ignoreip] if code == 0 else []
         jail["firewall"] = firewall_holds(name)
+        jail["from"] = {
+            ip: origin for ip, origin in origins.get(name, {}).items() if ip in jail["banned_ips"]
+        }
         state["jails"][name] = jail
     sock.close()
     return state

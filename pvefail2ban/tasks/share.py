@@ -22,7 +22,7 @@ from ..plan import sha1
 
 UNSHARE = (
     f"systemctl disable --now {SERVICE} 2>/dev/null; rm -f {UNIT}; systemctl daemon-reload; "
-    f"rm -rf {SHARE_DIR} {LIB} {STATE_DIR}"
+    f"rm -rf {SHARE_DIR} {LIB} {STATE_DIR}; rmdir {SHARE_DIR.rsplit('/', 1)[0]} 2>/dev/null; true"
 )
 
 

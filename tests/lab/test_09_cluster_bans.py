@@ -1,0 +1,266 @@
+"""Cluster-wide bans: an attacker banned by one node is refused by every node, with no loop, no lost
+ban while a peer is down, and a share key that can do one thing only. One node of each variant;
+pve3 bans with iptables, the others with nftables (a mixed cluster)."""
+
+import ipaddress
+import json
+import re
+import time
+
+import pytest
+
+from lab import attack, config
+from lab.checks import banned, wait_for
+
+KEY = "/etc/pve-fail2ban/share/id_ed25519"
+MIXED = {"pve3": {"fail2ban_banaction": "iptables"}}
+
+
+@pytest.fixture(scope="module")
+def lab(lab_control):
+    lab_control.up()
+    lab_control.write_inventory(lab_control.nodes(), host_data=MIXED)
+    run = lab_control.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    yield lab_control
+    lab_control.write_inventory(lab_control.nodes())
+
+
+def bans_logged(node, address):
+    """fail2ban's own `Ban <address>` lines on `node`, per jail."""
+    text = node.sh("grep -h ' Ban ' /var/log/fail2ban.log || true")[1]
+    return re.findall(rf"\[(\w+)\] Ban {re.escape(address)}$", text, re.M)
+
+
+def queued(node):
+    """What `node`'s share service still has to send, per peer."""
+    text = node.sh("cat /var/lib/pve-fail2ban/share/pending.json 2>/dev/null || echo {}")[1]
+    return {peer: items for peer, items in json.loads(text).items() if items}
+
+
+def unban_everywhere(lab, address):
+    run = lab.pyinfra("--data", f"ip={address}", deploy="unban.py")
+    assert run.returncode == 0, run.text[-3000:]
+
+
+def with_share_key(node, peer, *options, stdin="", timeout=20):
+    """Run ssh from `node` to `peer` with `node`'s share key, as a thief of that key would."""
+    command = (
+        f"timeout {timeout} ssh -T -i {KEY} -o BatchMode=yes -o StrictHostKeyChecking=no "
+        f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=5 {' '.join(options)} root@{peer.ip}"
+    )
+    return node.sh(f"printf '{stdin}' | {command} 2>&1", timeout=timeout + 10)
+
+
+def test_an_attacker_banned_on_one_node_is_refused_by_every_node_once(lab):
+    nodes, attacker = lab.nodes(), lab.attacker()
+    origin, peers = nodes[0], nodes[1:]
+    assert all(attack.port_open(attacker, n, 22) for n in nodes)
+    attack.ssh_login(attacker, origin, count=4)
+    assert wait_for(lambda: banned(origin, "sshd")) == [config.ATTACKER_IP]
+    for peer in peers:  # nftables (pve2) and iptables (pve3) alike
+        assert wait_for(lambda p=peer: not attack.port_open(attacker, p, 22), timeout=10), peer.name
+        assert config.ATTACKER_IP in banned(peer, "sshd")
+    time.sleep(3)  # anything that would loop has had time to
+    for node in nodes:
+        assert bans_logged(node, config.ATTACKER_IP) == ["sshd"], node.name
+        assert queued(node) == {}, f"{node.name} keeps sending"
+    run = lab.pyinfra("-y", deploy="status.py")
+    for peer in peers:
+        assert re.search(
+            rf"^{peer.name}\s+sshd\s+up.*{re.escape(config.ATTACKER_IP)} \(from {origin.name}\)",
+            run.text,
+            re.M,
+        ), run.text
+    unban_everywhere(lab, config.ATTACKER_IP)
+    for node in nodes:
+        assert wait_for(lambda n=node: attack.port_open(attacker, n, 22)), node.name
+
+
+def test_a_ban_by_hand_spreads_for_the_rest_of_its_time(lab):
+    nodes = lab.nodes()
+    address = "198.51.100.7"
+    origin, peers = nodes[1], [nodes[0], nodes[2]]
+    origin.sh(
+        f"fail2ban-client set proxmox bantime 15 && fail2ban-client set proxmox banip {address}"
+    )
+    try:
+        for node in peers:
+            assert wait_for(lambda n=node: address in banned(n, "proxmox")), node.name
+            left = node.sh("tail -n 1 /var/lib/pve-fail2ban/share/received")[1].split()
+            assert left[1:] == ["proxmox", address, origin.name]
+            assert 0 < int(left[0]) - time.time() <= 15  # the origin's time, not the peer's 600 s
+        for node in peers:  # lifted with the origin's ban, not 600 s later
+            assert wait_for(lambda n=node: address not in banned(n, "proxmox"), timeout=30), (
+                node.name
+            )
+    finally:
+        origin.sh("fail2ban-client set proxmox bantime 600")
+        unban_everywhere(lab, address)
+    assert not any(address in banned(n, "proxmox") for n in nodes)
+
+
+def test_the_share_key_can_hand_over_a_ban_request_and_nothing_else(lab):
+    nodes = lab.nodes()
+    thief, victim = nodes[0], nodes[1]
+    out = with_share_key(thief, victim, "id")[1]
+    assert "uid=" not in out
+    assert with_share_key(thief, victim, "-t", "-t", "sh -c id")[1].count("uid=") == 0
+    forward = thief.sh(
+        f"(timeout 8 ssh -T -i {KEY} -o BatchMode=yes -o StrictHostKeyChecking=no "
+        "-o UserKnownHostsFile=/dev/null -N -L 127.0.0.1:18022:127.0.0.1:22 "
+        f"root@{victim.ip} 2>/tmp/forward.err &) ; sleep 3; "
+        "timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/18022 && head -c 4 <&3'; sleep 1; "
+        "cat /tmp/forward.err",
+        timeout=30,
+    )[1]
+    assert "SSH-" not in forward and "prohibited" in forward, forward  # no port forwarding
+    hostile = (
+        "rm -rf /\\n"
+        "ban sshd 192.0.2.0/24 600\\n"
+        "ban nosuchjail 192.0.2.9 600\\n"
+        "ban sshd 192.0.2.9 600; id\\n"
+        "ban sshd 127.0.0.1 600\\n"
+        f"ban sshd {config.GATEWAY} 600\\n"
+        f"ban sshd {thief.ip} 600\\n"
+    )
+    answers = with_share_key(thief, victim, stdin=hostile)[1].splitlines()
+    assert [a.split()[0] for a in answers] == [
+        "refused", "refused", "refused", "refused", "refused", "ignored", "ignored"
+    ], answers  # fmt: skip
+    assert "uid=" not in "".join(answers)
+    assert victim.sh("test -e /etc/hostname")[0] == 0
+    assert banned(victim, "sshd") == []  # nothing of that was banned: not the controller, no peer
+    logged = victim.sh("journalctl -t pve-fail2ban-receive --no-pager -n 20")[1]
+    assert (
+        "malformed request 'rm -rf /'" in logged and "not banned, in this node's ignoreip" in logged
+    )
+    # the key of a node, taken elsewhere (the attacker), is refused: it is bound to its node's addresses
+    key = thief.sh(f"cat {KEY}")[1]
+    attacker = lab.attacker()
+    attacker.sh(f"umask 077; printf '%s\\n' '{key}' > /tmp/stolen")
+    stolen = attacker.sh(
+        "printf 'ban sshd 192.0.2.44 600\\n' | timeout 20 ssh -T -i /tmp/stolen -o BatchMode=yes "
+        f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@{victim.ip} 2>&1"
+    )
+    assert stolen[0] != 0 and "ok sshd" not in stolen[1]
+    assert banned(victim, "sshd") == []
+
+
+def test_a_peer_that_is_down_gets_every_running_ban_when_it_is_back(lab):
+    nodes = lab.nodes()
+    origin, other, down = nodes
+    address = "203.0.113.50"
+    down.container.stop(timeout=10)
+    try:
+        started = time.monotonic()
+        origin.sh(f"fail2ban-client set sshd banip {address}")
+        assert wait_for(lambda: address in banned(other, "sshd"), timeout=5)
+        assert time.monotonic() - started < 5, "a peer that is down delayed the others"
+        assert down.name in queued(origin)
+    finally:
+        down.container.start()
+    came_back = time.monotonic()
+    assert wait_for(lambda: address in banned(down, "sshd"), timeout=60, step=1)
+    assert time.monotonic() - came_back <= 60
+    assert wait_for(lambda: queued(origin) == {}, timeout=20)
+    unban_everywhere(lab, address)
+
+
+def test_a_flood_of_bans_reaches_every_peer_with_few_connections(lab):
+    nodes = lab.nodes()
+    origin = nodes[0]
+    net = ipaddress.ip_network("2001:db8:f100::/64")
+    addresses = [str(net[i]) for i in range(1, 1001)]  # documentation range
+    connections, slow = [], []
+    started = time.monotonic()
+    for i in range(0, 1000, 100):
+        origin.sh("fail2ban-client set sshd banip " + " ".join(addresses[i : i + 100]), timeout=120)
+        connections.append(int(origin.sh("ss -Htn state established '( dport = :22 )' | wc -l")[1]))
+        for node in nodes:
+            t = time.monotonic()
+            node.sh("fail2ban-client ping", timeout=30)
+            slow.append(time.monotonic() - t)
+    last_ban = time.monotonic()
+    assert last_ban - started < 60, "the flood itself took more than a minute"
+    for node in nodes[1:]:
+        assert wait_for(
+            lambda n=node: int(n.sh("fail2ban-client get sshd banip | wc -w")[1]) >= 1000,
+            timeout=60,
+            step=2,
+        ), node.name
+    assert time.monotonic() - last_ban <= 60
+    assert max(connections) <= len(nodes) - 1, connections  # one connection per peer at most
+    assert max(slow) < 10, slow  # fail2ban answered all along
+    for node in nodes:
+        node.sh("fail2ban-client unban --all", timeout=120)
+    assert wait_for(lambda: queued(origin) == {}, timeout=30)
+
+
+def test_a_limited_run_keeps_every_peer_and_a_new_node_is_wired_by_the_next_full_run(lab, tmp_path):
+    nodes = lab.nodes()
+    run = lab.pyinfra("--limit", nodes[0].name)
+    assert run.returncode == 0, run.text[-3000:]
+    peers = json.loads(nodes[0].sh("cat /etc/pve-fail2ban/share/peers.json")[1])["peers"]
+    assert sorted(p["name"] for p in peers) == [n.name for n in nodes[1:]]
+    # a cluster of two, then a third node joins the inventory
+    assert lab.pyinfra(deploy="remove.py").returncode == 0
+    two = lab.write_inventory(nodes[:2], host_data=MIXED, path=tmp_path / "two.py")
+    assert lab.pyinfra(inventory=two).returncode == 0
+    assert nodes[2].sh("test -e /etc/pve-fail2ban")[0] != 0
+    run = lab.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    nodes[2].sh("fail2ban-client set sshd banip 192.0.2.77")
+    assert all(wait_for(lambda n=n: "192.0.2.77" in banned(n, "sshd")) for n in nodes[:2])
+    unban_everywhere(lab, "192.0.2.77")
+
+
+def test_remove_takes_every_part_away(lab):
+    nodes = lab.nodes()
+    run = lab.pyinfra(deploy="remove.py")
+    assert run.returncode == 0, run.text[-3000:]
+    for node in nodes:
+        assert node.sh("grep -c pve-fail2ban-share /root/.ssh/authorized_keys")[1].strip() == "0"
+        assert node.sh("grep -c pvelab-controller /root/.ssh/authorized_keys")[1].strip() == "1"
+        gone = "/etc/pve-fail2ban /usr/local/lib/pve-fail2ban /var/lib/pve-fail2ban"
+        assert (
+            node.sh(f"ls -d {gone} /etc/fail2ban/action.d/pve-fail2ban-share.conf 2>/dev/null")[1]
+            == ""
+        )
+        assert node.sh("systemctl is-active pve-fail2ban-share")[1].strip() != "active"
+    assert lab.pyinfra().returncode == 0  # and back, for what follows
+
+
+def test_one_authorized_keys_shared_by_all_nodes_as_pmxcfs_keeps_it(lab_control):
+    """PVE: /root/.ssh/authorized_keys -> /etc/pve/priv/authorized_keys, one file for all nodes.
+    The deploy edits it one node at a time: no line is lost, none of the admin's is touched."""
+    lab = lab_control
+    nodes = lab.up(shared_keys=True)
+    shared = lab.shared_keys / "authorized_keys"
+    admin = (
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAdminAdminAdminAdminAdminAdminAdminAdmin0 admin@desk"
+    )
+    shared.write_text(shared.read_text() + admin + "\n")
+    before = shared.read_text()
+    run = lab.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    after = shared.read_text()
+    assert after.startswith(before)  # every line that was there, byte for byte, in place
+    ours = after[len(before) :].splitlines()
+    assert sorted(line.rsplit("@", 1)[1] for line in ours) == [n.name for n in nodes]
+    for node in nodes:
+        assert (
+            node.sh("readlink /root/.ssh/authorized_keys")[1].strip()
+            == "/etc/pve/priv/authorized_keys"
+        )
+    nodes[1].sh("fail2ban-client set sshd banip 192.0.2.88")
+    assert all(wait_for(lambda n=n: "192.0.2.88" in banned(n, "sshd")) for n in nodes)
+    again = lab.pyinfra()
+    assert shared.read_text() == after
+    assert re.search(r"Peers' share keys authorized.*\s+3\s+-\s+-\s+3", again.text), again.text[
+        -2000:
+    ]
+    run = lab.pyinfra(deploy="remove.py")
+    assert run.returncode == 0, run.text[-3000:]
+    assert shared.read_text() == before
+    lab.up()  # the default lab again, for what follows
