@@ -1,11 +1,13 @@
 """Benchmarks on the lab (issue "Benchmarks"). Writes bench/results/latest.json and prints a table.
 
-    python bench/run.py [--nodes 3,10] [--trials 5] [--skip converge,ban,filter]
+    python bench/run.py [--nodes 3,10] [--trials 5] [--skip converge,ban,propagation,filter]
 
 - converge: fresh nodes, cold converge (apt install included) and no-op re-runs, for each N;
   SSH commands per node in a no-op run (pyinfra -vv prints each command it sends);
 - ban: seconds from the maxretry-th failed login to the attacker's connection being refused, SSH
   and web, on a journal node (pve8) and a file-log node (legacy), median and max of the trials;
+- propagation: cluster-wide bans, from the origin's `Ban` log line to the attacker refused on
+  every other node (SSH port probed from the attacker), median and max of the trials, each N;
 - filter: fail2ban-regex over a generated 200,000-line daemon.log, ours against the guide's,
   alternating runs, with both match counts.
 """
@@ -190,6 +192,66 @@ def time_to_ban(lab, trials):
     return results
 
 
+def propagation_trial(lab, origin, peers, attacker, maxretry=3):
+    """One trial: the attacker fails `maxretry` SSH logins on `origin`, while probing every peer's
+    SSH port (inside the attacker, 10 ms apart, bounded). Returns {peer: seconds from the origin's
+    `Ban` log line to the attacker's first refused connection to that peer}."""
+    fail = (
+        "sshpass -p guess ssh -n -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+        "-o ConnectTimeout=5 -o PreferredAuthentications=password -o PubkeyAuthentication=no "
+        f"-o NumberOfPasswordPrompts=1 root@{origin.ip} true 2>/dev/null"
+    )
+    probes = " ".join(
+        f"( n=0; while timeout 1 bash -c 'exec 3<>/dev/tcp/{p.ip}/22' 2>/dev/null; do "
+        f'n=$((n+1)); [ $n -gt 3000 ] && break; sleep 0.01; done; echo "{p.name} $(date +%s.%N) $n" ) &'
+        for p in peers
+    )
+    _, out = attacker.sh(f"{probes} for i in $(seq {maxretry}); do {fail}; done; wait", timeout=180)
+    refused = {}
+    for line in out.splitlines():
+        name, when, polls = line.split()
+        if int(polls) > 3000:
+            raise RuntimeError(f"{name}: the attacker was never refused")
+        refused[name] = float(when)
+    stamp = origin.sh(
+        f"grep -h '\\[sshd\\] Ban {attacker.ip}$' /var/log/fail2ban.log | tail -n 1 | cut -c1-23"
+    )[1].strip()
+    banned_at = float(origin.sh(f"date -d '{stamp.replace(',', '.')}' +%s.%N")[1])
+    return {name: when - banned_at for name, when in refused.items()}
+
+
+def propagation(lab, counts, trials):
+    """Cluster-wide bans: from the origin's ban to the attacker refused on every peer, N nodes."""
+    results = {}
+    for count in counts:
+        lab.up(count)
+        run = lab.pyinfra()
+        assert run.returncode == 0, run.text[-3000:]
+        nodes, attacker = lab.nodes(), lab.attacker()
+        everywhere, each = [], []
+        for trial in range(trials):
+            origin = nodes[trial % len(nodes)]
+            peers = [n for n in nodes if n is not origin]
+            latencies = propagation_trial(lab, origin, peers, attacker)
+            everywhere.append(max(latencies.values()))
+            each += latencies.values()
+            for node in nodes:
+                node.sh("fail2ban-client unban --all")
+            time.sleep(1)
+        results[str(count)] = {
+            "median_s": round(statistics.median(everywhere), 3),
+            "max_s": round(max(everywhere), 3),
+            "trials_s": [round(s, 3) for s in everywhere],
+            "per_peer_median_s": round(statistics.median(each), 3),
+        }
+        print(
+            f"  N={count:<3} refused on every peer: median {statistics.median(everywhere):.3f}s "
+            f"max {max(everywhere):.3f}s ({trials} trials)",
+            flush=True,
+        )
+    return results
+
+
 def filter_cost(rounds=7, lines=200_000):
     tool = subprocess.run(
         [str(ROOT / "scripts/ensure-fail2ban-regex.sh")], capture_output=True, text=True, check=True
@@ -277,6 +339,11 @@ def main():
         if "ban" not in skip:
             print("time to ban:", flush=True)
             results["time_to_ban"] = time_to_ban(lab, args.trials)
+        if "propagation" not in skip:
+            print("cluster-wide bans:", flush=True)
+            results["propagation"] = propagation(
+                lab, [int(n) for n in args.nodes.split(",")], args.trials
+            )
     finally:
         lab.down()
     out.write_text(json.dumps(results, indent=2) + "\n")

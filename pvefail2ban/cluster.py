@@ -107,7 +107,8 @@ def ban_fail2ban(ip, jails=None, force=False):
 
 @deploy("fail2ban unban everywhere")
 def unban_fail2ban(ip):
-    """Lift `ip` from every jail of this node where it is banned."""
+    """Lift `ip` from every jail of this node where it is banned (also bans received from a peer),
+    and from the node's queue of bans still to send (cluster-wide bans)."""
     addresses = parse_addresses(ip)
     current = host.get_fact(Fail2banState)
     if current is None:
@@ -118,17 +119,19 @@ def unban_fail2ban(ip):
             for jail, status in sorted(current["jails"].items())
             if address in status["banned_ips"]
         ]
+        # First on every node (pyinfra runs each operation on all nodes before the next): no
+        # node's queue can bring it back to a node that is unbanned next.
+        if current["shares"]:
+            server.shell(
+                name=f"{address} no longer queued for peers that are down (cluster-wide bans)",
+                commands=[f"printf 'forget %s\\n' {address} >> {STATE_DIR}/outbox"],
+            )
         if not where:
             host.noop(f"{address} is not banned on {host.name}")
         for jail in where:
             server.shell(
                 name=f"{address} unbanned from jail {jail} (it was banned here)",
                 commands=[f"fail2ban-client set {jail} unbanip {address}"],
-            )
-        if current["shares"]:  # no peer that is down gets it later from this node's queue
-            server.shell(
-                name=f"{address} no longer queued for peers that are down (cluster-wide bans)",
-                commands=[f"printf 'forget %s\\n' {address} >> {STATE_DIR}/outbox"],
             )
 
 

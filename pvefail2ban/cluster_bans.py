@@ -62,7 +62,7 @@ def members(nodes):
     for name, address, settings, facts in nodes:
         if not settings["cluster_bans"]:
             continue
-        if not NAME_RE.match(name):
+        if facts is not None and not NAME_RE.match(name):
             raise ShareError(
                 f"{name!r}: cluster-wide bans need inventory names of letters, digits, '.', '_' "
                 "and '-' (set fail2ban_cluster_bans = False for this node, or rename it)"

@@ -145,7 +145,7 @@ def test_each_variant_reads_its_own_log_source(nodes, variant, sshd_source, prox
 
 def applied(node):
     """`fail2ban-client -d`: the configuration as fail2ban applies it, {(jail, key): value} for the
-    `set` commands, plus ("jails", name) for every jail it starts and (jail, "action") its actions."""
+    `set` commands, plus ("jails", name) for every jail it starts and (jail, "actions") {action: its settings}."""
     import ast
 
     out = {}
@@ -158,7 +158,7 @@ def applied(node):
         elif command[0] == "set" and len(command) >= 4:
             out[(command[1], command[2])] = command[3:] if len(command) > 4 else command[3]
         elif command[0] == "multi-set" and command[2] == "action":
-            out[(command[1], "action")] = (command[3], dict(command[4]))
+            out.setdefault((command[1], "actions"), {})[command[3]] = dict(command[4])
     return out
 
 
@@ -199,9 +199,12 @@ def test_every_setting_of_ours_is_what_fail2ban_applies_on_every_variant(lab, no
             else:
                 assert got[("sshd", "addlogpath")] == ["/var/log/auth.log", "head"], node.name
             for jail, ports in (("sshd", "22,2222"), ("proxmox", "443,80,8006")):
-                action, props = got[(jail, "action")]
-                assert action == "nftables-multiport" and props["port"] == ports, (node.name, jail)
+                actions = got[(jail, "actions")]
+                assert sorted(actions) == ["nftables-multiport", "pve-fail2ban-share"], actions
+                props = actions["nftables-multiport"]
+                assert props["port"] == ports, (node.name, jail)
                 assert props["blocktype"] == "reject with tcp reset"
+                assert actions["pve-fail2ban-share"]["name"] == jail  # cluster-wide bans
                 assert "198.51.100.0/24" in got[(jail, "addignoreip")]
     finally:
         back = lab.pyinfra()

@@ -1,0 +1,179 @@
+"""Cluster-wide bans: the plain logic on the controller (cluster_bans.py) and in the node scripts
+(authorize.py, receive.py, share.py), without a node."""
+
+import importlib.util
+import json
+
+import pytest
+
+from pvefail2ban.cluster_bans import (
+    RECEIVER,
+    ShareError,
+    authorization,
+    authorized_line,
+    known_hosts,
+    members,
+    share_files,
+)
+from pvefail2ban.defaults import DEFAULTS
+from pvefail2ban.facts import SCRIPTS, parse_node
+from pvefail2ban.settings import validate
+
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(f"node_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+authorize, receive, share = script("authorize"), script("receive"), script("share")
+ON = validate(dict(DEFAULTS))
+OFF = validate({**DEFAULTS, "fail2ban_cluster_bans": False})
+
+
+def facts(n, key=True, peers=None):
+    return {
+        "addresses": [f"192.0.2.{n}", f"2001:db8::{n}"],
+        "sshd_ports": ["22"] if n != 3 else ["2222", "22"],
+        "hostkeys": [f"ssh-ed25519 HOST{n}"],
+        "share_key": f"ssh-ed25519 KEY{n}" if key else None,
+        "share_peers": peers,
+    }
+
+
+def test_every_node_that_shares_is_a_member_as_its_peers_reach_it():
+    found = members([(f"pve{n}", f"192.0.2.{n}", ON, facts(n)) for n in (1, 2, 3)])
+    assert [m.name for m in found] == ["pve1", "pve2", "pve3"]
+    assert found[2].port == 2222 and found[2].addresses == ["192.0.2.3", "2001:db8::3"]
+
+
+def test_nobody_shares_alone_and_a_node_switched_off_is_no_member():
+    assert (
+        members([("pve1", "192.0.2.1", ON, facts(1)), ("pve2", "192.0.2.2", OFF, facts(2))]) == []
+    )
+    assert members([("pve1", "192.0.2.1", ON, facts(1))]) == []
+
+
+def test_a_node_that_cannot_be_read_stays_a_member_as_its_peers_last_knew_it():
+    last = [{"name": "pve3", "address": "192.0.2.3", "port": 22, "hostkeys": ["ssh-ed25519 H3"]}]
+    found = members(
+        [
+            ("pve1", "192.0.2.1", ON, facts(1, peers=last)),
+            ("pve2", "192.0.2.2", ON, facts(2)),
+            ("pve3", "192.0.2.3", ON, None),
+            ("pve4", "192.0.2.4", ON, None),  # never known to anyone: nothing to keep
+        ]
+    )
+    assert [m.name for m in found] == ["pve1", "pve2", "pve3"]
+    wanted = authorization(found)
+    assert sorted(wanted["want"]) == ["pve1", "pve2"] and wanted["keep"] == ["pve3"]
+
+
+def test_a_name_the_receiver_could_not_take_stops_the_run():
+    with pytest.raises(ShareError, match="'@docker/x'"):
+        members([("@docker/x", "x", ON, facts(1)), ("pve2", "192.0.2.2", ON, facts(2))])
+
+
+def test_the_authorized_line_lets_the_key_run_the_receiver_only_from_its_node():
+    node = members([(f"pve{n}", f"192.0.2.{n}", ON, facts(n)) for n in (1, 2)])[0]
+    assert authorized_line(node) == (
+        f'restrict,from="192.0.2.1,2001:db8::1",command="{RECEIVER} pve1" '
+        "ssh-ed25519 KEY1 pve-fail2ban-share@pve1"
+    )
+
+
+def test_peers_and_their_host_keys_exclude_the_node_itself():
+    found = members([(f"pve{n}", f"192.0.2.{n}", ON, facts(n)) for n in (1, 2, 3)])
+    files = share_files("pve1", ["sshd"], found, SCRIPTS)
+    config = json.loads(files["/etc/pve-fail2ban/share/peers.json"][0])
+    assert [p["name"] for p in config["peers"]] == ["pve2", "pve3"] and config["jails"] == ["sshd"]
+    assert (
+        known_hosts(found[1:])
+        == "192.0.2.2 ssh-ed25519 HOST2\n[192.0.2.3]:2222 ssh-ed25519 HOST3\n"
+    )
+    assert {mode for _, mode in files.values()} == {"600", "755", "644"}
+    assert files["/etc/pve-fail2ban/share/peers.json"][1] == "600"
+
+
+def test_node_facts_read_the_share_parts():
+    lines = [
+        "os_id=debian",
+        "share_key=ssh-ed25519 AAAA",
+        "hostkey=ssh-ed25519 HOST",
+        'share_peers={"peers": [{"name": "pve2", "address": "a", "port": 22, "hostkeys": []}]}',
+        "share_file=/etc/pve-fail2ban/share/peers.json abc 600 root:root",
+        "authorized=restrict,command=x ssh-ed25519 K pve-fail2ban-share@pve2",
+        "share_ActiveState=active",
+        "sshd_permitrootlogin yes",
+    ]
+    node = parse_node(lines)
+    assert node["share_key"] == "ssh-ed25519 AAAA" and node["hostkeys"] == ["ssh-ed25519 HOST"]
+    assert node["share_peers"][0]["name"] == "pve2" and node["share_activestate"] == "active"
+    assert node["share_files"] == {
+        "/etc/pve-fail2ban/share/peers.json": ("abc", "600", "root:root")
+    }
+    assert node["sshd_permitrootlogin"] == "yes" and len(node["authorized"]) == 1
+    assert parse_node(["os_id=debian", "share_peers={broken"])["share_peers"] is None
+
+
+ADMIN = "ssh-ed25519 AAAAadmin admin@desk\n"
+OLD = 'restrict,command="x pve3" ssh-ed25519 OLD3 pve-fail2ban-share@pve3\n'
+
+
+def test_authorize_replaces_only_our_lines_and_keeps_everything_else_in_place():
+    text = "# a comment\n" + ADMIN + OLD + "ssh-rsa AAAAother root@pve1"  # no final newline
+    want = {"pve1": "L1", "pve2": "L2"}
+    assert authorize.edited(text, want, keep=set()) == (
+        "# a comment\n" + ADMIN + "ssh-rsa AAAAother root@pve1\nL1\nL2\n"
+    )
+    assert authorize.edited(text, want, keep={"pve3"}).count("OLD3") == 1
+    again = authorize.edited(
+        ADMIN + "L1 pve-fail2ban-share@pve1\n", {"pve1": "L1 pve-fail2ban-share@pve1"}, set()
+    )
+    assert again == ADMIN + "L1 pve-fail2ban-share@pve1\n"  # the same input, the same bytes
+    assert authorize.owner("ssh-ed25519 K someone pve-fail2ban-share@pve1 x") is None
+
+
+@pytest.mark.parametrize(
+    "line,why",
+    [
+        ("rm -rf /", "malformed"),
+        ("ban sshd 192.0.2.0/24 600", "malformed"),
+        ("ban sshd 192.0.2.1 600; id", "malformed"),
+        ("ban nosuch 192.0.2.1 600", "not one of ours"),
+        ("ban sshd 127.0.0.1 600", "not an address"),
+        ("ban sshd ::1 600", "not an address"),
+        ("ban sshd 999.0.2.1 600", "does not appear to be an IPv4 or IPv6 address"),
+        ("ban sshd 192.0.2.1 0", "out of range"),
+        ("ban sshd 192.0.2.1 99999999999", "malformed"),
+        ("ban sshd 192.0.2.1 -5", "malformed"),
+    ],
+)
+def test_the_receiver_refuses_anything_but_one_address_one_jail_one_time(line, why):
+    with pytest.raises(ValueError, match=why):
+        receive.parse(line, ["sshd", "proxmox"])
+
+
+def test_the_receiver_takes_a_ban_and_a_ban_for_ever():
+    assert receive.parse("ban sshd 2001:DB8::7 600", ["sshd"]) == ("sshd", "2001:db8::7", 600)
+    assert receive.parse("ban proxmox 192.0.2.7 -1", ["proxmox"]) == ("proxmox", "192.0.2.7", -1)
+
+
+def test_the_sender_sends_the_time_left_and_drops_what_ran_out():
+    end = share.ban_end(1000.0, 600)
+    assert share.seconds_left(end, 1000.2) == 600 and share.seconds_left(end, 1599.5) == 1
+    assert share.seconds_left(end, 1600.0) is None
+    assert share.seconds_left(share.ban_end(1000.0, -1), 10**10) == -1
+
+
+def test_the_outbox_is_read_once_across_a_rename(tmp_path):
+    path = tmp_path / "outbox"
+    path.write_text("a\n")
+    tail = share.Tail(str(path))
+    assert tail.lines() == ["a"]
+    with open(path, "a") as out:
+        out.write("b\n")
+    path.rename(tmp_path / "outbox.old")
+    path.write_text("c\n")
+    assert tail.lines() == ["b", "c"] and tail.lines() == []
