@@ -11,7 +11,7 @@ Answers:  ok <jail> <ip>                  banned here (or already was)
           later <jail> <ip> <why>         fail2ban does not answer: the sender keeps it and retries
 
 What was received is written to /var/lib/pve-fail2ban/share/received (end time, jail, address,
-origin) before the ban, so this node's share daemon never sends it on (no loops) and status
+origin, time received) just before the ban, so this node's share daemon never sends it on (no loops) and status
 shows where it came from. Refusals are logged (journal, tag pve-fail2ban-receive).
 Only the standard library and fail2ban's own modules are used.
 """
@@ -88,10 +88,11 @@ class Fail2ban:
 
 
 def remember(jail, address, seconds, origin):
-    end = 0 if seconds < 0 else int(time.time()) + seconds
+    now = time.time()
+    end = 0 if seconds < 0 else int(now) + seconds
     with open(RECEIVED, "a") as out:
         fcntl.flock(out, fcntl.LOCK_EX)
-        out.write(f"{end} {jail} {address} {origin}\n")
+        out.write(f"{end} {jail} {address} {origin} {now:.3f}\n")
 
 
 def main(origin):

@@ -40,6 +40,7 @@ LINGER = 30  # seconds a connection stays open after its last request
 RETRY_MAX = 10  # a peer that does not answer is tried again at most this much later
 ACK_TIMEOUT = 20  # a peer that leaves a request unanswered this long is reconnected
 CONNECT_TIMEOUT = 3
+RECEIVED_WINDOW = 30  # a ban made this soon after the receiver recorded it is the received one
 ROTATE = 1 << 20  # outbox bytes after which it is renamed (and its tail still read)
 BAN = re.compile(r"^ban (\S+) (\S+) ([0-9.]+) (-?[0-9]+)$")
 IN_MODIFY, IN_CREATE, IN_MOVED_TO = 0x2, 0x100, 0x80
@@ -210,6 +211,7 @@ class Share:
         self.peers = [Peer(p["name"], p["address"], p["port"]) for p in config["peers"]]
         self.received = {}  # (jail, ip) -> (end, origin)
         self.ended = set()  # received bans lifted at their origin's end
+        self.consumed = set()  # received bans whose own ban line was seen (a later one is ours)
         self.outbox, self.inbox = Tail(OUTBOX), Tail(RECEIVED)
         self.saved = None
         self.load()
@@ -237,13 +239,24 @@ class Share:
     def take_received(self, lines):
         for line in lines:
             parts = line.split()
-            if len(parts) == 4 and parts[0].isdigit():
-                self.received[(parts[1], parts[2])] = (int(parts[0]), parts[3])
+            if len(parts) == 5 and parts[0].isdigit():
+                self.received[(parts[1], parts[2])] = (int(parts[0]), parts[3], float(parts[4]))
+                self.consumed.discard((parts[1], parts[2]))
+
+    def came_from_a_peer(self, key, banned_at):
+        """True when the ban of `key` at `banned_at` is the receiver's: it records each ban just
+        before it makes it, and that ban is the first of `key` after the record. A later ban of
+        the same address here is this node's own."""
+        got = self.received.get(key)
+        if got is None or key in self.consumed or not 0 <= banned_at - got[2] < RECEIVED_WINDOW:
+            return False
+        self.consumed.add(key)
+        return True
 
     def read_received(self, now):
         self.take_received(self.inbox.lines())
         self.end_received(now)
-        for key, (end, _) in list(self.received.items()):
+        for key, (end, *_) in list(self.received.items()):
             if end and end < now - 60:
                 del self.received[key]
                 self.ended.discard(key)
@@ -253,7 +266,7 @@ class Share:
         """Lift received bans whose time on the origin is over (this node's jail may ban longer):
         one fail2ban-client call per jail for all that ended."""
         over = {}
-        for key, (end, _) in self.received.items():
+        for key, (end, *_) in self.received.items():
             if end and end <= now and key not in self.ended:
                 over.setdefault(key[0], []).append(key)
         for jail, keys in over.items():
@@ -275,7 +288,9 @@ class Share:
             self.take_received(self.inbox.lines())  # what came meanwhile, under the receivers' lock
             file.seek(0)
             file.truncate()
-            file.writelines(f"{e} {k[0]} {k[1]} {o}\n" for k, (e, o) in self.received.items())
+            file.writelines(
+                f"{e} {k[0]} {k[1]} {o} {t:.3f}\n" for k, (e, o, t) in self.received.items()
+            )
             file.flush()
         self.inbox = Tail(RECEIVED)
         self.inbox.lines()
@@ -286,8 +301,10 @@ class Share:
             match = BAN.match(line)
             if match:
                 jail, ip, banned_at, bantime = match.groups()
-                if (jail, ip) in self.received:
-                    continue  # it came from a peer: sending it on would loop
+                if self.came_from_a_peer((jail, ip), float(banned_at)):
+                    continue  # sending it on would loop
+                if self.received.pop((jail, ip), None):  # its own ban now: not lifted early
+                    self.compact_received(now=True)
                 end = ban_end(float(banned_at), int(bantime))
                 if seconds_left(end, now) is None:
                     continue
@@ -320,7 +337,7 @@ class Share:
 
     def timeout(self, now):
         times = [t for t in (p.due(now) for p in self.peers) if t is not None]
-        times += [e for k, (e, _) in self.received.items() if e and k not in self.ended]
+        times += [e for k, (e, *_) in self.received.items() if e and k not in self.ended]
         return max(0.0, min(times) - now) if times else None
 
 

@@ -95,8 +95,8 @@ def received(now):
         with open(f"{SHARE}/received") as lines:
             for line in lines:
                 parts = line.split()
-                if len(parts) == 4 and parts[0].isdigit():
-                    end, jail, address, origin = parts
+                if len(parts) == 5 and parts[0].isdigit():
+                    end, jail, address, origin, _ = parts
                     if int(end) == 0 or int(end) > now:
                         found.setdefault(jail, {})[address] = origin
     except OSError:

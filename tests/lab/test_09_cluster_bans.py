@@ -88,7 +88,7 @@ def test_a_ban_by_hand_spreads_for_the_rest_of_its_time(lab):
         for node in peers:
             assert wait_for(lambda n=node: address in banned(n, "proxmox")), node.name
             left = node.sh("tail -n 1 /var/lib/pve-fail2ban/share/received")[1].split()
-            assert left[1:] == ["proxmox", address, origin.name]
+            assert left[1:4] == ["proxmox", address, origin.name]
             assert 0 < int(left[0]) - time.time() <= 15  # the origin's time, not the peer's 600 s
         for node in peers:  # lifted with the origin's ban, not 600 s later
             assert wait_for(lambda n=node: address not in banned(n, "proxmox"), timeout=30), (
@@ -98,6 +98,20 @@ def test_a_ban_by_hand_spreads_for_the_rest_of_its_time(lab):
         origin.sh("fail2ban-client set proxmox bantime 600")
         unban_everywhere(lab, address)
     assert not any(address in banned(n, "proxmox") for n in nodes)
+
+
+def test_a_received_ban_lifted_by_hand_and_made_again_locally_is_shared_again(lab):
+    """Only the receiver's own ban counts as received: the same address banned later on that node
+    by its own jail is that node's ban, and goes to every peer."""
+    nodes = lab.nodes()
+    address = "192.0.2.61"
+    nodes[0].sh(f"fail2ban-client set sshd banip {address}")
+    assert all(wait_for(lambda n=n: address in banned(n, "sshd")) for n in nodes)
+    for node in nodes:
+        node.sh("fail2ban-client unban --all")
+    nodes[1].sh(f"fail2ban-client set sshd banip {address}")  # pve2 had received it from pve1
+    assert all(wait_for(lambda n=n: address in banned(n, "sshd")) for n in (nodes[0], nodes[2]))
+    unban_everywhere(lab, address)
 
 
 def test_the_share_key_can_hand_over_a_ban_request_and_nothing_else(lab):
