@@ -19,6 +19,7 @@ Only the standard library and fail2ban's own modules are used.
 import fcntl
 import ipaddress
 import json
+import math
 import os
 import re
 import sys
@@ -92,7 +93,7 @@ def remember(jail, address, seconds, origin):
     end = 0 if seconds < 0 else int(now) + seconds
     with open(RECEIVED, "a") as out:
         fcntl.flock(out, fcntl.LOCK_EX)
-        out.write(f"{end} {jail} {address} {origin} {now:.3f}\n")
+        out.write(f"{end} {jail} {address} {origin} {math.floor(now * 1000) / 1000:.3f}\n")
 
 
 def main(origin):

@@ -248,7 +248,7 @@ class Share:
         before it makes it, and that ban is the first of `key` after the record. A later ban of
         the same address here is this node's own."""
         got = self.received.get(key)
-        if got is None or key in self.consumed or not 0 <= banned_at - got[2] < RECEIVED_WINDOW:
+        if got is None or key in self.consumed or not -1 < banned_at - got[2] < RECEIVED_WINDOW:
             return False
         self.consumed.add(key)
         return True
@@ -303,6 +303,7 @@ class Share:
                 jail, ip, banned_at, bantime = match.groups()
                 if self.came_from_a_peer((jail, ip), float(banned_at)):
                     continue  # sending it on would loop
+                log(f"{jail} banned {ip} here: sending it to {len(self.peers)} peer(s)")
                 if self.received.pop((jail, ip), None):  # its own ban now: not lifted early
                     self.compact_received(now=True)
                 end = ban_end(float(banned_at), int(bantime))
