@@ -2,7 +2,7 @@
 
     pyinfra inventory.py deploy.py           (add --dry to see what would change)
 
-The flow is pvefail2ban/protect.py: preflight -> install -> configure -> verify, one file each in
+The flow is pvefail2ban/protect.py: preflight -> install -> share -> configure -> verify, one file each in
 tasks/. A node that fails preflight is left untouched, and a failure on one node never stops the
 others. Settings and their defaults: group_data/all.py (generated from pvefail2ban/defaults.py).
 This is the same call you make from a deploy repository of your own (see the README).

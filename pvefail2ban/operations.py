@@ -9,7 +9,7 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringC
 
 from .facts import SCRIPTS
 from .jailstatus import parse_verify, problems, summary
-from .plan import sha1
+from .plan import files_differ
 
 STAGE = "/var/lib/pve-fail2ban/stage"
 
@@ -134,9 +134,7 @@ def placed_files(files: dict, present: dict, private_dir: str = None):
     """Put `files` ({path: (bytes, mode)}) in place, root:root, each replaced in one rename.
     `present`: {path: (sha1, mode, owner)} as the node has them (NodeFacts); `private_dir` is made
     root-only (0700) before anything is written into it."""
-    change = [
-        p for p, (data, mode) in files.items() if present.get(p) != (sha1(data), mode, "root:root")
-    ]
+    change = files_differ(files, present)
     if not change:
         host.noop("its files are as they should be")
         return

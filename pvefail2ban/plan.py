@@ -297,6 +297,14 @@ def files_to_change(wanted, node):
     ]
 
 
+def files_differ(files, present):
+    """Paths of `files` ({path: (bytes, mode)}) whose bytes, mode or owner differ from `present`
+    ({path: (sha1, mode, owner)} as NodeFacts reads them); every file is root:root."""
+    return [
+        p for p, (data, mode) in files.items() if present.get(p) != (sha1(data), mode, "root:root")
+    ]
+
+
 def files_to_remove(wanted, node):
     """Files of ours on the node that this run no longer wants (a jail switched off, a filter that
     moved to .local). Never a file the fail2ban package owns, and never the admin's own

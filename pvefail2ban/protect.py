@@ -30,7 +30,7 @@ from .turns import acting_as, first_turn, in_parallel
 
 @deploy("fail2ban for Proxmox", data_defaults=DEFAULTS)
 def deploy_fail2ban():
-    """preflight -> install -> configure -> verify on every node of the run. A node that fails
+    """preflight -> install -> share -> configure -> verify on every node of the run. A node that fails
     preflight is left untouched, and a failure on one node never stops the others.
 
     Done once, on the first turn: every node's settings are checked (a bad one stops the run before
@@ -44,7 +44,8 @@ def deploy_fail2ban():
     peers, controller = cluster_addresses(inventory, facts), controller_addresses()
     sharing = sharing_members(inventory, settings, facts)
     keys = {}  # share public keys, {name: key}: filled as each node's key is read or made
-    coming = any(m.key is None and facts.get(m.name) for m in sharing)
+    # a node of the run makes its share key in this run: the peers' lines change once it exists
+    coming = any(m.key is None and facts.get(m.name) and m.name in settings for m in sharing)
     for target in run:
         with acting_as(target):
             node = node_for(

@@ -18,7 +18,7 @@ from ..cluster_bans import (
 )
 from ..facts import SCRIPTS
 from ..operations import peers_authorized, placed_files, share_key
-from ..plan import sha1
+from ..plan import files_differ
 
 UNSHARE = (
     f"systemctl disable --now {SERVICE} 2>/dev/null; rm -f {UNIT}; systemctl daemon-reload; "
@@ -30,7 +30,9 @@ def authorize(node, sharing, keys, coming):
     """Root's authorized_keys: the share keys of every member, for the receiver only."""
     peers_authorized(
         name="Peers' share keys authorized on this node, for the ban receiver only",
-        request=lambda: authorization([replace(m, key=keys.get(m.name) or m.key) for m in sharing]),
+        request=lambda: authorization(
+            [replace(m, key=keys.get(m.name) or m.key) for m in sharing]
+        ),
         current=node.facts["authorized"],
         coming=coming,
         _serial=True,  # one node at a time: on PVE every node's authorized_keys is one file
@@ -56,7 +58,7 @@ def share(node, sharing, keys, coming):
         present=facts["share_key"],
     )
     files = share_files(node.name, [j.name for j in node.plan.jails], sharing, SCRIPTS)
-    changed = [p for p, (data, mode) in files.items() if facts["share_files"].get(p) != (sha1(data), mode, "root:root")]
+    changed = files_differ(files, facts["share_files"])
     placed_files(
         name="Share service, receiver, peers and their host keys in place",
         files=files,
@@ -64,8 +66,12 @@ def share(node, sharing, keys, coming):
         private_dir=SHARE_DIR,
     )
     authorize(node, sharing, keys, coming)
-    if changed or facts.get("share_activestate") != "active" or facts.get("share_unitfilestate") != "enabled":
+    running = facts.get("share_activestate") == "active"
+    if changed or not running or facts.get("share_unitfilestate") != "enabled":
         server.shell(
             name="Share service running with its peers",
-            commands=[f"systemctl daemon-reload && systemctl enable -q {SERVICE} && systemctl restart {SERVICE}"],
+            commands=[
+                f"systemctl daemon-reload && systemctl enable -q {SERVICE} && "
+                f"systemctl restart {SERVICE}"
+            ],
         )
