@@ -128,7 +128,7 @@ class Peer:
             except OSError:
                 pass
             try:
-                self.proc.wait(timeout=2)
+                self.proc.wait(timeout=0 if failed else 2)  # a hung connection is not waited for
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -213,7 +213,7 @@ class Share:
         self.ended = set()  # received bans lifted at their origin's end
         self.consumed = set()  # received bans whose own ban line was seen (a later one is ours)
         self.outbox, self.inbox = Tail(OUTBOX), Tail(RECEIVED)
-        self.saved = None
+        self.saved, self.saved_at, self.unsaved = None, 0.0, False
         self.load()
 
     def load(self):
@@ -226,7 +226,14 @@ class Share:
             for jail, ip, end in pending.get(peer.name, []):
                 peer.queue[(jail, ip)] = end
 
-    def save(self):
+    def save(self, now):
+        """The queues on disk, at most once a second while bans are queued (a flood), at once
+        when nothing is left; whatever a restart loses is read again from the outbox."""
+        busy = any(p.queue for p in self.peers)
+        if busy and now - self.saved_at < 1:
+            self.unsaved = True
+            return
+        self.unsaved, self.saved_at = False, now
         pending = {p.name: sorted([*k, e] for k, e in p.queue.items()) for p in self.peers}
         text = json.dumps(pending, sort_keys=True)
         if text == self.saved:
@@ -334,11 +341,12 @@ class Share:
                 peer.close(now, failed=False)
                 continue
             peer.send(now)
-        self.save()
+        self.save(now)
 
     def timeout(self, now):
         times = [t for t in (p.due(now) for p in self.peers) if t is not None]
         times += [e for k, (e, *_) in self.received.items() if e and k not in self.ended]
+        times += [self.saved_at + 1] if self.unsaved else []
         return max(0.0, min(times) - now) if times else None
 
 

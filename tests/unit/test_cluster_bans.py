@@ -177,3 +177,20 @@ def test_the_outbox_is_read_once_across_a_rename(tmp_path):
     path.rename(tmp_path / "outbox.old")
     path.write_text("c\n")
     assert tail.lines() == ["b", "c"] and tail.lines() == []
+
+
+def test_a_sharing_jail_hands_each_ban_on_before_its_own_firewall_call():
+    from pvefail2ban.plan import plan_node
+    from pvefail2ban.render import render_files
+    from tests.unit.test_plan import node, settings
+
+    shared = render_files(plan_node(settings(), node(), share=True), settings())
+    alone = render_files(plan_node(settings(), node(), share=False), settings())
+    for path in ("/etc/fail2ban/jail.d/01_sshd.local", "/etc/fail2ban/jail.d/02_proxmox.local"):
+        text = shared[path].decode()
+        action = text[text.index("action    = ") :].splitlines()
+        assert action[0] == "action    = pve-fail2ban-share[name=%(__name__)s]"
+        assert action[1].lstrip().startswith("%(banaction)s[")
+        assert "pve-fail2ban-share" not in alone[path].decode()
+    assert "/etc/fail2ban/action.d/pve-fail2ban-share.conf" in shared
+    assert "/etc/fail2ban/action.d/pve-fail2ban-share.conf" not in alone
