@@ -181,7 +181,7 @@ def test_a_peer_that_is_down_gets_every_running_ban_when_it_is_back(lab):
         origin.sh(f"fail2ban-client set sshd banip {address}")
         assert wait_for(lambda: address in banned(other, "sshd"), timeout=5)
         assert time.monotonic() - started < 5, "a peer that is down delayed the others"
-        assert down.name in queued(origin)
+        assert wait_for(lambda: down.name in queued(origin), timeout=5)  # on disk within 1 s
     finally:
         down.container.start()
     came_back = time.monotonic()
