@@ -123,8 +123,11 @@ def unban_fail2ban(ip):
         # node's queue can bring it back to a node that is unbanned next.
         if current["shares"]:
             server.shell(
-                name=f"{address} no longer queued for peers that are down (cluster-wide bans)",
-                commands=[f"printf 'forget %s\\n' {address} >> {STATE_DIR}/outbox"],
+                name=f"{address} no longer queued, nor taken from a peer (cluster-wide bans)",
+                commands=[
+                    f"printf 'forget %s\\n' {address} >> {STATE_DIR}/outbox && "
+                    f"printf '%s %s\\n' {address} $(date +%s.%N) >> {STATE_DIR}/lifted"
+                ],
             )
         if not where:
             host.noop(f"{address} is not banned on {host.name}")

@@ -4,9 +4,11 @@
 
     receive.py ORIGIN        (ORIGIN: the sending node's name, fixed by its authorized_keys line)
 
-Request:  ban <jail> <ip> <seconds>      (seconds left of the origin's ban; -1 = for ever)
+Request:  ban <jail> <ip> <seconds> <age>   (seconds left of the origin's ban, -1 = for ever;
+                                           age: seconds since the origin made it)
 Answers:  ok <jail> <ip>                  banned here (or already was)
-          ignored <jail> <ip> <why>       in this node's ignoreip / its own address: never banned
+          ignored <jail> <ip> <why>       in this node's ignoreip / its own address, or lifted
+                                          here (unban.py) after the origin made it: not banned
           refused <why>                   malformed, or a jail that is not ours here: not retried
           later <jail> <ip> <why>         fail2ban does not answer: the sender keeps it and retries
 
@@ -28,8 +30,11 @@ import time
 
 CONFIG = "/etc/pve-fail2ban/share/peers.json"
 RECEIVED = "/var/lib/pve-fail2ban/share/received"
+LIFTED = "/var/lib/pve-fail2ban/share/lifted"  # "<address> <time>" per unban.py lift
 SOCKET = "/var/run/fail2ban/fail2ban.sock"
-REQUEST = re.compile(r"^ban ([A-Za-z0-9_.-]{1,32}) ([0-9A-Fa-f:.]{2,45}) (-1|[0-9]{1,10})$")
+REQUEST = re.compile(
+    r"^ban ([A-Za-z0-9_.-]{1,32}) ([0-9A-Fa-f:.]{2,45}) (-1|[0-9]{1,10}) ([0-9]{1,10}(?:\.[0-9]{1,6})?)$"
+)
 MAX_SECONDS = 10 * 366 * 86400  # a ban longer than ten years is no ban time anyone sent
 
 
@@ -38,11 +43,12 @@ def log(message):
 
 
 def parse(line, jails):
-    """(jail, address, seconds) of a valid request line, else raise ValueError(why)."""
+    """(jail, address, seconds, age) of a valid request line, else raise ValueError(why)."""
     match = REQUEST.match(line)
     if not match:
         raise ValueError(f"malformed request {line[:120]!r}")
     jail, address, seconds = match.group(1), match.group(2), int(match.group(3))
+    age = float(match.group(4))
     if jail not in jails:
         raise ValueError(f"jail {jail!r} is not one of ours on this node ({', '.join(jails)})")
     ip = ipaddress.ip_address(address)  # ValueError for anything that is not one address
@@ -50,7 +56,17 @@ def parse(line, jails):
         raise ValueError(f"{address} is not an address anyone is banned by")
     if seconds == 0 or seconds > MAX_SECONDS:
         raise ValueError(f"ban time {seconds} out of range")
-    return jail, ip.compressed, seconds
+    return jail, ip.compressed, seconds, age
+
+
+def lifted_after(address, banned_at):
+    """True when unban.py lifted `address` here after `banned_at` (this node's clock)."""
+    try:
+        with open(LIFTED) as lines:
+            times = [float(t) for a, t in (line.split()[:2] for line in lines) if a == address]
+    except (OSError, ValueError):
+        return False
+    return any(t >= banned_at for t in times)
 
 
 class Fail2ban:
@@ -63,7 +79,13 @@ class Fail2ban:
         self.ignore = {}
 
     def ask(self, *command):
-        code, answer = self.sock.send(list(command))
+        try:
+            code, answer = self.sock.send(list(command))
+        except Exception:  # noqa: BLE001 - fail2ban restarted since: its new socket, once
+            from fail2ban.client.csocket import CSocket
+
+            self.sock = CSocket(SOCKET, timeout=10)
+            code, answer = self.sock.send(list(command))
         if code != 0:
             raise RuntimeError(str(answer))
         return answer
@@ -107,7 +129,7 @@ def main(origin):
     for raw in sys.stdin:
         line = raw.strip()
         try:
-            jail, address, seconds = parse(line, jails)
+            jail, address, seconds, age = parse(line, jails)
         except ValueError as error:
             log(f"refused from {origin}: {error}")
             print(f"refused {error}", flush=True)
@@ -115,6 +137,8 @@ def main(origin):
         try:
             fail2ban = fail2ban or Fail2ban()
             why = fail2ban.ignored(jail, address)
+            if not why and lifted_after(address, time.time() - age):
+                why = "lifted here (unban.py) after the origin banned it"
             if why:
                 log(f"{origin} asked to ban {address} in {jail}: not banned, {why}")
                 print(f"ignored {jail} {address} {why}", flush=True)

@@ -13,6 +13,9 @@ is over.
     ban <jail> <ip> <time of ban> <ban time>   (the action's line; ban time -1 = for ever)
     forget <ip>                                (unban.py: drop what is queued for that address)
 
+Each request tells the peer the time left and how long ago the ban was made, so a peer where the
+address was lifted (unban.py) after that refuses it, whatever the network delayed.
+
 Only the standard library; the peers, their addresses and host keys come from CONFIG (written by
 the deploy).
 """
@@ -100,7 +103,7 @@ class Tail:
 class Peer:
     def __init__(self, name, address, port):
         self.name, self.address, self.port = name, address, port
-        self.queue = {}  # (jail, ip) -> end
+        self.queue = {}  # (jail, ip) -> (end, when it was banned here)
         self.inflight = {}  # (jail, ip) -> when sent
         self.proc, self.buffer = None, b""
         self.next_try, self.failures, self.last_used = 0.0, 0, 0.0
@@ -141,7 +144,7 @@ class Peer:
     def send(self, now):
         """Send queued bans (up to WINDOW in flight); drop those whose time ran out."""
         lines = []
-        for key, end in list(self.queue.items()):
+        for key, (end, banned_at) in list(self.queue.items()):
             if len(self.inflight) + len(lines) >= WINDOW:
                 break
             if key in self.inflight:
@@ -150,7 +153,8 @@ class Peer:
             if left is None:
                 del self.queue[key]
                 continue
-            lines.append((key, f"ban {key[0]} {key[1]} {left}\n"))
+            age = max(0.0, now - banned_at)  # the peer compares it with an unban made there
+            lines.append((key, f"ban {key[0]} {key[1]} {left} {age:.3f}\n"))
         if not lines:
             return
         try:
@@ -223,8 +227,8 @@ class Share:
         except (OSError, ValueError):
             return
         for peer in self.peers:
-            for jail, ip, end in pending.get(peer.name, []):
-                peer.queue[(jail, ip)] = end
+            for jail, ip, end, banned_at in pending.get(peer.name, []):
+                peer.queue[(jail, ip)] = (end, banned_at)
 
     def save(self, now):
         """The queues on disk, at most once a second while bans are queued (a flood), at once
@@ -234,7 +238,7 @@ class Share:
             self.unsaved = True
             return
         self.unsaved, self.saved_at = False, now
-        pending = {p.name: sorted([*k, e] for k, e in p.queue.items()) for p in self.peers}
+        pending = {p.name: sorted([*k, *v] for k, v in p.queue.items()) for p in self.peers}
         text = json.dumps(pending, sort_keys=True)
         if text == self.saved:
             return
@@ -317,7 +321,7 @@ class Share:
                 if seconds_left(end, now) is None:
                     continue
                 for peer in self.peers:
-                    peer.queue[(jail, ip)] = end
+                    peer.queue[(jail, ip)] = (end, float(banned_at))
             elif line.startswith("forget "):
                 ip = line.split()[1]
                 for peer in self.peers:

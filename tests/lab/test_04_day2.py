@@ -136,7 +136,16 @@ def test_unban_clears_every_node_and_a_second_run_is_a_no_op(lab):
     assert run.returncode == 0, run.text[-3000:]
     assert f"{config.ATTACKER_IP} unbanned from jail proxmox (it was banned here)" in run.text
     for node in nodes:
-        assert banned(node, "proxmox") == [], node.sh("tail -n 30 /var/log/fail2ban.log")[1]
+        assert banned(node, "proxmox") == [], "\n".join(
+            n.name
+            + ": "
+            + n.sh(
+                "tail -n 8 /var/log/fail2ban.log; journalctl -o short-precise --no-pager "
+                "-u pve-fail2ban-share -t pve-fail2ban-receive | tail -n 12; "
+                "cat /var/lib/pve-fail2ban/share/received /var/lib/pve-fail2ban/share/outbox"
+            )[1]
+            for n in nodes
+        )
         assert wait_for(lambda node=node: attack.port_open(attacker, node, 8006))
     again = lab.pyinfra("--data", f"ip={config.ATTACKER_IP}", deploy="unban.py")
     assert again.returncode == 0 and "unbanned from" not in again.text.split("--> Beginning")[1]

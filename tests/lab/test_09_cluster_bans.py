@@ -141,12 +141,12 @@ def test_the_share_key_can_hand_over_a_ban_request_and_nothing_else(lab):
     assert "SSH-" not in forward and "prohibited" in forward, forward  # no port forwarding
     hostile = (
         "rm -rf /\\n"
-        "ban sshd 192.0.2.0/24 600\\n"
-        "ban nosuchjail 192.0.2.9 600\\n"
-        "ban sshd 192.0.2.9 600; id\\n"
-        "ban sshd 127.0.0.1 600\\n"
-        f"ban sshd {config.GATEWAY} 600\\n"
-        f"ban sshd {thief.ip} 600\\n"
+        "ban sshd 192.0.2.0/24 600 0\\n"
+        "ban nosuchjail 192.0.2.9 600 0\\n"
+        "ban sshd 192.0.2.9 600 0; id\\n"
+        "ban sshd 127.0.0.1 600 0\\n"
+        f"ban sshd {config.GATEWAY} 600 0\\n"
+        f"ban sshd {thief.ip} 600 0\\n"
     )
     answers = with_share_key(thief, victim, stdin=hostile)[1].splitlines()
     assert [a.split()[0] for a in answers] == [
@@ -164,7 +164,7 @@ def test_the_share_key_can_hand_over_a_ban_request_and_nothing_else(lab):
     attacker = lab.attacker()
     attacker.sh(f"umask 077; printf '%s\\n' '{key}' > /tmp/stolen")
     stolen = attacker.sh(
-        "printf 'ban sshd 192.0.2.44 600\\n' | timeout 20 ssh -T -i /tmp/stolen -o BatchMode=yes "
+        "printf 'ban sshd 192.0.2.44 600 0\\n' | timeout 20 ssh -T -i /tmp/stolen -o BatchMode=yes "
         f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@{victim.ip} 2>&1"
     )
     assert stolen[0] != 0 and "ok sshd" not in stolen[1]

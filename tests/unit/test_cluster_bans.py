@@ -139,15 +139,17 @@ def test_authorize_replaces_only_our_lines_and_keeps_everything_else_in_place():
     "line,why",
     [
         ("rm -rf /", "malformed"),
-        ("ban sshd 192.0.2.0/24 600", "malformed"),
-        ("ban sshd 192.0.2.1 600; id", "malformed"),
-        ("ban nosuch 192.0.2.1 600", "not one of ours"),
-        ("ban sshd 127.0.0.1 600", "not an address"),
-        ("ban sshd ::1 600", "not an address"),
-        ("ban sshd 999.0.2.1 600", "does not appear to be an IPv4 or IPv6 address"),
-        ("ban sshd 192.0.2.1 0", "out of range"),
-        ("ban sshd 192.0.2.1 99999999999", "malformed"),
-        ("ban sshd 192.0.2.1 -5", "malformed"),
+        ("ban sshd 192.0.2.0/24 600 0", "malformed"),
+        ("ban sshd 192.0.2.1 600 0; id", "malformed"),
+        ("ban sshd 192.0.2.1 600", "malformed"),  # no age
+        ("ban sshd 192.0.2.1 600 -3", "malformed"),
+        ("ban nosuch 192.0.2.1 600 0", "not one of ours"),
+        ("ban sshd 127.0.0.1 600 0", "not an address"),
+        ("ban sshd ::1 600 0", "not an address"),
+        ("ban sshd 999.0.2.1 600 0", "does not appear to be an IPv4 or IPv6 address"),
+        ("ban sshd 192.0.2.1 0 0", "out of range"),
+        ("ban sshd 192.0.2.1 99999999999 0", "malformed"),
+        ("ban sshd 192.0.2.1 -5 0", "malformed"),
     ],
 )
 def test_the_receiver_refuses_anything_but_one_address_one_jail_one_time(line, why):
@@ -156,8 +158,29 @@ def test_the_receiver_refuses_anything_but_one_address_one_jail_one_time(line, w
 
 
 def test_the_receiver_takes_a_ban_and_a_ban_for_ever():
-    assert receive.parse("ban sshd 2001:DB8::7 600", ["sshd"]) == ("sshd", "2001:db8::7", 600)
-    assert receive.parse("ban proxmox 192.0.2.7 -1", ["proxmox"]) == ("proxmox", "192.0.2.7", -1)
+    assert receive.parse("ban sshd 2001:DB8::7 600 0.25", ["sshd"]) == (
+        "sshd",
+        "2001:db8::7",
+        600,
+        0.25,
+    )
+    assert receive.parse("ban proxmox 192.0.2.7 -1 3", ["proxmox"]) == (
+        "proxmox",
+        "192.0.2.7",
+        -1,
+        3,
+    )
+
+
+def test_a_ban_made_before_an_unban_here_is_not_taken(tmp_path, monkeypatch):
+    lifted = tmp_path / "lifted"
+    lifted.write_text("192.0.2.7 1000.5\n192.0.2.8 900\n")
+    monkeypatch.setattr(receive, "LIFTED", str(lifted))
+    assert receive.lifted_after("192.0.2.7", 999.0)  # made before the lift: refused
+    assert not receive.lifted_after("192.0.2.7", 1001.0)  # a new ban after it: taken
+    assert not receive.lifted_after("192.0.2.9", 0)
+    monkeypatch.setattr(receive, "LIFTED", str(tmp_path / "none"))
+    assert not receive.lifted_after("192.0.2.7", 0)
 
 
 def test_the_sender_sends_the_time_left_and_drops_what_ran_out():
