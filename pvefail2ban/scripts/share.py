@@ -179,24 +179,19 @@ class Peer:
         self.buffer += chunk
         *complete, self.buffer = self.buffer.split(b"\n")
         for raw in complete:
+            # the receiver answers every request once, in order: the oldest in flight
+            key = next(iter(self.inflight), None)
             word, _, rest = raw.decode(errors="replace").partition(" ")
-            parts = rest.split(" ", 2)
-            key = tuple(parts[:2]) if len(parts) >= 2 else None
-            if word in ("ok", "ignored") and key in self.inflight:
-                self.queue.pop(key, None)
-                self.inflight.pop(key, None)
-                self.failures = 0
-                if word == "ignored":
-                    log(f"{self.name}: {rest}")
-            elif word == "later" and key in self.inflight:
+            if word == "later":  # its fail2ban does not answer: kept, tried again
                 log(f"{self.name}: {rest}")
                 self.close(now, failed=True)
                 return True
-            else:  # refused: never retried, the peer logged why
-                log(f"{self.name} refused: {rest}")
-                if key in self.inflight:
-                    self.queue.pop(key, None)
-                    self.inflight.pop(key, None)
+            if word != "ok":  # ignored or refused there: never retried, the peer logged why
+                log(f"{self.name} {word}: {rest}")
+            if key is not None:
+                self.queue.pop(key, None)
+                del self.inflight[key]
+            self.failures = 0
         self.last_used = now if complete else self.last_used
         return not ended
 

@@ -217,3 +217,24 @@ def test_a_sharing_jail_hands_each_ban_on_before_its_own_firewall_call():
         assert "pve-fail2ban-share" not in alone[path].decode()
     assert "/etc/fail2ban/action.d/pve-fail2ban-share.conf" in shared
     assert "/etc/fail2ban/action.d/pve-fail2ban-share.conf" not in alone
+
+
+def test_answers_are_taken_in_order_and_a_refusal_is_never_retried():
+    import os
+    import subprocess
+    import time
+
+    peer = share.Peer("pve2", "192.0.2.2", 22)
+    peer.proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    os.set_blocking(peer.proc.stdout.fileno(), False)
+    keys = [("sshd", "192.0.2.1"), ("recidive", "192.0.2.1")]
+    peer.queue = {key: (0, 0.0) for key in keys}
+    peer.inflight = {key: 1.0 for key in keys}
+    peer.proc.stdin.write(b"ok sshd 192.0.2.1\nrefused jail 'recidive' is not one of ours here\n")
+    peer.proc.stdin.flush()
+    deadline = time.monotonic() + 5
+    while peer.inflight and time.monotonic() < deadline:
+        peer.answers(time.monotonic())
+        time.sleep(0.01)
+    assert peer.queue == {} and peer.inflight == {}
+    peer.close(time.monotonic(), failed=False)
