@@ -1,8 +1,9 @@
 """Ban everywhere: `pyinfra -y inventory.py ban.py --data ip=192.0.2.7 [--data jails=sshd,proxmox]`.
 
-Bans the address(es) in the chosen jails (default: sshd and proxmox) on every node. Refuses, before
-any node changes, to ban this controller, a node of the inventory or an address in a jail's ignoreip,
-unless --data force=true. A second run is a no-op.
+Bans the address(es) in the chosen jails (default: every login jail of ours running there: sshd,
+proxmox, pbs, pmg) on every node. Refuses, before any node changes, to ban this controller, a node
+of the inventory or an address in a jail's ignoreip, unless --data force=true. A second run is a
+no-op.
 """
 
 from pyinfra import host

@@ -17,7 +17,7 @@ changes: a bad one stops the run and names the key and the value."""
 # fail2ban_sshd_bantime = '10m'
 
 # --- proxmox jail (the guide's 02_proxmox) -------------------------------------------------------
-#   protect the PVE web UI / API (pvedaemon logins)
+#   protect the PVE web UI / API (pvedaemon logins) where PVE runs (pvedaemon unit)
 # fail2ban_proxmox_enabled = True
 #   ports to ban on (names or numbers)
 # fail2ban_proxmox_port = ['https', 'http', 8006]
@@ -26,7 +26,27 @@ changes: a bad one stops the run and names the key and the value."""
 #   ban length (guide: 600 s)
 # fail2ban_proxmox_bantime = 600
 
-# --- both jails ----------------------------------------------------------------------------------
+# --- pbs jail (Proxmox Backup Server: proxmox-backup-api / -proxy logins) ------------------------
+#   protect the PBS web UI / API where PBS runs (proxmox-backup(-proxy) unit)
+# fail2ban_pbs_enabled = True
+#   ports to ban on (PBS: 8007)
+# fail2ban_pbs_port = [8007]
+#   failed PBS logins within findtime before a ban
+# fail2ban_pbs_maxretry = 3
+#   PBS ban length (seconds or fail2ban forms)
+# fail2ban_pbs_bantime = 600
+
+# --- pmg jail (Proxmox Mail Gateway: pmgdaemon logins) -------------------------------------------
+#   protect the PMG web UI / API where PMG runs (pmgdaemon unit)
+# fail2ban_pmg_enabled = True
+#   ports to ban on (PMG's GUI: 8006)
+# fail2ban_pmg_port = [8006]
+#   failed PMG logins within findtime before a ban
+# fail2ban_pmg_maxretry = 3
+#   PMG ban length (seconds or fail2ban forms)
+# fail2ban_pmg_bantime = 600
+
+# --- every jail ----------------------------------------------------------------------------------
 #   window in which maxretry failures count
 # fail2ban_findtime = '10m'
 #   auto (journal where the guide's log file is missing) | systemd | file

@@ -15,6 +15,7 @@ def parse_state(text):
     if not isinstance(state, dict) or not {"running", "active", "jails", "events"} <= set(state):
         raise ValueError(f"not the state script's JSON: {text[:200]!r}")
     state.setdefault("shares", False)
+    state.setdefault("products", [])  # the Proxmox products the node runs (their units)
     for jail in state["jails"].values():
         jail.setdefault("from", {})  # {address: the peer it was received from}
         held = set(jail["firewall"])
@@ -120,7 +121,17 @@ def format_table(
     return "\n".join(lines)
 
 
-def status_problems(states, expected_jails=("sshd", "proxmox")):
+# Our login jails: sshd everywhere, one per Proxmox product a node runs (its `products`).
+LOGIN_JAILS = ("sshd", "proxmox", "pbs", "pmg")
+PRODUCT_JAILS = {"pve": "proxmox", "pbs": "pbs", "pmg": "pmg"}
+
+
+def expected_jails(state):
+    """The jails a node must run: sshd, and the jail of each Proxmox product it runs."""
+    return ["sshd", *(PRODUCT_JAILS[p] for p in state.get("products", []) if p in PRODUCT_JAILS)]
+
+
+def status_problems(states):
     problems = []
     for node, state in sorted(states.items()):
         if state.get("error"):
@@ -130,7 +141,7 @@ def status_problems(states, expected_jails=("sshd", "proxmox")):
             problems.append(f"{node}: fail2ban is not running")
             continue
         problems += [
-            f"{node}: jail {j} is missing" for j in expected_jails if j not in state["jails"]
+            f"{node}: jail {j} is missing" for j in expected_jails(state) if j not in state["jails"]
         ]
         problems += [
             f"{node}: {j} lists {ip} as banned but the firewall does not enforce it"
@@ -155,9 +166,15 @@ def cluster_report(states):
 
 
 def parse_jails(value, state, node):
-    """--data jails=... -> jail names that run on the node (default: sshd and proxmox)."""
+    """--data jails=... -> jail names that run on the node (default: every login jail of ours
+    running there: sshd, proxmox, pbs, pmg)."""
     if value in (None, ""):
-        wanted = ["sshd", "proxmox"]
+        wanted = [j for j in LOGIN_JAILS if j in state["jails"]]
+        if not wanted:
+            raise DeployError(
+                f"no jail of ours ({', '.join(LOGIN_JAILS)}) runs on {node} (it runs: "
+                f"{', '.join(sorted(state['jails'])) or 'none'}); nothing was changed"
+            )
     else:
         wanted = value.split(",") if isinstance(value, str) else value
         if not isinstance(wanted, (list, tuple)) or not wanted:

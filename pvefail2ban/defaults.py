@@ -36,7 +36,11 @@ SECTIONS = [
     (
         "proxmox jail (the guide's 02_proxmox)",
         [
-            ("fail2ban_proxmox_enabled", True, "protect the PVE web UI / API (pvedaemon logins)"),
+            (
+                "fail2ban_proxmox_enabled",
+                True,
+                "protect the PVE web UI / API (pvedaemon logins) where PVE runs (pvedaemon unit)",
+            ),
             (
                 "fail2ban_proxmox_port",
                 ["https", "http", 8006],
@@ -47,7 +51,33 @@ SECTIONS = [
         ],
     ),
     (
-        "both jails",
+        "pbs jail (Proxmox Backup Server: proxmox-backup-api / -proxy logins)",
+        [
+            (
+                "fail2ban_pbs_enabled",
+                True,
+                "protect the PBS web UI / API where PBS runs (proxmox-backup(-proxy) unit)",
+            ),
+            ("fail2ban_pbs_port", [8007], "ports to ban on (PBS: 8007)"),
+            ("fail2ban_pbs_maxretry", 3, "failed PBS logins within findtime before a ban"),
+            ("fail2ban_pbs_bantime", 600, "PBS ban length (seconds or fail2ban forms)"),
+        ],
+    ),
+    (
+        "pmg jail (Proxmox Mail Gateway: pmgdaemon logins)",
+        [
+            (
+                "fail2ban_pmg_enabled",
+                True,
+                "protect the PMG web UI / API where PMG runs (pmgdaemon unit)",
+            ),
+            ("fail2ban_pmg_port", [8006], "ports to ban on (PMG's GUI: 8006)"),
+            ("fail2ban_pmg_maxretry", 3, "failed PMG logins within findtime before a ban"),
+            ("fail2ban_pmg_bantime", 600, "PMG ban length (seconds or fail2ban forms)"),
+        ],
+    ),
+    (
+        "every jail",
         [
             ("fail2ban_findtime", "10m", "window in which maxretry failures count"),
             (

@@ -23,6 +23,8 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python script
 SSHD_JAIL = "/etc/fail2ban/jail.d/01_sshd.local"
 PROXMOX_JAIL = "/etc/fail2ban/jail.d/02_proxmox.local"
 RECIDIVE_JAIL = "/etc/fail2ban/jail.d/03_recidive.local"
+PBS_JAIL = "/etc/fail2ban/jail.d/04_pbs.local"  # Proxmox Backup Server, where it runs
+PMG_JAIL = "/etc/fail2ban/jail.d/05_pmg.local"  # Proxmox Mail Gateway, where it runs
 # Where earlier releases of this deploy (and the guide) put the jails: removed when found.
 EARLIER_JAILS = (
     "/etc/fail2ban/jail.d/01_sshd.conf",
@@ -31,6 +33,8 @@ EARLIER_JAILS = (
 )
 FILTER = "/etc/fail2ban/filter.d/proxmox.conf"
 FILTER_LOCAL = "/etc/fail2ban/filter.d/proxmox.local"  # when the package ships its own proxmox.conf
+PBS_FILTER = "/etc/fail2ban/filter.d/pbs.conf"
+PMG_FILTER = "/etc/fail2ban/filter.d/pmg.conf"
 SHARE_ACTION = (
     "/etc/fail2ban/action.d/pve-fail2ban-share.conf"  # cluster-wide bans (cluster_bans.py)
 )
@@ -38,13 +42,27 @@ MANAGED = (
     SSHD_JAIL,
     PROXMOX_JAIL,
     RECIDIVE_JAIL,
+    PBS_JAIL,
+    PMG_JAIL,
     FILTER,
     FILTER_LOCAL,
+    PBS_FILTER,
+    PMG_FILTER,
     SHARE_ACTION,
     *EARLIER_JAILS,
 )
 PACKAGES = ("fail2ban", "python3-systemd", "python3-pyinotify", "nftables", "iptables")
 LOGS = ("/var/log/auth.log", "/var/log/daemon.log")
+# The Proxmox products a node runs, known by their systemd units (a unit file that exists and is not
+# masked): {unit: product}. PBS runs two daemons; either one is enough to tell.
+PRODUCT_UNITS = {
+    "pvedaemon.service": "pve",
+    "proxmox-backup.service": "pbs",
+    "proxmox-backup-proxy.service": "pbs",
+    "pmgdaemon.service": "pmg",
+}
+PBS_AUTH_LOG = "/var/log/proxmox-backup/api/auth.log"  # PBS writes every login failure here too
+PBS_CHANGELOG = "/usr/share/doc/proxmox-backup-server/changelog.Debian.gz"
 
 NODE_SCRIPT = r"""
 . /etc/os-release 2>/dev/null
@@ -59,6 +77,10 @@ done
 # journald's effective settings, drop-ins included (the last assignment wins)
 systemd-analyze cat-config systemd/journald.conf 2>/dev/null | sed -n 's/^[[:space:]]*\(Storage\|MaxLevelStore\)=[[:space:]]*/journald_\1=/p'
 
+# the Proxmox products: their units; PBS's own auth log and its release (version, date)
+systemctl list-unit-files --no-legend {units} 2>/dev/null | awk '$2 != "masked" {{print "unit=" $1}}'
+test -f {pbs_log} && echo "pbs_authlog=yes"
+test -r {pbs_changelog} && zcat {pbs_changelog} 2>/dev/null | sed -n '1s/^[^ ]* (\([^)]*\)).*/pbs_version=\1/p; /^ -- /{{s/^ -- .*>  */pbs_date=/p;q}}'
 for t in nft iptables; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
 sshd -T 2>/dev/null | grep -Ei '^(port|maxauthtries|loglevel|permitrootlogin) ' | sed 's/^/sshd_/'
 echo "client=${{SSH_CLIENT%% *}}"
@@ -83,6 +105,9 @@ ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' || t=0  # no lists at a
 echo "apt_lists_age=$(( $(date +%s) - ${{t:-0}} ))"
 """.format(
     logs=" ".join(LOGS),
+    units=" ".join(PRODUCT_UNITS),
+    pbs_log=PBS_AUTH_LOG,
+    pbs_changelog=PBS_CHANGELOG,
     packages=" ".join(PACKAGES),
     filter=FILTER,
     managed=" ".join(MANAGED),
@@ -122,6 +147,10 @@ def parse_node(lines):
         "share_peers": None,
         "share_files": {},
         "authorized": [],
+        "products": [],
+        "pbs_authlog": False,
+        "pbs_version": None,
+        "pbs_date": None,
     }
     for line in lines:
         key, _, value = line.strip().partition("=")
@@ -141,6 +170,13 @@ def parse_node(lines):
             node["logs"].append(value)
         elif key == "addr":
             node["addresses"].append(value)
+        elif key == "unit" and value in PRODUCT_UNITS:
+            if PRODUCT_UNITS[value] not in node["products"]:
+                node["products"].append(PRODUCT_UNITS[value])
+        elif key == "pbs_authlog":
+            node["pbs_authlog"] = value == "yes"
+        elif key in ("pbs_version", "pbs_date"):
+            node[key] = value.strip() or None
         elif key == "log_written":
             node["logs_written"].append(value)
         elif key in ("journald_Storage", "journald_MaxLevelStore"):
@@ -206,6 +242,10 @@ class NodeFacts(FactBase):
         "fail2ban_unitfilestate": "enabled",
         "apt_lists_age": 120,                       # seconds since apt lists were refreshed
         "sshd_permitrootlogin": "yes",
+        "products": ["pve", "pbs"],                # by their units (PRODUCT_UNITS)
+        "pbs_authlog": True,                        # PBS_AUTH_LOG exists
+        "pbs_version": "3.2.4-1",                   # from PBS's Debian changelog, if installed
+        "pbs_date": "Mon, 27 May 2024 15:01:02 +0200",  # ... and that release's date
         # cluster-wide bans (cluster_bans.py):
         "share_key": "ssh-ed25519 AAAA...",         # this node's share public key, if made
         "hostkeys": ["ssh-ed25519 AAAA..."],        # its sshd host keys

@@ -3,8 +3,22 @@ packages to install, which addresses are never banned. Pure: settings + node fac
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
-from .facts import FILTER, FILTER_LOCAL, PROXMOX_JAIL, RECIDIVE_JAIL, SSHD_JAIL
+from .facts import (
+    FILTER,
+    FILTER_LOCAL,
+    PBS_AUTH_LOG,
+    PBS_CHANGELOG,
+    PBS_FILTER,
+    PBS_JAIL,
+    PMG_FILTER,
+    PMG_JAIL,
+    PROXMOX_JAIL,
+    RECIDIVE_JAIL,
+    SSHD_JAIL,
+)
 
 AUTH_LOG = "/var/log/auth.log"
 DAEMON_LOG = "/var/log/daemon.log"
@@ -12,7 +26,14 @@ FAIL2BAN_LOG = "/var/log/fail2ban.log"
 # sshd on Debian runs as ssh.service; OpenSSH >= 9.8 (Debian 13) logs from sshd-session.
 SSHD_JOURNALMATCH = "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session"
 LOOPBACK = ["127.0.0.1/8", "::1"]
+# Our jails whose name the distribution may define too (Debian 13 enables sshd; fail2ban 1.1 ships
+# a proxmox jail): where ours does not run, a `.local` file keeps the distribution's off as well.
 OUR_JAILS = {"sshd": SSHD_JAIL, "proxmox": PROXMOX_JAIL, "recidive": RECIDIVE_JAIL}
+PRODUCTS = {"pve": "Proxmox VE", "pbs": "Proxmox Backup Server", "pmg": "Proxmox Mail Gateway"}
+# Before proxmox-rest-server 1.0.5 (February 2026) PBS's public proxy took the client's address from
+# a `Forwarded: for=` header the client sent (shared/PROXMOX-LOGS.md): a PBS release older than this
+# date cannot have the fix, so the deploy warns there (see forwarded_risk).
+FORWARDED_FIXED = datetime(2026, 3, 1, tzinfo=timezone.utc)
 BANACTIONS = {
     "nftables": ("nftables-multiport", "nftables-allports", "nft", "nftables"),
     "iptables": ("iptables-multiport", "iptables-allports", "iptables", "iptables"),
@@ -53,14 +74,15 @@ class Plan:
     """What one node gets (plan_node)."""
 
     jails: list  # Jail, each running
-    off: dict  # {jail name: path} of our jails switched off by the settings
+    off: dict  # {jail name: (path, why)} of OUR_JAILS that do not run here
     banaction: str
     banaction_allports: str
     blocktype: str
     firewall_tool: str  # the command the ban action runs: nft or iptables
     ignoreip: list
     packages: list
-    filter_path: str
+    filter_path: str  # where the proxmox filter goes (.local where the package owns the .conf)
+    filters: dict = field(default_factory=dict)  # {path on the node: filter file of ours}
     share: bool = False  # our jails send their bans to the peers (cluster_bans.py)
     warnings: list = field(default_factory=list)
 
@@ -143,6 +165,53 @@ def _banaction(choice, node):
     return choice
 
 
+def _pbs_backend(choice, node):
+    """'systemd' (the PBS units' journal) or 'file' (PBS's own auth log, which it always writes)
+    for the pbs jail, and why. `auto` takes the journal unless journald drops PBS's lines."""
+    has_log = node.get("pbs_authlog")
+    if choice == "file" and not has_log:
+        raise NodeError(
+            f"fail2ban_backend = 'file' but {PBS_AUTH_LOG} does not exist on this node: use "
+            "'auto' or 'systemd' (the journal of PBS's units)"
+        )
+    if choice == "file":
+        return "file", f"fail2ban_backend = 'file': {PBS_AUTH_LOG}"
+    if not node["journal"]:
+        if choice == "auto" and has_log:
+            return "file", f"no journal: {PBS_AUTH_LOG}"
+        raise NodeError("the pbs jail reads the journal, but this node has no journal (journalctl)")
+    try:
+        _journal_keeps(node, "pbs", "err")
+    except NodeError:
+        if choice == "auto" and has_log:
+            return "file", f"journald drops PBS's err lines here: {PBS_AUTH_LOG}"
+        raise
+    return "systemd", "the journal of PBS's units"
+
+
+def forwarded_risk(node):
+    """Why the addresses this PBS node logs may have been chosen by a client, or None. PBS releases
+    before FORWARDED_FIXED took them from a client-sent `Forwarded` header; the release's date is
+    read from its Debian changelog (NodeFacts pbs_version / pbs_date)."""
+    try:
+        when = parsedate_to_datetime(node["pbs_date"]) if node.get("pbs_date") else None
+    except (TypeError, ValueError):
+        when = None
+    if when is not None and when >= FORWARDED_FIXED:
+        return None
+    release = (
+        f"PBS {node.get('pbs_version') or '(version unknown)'} of {when:%Y-%m-%d}"
+        if when
+        else f"the PBS release cannot be read ({PBS_CHANGELOG})"
+    )
+    return (
+        f"{release}: PBS releases before March 2026 (proxmox-rest-server < 1.0.5) log the address "
+        "a client claims in a `Forwarded` header, so a client can get another address banned. "
+        "This controller, the inventory's nodes and ignoreip are never banned (lockout protection); "
+        "upgrade PBS (apt full-upgrade) to close it"
+    )
+
+
 def unsupported(node):
     """Why a node (NodeFacts) is no Proxmox node we can serve, or None. Such a node is never
     anybody's peer either."""
@@ -170,6 +239,12 @@ def plan_node(settings, node, peers=(), controller=(), share=False):
 
     warnings = []
     jails = []
+    products = node.get("products") or []
+    if not products:
+        warnings.append(
+            "this node runs none of Proxmox VE, Backup Server or Mail Gateway (no pvedaemon, "
+            "proxmox-backup(-proxy) or pmgdaemon unit): it gets the sshd jail only"
+        )
     if settings["sshd_enabled"]:
         backend, why = _backend(settings["backend"], AUTH_LOG, node)
         if backend == "systemd":
@@ -203,7 +278,7 @@ def plan_node(settings, node, peers=(), controller=(), share=False):
                 why=f"{why}; port{'s' if len(ports) > 1 else ''} {source}",
             )
         )
-    if settings["proxmox_enabled"]:
+    if settings["proxmox_enabled"] and "pve" in products:
         backend, why = _backend(settings["backend"], DAEMON_LOG, node)
         if backend == "systemd":
             _journal_keeps(node, "proxmox", "err")
@@ -218,6 +293,43 @@ def plan_node(settings, node, peers=(), controller=(), share=False):
                 backend=backend,
                 logpath=DAEMON_LOG if backend == "file" else None,
                 filter="proxmox",
+                why=why,
+            )
+        )
+    if settings["pbs_enabled"] and "pbs" in products:
+        backend, why = _pbs_backend(settings["backend"], node)
+        jails.append(
+            Jail(
+                name="pbs",
+                path=PBS_JAIL,
+                ports=settings["pbs_port"],
+                maxretry=settings["pbs_maxretry"],
+                bantime=settings["pbs_bantime"],
+                findtime=settings["findtime"],
+                backend=backend,
+                logpath=PBS_AUTH_LOG if backend == "file" else None,
+                filter="pbs",
+                why=why,
+            )
+        )
+        risk = forwarded_risk(node)
+        if risk:
+            warnings.append(risk)
+    if settings["pmg_enabled"] and "pmg" in products:
+        backend, why = _backend(settings["backend"], DAEMON_LOG, node)
+        if backend == "systemd":
+            _journal_keeps(node, "pmg", "err")
+        jails.append(
+            Jail(
+                name="pmg",
+                path=PMG_JAIL,
+                ports=settings["pmg_port"],
+                maxretry=settings["pmg_maxretry"],
+                bantime=settings["pmg_bantime"],
+                findtime=settings["findtime"],
+                backend=backend,
+                logpath=DAEMON_LOG if backend == "file" else None,
+                filter="pmg",
                 why=why,
             )
         )
@@ -239,7 +351,20 @@ def plan_node(settings, node, peers=(), controller=(), share=False):
     # A jail switched off is written as `enabled = false`: the distribution's own jail of that name
     # (Debian 13 enables sshd in jail.d/defaults-debian.conf) does not run either.
     running = {jail.name for jail in jails}
-    off = {name: path for name, path in OUR_JAILS.items() if name not in running}
+    off = {
+        name: (
+            path,
+            f"this node does not run {PRODUCTS['pve']} (no pvedaemon unit)"
+            if name == "proxmox" and settings["proxmox_enabled"]
+            else f"switched off in the deploy's settings (fail2ban_{name}_enabled = False)",
+        )
+        for name, path in OUR_JAILS.items()
+        if name not in running
+    }
+    filter_path = FILTER_LOCAL if node.get("filter_owner") else FILTER
+    filters = {filter_path: "proxmox.conf"}  # kept everywhere: fail2ban-regex by hand needs it
+    filters.update({PBS_FILTER: "pbs.conf"} if "pbs" in running else {})
+    filters.update({PMG_FILTER: "pmg.conf"} if "pmg" in running else {})
 
     banaction = _banaction(settings["banaction"], node)
     multiport, allports, tool, package = BANACTIONS[banaction]
@@ -278,7 +403,8 @@ def plan_node(settings, node, peers=(), controller=(), share=False):
         firewall_tool=tool,
         ignoreip=ignoreip,
         packages=missing,
-        filter_path=FILTER_LOCAL if node.get("filter_owner") else FILTER,
+        filter_path=filter_path,
+        filters=filters,
         share=share,
         warnings=warnings,
     )

@@ -8,7 +8,8 @@ import jinja2
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 FILES = HERE / "files"
-FILTER_SOURCE = FILES / "etc/fail2ban/filter.d/proxmox.conf"
+FILTERS = FILES / "etc/fail2ban/filter.d"  # our filters, by file name
+FILTER_SOURCE = FILTERS / "proxmox.conf"
 SHARE_ACTION_SOURCE = FILES / "etc/fail2ban/action.d/pve-fail2ban-share.conf"
 OFF_TEMPLATE = "etc/fail2ban/jail.d/_off.j2"
 
@@ -33,9 +34,10 @@ def render_files(plan, settings):
             extra_ignoreip=bool(settings["ignoreip"]),
         )
         files[jail.path] = text.encode()
-    for name, path in plan.off.items():
-        files[path] = _env.get_template(OFF_TEMPLATE).render(name=name).encode()
-    files[plan.filter_path] = FILTER_SOURCE.read_bytes()
+    for name, (path, why) in plan.off.items():
+        files[path] = _env.get_template(OFF_TEMPLATE).render(name=name, why=why).encode()
+    for path, source in plan.filters.items():
+        files[path] = (FILTERS / source).read_bytes()
     if plan.share:
         files["/" + str(SHARE_ACTION_SOURCE.relative_to(FILES))] = SHARE_ACTION_SOURCE.read_bytes()
     return files

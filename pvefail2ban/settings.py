@@ -132,6 +132,12 @@ CHECKS = {
     "fail2ban_proxmox_enabled": check_bool,
     "fail2ban_proxmox_maxretry": check_count,
     "fail2ban_proxmox_bantime": lambda v: check_time(v, forever_allowed=True),
+    "fail2ban_pbs_enabled": check_bool,
+    "fail2ban_pbs_maxretry": check_count,
+    "fail2ban_pbs_bantime": lambda v: check_time(v, forever_allowed=True),
+    "fail2ban_pmg_enabled": check_bool,
+    "fail2ban_pmg_maxretry": check_count,
+    "fail2ban_pmg_bantime": lambda v: check_time(v, forever_allowed=True),
     "fail2ban_findtime": check_time,
     "fail2ban_backend": _choice(BACKENDS),
     "fail2ban_banaction": _choice(BANACTIONS),
@@ -149,11 +155,18 @@ CHECKS = {
 FAIL2BAN_TIMES = {
     "fail2ban_sshd_bantime",
     "fail2ban_proxmox_bantime",
+    "fail2ban_pbs_bantime",
+    "fail2ban_pmg_bantime",
     "fail2ban_findtime",
     "fail2ban_recidive_bantime",
     "fail2ban_recidive_findtime",
 }  # written as text into jails
-PORT_KEYS = ("fail2ban_sshd_port", "fail2ban_proxmox_port")
+PORT_KEYS = (
+    "fail2ban_sshd_port",
+    "fail2ban_proxmox_port",
+    "fail2ban_pbs_port",
+    "fail2ban_pmg_port",
+)
 KNOWN = set(CHECKS) | set(PORT_KEYS) | {"fail2ban_ignoreip"}
 assert KNOWN == set(DEFAULTS), "every setting has a default and a check"
 

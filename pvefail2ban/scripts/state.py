@@ -18,6 +18,14 @@ import time
 SOCKET = "/var/run/fail2ban/fail2ban.sock"
 LOG = "/var/log/fail2ban.log"
 SHARE = "/var/lib/pve-fail2ban/share"  # cluster-wide bans: what this node received, from whom
+# The Proxmox products, by their unit files (as NodeFacts tells them; a masked unit is none)
+PRODUCT_UNITS = {
+    "pvedaemon.service": "pve",
+    "proxmox-backup.service": "pbs",
+    "proxmox-backup-proxy.service": "pbs",
+    "pmgdaemon.service": "pmg",
+}
+UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 FIELDS = {
     "Currently failed": "failed",
     "Total failed": "total_failed",
@@ -104,6 +112,15 @@ def received(now):
     return found
 
 
+def products():
+    found = []
+    for unit, product in PRODUCT_UNITS.items():
+        paths = [os.path.join(d, unit) for d in UNIT_DIRS if os.path.lexists(os.path.join(d, unit))]
+        if paths and os.path.realpath(paths[0]) != "/dev/null" and product not in found:
+            found.append(product)
+    return found
+
+
 def read():
     state = {
         "running": False,
@@ -111,6 +128,7 @@ def read():
         "jails": {},
         "events": last_events(),
         "shares": os.path.isdir(SHARE),
+        "products": products(),
     }
     try:
         from fail2ban.client.csocket import CSocket

@@ -62,7 +62,8 @@ done
 for jail in "$@"; do
   case $jail in
     sshd) pattern='Failed password for|Invalid user' ;;
-    proxmox) pattern='authentication (verification )?failure; rhost=[0-9A-Fa-f:.]' ;;
+    proxmox|pmg) pattern='authentication (verification )?failure; rhost=[0-9A-Fa-f:.]' ;;
+    pbs) pattern='authentication failure; rhost=\[?[0-9A-Fa-f:.]' ;;
     *) continue ;;
   esac
   match=$(status_of "$jail" "Journal matches")

@@ -12,6 +12,7 @@ from pvefail2ban.day2 import (
     format_table,
     is_ignored,
     parse_addresses,
+    parse_jails,
     parse_state,
     status_problems,
     status_rows,
@@ -128,6 +129,18 @@ def test_state_is_parsed_and_unenforced_bans_are_found():
     ]
     table = format_table(status_rows({"pve1": state}))
     assert "NOT ENFORCED: 192.0.2.9" in table and table.splitlines()[0].startswith("node")
+
+
+def test_each_node_must_run_the_jail_of_each_product_it_runs():
+    pbs = parse_state(STATE.replace('"jails"', '"products": ["pbs"], "jails"', 1))
+    both = parse_state(STATE.replace('"jails"', '"products": ["pve", "pbs"], "jails"', 1))
+    bare = parse_state(STATE.replace('"jails"', '"products": [], "jails"', 1))
+    assert [p for p in status_problems({"pbs1": pbs}) if "missing" in p] == [
+        "pbs1: jail pbs is missing"
+    ]
+    assert [p for p in status_problems({"x": both}) if "missing" in p] == ["x: jail pbs is missing"]
+    assert [p for p in status_problems({"x": bare}) if "missing" in p] == []
+    assert parse_jails(None, pbs, "pbs1") == ["sshd", "proxmox"]  # those of ours that run there
 
 
 def test_a_down_node_is_a_problem():

@@ -1,4 +1,4 @@
-"""The proxmox filter against its annotated sample log, with the real fail2ban-regex."""
+"""Our filters (proxmox, pbs, pmg) against their annotated sample logs, with the real fail2ban-regex."""
 
 import ast
 import json
@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FILTER = ROOT / "pvefail2ban/files/etc/fail2ban/filter.d/proxmox.conf"
-SAMPLES = ROOT / "tests/files/logs/proxmox"
+FILTERS = ROOT / "pvefail2ban/files/etc/fail2ban/filter.d"
+SAMPLE_LOGS = ROOT / "tests/files/logs"
+FILTER = FILTERS / "proxmox.conf"
+SAMPLES = SAMPLE_LOGS / "proxmox"
+# filter name: (least annotated lines, least matching, least not matching, addresses only a hostile
+# line names: never taken)
+CASES = {
+    "proxmox": (18, 11, 6, {f"192.0.2.{n}" for n in range(66, 72)}),
+    "pbs": (20, 12, 7, {f"192.0.2.{n}" for n in range(66, 71)}),
+    "pmg": (12, 7, 4, {f"192.0.2.{n}" for n in range(66, 70)}),
+}
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +39,10 @@ def fail2ban_regex():
     return run
 
 
-def annotations():
+def annotations(samples=SAMPLES):
     """[(epoch, expected host or None)] for each annotated line of the sample log."""
     found = []
-    for line in SAMPLES.read_text().splitlines():
+    for line in samples.read_text().splitlines():
         if line.startswith("# failJSON:"):
             note = json.loads(line.split(":", 1)[1])
             epoch = datetime.fromisoformat(note["time"]).replace(tzinfo=timezone.utc).timestamp()
@@ -51,35 +60,39 @@ def matches(output):
     return rows
 
 
-def test_sample_log_is_annotated_throughout():
-    notes = annotations()
-    assert len(notes) >= 18
-    assert (
-        sum(1 for _, host in notes if host) >= 11 and sum(1 for _, host in notes if not host) >= 6
-    )
+@pytest.mark.parametrize("name", CASES)
+def test_sample_log_is_annotated_throughout(name):
+    least, matching, not_matching, _ = CASES[name]
+    notes = annotations(SAMPLE_LOGS / name)
+    assert len(notes) >= least
+    assert sum(1 for _, host in notes if host) >= matching
+    assert sum(1 for _, host in notes if not host) >= not_matching
 
 
-def test_filter_matches_exactly_the_annotated_lines_and_addresses(fail2ban_regex):
-    expected = [(epoch, host) for epoch, host in annotations() if host]
-    assert matches(fail2ban_regex("-o", "row", SAMPLES, FILTER)) == expected
+@pytest.mark.parametrize("name", CASES)
+def test_filter_matches_exactly_the_annotated_lines_and_addresses(fail2ban_regex, name):
+    samples = SAMPLE_LOGS / name
+    expected = [(epoch, host) for epoch, host in annotations(samples) if host]
+    assert matches(fail2ban_regex("-o", "row", samples, FILTERS / f"{name}.conf")) == expected
 
 
-def test_filter_counts_each_attempt_once(fail2ban_regex):
-    out = fail2ban_regex(SAMPLES, FILTER)
+@pytest.mark.parametrize("name", CASES)
+def test_filter_counts_each_attempt_once(fail2ban_regex, name):
+    samples = SAMPLE_LOGS / name
+    out = fail2ban_regex(samples, FILTERS / f"{name}.conf")
     total = re.search(r"^Lines: (\d+) lines, 0 ignored, (\d+) matched", out, re.M)
-    assert total and int(total.group(2)) == sum(1 for _, host in annotations() if host)
+    assert total and int(total.group(2)) == sum(1 for _, host in annotations(samples) if host)
 
 
-def test_hostile_user_names_never_yield_the_injected_address(fail2ban_regex):
-    found = {ip for _, ip in matches(fail2ban_regex("-o", "row", SAMPLES, FILTER))}
-    assert not found & {
-        "192.0.2.66",
-        "192.0.2.67",
-        "192.0.2.68",
-        "192.0.2.69",
-        "192.0.2.70",
-        "192.0.2.71",
+@pytest.mark.parametrize("name", CASES)
+def test_hostile_lines_never_yield_the_injected_address(fail2ban_regex, name):
+    samples = SAMPLE_LOGS / name
+    injected = CASES[name][3]
+    assert all(ip in samples.read_text() for ip in injected)  # in the sample log ...
+    found = {
+        ip for _, ip in matches(fail2ban_regex("-o", "row", samples, FILTERS / f"{name}.conf"))
     }
+    assert not found & injected  # ... and never taken
 
 
 def test_guide_filter_would_ban_the_injected_address(fail2ban_regex, tmp_path):

@@ -6,6 +6,10 @@ from pvefail2ban.facts import (
     EARLIER_JAILS,
     FILTER,
     FILTER_LOCAL,
+    PBS_AUTH_LOG,
+    PBS_FILTER,
+    PBS_JAIL,
+    PMG_FILTER,
     PROXMOX_JAIL,
     RECIDIVE_JAIL,
     SSHD_JAIL,
@@ -19,6 +23,7 @@ from pvefail2ban.settings import validate
 DEFAULTS = validate(DEFAULT_DATA)
 PVE8 = """os_id=debian
 os_like=
+unit=pvedaemon.service
 systemd=yes
 journal=yes
 tool=nft
@@ -271,3 +276,71 @@ def test_the_admins_own_proxmox_local_is_never_removed():
     files = render_files(plan, DEFAULTS)
     theirs = node(files={FILTER_LOCAL: ("x", "644", "root:root")})
     assert files_to_remove(files, theirs) == []
+
+
+PBS = PVE8.replace("unit=pvedaemon.service\n", "") + (
+    "unit=proxmox-backup.service\nunit=proxmox-backup-proxy.service\npbs_authlog=yes\n"
+)
+PBS_FIXED = "pbs_version=4.1.9-1\npbs_date=Tue, 14 Jul 2026 10:00:00 +0200\n"
+
+
+def test_products_are_read_from_their_units():
+    assert node()["products"] == ["pve"]
+    assert node(PBS + "unit=pvedaemon.service\n")["products"] == ["pbs", "pve"]
+    facts = node(PBS + PBS_FIXED)
+    assert facts["pbs_authlog"] and facts["pbs_version"] == "4.1.9-1"
+    assert node(PVE8.replace("unit=pvedaemon.service\n", "unit=pmgdaemon.service\n"))[
+        "products"
+    ] == ["pmg"]
+
+
+def test_a_pbs_node_gets_the_pbs_jail_on_the_journal_and_no_proxmox_jail():
+    plan = plan_node(DEFAULTS, node(PBS + PBS_FIXED), ["10.213.77.11"])
+    assert [(j.name, j.backend, j.ports) for j in plan.jails] == [
+        ("sshd", "systemd", ["22"]),
+        ("pbs", "systemd", ["8007"]),
+    ]
+    assert plan.off["proxmox"][1] == "this node does not run Proxmox VE (no pvedaemon unit)"
+    assert plan.warnings == []
+    files = render_files(plan, DEFAULTS)
+    assert PBS_FILTER in files and PMG_FILTER not in files and FILTER in files
+    jail = files[PBS_JAIL].decode()
+    assert "[pbs]\n" in jail and "filter    = pbs\n" in jail and "port      = 8007\n" in jail
+    assert "backend   = systemd" in jail and "logpath" not in jail
+    assert "does not run Proxmox VE" in files[PROXMOX_JAIL].decode()
+
+
+def test_pbs_reads_its_auth_log_where_journald_drops_its_lines():
+    blind = node(PBS + PBS_FIXED, journald_maxlevelstore="crit")  # sshd's jail would be blind too
+    plan = plan_node(settings(sshd_enabled=False), blind, [])
+    assert [(j.name, j.backend, j.logpath) for j in plan.jails] == [("pbs", "file", PBS_AUTH_LOG)]
+    with pytest.raises(NodeError, match="MaxLevelStore=crit: the pbs jail"):
+        plan_node(settings(sshd_enabled=False), dict(blind, pbs_authlog=False), [])
+    with pytest.raises(NodeError, match="auth.log does not exist"):
+        plan_node(settings(backend="file"), node(PBS.replace("pbs_authlog=yes\n", "")), [])
+
+
+def test_an_old_or_unknown_pbs_release_is_warned_about_forged_addresses():
+    old = "pbs_version=3.2.4-1\npbs_date=Mon, 27 May 2024 15:01:02 +0200\n"
+    (warning,) = plan_node(DEFAULTS, node(PBS + old), []).warnings
+    assert warning.startswith("PBS 3.2.4-1 of 2024-05-27: ") and "Forwarded" in warning
+    (warning,) = plan_node(DEFAULTS, node(PBS), []).warnings
+    assert warning.startswith("the PBS release cannot be read")
+
+
+def test_pmg_pve_and_pbs_together_and_a_node_running_none():
+    pmg = node(PVE8.replace("unit=pvedaemon.service\n", "unit=pmgdaemon.service\n"))
+    plan = plan_node(DEFAULTS, pmg, [])
+    assert [(j.name, j.ports, j.filter) for j in plan.jails] == [
+        ("sshd", ["22"], "sshd"),
+        ("pmg", ["8006"], "pmg"),
+    ]
+    assert PMG_FILTER in render_files(plan, DEFAULTS)
+    both = plan_node(DEFAULTS, node(PBS + PBS_FIXED + "unit=pvedaemon.service\n"), [])
+    assert [j.name for j in both.jails] == ["sshd", "proxmox", "pbs"] and "proxmox" not in both.off
+    bare = plan_node(DEFAULTS, node(PVE8.replace("unit=pvedaemon.service\n", "")), [])
+    assert [j.name for j in bare.jails] == ["sshd"]
+    assert any("none of Proxmox VE, Backup Server or Mail Gateway" in w for w in bare.warnings)
+    off = plan_node(settings(pbs_enabled=False), node(PBS + PBS_FIXED), [])
+    assert [j.name for j in off.jails] == ["sshd"]
+    assert PBS_FILTER not in render_files(off, DEFAULTS)
