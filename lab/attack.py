@@ -11,25 +11,40 @@ TICKET = "/api2/json/access/ticket"
 OPENID = "/api2/json/access/openid/login"
 
 
-def _url(node, path, ip=None):
+def _url(node, path, ip=None, port=8006):
     host = ip or node.ip
-    return f"https://{'[' + host + ']' if ':' in host else host}:8006{path}"
+    return f"https://{'[' + host + ']' if ':' in host else host}:{port}{path}"
 
 
-def web_post(attacker, node, path, fields, count=1, timeout=5, ip=None, cookie=None):
-    """POST `fields` ({name: value}) to the simulated PVE `count` times; return the HTTP codes
-    ("000" = no connection)."""
+def web_post(
+    attacker, node, path, fields, count=1, timeout=5, ip=None, cookie=None, port=8006, headers=()
+):
+    """POST `fields` ({name: value}) to the simulated PVE (PMG on 8006, PBS on port 8007) `count`
+    times, with extra `headers` ("Name: value"); return the HTTP codes ("000" = no connection)."""
     data = " ".join(f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in fields.items())
     extra = f"-H {shlex.quote('Cookie: ' + cookie)} " if cookie else ""
+    extra += "".join(f"-H {shlex.quote(h)} " for h in headers)
     cmd = (
         f"for i in $(seq {int(count)}); do curl -gsk -o /dev/null -w '%{{http_code}}\\n' "
-        f"--max-time {timeout} {extra}{data} {shlex.quote(_url(node, path, ip))}; done"
+        f"--max-time {timeout} {extra}{data} {shlex.quote(_url(node, path, ip, port))}; done"
     )
     return attacker.sh(cmd, timeout=count * (timeout + 1) + 5)[1].split()
 
 
-def web_login(attacker, node, username, password="wrong", count=1, timeout=5, ip=None, **fields):
-    """PVE's login call `count` times (extra form fields, e.g. realm=, go along)."""
+def web_login(
+    attacker,
+    node,
+    username,
+    password="wrong",
+    count=1,
+    timeout=5,
+    ip=None,
+    port=8006,
+    headers=(),
+    **fields,
+):
+    """The login call (PVE's, PMG's; PBS's with port=8007) `count` times (extra form fields, e.g.
+    realm=, go along)."""
     return web_post(
         attacker,
         node,
@@ -38,6 +53,8 @@ def web_login(attacker, node, username, password="wrong", count=1, timeout=5, ip
         count,
         timeout,
         ip,
+        port=port,
+        headers=headers,
     )
 
 

@@ -24,3 +24,14 @@ def wait_for(predicate, timeout=10, step=0.2):
 def verified_nodes(text, nodes):
     """Names of `nodes` whose deploy run printed the verified summary line (`[pveN] fail2ban x.y; ...`)."""
     return [n.name for n in nodes if re.search(rf"\[{n.name}\]\s+fail2ban [\d.]+; ", text)]
+
+
+def ops_with_changes(output):
+    """Operation names whose Success column is not '-' in pyinfra's results table (checks excluded)."""
+    table = output.split("--> Results:")[-1]
+    changed = []
+    for line in table.splitlines():
+        cols = re.split(r"\s{2,}", line.strip())
+        if len(cols) >= 5 and cols[0] not in ("Operation", "Grand total") and cols[2] != "-":
+            changed.append(cols[0])
+    return [name for name in changed if "| Check:" not in name]

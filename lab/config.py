@@ -28,6 +28,30 @@ VARIANTS = {
     "pve8": ("bookworm", "Debian 12, journald only, like a fresh PVE 8 node"),
     "pve9": ("trixie", "Debian 13, journald only, like a fresh PVE 9 node"),
     "legacy": ("bookworm", "Debian 12 + rsyslog writing auth.log/daemon.log, like PVE 7"),
+    "pbs": ("bookworm", "Debian 12, journald only, Proxmox Backup Server (8007), no PVE"),
+    "pmg": ("bookworm", "Debian 12, journald only, Proxmox Mail Gateway (8006), no PVE"),
+    "pvepbs": ("bookworm", "Debian 12, journald only, PVE 8 and PBS on the same host"),
+}
+# The Proxmox products each variant runs (their simulated daemons and units), and those units.
+PRODUCTS = {
+    "pve8": "pve",
+    "pve9": "pve",
+    "legacy": "pve",
+    "pbs": "pbs",
+    "pmg": "pmg",
+    "pvepbs": "pve pbs",
+}
+UNITS = {
+    "pve": ["pvedaemon"],
+    "pbs": ["proxmox-backup", "proxmox-backup-proxy"],
+    "pmg": ["pmgdaemon"],
+}
+# The release the simulated PBS stands for, in its Debian changelog (what the deploy reads): the
+# simulator's behaviour before proxmox-rest-server 1.0.5 (a client's Forwarded header chooses the
+# logged address) comes with a release dated before the fix; the default, with one after it.
+PBS_RELEASES = {
+    "old": ("3.2.4-1", "Mon, 27 May 2024 15:01:02 +0200"),
+    "fixed": ("4.1.99~lab-1", "Wed, 01 Jul 2026 12:00:00 +0200"),
 }
 DEFAULT_VARIANTS = ("pve8", "pve9", "legacy")
 MAX_NODES = 30

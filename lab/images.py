@@ -111,12 +111,15 @@ def ensure_base(client, release):
     return tag
 
 
-# name: (Dockerfile in context/, base release or parent image name)
+# name: (Dockerfile in context/, base release or parent image name, build arguments)
 IMAGES = {
-    "pve8": ("Dockerfile.node", "base-bookworm"),
-    "pve9": ("Dockerfile.node", "base-trixie"),
-    "legacy": ("Dockerfile.legacy", "pve8"),
-    "attacker": ("Dockerfile.attacker", "base-bookworm"),
+    "pve8": ("Dockerfile.node", "base-bookworm", {"PRODUCTS": "pve"}),
+    "pve9": ("Dockerfile.node", "base-trixie", {"PRODUCTS": "pve"}),
+    "legacy": ("Dockerfile.legacy", "pve8", {}),
+    "pbs": ("Dockerfile.node", "base-bookworm", {"PRODUCTS": "pbs"}),
+    "pmg": ("Dockerfile.node", "base-bookworm", {"PRODUCTS": "pmg"}),
+    "pvepbs": ("Dockerfile.node", "base-bookworm", {"PRODUCTS": "pve pbs"}),
+    "attacker": ("Dockerfile.attacker", "base-bookworm", {}),
 }
 
 
@@ -130,14 +133,14 @@ def _context_hash():
 
 def ensure_image(client, name, _built=None):
     """Build image `name` (and what it stands on) unless it is already current."""
-    dockerfile, parent = IMAGES[name]
+    dockerfile, parent, args = IMAGES[name]
     if parent.startswith("base-"):
         parent_tag = ensure_base(client, parent[len("base-") :])
     else:
         parent_tag = ensure_image(client, parent)
     parent_id = client.images.get(parent_tag).id
     tag = image_tag(name)
-    want = _hash(name, parent_id, _context_hash())
+    want = _hash(name, parent_id, _context_hash(), sorted(args.items()))
     if _existing_hash(client, tag) == want:
         return tag
     start = time.monotonic()
@@ -148,7 +151,7 @@ def ensure_image(client, name, _built=None):
         tag=tag,
         rm=True,
         forcerm=True,
-        buildargs={"BASE": parent_tag},
+        buildargs={"BASE": parent_tag, **args},
         labels={config.LABEL: "1", HASH_LABEL: want},
     )
     _log(f"{tag} ready in {time.monotonic() - start:.0f}s")

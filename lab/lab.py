@@ -4,6 +4,7 @@ Everything created carries the label `pvelab` (containers also `pvelab.role`); n
 ever touched.
 """
 
+import gzip
 import io
 import ipaddress
 import shutil
@@ -62,12 +63,44 @@ def node_ip6(index):
 
 
 def simulator_env(variant, ipv4_only=False, delay=None):
-    """/etc/pvelab/pvedaemon.env of a node: how its simulated PVE behaves."""
+    """/etc/pvelab/pvedaemon.env of a node: how its simulated PVE (or PMG) behaves."""
     return (
         f"PVE_SIM_RELEASE={7 if variant == 'legacy' else 8}\n"
         f"PVE_SIM_LISTEN={'0.0.0.0' if ipv4_only else '::'}\n"
         f"PVE_SIM_DELAY={config.FAIL_DELAY if delay is None else delay}\n"
     )
+
+
+def simulator_files(variant, ipv4_only=False, delay=None, pbs="fixed"):
+    """{path: (bytes, mode)} a node gets before it boots: how its simulated daemons behave. `pbs`:
+    "fixed", or "old" (a PBS before proxmox-rest-server 1.0.5: the client's Forwarded header
+    chooses the logged address), with the Debian changelog of such a release (config.PBS_RELEASES)."""
+    files = {
+        "/etc/pvelab/pvedaemon.env": (simulator_env(variant, ipv4_only, delay).encode(), 0o644)
+    }
+    if "pbs" in config.PRODUCTS[variant].split():
+        env = (
+            f"PBS_SIM_LISTEN={'0.0.0.0' if ipv4_only else '::'}\n"
+            f"PBS_SIM_DELAY={config.FAIL_DELAY if delay is None else delay}\n"
+            f"PBS_SIM_FORWARDED={'client' if pbs == 'old' else 'proxy'}\n"
+        )
+        version, date = config.PBS_RELEASES[pbs]
+        changelog = (
+            f"rust-proxmox-backup ({version}) bookworm; urgency=medium\n\n"
+            "  * the pve-fail2ban lab's simulated release\n\n"
+            f" -- Proxmox Support Team <support@proxmox.com>  {date}\n"
+        )
+        files["/etc/pvelab/pbs.env"] = (env.encode(), 0o644)
+        files["/usr/share/doc/proxmox-backup-server/changelog.Debian.gz"] = (
+            gzip.compress(changelog.encode(), mtime=0),
+            0o644,
+        )
+    return files
+
+
+def units_of(variant):
+    """The systemd units of the simulated daemons a node of `variant` runs."""
+    return [unit for product in config.PRODUCTS[variant].split() for unit in config.UNITS[product]]
 
 
 @dataclass
@@ -148,12 +181,15 @@ class Lab:
         for network in self.client.networks.list(filters={"label": config.LABEL}):
             network.remove()
 
-    def up(self, count=None, variants=None, ipv4_only=(), delay=None, shared_keys=False):
+    def up(
+        self, count=None, variants=None, ipv4_only=(), delay=None, shared_keys=False, pbs="fixed"
+    ):
         """Start a fresh lab of `count` nodes (or the `variants` given) plus the attacker.
         `ipv4_only`: names of nodes whose PVE listens on IPv4 only; `delay`: the simulated PVE's
         answer delay for failed logins (default config.FAIL_DELAY); `shared_keys`: root's
         authorized_keys on every node is a symlink into one directory all nodes share, as PVE's
-        pmxcfs makes it (/root/.ssh/authorized_keys -> /etc/pve/priv/authorized_keys)."""
+        pmxcfs makes it (/root/.ssh/authorized_keys -> /etc/pve/priv/authorized_keys); `pbs`: how
+        simulated PBS nodes behave (simulator_files)."""
         variants = plan_nodes(count, variants)
         self.down()
         images = ensure_images(sorted(set(variants)) + ["attacker"], self.client)
@@ -163,7 +199,7 @@ class Lab:
         try:
             for index, variant in enumerate(variants, start=1):
                 name = f"pve{index}"
-                env = simulator_env(variant, name in ipv4_only, delay)
+                env = simulator_files(variant, name in ipv4_only, delay, pbs)
                 self._start(
                     name,
                     images[variant],
@@ -191,13 +227,13 @@ class Lab:
             raise
         return nodes
 
-    def recreate(self, node, ipv4_only=False, delay=None):
+    def recreate(self, node, ipv4_only=False, delay=None, pbs="fixed"):
         """Replace one node's container by a fresh one of the same variant (new host keys), its
-        simulated PVE as asked."""
+        simulated daemons as asked (simulator_files)."""
         images = ensure_images([node.variant], self.client)
         node.container.remove(force=True)
         network = self.client.networks.get(config.NETWORK)
-        env = simulator_env(node.variant, ipv4_only, delay)
+        env = simulator_files(node.variant, ipv4_only, delay, pbs)
         self._start(
             node.name, images[node.variant], node.variant, (node.ip, node.ip6), network, "node", env
         )
@@ -254,7 +290,8 @@ class Lab:
             ) from error
 
     def _start(self, name, image, variant, ips, network, role, simulator=None):
-        """Create and start a container at `ips` (IPv4, IPv6); `simulator`: its pvedaemon.env."""
+        """Create and start a container at `ips` (IPv4, IPv6); `simulator`: the files its simulated
+        daemons read (simulator_files)."""
         systemd = role == "node"
         container = self.client.containers.create(
             image,
@@ -293,21 +330,26 @@ class Lab:
             keys = (f"{SHARED_PRIV}/authorized_keys", None) if self.shared_keys else (pub, 0o600)
             container.put_archive("/root/.ssh", _tar({"authorized_keys": keys}))
             container.put_archive(
-                "/etc/pvelab", _tar({"pvedaemon.env": (simulator.encode(), 0o644)})
+                "/", _tar({path.lstrip("/"): content for path, content in simulator.items()})
             )
         container.start()
         return container
 
     def wait_ready(self, node, timeout=60):
-        """Wait (bounded) until systemd has booted and sshd and pvedaemon are active."""
+        """Wait (bounded) until systemd has booted and sshd and the simulated daemons are active."""
         deadline = time.monotonic() + timeout
         state = ""
+        units = ["ssh", *units_of(node.variant)]
         while time.monotonic() < deadline:
             _, state = node.sh(
-                "systemctl is-system-running; systemctl is-active ssh pvedaemon", timeout=10
+                f"systemctl is-system-running; systemctl is-active {' '.join(units)}", timeout=10
             )
             lines = state.split()
-            if lines and lines[0] in ("running", "degraded") and lines[1:] == ["active", "active"]:
+            if (
+                lines
+                and lines[0] in ("running", "degraded")
+                and lines[1:] == ["active"] * len(units)
+            ):
                 return
             time.sleep(0.5)
         raise LabError(

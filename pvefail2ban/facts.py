@@ -78,7 +78,7 @@ done
 systemd-analyze cat-config systemd/journald.conf 2>/dev/null | sed -n 's/^[[:space:]]*\(Storage\|MaxLevelStore\)=[[:space:]]*/journald_\1=/p'
 
 # the Proxmox products: their units; PBS's own auth log and its release (version, date)
-systemctl list-unit-files --no-legend {units} 2>/dev/null | awk '$2 != "masked" {{print "unit=" $1}}'
+systemctl list-unit-files --no-legend {units} 2>/dev/null | awk '$2 !~ /^masked/ {{print "unit=" $1}}'
 test -f {pbs_log} && echo "pbs_authlog=yes"
 test -r {pbs_changelog} && zcat {pbs_changelog} 2>/dev/null | sed -n '1s/^[^ ]* (\([^)]*\)).*/pbs_version=\1/p; /^ -- /{{s/^ -- .*>  */pbs_date=/p;q}}'
 for t in nft iptables; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done

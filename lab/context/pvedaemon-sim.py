@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Lab stand-in for Proxmox VE's login API (pveproxy + pvedaemon) on port 8006, writing the log
-lines PVE writes. Stdlib only. Sources: pve-access-control (src/PVE/API2/AccessControl.pm,
+lines PVE writes; with PVE_SIM_PRODUCT=pmg, Proxmox Mail Gateway's (pmgproxy + pmgdaemon, pmg-api
+src/PMG/API2/AccessControl.pm and OIDC.pm). Stdlib only. Sources: pve-access-control (src/PVE/API2/AccessControl.pm,
 AccessControl.pm, Auth/Plugin.pm, API2/TFA.pm on stable-7), pve-http-server (the 3 s delay, the
 extjs formatter), pve-common (Ticket.pm, OTP.pm); facts in shared/PROXMOX-LOGS.md.
 
@@ -8,6 +9,7 @@ extjs formatter), pve-common (Ticket.pm, OTP.pm); facts in shared/PROXMOX-LOGS.m
   POST /api2/{json,extjs}/access/vncticket authid, vncticket, path, privs (no login needed)
   POST /api2/json/access/tfa               response (PVE 7 only: the second factor, own endpoint)
   POST /api2/json/access/openid/login      always fails (the lab has no OpenID realm)
+  POST /api2/json/access/oidc/login        PMG: always fails ("openid connect authentication failure")
 
 Lines go through syslog, ident "pvedaemon" with its PID, facility daemon; failures at priority
 err. The client address is logged as PVE logs it: from a dual-stack socket, IPv4 clients as
@@ -18,6 +20,7 @@ Environment (the lab writes /etc/pvelab/pvedaemon.env per node):
   PVE_SIM_RELEASE  7 (legacy: TFA on its own endpoint, PAM line without rhost) or 8 (default)
   PVE_SIM_LISTEN   "::" (default, dual stack) or "0.0.0.0" (IPv4 only)
   PVE_SIM_DELAY    seconds before a 401 is answered (PVE: 3; the lab's test suite uses less)
+  PVE_SIM_PRODUCT  pve (default: ident pvedaemon) or pmg (ident pmgdaemon, PMG's lines)
 """
 
 import json
@@ -36,6 +39,8 @@ PORT = int(os.environ.get("PVE_SIM_PORT", "8006"))
 RELEASE = int(os.environ.get("PVE_SIM_RELEASE", "8"))
 LISTEN = os.environ.get("PVE_SIM_LISTEN", "::")
 DELAY = float(os.environ.get("PVE_SIM_DELAY", "3"))
+PMG = os.environ.get("PVE_SIM_PRODUCT", "pve") == "pmg"
+DAEMON = "pmgdaemon" if PMG else "pvedaemon"
 CERT = "/etc/pvelab/pve-ssl.pem"
 KEY = "/etc/pvelab/pve-ssl.key"
 PASSWORD = "lab-secret"
@@ -61,7 +66,7 @@ def log(ident, facility, priority, message):
 
 
 def auth_failure(line):
-    log("pvedaemon", syslog.LOG_DAEMON, syslog.LOG_ERR, line)
+    log(DAEMON, syslog.LOG_DAEMON, syslog.LOG_ERR, line)
 
 
 class Unauthorized(Exception):
@@ -150,7 +155,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self._reply(200, self._vncticket(rhost, form), extjs=extjs)
             if call == "tfa" and RELEASE == 7:
                 return self._reply(200, self._tfa_pve7(rhost, form), extjs=extjs)
-            if call == "openid/login":
+            if call == "oidc/login" and PMG:
+                auth_failure(
+                    f"openid connect authentication failure; rhost={rhost} msg=Failed to verify "
+                    "the authorization code"
+                )
+                raise Unauthorized("oidc")
+            if call == "openid/login" and not PMG:
                 auth_failure(
                     f"openid authentication failure; rhost={rhost} msg=Failed to verify the "
                     "authorization code"
@@ -200,18 +211,14 @@ class Handler(BaseHTTPRequestHandler):
         except Unauthorized as error:
             auth_failure(f"authentication failure; rhost={rhost} user={username} msg={error}")
             raise
-        log(
-            "pvedaemon",
-            syslog.LOG_DAEMON,
-            syslog.LOG_INFO,
-            f"<root@pam> successful auth for user '{username}'",
-        )
+        success = f"successful auth for user '{username}'"  # PMG: no <root@pam> before it
+        log(DAEMON, syslog.LOG_DAEMON, syslog.LOG_INFO, success if PMG else f"<root@pam> {success}")
         return ticket
 
     def _first_factor(self, rhost, username, password):
         if password == PASSWORD:
             return
-        if username.endswith("@pam"):
+        if username.endswith("@pam") and not PMG:
             # PAM logs the same attempt too (a filter must count it once). PVE 7 set no PAM_RHOST.
             pam_rhost = "" if RELEASE == 7 else rhost
             log(
@@ -282,7 +289,7 @@ def main():
         server = DualStackServer((LISTEN, PORT), Handler)
     server.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.tls.load_cert_chain(CERT, KEY)
-    log("pvedaemon", syslog.LOG_DAEMON, syslog.LOG_INFO, "starting server")  # as PVE::Daemon does
+    log(DAEMON, syslog.LOG_DAEMON, syslog.LOG_INFO, "starting server")  # as PVE::Daemon does
     server.serve_forever()
 
 

@@ -25,7 +25,12 @@ PRODUCT_UNITS = {
     "proxmox-backup-proxy.service": "pbs",
     "pmgdaemon.service": "pmg",
 }
-UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
+UNIT_DIRS = (
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+)
 FIELDS = {
     "Currently failed": "failed",
     "Total failed": "total_failed",
@@ -116,7 +121,8 @@ def products():
     found = []
     for unit, product in PRODUCT_UNITS.items():
         paths = [os.path.join(d, unit) for d in UNIT_DIRS if os.path.lexists(os.path.join(d, unit))]
-        if paths and os.path.realpath(paths[0]) != "/dev/null" and product not in found:
+        masked = any(os.path.realpath(path) == "/dev/null" for path in paths)
+        if paths and not masked and product not in found:
             found.append(product)
     return found
 

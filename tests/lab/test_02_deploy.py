@@ -8,7 +8,7 @@ import time
 import pytest
 
 from lab import attack, config
-from lab.checks import banned, wait_for
+from lab.checks import banned, ops_with_changes, wait_for
 from lab.config import ROOT
 from pvefail2ban.plan import sha1
 
@@ -55,17 +55,6 @@ def snapshot(node):
 
 def unban_all(node):
     node.sh("fail2ban-client unban --all")
-
-
-def ops_with_changes(output):
-    """Operation names whose Success column is not '-' in pyinfra's results table (checks excluded)."""
-    table = output.split("--> Results:")[-1]
-    changed = []
-    for line in table.splitlines():
-        cols = re.split(r"\s{2,}", line.strip())
-        if len(cols) >= 5 and cols[0] not in ("Operation", "Grand total") and cols[2] != "-":
-            changed.append(cols[0])
-    return [name for name in changed if "| Check:" not in name]
 
 
 def test_first_run_converges_every_variant(converged):
