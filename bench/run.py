@@ -5,7 +5,8 @@
 - converge: fresh nodes, cold converge (apt install included) and no-op re-runs, for each N;
   SSH commands per node in a no-op run (pyinfra -vv prints each command it sends);
 - ban: seconds from the maxretry-th failed login to the attacker's connection being refused, SSH
-  and web, on a journal node (pve8) and a file-log node (legacy), median and max of the trials;
+  and web, on a journal node (pve8) and a file-log node (legacy), and PBS (8007) and PMG (8006)
+  web logins on a pbs and a pmg node (journal), median and max of the trials;
 - propagation: cluster-wide bans, from the origin's `Ban` log line (web logins) to the attacker
   refused on every other node (port 8006 probed from the attacker), median and max, each N;
 - filter: fail2ban-regex over a generated 200,000-line daemon.log, ours against the guide's,
@@ -117,14 +118,24 @@ def converge(lab, counts, reruns=3):
 FAILURE_LINES = {
     "ssh": r"Failed password|Invalid user",
     "web": r"pvedaemon\[\d+\]: authentication failure",
+    "pbs": r"proxmox-backup-api\[\d+\]: authentication failure",
+    "pmg": r"pmgdaemon\[\d+\]: authentication failure",
 }
+# web logins: kind -> (port, the unit whose journal holds the failure line)
+WEB_LOGINS = {
+    "web": (8006, "pvedaemon"),
+    "pbs": (8007, "proxmox-backup"),
+    "pmg": (8006, "pmgdaemon"),
+}
+# the node variants time_to_ban measures, and what it measures on each
+BAN_KINDS = {"pve8": ("ssh", "web"), "legacy": ("ssh", "web"), "pbs": ("pbs",), "pmg": ("pmg",)}
 
 
 def ban_trial(attacker, node, kind, maxretry=3):
     """One trial. t1: the attacker's first refused connection (measured inside the attacker, no docker
     exec latency). t0: the journal time of the last failure line the node wrote before t1 -- the
     failure that tipped the ban. Containers share the kernel clock, so t1 - t0 is comparable."""
-    port = 22 if kind == "ssh" else 8006
+    port, unit = WEB_LOGINS.get(kind, (22, "ssh"))
     if kind == "ssh":
         fail = (
             f"sshpass -p guess ssh -n -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
@@ -134,7 +145,7 @@ def ban_trial(attacker, node, kind, maxretry=3):
     else:
         fail = (
             f"curl -sk -o /dev/null --max-time 5 -d 'username=root@pam&password=guess' "
-            f"https://{node.ip}:8006/api2/json/access/ticket"
+            f"https://{node.ip}:{port}/api2/json/access/ticket"
         )
     since = node.sh("date +%s.%N")[1].strip()
     # PVE answers a failed web login only after 3 s: an attacker waiting for that answer would time
@@ -142,7 +153,7 @@ def ban_trial(attacker, node, kind, maxretry=3):
     # while the attacker probes the port; SSH logins are made first, as before.
     attempts = (
         f"( for i in $(seq {maxretry}); do {fail}; done ) & "
-        if kind == "web"
+        if kind != "ssh"
         else (f"for i in $(seq {maxretry}); do {fail}; done; ")
     )
     script = (
@@ -154,7 +165,6 @@ def ban_trial(attacker, node, kind, maxretry=3):
     t1, polls = out.split()[-2:]
     if int(polls) > 2000:
         raise RuntimeError(f"{node.name} {kind}: attacker never refused")
-    unit = "ssh" if kind == "ssh" else "pvedaemon"
     _, journal = node.sh(
         f"journalctl -q -o short-unix --no-pager -u {unit} --since @{since.split('.')[0]}"
     )
@@ -167,13 +177,13 @@ def ban_trial(attacker, node, kind, maxretry=3):
 
 
 def time_to_ban(lab, trials):
-    lab.up(variants=["pve8", "legacy"])
+    lab.up(variants=list(BAN_KINDS))
     run = lab.pyinfra()
     assert run.returncode == 0, run.text[-3000:]
     attacker, results = lab.attacker(), {}
     for node in lab.nodes():
-        backend = "journal" if node.variant == "pve8" else "file"
-        for kind in ("ssh", "web"):
+        backend = "file" if node.variant == "legacy" else "journal"
+        for kind in BAN_KINDS[node.variant]:
             samples = []
             for _ in range(trials):
                 node.sh("fail2ban-client unban --all")

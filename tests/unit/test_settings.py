@@ -76,6 +76,14 @@ def test_readme_shows_every_default_as_it_is():
         ("fail2ban_recidive_maxretry", 0),
         ("fail2ban_apt_lock_timeout", -1),
         ("fail2ban_ping_timeout", 0),
+        ("fail2ban_pbs_enabled", "auto"),
+        ("fail2ban_pbs_port", [8007, 70000]),
+        ("fail2ban_pbs_maxretry", 0),
+        ("fail2ban_pbs_bantime", "soon"),
+        ("fail2ban_pmg_enabled", None),
+        ("fail2ban_pmg_port", ["8006/tcp"]),
+        ("fail2ban_pmg_maxretry", "3"),
+        ("fail2ban_pmg_bantime", 0),
     ],
 )
 def test_bad_values_are_refused_naming_key_and_value(key, value):
