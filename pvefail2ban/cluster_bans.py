@@ -23,11 +23,19 @@ KNOWN_HOSTS = f"{SHARE_DIR}/known_hosts"
 LIB = "/usr/local/lib/pve-fail2ban"
 DAEMON = f"{LIB}/share.py"
 RECEIVER = f"{LIB}/receive.py"
+NODELIB = f"{LIB}/nodelib.py"  # what the share daemon shares with the events daemon
 UNIT = "/etc/systemd/system/pve-fail2ban-share.service"
 SERVICE = "pve-fail2ban-share"
 STATE_DIR = "/var/lib/pve-fail2ban/share"  # outbox, queue, what was received
 ACTION = "/etc/fail2ban/action.d/pve-fail2ban-share.conf"
-SHARE_FILES = (PEERS, KNOWN_HOSTS, DAEMON, RECEIVER, UNIT)  # outside /etc/fail2ban; modes below
+SHARE_FILES = (
+    PEERS,
+    KNOWN_HOSTS,
+    DAEMON,
+    RECEIVER,
+    NODELIB,
+    UNIT,
+)  # outside /etc/fail2ban; modes below
 MARK = "pve-fail2ban-share@"  # the comment that makes an authorized_keys line ours
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -164,5 +172,6 @@ def share_files(name, jails, sharing, scripts):
         KNOWN_HOSTS: (known_hosts(peers).encode(), "600"),
         DAEMON: ((scripts / "share.py").read_bytes(), "755"),
         RECEIVER: ((scripts / "receive.py").read_bytes(), "755"),
+        NODELIB: ((scripts / "nodelib.py").read_bytes(), "644"),
         UNIT: (UNIT_TEXT.encode(), "644"),
     }

@@ -20,7 +20,6 @@ Only the standard library; the peers, their addresses and host keys come from CO
 the deploy).
 """
 
-import ctypes
 import fcntl
 import json
 import math
@@ -30,6 +29,8 @@ import select
 import subprocess
 import sys
 import time
+
+from nodelib import ROTATE, Tail, inotify  # beside this script
 
 CONFIG = "/etc/pve-fail2ban/share/peers.json"
 KEY = "/etc/pve-fail2ban/share/id_ed25519"
@@ -44,9 +45,7 @@ RETRY_MAX = 10  # a peer that does not answer is tried again at most this much l
 ACK_TIMEOUT = 20  # a peer that leaves a request unanswered this long is reconnected
 CONNECT_TIMEOUT = 3
 RECEIVED_WINDOW = 30  # a ban made this soon after the receiver recorded it is the received one
-ROTATE = 1 << 20  # outbox bytes after which it is renamed (and its tail still read)
 BAN = re.compile(r"^ban (\S+) (\S+) ([0-9.]+) (-?[0-9]+)$")
-IN_MODIFY, IN_CREATE, IN_MOVED_TO = 0x2, 0x100, 0x80
 
 
 def log(message):
@@ -64,40 +63,6 @@ def seconds_left(end, now):
         return -1
     left = math.ceil(end - now)
     return left if left > 0 else None
-
-
-class Tail:
-    """New lines appended to a file, from where the last read stopped (survives a rename)."""
-
-    def __init__(self, path):
-        self.path, self.file, self.old = path, None, None
-
-    def lines(self):
-        found = []
-        if self.old is not None:  # writers that opened the renamed file just before it moved
-            found += self.old.read().splitlines()
-        try:
-            ino = os.stat(self.path).st_ino
-        except FileNotFoundError:
-            ino = None
-        if self.file is not None and (ino is None or os.fstat(self.file.fileno()).st_ino != ino):
-            found += self.file.read().splitlines()
-            self.file.close()
-            self.file = None
-        if self.file is None and ino is not None:
-            self.file = open(self.path)
-        if self.file is not None:
-            found += self.file.read().splitlines()
-        return found
-
-    def rotate(self):
-        """Start a fresh file once this one is large and fully read."""
-        if self.file is None or self.file.tell() < ROTATE:
-            return
-        if self.old is not None:
-            self.old.close()
-        os.rename(self.path, self.path + ".old")
-        self.old, self.file = self.file, None
 
 
 class Peer:
@@ -347,21 +312,6 @@ class Share:
         times += [e for k, (e, *_) in self.received.items() if e and k not in self.ended]
         times += [self.saved_at + 1] if self.unsaved else []
         return max(0.0, min(times) - now) if times else None
-
-
-def inotify(path):
-    """An inotify descriptor watching `path` for new data, or None where there is none."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if (
-            fd < 0
-            or libc.inotify_add_watch(fd, path.encode(), IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0
-        ):
-            return None
-        return fd
-    except (OSError, AttributeError):
-        return None
 
 
 def main():

@@ -3,6 +3,7 @@
 
 import importlib.util
 import json
+import sys
 
 import pytest
 
@@ -21,6 +22,8 @@ from pvefail2ban.settings import validate
 
 
 def script(name):
+    if str(SCRIPTS) not in sys.path:  # the node scripts import their helper (nodelib) beside them
+        sys.path.insert(0, str(SCRIPTS))
     spec = importlib.util.spec_from_file_location(f"node_{name}", SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
