@@ -62,6 +62,20 @@ changes: a bad one stops the run and names the key and the value."""
 #   a ban by any jail of ours on one node is made on every other node at once (needs 2+ nodes that share)
 # fail2ban_cluster_bans = True
 
+# --- metrics and notifications -------------------------------------------------------------------
+#   Prometheus metrics through node_exporter's textfile collector: auto (where prometheus-node-exporter is installed) | on (install it too) | off
+# fail2ban_metrics = 'auto'
+#   mail each ban to this address or local user (root: on PVE, PVE's notification targets); empty = no mail
+# fail2ban_notify_mail = ''
+#   POST each ban to this http(s) URL (e.g. https://ntfy.sh/<topic>); empty = none
+# fail2ban_notify_webhook = ''
+#   the webhook's format: ntfy | gotify | json
+# fail2ban_notify_webhook_format = 'ntfy'
+#   the webhook's secret (ntfy/json: Authorization Bearer, Gotify: X-Gotify-Key), kept on the node in a root-only file; empty = none
+# fail2ban_notify_webhook_token = ''
+#   also notify when a ban ends or is lifted
+# fail2ban_notify_unban = False
+
 # --- optional, off by default --------------------------------------------------------------------
 #   ban repeat offenders (banned again and again) for longer
 # fail2ban_recidive_enabled = False

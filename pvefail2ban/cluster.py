@@ -22,6 +22,7 @@ from .day2 import (
     parse_jails,
     unreadable,
 )
+from .events import removal
 from .facts import Fail2banState, NodeFacts
 from .node import inventory_addresses
 from .operations import STAGE, peers_authorized, script_reported
@@ -169,6 +170,11 @@ def remove_fail2ban(purge=False):
         return
     if facts["share_files"] or facts.get("share_activestate") == "active":
         server.shell(name="Cluster-wide bans taken away (service, key, peers)", commands=[UNSHARE])
+    if facts["events_files"] or facts.get("events_activestate") == "active":
+        server.shell(
+            name="Metrics and notifications taken away (service, configuration, metrics file)",
+            commands=[removal(facts.get("textfile_dir"))],
+        )
     if facts["authorized"]:
         others = sorted(h.name for h in inventory if not state.is_host_in_limit(h))
         peers_authorized(

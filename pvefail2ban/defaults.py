@@ -110,6 +110,40 @@ SECTIONS = [
         ],
     ),
     (
+        "metrics and notifications",
+        [
+            (
+                "fail2ban_metrics",
+                "auto",
+                "Prometheus metrics through node_exporter's textfile collector: auto (where "
+                "prometheus-node-exporter is installed) | on (install it too) | off",
+            ),
+            (
+                "fail2ban_notify_mail",
+                "",
+                "mail each ban to this address or local user (root: on PVE, PVE's notification "
+                "targets); empty = no mail",
+            ),
+            (
+                "fail2ban_notify_webhook",
+                "",
+                "POST each ban to this http(s) URL (e.g. https://ntfy.sh/<topic>); empty = none",
+            ),
+            (
+                "fail2ban_notify_webhook_format",
+                "ntfy",
+                "the webhook's format: ntfy | gotify | json",
+            ),
+            (
+                "fail2ban_notify_webhook_token",
+                "",
+                "the webhook's secret (ntfy/json: Authorization Bearer, Gotify: X-Gotify-Key), "
+                "kept on the node in a root-only file; empty = none",
+            ),
+            ("fail2ban_notify_unban", False, "also notify when a ban ends or is lifted"),
+        ],
+    ),
+    (
         "optional, off by default",
         [
             (

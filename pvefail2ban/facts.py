@@ -13,6 +13,9 @@ from pyinfra.api.exceptions import FactProcessError
 
 from .cluster_bans import KEY, MARK, PEERS, SERVICE, SHARE_FILES
 from .day2 import parse_state
+from .events import ACTION as EVENTS_ACTION
+from .events import EVENTS_FILES, EXPORTER
+from .events import SERVICE as EVENTS_SERVICE
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
 
@@ -49,9 +52,10 @@ MANAGED = (
     PBS_FILTER,
     PMG_FILTER,
     SHARE_ACTION,
+    EVENTS_ACTION,
     *EARLIER_JAILS,
 )
-PACKAGES = ("fail2ban", "python3-systemd", "python3-pyinotify", "nftables", "iptables")
+PACKAGES = ("fail2ban", "python3-systemd", "python3-pyinotify", "nftables", "iptables", EXPORTER)
 LOGS = ("/var/log/auth.log", "/var/log/daemon.log")
 # The Proxmox products a node runs, known by their systemd units (a unit file that exists and is not
 # masked): {unit: product}. PBS runs two daemons; either one is enough to tell.
@@ -100,6 +104,14 @@ for f in {share_files}; do
 done
 grep -s '{mark}' /root/.ssh/authorized_keys | sed 's/^/authorized=/'
 systemctl show -p ActiveState -p UnitFileState {service} 2>/dev/null | sed 's/^/share_/'
+# metrics and notifications: node_exporter's textfile directory (from its ARGS), an MTA, our daemon
+sed -n 's/^[^#]*--collector\.textfile\.directory[= ]["'"'"']\{{0,1\}}\([^"'"'"' ]*\).*/textfile_dir=\1/p' /etc/default/{exporter} 2>/dev/null
+systemctl show -p ActiveState -p UnitFileState {exporter} 2>/dev/null | sed 's/^/exporter_/'
+test -x /usr/sbin/sendmail && echo "sendmail=yes"
+for f in {events_files}; do
+  test -f "$f" && echo "events_file=$f $(sha1sum < "$f" | cut -d' ' -f1) $(stat -c '%a %U:%G' "$f")"
+done
+systemctl show -p ActiveState -p UnitFileState {events_service} 2>/dev/null | sed 's/^/events_/'
 t=$(stat -c %Y /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp 2>/dev/null | sort -n | tail -n 1)
 ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' || t=0  # no lists at all: as good as ancient
 echo "apt_lists_age=$(( $(date +%s) - ${{t:-0}} ))"
@@ -116,6 +128,9 @@ echo "apt_lists_age=$(( $(date +%s) - ${{t:-0}} ))"
     share_files=" ".join(SHARE_FILES),
     mark=MARK,
     service=SERVICE,
+    exporter=EXPORTER,
+    events_files=" ".join(EVENTS_FILES),
+    events_service=EVENTS_SERVICE,
 )
 
 
@@ -151,6 +166,9 @@ def parse_node(lines):
         "pbs_authlog": False,
         "pbs_version": None,
         "pbs_date": None,
+        "textfile_dir": None,
+        "sendmail": False,
+        "events_files": {},
     }
     for line in lines:
         key, _, value = line.strip().partition("=")
@@ -187,9 +205,13 @@ def parse_node(lines):
             name, status, version = (value.split() + ["", "", ""])[:3]
             if status == "ii":
                 node["packages"][name] = version
-        elif key in ("file", "share_file"):
+        elif key in ("file", "share_file", "events_file"):
             path, sha1, mode, owner = value.split()  # ValueError when the line is not 4 fields
-            node["files" if key == "file" else "share_files"][path] = (sha1, mode, owner)
+            node["files" if key == "file" else f"{key}s"][path] = (sha1, mode, owner)
+        elif key == "textfile_dir":
+            node["textfile_dir"] = value.strip() or None
+        elif key == "sendmail":
+            node["sendmail"] = value == "yes"
         elif key == "share_key":
             node["share_key"] = value.strip() or None
         elif key == "hostkey" and len(value.split()) == 2:
@@ -198,7 +220,14 @@ def parse_node(lines):
             node["authorized"].append(value)
         elif key == "share_peers":
             node["share_peers"] = _peers(value)
-        elif key in ("share_ActiveState", "share_UnitFileState"):
+        elif key in (
+            "share_ActiveState",
+            "share_UnitFileState",
+            "events_ActiveState",
+            "events_UnitFileState",
+            "exporter_ActiveState",
+            "exporter_UnitFileState",
+        ):
             node[key.lower()] = value
         elif key in ("os_id", "os_like", "os_version", "client", "filter_owner"):
             node[key] = value or None
@@ -253,6 +282,12 @@ class NodeFacts(FactBase):
         "share_files": {path: (sha1, "600", "root:root")},  # cluster_bans.SHARE_FILES present
         "authorized": ["restrict,... pve-fail2ban-share@pve2"],  # our authorized_keys lines
         "share_activestate": "active", "share_unitfilestate": "enabled",
+        # metrics and notifications (events.py):
+        "textfile_dir": None,                       # node_exporter's, where its ARGS name one
+        "exporter_activestate": "active",           # prometheus-node-exporter, if installed
+        "sendmail": True,                           # an MTA's /usr/sbin/sendmail exists
+        "events_files": {path: (sha1, "600", "root:root")},  # events.EVENTS_FILES present
+        "events_activestate": "active", "events_unitfilestate": "enabled",
     }
     """
 

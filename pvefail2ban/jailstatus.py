@@ -30,6 +30,13 @@ def parse_jail_status(text):
     return jail
 
 
+# what each daemon of ours is for, as a problem names it when it does not run
+DAEMON_ROLES = {
+    "pve-fail2ban-share": "this node's bans do not reach its peers (cluster-wide bans)",
+    "pve-fail2ban-events": "this node's metrics and ban notifications stop",
+}
+
+
 def parse_verify(text):
     """verify.sh output -> {ping, version, jails: [names], status: {jail: parsed}, firewall,
     config_errors, service, rules, action_errors}. The middle part is `fail2ban-client -i`: answers after "fail2ban> "."""
@@ -46,13 +53,14 @@ def parse_verify(text):
         "empty_sources": [],  # our jails whose source holds no line at all
         "seen": {},  # {our jail: (failure lines in its source's last lines, of those its filter finds)}
         "action_errors": {},  # {our jail: fail2ban's error line about its action since its start}
-        "share": None,  # the share service's state (cluster-wide bans), when it is expected
+        "daemons": {},  # {our daemon that must run: its systemctl is-active state}
     }
     for line in text.splitlines():
         if line.startswith("ping="):
             out["ping"] = line[5:].strip() == "yes"
-        elif line.startswith("share="):
-            out["share"] = line[6:].strip()
+        elif line.startswith("daemon ") and "=" in line:
+            name, _, value = line[7:].partition("=")
+            out["daemons"][name.strip()] = value.strip()
         elif line.startswith("firewall="):
             out["firewall"] = line[9:].strip()
         elif line.startswith("rules ") and "=" in line:
@@ -129,11 +137,12 @@ def problems(result, expected_jails, off_jails, tool):
             f"the ban action's tool `{tool}` does not work, bans would not be enforced: "
             f"{result['firewall'] or 'not found'}"
         )
-    if result["share"] not in (None, "active"):
-        found.append(
-            f"cluster-wide bans: pve-fail2ban-share.service is {result['share']}, so this node's "
-            "bans do not reach its peers (journalctl -u pve-fail2ban-share says why)"
-        )
+    for daemon, state in sorted(result["daemons"].items()):
+        if state != "active":
+            found.append(
+                f"{daemon}.service is {state}, so {DAEMON_ROLES.get(daemon, 'it does nothing')} "
+                f"(journalctl -u {daemon} says why)"
+            )
     if result["config_errors"]:
         found.append(
             "the configuration on disk fails `fail2ban-client -t` (the next restart would fail): "
@@ -142,9 +151,10 @@ def problems(result, expected_jails, off_jails, tool):
     return found
 
 
-def summary(result, our_jails):
+def summary(result, our_jails, daemons=None):
     """One line: fail2ban's version, then every jail that runs (ours first), its source and counts;
-    a jail that is not ours is marked so."""
+    a jail that is not ours is marked so; then what each daemon of ours that runs does
+    (`daemons`: {service: what it does})."""
     parts = [f"fail2ban {result['version'] or '?'}"]
     others = [j for j in result["jails"] if j not in our_jails]
     for jail in [*our_jails, *others]:
@@ -162,8 +172,11 @@ def summary(result, our_jails):
             f"banned {s.get('banned', 0)}/{s.get('total_banned', 0)}"
             + (f" ({' '.join(s['banned_ips'])})" if s.get("banned_ips") else "")
         )
-    if result.get("share") == "active":
-        parts.append("bans shared with the other nodes")
+    parts += [
+        what
+        for daemon, what in (daemons or {}).items()
+        if result["daemons"].get(daemon) == "active" and what
+    ]
     if result.get("config_tested"):
         parts.append(f"config test passed ({result['config_tested']})")
     return "; ".join(parts)

@@ -122,7 +122,7 @@ def node_for(host, settings, facts, peers=(), controller=(), share=False):
             error="its facts could not be read (pyinfra's error above)",
         )
     try:
-        plan = plan_node(settings, facts, peers, controller, share)
+        plan = plan_node(settings, facts, peers, controller, share, name=host.name)
     except NodeError as error:
         return Node(name=host.name, settings=settings, facts=facts, error=str(error))
     return Node(

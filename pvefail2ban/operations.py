@@ -61,11 +61,11 @@ def tested_files(files: dict, change: list, remove: list = ()):
 
 
 @operation(is_idempotent=False)
-def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, share: str = "-"):
+def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, daemons: dict = None):
     """Check, every run: fail2ban answers, each of `jails` runs, reads a live source and has its
     firewall rules in place (else fail2ban's own error line is shown), none of `off` runs, the firewall tool of the ban action works, the configuration on disk passes
     `fail2ban-client -t` and has no ignoreip entry that would kill fail2ban at its next start;
-    `share`: the service of cluster-wide bans, which must run (or "-").
+    `daemons`: {service of ours that must run: what the summary says it does}.
     Prints a one-line summary of every running jail; fails the node with the reasons otherwise."""
 
     def check(state, host):
@@ -75,7 +75,7 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, share: s
                 ping_timeout,
                 tool,
                 (SCRIPTS / "ignoreip_check.py").read_text(),
-                share,
+                " ".join(daemons or {}) or "-",
                 *jails,
             ),
             print_output=state.print_output,
@@ -94,7 +94,7 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, share: s
                 fg="yellow",
                 log_func=logger.warning,
             )
-        host.log_styled(summary(result, jails), fg="green", log_func=logger.info)
+        host.log_styled(summary(result, jails, daemons or {}), fg="green", log_func=logger.info)
         return True
 
     yield FunctionCommand(check, (), {})

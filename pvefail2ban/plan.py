@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
+from .events import EXPORTER, events_config
 from .facts import (
     FILTER,
     FILTER_LOCAL,
@@ -84,6 +85,7 @@ class Plan:
     filter_path: str  # where the proxmox filter goes (.local where the package owns the .conf)
     filters: dict = field(default_factory=dict)  # {path on the node: filter file of ours}
     share: bool = False  # our jails send their bans to the peers (cluster_bans.py)
+    events: dict = None  # metrics and notifications (events.events_config), or None
     warnings: list = field(default_factory=list)
 
 
@@ -229,10 +231,11 @@ def unsupported(node):
     return None
 
 
-def plan_node(settings, node, peers=(), controller=(), share=False):
+def plan_node(settings, node, peers=(), controller=(), share=False, name="node"):
     """settings: validated (settings.validate); node: NodeFacts; peers: every address of every
     inventory node (node.cluster_addresses); controller: this controller's own stable addresses;
-    share: this node shares bans with its peers (cluster_bans.members)."""
+    share: this node shares bans with its peers (cluster_bans.members); name: the node's
+    inventory name (it names the node in notifications)."""
     reason = unsupported(node)
     if reason:
         raise NodeError(reason)
@@ -376,6 +379,14 @@ def plan_node(settings, node, peers=(), controller=(), share=False):
         packages.append("python3-pyinotify")  # file changes seen at once, not on the next poll
     if tool not in node["tools"]:
         packages.append(package)
+    events = events_config(name, settings, node)
+    if settings["metrics"] == "on":
+        packages.append(EXPORTER)
+    if events and events["notify"] and events["notify"]["mail"] and not node.get("sendmail"):
+        warnings.append(
+            "fail2ban_notify_mail is set but this node has no /usr/sbin/sendmail (no MTA): its "
+            "ban mails cannot be delivered (PVE installs postfix; `apt install postfix`)"
+        )
     missing = [p for p in packages if p not in node["packages"]]
 
     if share and node.get("sshd_permitrootlogin") == "no":
@@ -406,6 +417,7 @@ def plan_node(settings, node, peers=(), controller=(), share=False):
         filter_path=filter_path,
         filters=filters,
         share=share,
+        events=events,
         warnings=warnings,
     )
 

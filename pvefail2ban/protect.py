@@ -21,6 +21,7 @@ from .node import (
     sharing_members,
 )
 from .tasks.configure import configure
+from .tasks.events import events
 from .tasks.install import install
 from .tasks.preflight import preflight
 from .tasks.share import share
@@ -30,7 +31,7 @@ from .turns import acting_as, first_turn, in_parallel
 
 @deploy("fail2ban for Proxmox", data_defaults=DEFAULTS)
 def deploy_fail2ban():
-    """preflight -> install -> share -> configure -> verify on every node of the run. A node that fails
+    """preflight -> install -> share -> events -> configure -> verify on every node of the run. A node that fails
     preflight is left untouched, and a failure on one node never stops the others.
 
     Done once, on the first turn: every node's settings are checked (a bad one stops the run before
@@ -59,5 +60,6 @@ def deploy_fail2ban():
             if preflight(node):
                 install(node)
                 share(node, sharing, keys, coming)
+                events(node)
                 configure(node)
                 verify(node)

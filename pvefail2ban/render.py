@@ -11,6 +11,7 @@ FILES = HERE / "files"
 FILTERS = FILES / "etc/fail2ban/filter.d"  # our filters, by file name
 FILTER_SOURCE = FILTERS / "proxmox.conf"
 SHARE_ACTION_SOURCE = FILES / "etc/fail2ban/action.d/pve-fail2ban-share.conf"
+EVENTS_ACTION_SOURCE = FILES / "etc/fail2ban/action.d/pve-fail2ban-events.conf"
 OFF_TEMPLATE = "etc/fail2ban/jail.d/_off.j2"
 
 _env = jinja2.Environment(
@@ -38,6 +39,7 @@ def render_files(plan, settings):
         files[path] = _env.get_template(OFF_TEMPLATE).render(name=name, why=why).encode()
     for path, source in plan.filters.items():
         files[path] = (FILTERS / source).read_bytes()
-    if plan.share:
-        files["/" + str(SHARE_ACTION_SOURCE.relative_to(FILES))] = SHARE_ACTION_SOURCE.read_bytes()
+    for wanted, source in ((plan.share, SHARE_ACTION_SOURCE), (plan.events, EVENTS_ACTION_SOURCE)):
+        if wanted:
+            files["/" + str(source.relative_to(FILES))] = source.read_bytes()
     return files

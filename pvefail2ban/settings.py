@@ -3,6 +3,7 @@
 import ipaddress
 import re
 import socket
+import urllib.parse
 
 from .defaults import DEFAULTS
 
@@ -16,6 +17,11 @@ HOSTNAME_RE = re.compile(
 )
 BACKENDS = ("auto", "systemd", "file")
 BANACTIONS = ("auto", "nftables", "iptables")
+METRICS = ("auto", "on", "off")
+WEBHOOK_FORMATS = ("ntfy", "gotify", "json")
+# A mail recipient: a local user (root) or an address; nothing that could end a mail header.
+MAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]{1,64}(?:@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*)?$")
+TOKEN_RE = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable, no space: it goes into an HTTP header
 
 
 class SettingsError(ValueError):
@@ -116,6 +122,39 @@ def normalise_addresses(value):
     return [item.strip() for item in items]
 
 
+def check_mail(value):
+    if value == "":
+        return None
+    if not isinstance(value, str) or not MAIL_RE.match(value):
+        return "must be a mail address (admin@example.com), a local user (root) or empty"
+
+
+def check_webhook(value):
+    """An http(s) URL with a host, no credentials in it (they go in the token setting)."""
+    if value == "":
+        return None
+    if not isinstance(value, str) or any(c.isspace() or ord(c) < 32 for c in value):
+        return "must be an http(s) URL without spaces, or empty"
+    try:
+        url = urllib.parse.urlsplit(value)
+        url.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as error:
+        return f"is not a URL ({error})"
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return "must be an http:// or https:// URL with a host, or empty"
+    if url.username or url.password:
+        return "must not hold credentials: put the secret in fail2ban_notify_webhook_token"
+    return None
+
+
+def check_token(value):
+    """The webhook's secret; its value is never repeated in an error."""
+    if value == "":
+        return None
+    if not isinstance(value, str) or not TOKEN_RE.match(value):
+        return "must be printable text without spaces (1-512 characters), or empty"
+
+
 def _choice(options):
     def check(value):
         if value not in options:
@@ -143,6 +182,12 @@ CHECKS = {
     "fail2ban_banaction": _choice(BANACTIONS),
     "fail2ban_lockout_protection": check_bool,
     "fail2ban_cluster_bans": check_bool,
+    "fail2ban_metrics": _choice(METRICS),
+    "fail2ban_notify_mail": check_mail,
+    "fail2ban_notify_webhook": check_webhook,
+    "fail2ban_notify_webhook_format": _choice(WEBHOOK_FORMATS),
+    "fail2ban_notify_webhook_token": check_token,
+    "fail2ban_notify_unban": check_bool,
     "fail2ban_recidive_enabled": check_bool,
     "fail2ban_recidive_bantime": lambda v: check_time(v, forever_allowed=True),
     "fail2ban_recidive_findtime": check_time,
@@ -161,6 +206,7 @@ FAIL2BAN_TIMES = {
     "fail2ban_recidive_bantime",
     "fail2ban_recidive_findtime",
 }  # written as text into jails
+SECRETS = {"fail2ban_notify_webhook_token"}  # never shown, not even in an error
 PORT_KEYS = (
     "fail2ban_sshd_port",
     "fail2ban_proxmox_port",
@@ -169,6 +215,16 @@ PORT_KEYS = (
 )
 KNOWN = set(CHECKS) | set(PORT_KEYS) | {"fail2ban_ignoreip"}
 assert KNOWN == set(DEFAULTS), "every setting has a default and a check"
+
+
+def shown(key, value):
+    """`value` as an error may show it: never a secret, never a password inside a URL."""
+    if key in SECRETS:
+        return "(the value is not shown: it is a secret)"
+    if isinstance(value, str) and "@" in value and "://" in value:
+        scheme, _, rest = value.partition("://")
+        value = f"{scheme}://...@{rest.rpartition('@')[2]}"
+    return repr(value)
 
 
 def validate(data):
@@ -182,7 +238,7 @@ def validate(data):
             continue
         problem = check(data[key])
         if problem:
-            errors.append(f"{key} = {data[key]!r}: {problem}")
+            errors.append(f"{key} = {shown(key, data[key])}: {problem}")
         else:
             out[key[len("fail2ban_") :]] = str(data[key]) if key in FAIL2BAN_TIMES else data[key]
     for key in PORT_KEYS:

@@ -1,12 +1,12 @@
 #!/bin/sh
 # Read-only check of a node's fail2ban, every run (pvefail2ban.operations.verified parses this).
-#   verify.sh PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY SHARE_SERVICE|- OUR_JAIL...
+#   verify.sh PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY "DAEMON..."|- OUR_JAIL...
 # Every jail that runs is read, ours or not: one fail2ban-client process answers status and every
 # jail's status (interactive mode). For each of our jails, the firewall rules its action makes at
 # jail start must be in place, and an action error since fail2ban's last start is reported.
-timeout=$1 tool=$2 ignoreip_check=$3 share=$4; shift 4
-# cluster-wide bans: the service that sends this node's bans to its peers
-[ "$share" = - ] || echo "share=$(systemctl is-active "$share" 2>&1)"
+timeout=$1 tool=$2 ignoreip_check=$3 daemons=$4; shift 4
+# our daemons that must run (cluster-wide bans; metrics and notifications)
+[ "$daemons" = - ] || for daemon in $daemons; do echo "daemon $daemon=$(systemctl is-active "$daemon" 2>&1)"; done
 i=0
 until fail2ban-client ping >/dev/null 2>&1; do
   i=$((i + 1))

@@ -1,0 +1,88 @@
+"""Metrics and notifications: what each node needs so that its bans are seen without asking.
+Pure: the node's settings and facts in, its events configuration and files out (the flow is
+pvefail2ban.tasks.events; the node side is scripts/events.py).
+
+- fail2ban's `pve-fail2ban-events` action (in each of our jails) appends every ban and unban, and
+  every jail start and stop, to an outbox: it never waits;
+- pve-fail2ban-events.service rewrites node_exporter's textfile (the metrics) and sends the
+  notifications, asynchronously, folding a flood into few messages.
+"""
+
+import json
+
+CONFIG_DIR = "/etc/pve-fail2ban"  # root only (0700)
+CONFIG = f"{CONFIG_DIR}/events.json"  # 0600: it may hold the webhook's token
+LIB = "/usr/local/lib/pve-fail2ban-events"
+DAEMON = f"{LIB}/events.py"
+UNIT = "/etc/systemd/system/pve-fail2ban-events.service"
+SERVICE = "pve-fail2ban-events"
+STATE_DIR = "/var/lib/pve-fail2ban/events"  # the outbox
+ACTION = "/etc/fail2ban/action.d/pve-fail2ban-events.conf"
+PROM = "pve-fail2ban.prom"  # in the textfile directory
+EXPORTER = "prometheus-node-exporter"  # Debian's node_exporter package and unit
+# node_exporter's textfile directory on Debian, unless its ARGS name another
+# (/etc/default/prometheus-node-exporter; read by NodeFacts as textfile_dir)
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+EVENTS_FILES = (CONFIG, DAEMON, f"{LIB}/state.py", f"{LIB}/nodelib.py", UNIT)
+
+UNIT_TEXT = f"""# Managed by pve-fail2ban (pyinfra deploy): metrics and notifications of this node's bans.
+[Unit]
+Description=pve-fail2ban: metrics and notifications of this node's bans
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=/usr/bin/python3 {DAEMON}
+Restart=always
+RestartSec=2
+StateDirectory=pve-fail2ban/events
+StateDirectoryMode=0700
+UMask=0077
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def events_config(name, settings, facts):
+    """What node `name` does with its ban events, or None when nothing: {"node", "metrics": the
+    textfile directory or None, "notify": {...} or None}. `settings`: validated; `facts`:
+    NodeFacts."""
+    metrics = None
+    if settings["metrics"] == "on" or (
+        settings["metrics"] == "auto" and EXPORTER in facts["packages"]
+    ):
+        metrics = facts.get("textfile_dir") or TEXTFILE_DIR
+    notify = None
+    if settings["notify_mail"] or settings["notify_webhook"]:
+        notify = {
+            "mail": settings["notify_mail"],
+            "webhook": settings["notify_webhook"],
+            "format": settings["notify_webhook_format"],
+            "token": settings["notify_webhook_token"],
+            "unban": settings["notify_unban"],
+        }
+    if metrics is None and notify is None:
+        return None
+    return {"node": name, "metrics": metrics, "notify": notify}
+
+
+def events_files(config, scripts):
+    """{path: (bytes, mode)} of the events daemon for `config` (events_config); `scripts`: the
+    folder of the node scripts (pvefail2ban/scripts)."""
+    return {
+        CONFIG: (json.dumps(config, indent=1, sort_keys=True).encode() + b"\n", "600"),
+        DAEMON: ((scripts / "events.py").read_bytes(), "755"),
+        f"{LIB}/state.py": ((scripts / "state.py").read_bytes(), "644"),
+        f"{LIB}/nodelib.py": ((scripts / "nodelib.py").read_bytes(), "644"),
+        UNIT: (UNIT_TEXT.encode(), "644"),
+    }
+
+
+def removal(textfile_dir):
+    """The shell command that takes the events daemon away (its prom file too)."""
+    return (
+        f"systemctl disable --now {SERVICE} 2>/dev/null; rm -f {UNIT}; systemctl daemon-reload; "
+        f"rm -rf {LIB} {STATE_DIR} {CONFIG} {textfile_dir or TEXTFILE_DIR}/{PROM}; "
+        f"rmdir {CONFIG_DIR} 2>/dev/null; true"
+    )

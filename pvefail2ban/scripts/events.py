@@ -1,0 +1,333 @@
+#!/usr/bin/python3
+"""pve-fail2ban-events.service: what the admin sees of this node's bans without asking.
+
+- Metrics: a Prometheus text file for node_exporter's textfile collector, with the metric names of
+  fail2ban-prometheus-exporter (f2b_up, f2b_jail_count, f2b_jail_{failed,banned}_{current,total},
+  f2b_config_jail_*), plus f2b_jail_banned_enforced (1 when the firewall holds every ban of the
+  jail). Written on every ban and unban, when fail2ban stops or starts, and at least every 60 s;
+  written to a temporary file in the same directory, then renamed: a scrape never sees half a file.
+- Notifications: each ban (and unban, if asked) as a message to root's mail (sendmail) and/or a
+  webhook (ntfy, Gotify, or plain JSON). Sent by a thread of their own with a bounded timeout: a
+  ban never waits for them, and a dead endpoint costs a log line. The first event goes at once;
+  what follows within BATCH_SECONDS goes as one message that counts what it folds.
+
+fail2ban's `pve-fail2ban-events` action appends one line per event to OUTBOX (it never waits);
+this daemon wakes on that (inotify) and on fail2ban's socket coming or going, and sleeps
+otherwise. The configuration (root only, 0600: it may hold the webhook token) is CONFIG:
+    {"node": "pve1", "metrics": "/var/lib/prometheus/node-exporter" or null,
+     "notify": {"mail": "root" or "", "webhook": "https://..." or "", "format": "ntfy",
+                "token": "..." or "", "unban": false} or null}
+Python standard library only, plus fail2ban's own client class (state.py beside this file).
+"""
+
+import json
+import os
+import queue
+import select
+import subprocess
+import sys
+import syslog
+import threading
+import time
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nodelib import IN_CREATE, IN_DELETE, NEW_DATA, Tail, inotify, watch  # noqa: E402
+
+CONFIG = "/etc/pve-fail2ban/events.json"
+VAR = "/var/lib/pve-fail2ban/events"
+OUTBOX = f"{VAR}/outbox"
+FAIL2BAN_RUN = "/run/fail2ban"  # its socket appears and goes away here
+PROM = "pve-fail2ban.prom"  # the file's name in the textfile directory
+REFRESH = 60  # seconds: the metrics are rewritten at least this often
+BATCH_SECONDS = 10  # after a message, later events are folded into one message per this window
+LISTED = 20  # a folded message names this many events and counts the rest
+TIMEOUT = 10  # seconds for one webhook request or one sendmail
+# Cluster-wide bans: a ban this node received from a peer is told by the peer that made it, not
+# again by every node. The receiver records it (end, jail, address, origin, time) just before it
+# bans; a ban made this soon after such a record is that one.
+RECEIVED = "/var/lib/pve-fail2ban/share/received"
+RECEIVED_WINDOW = 30
+
+
+def log(message):
+    syslog.syslog(syslog.LOG_NOTICE, message)
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+
+HELP = {
+    "f2b_up": "Check if the fail2ban server is up",
+    "f2b_jail_count": "Number of defined jails",
+    "f2b_jail_failed_current": "Number of current failures on this jail's filter",
+    "f2b_jail_failed_total": "Number of total failures on this jail's filter",
+    "f2b_jail_banned_current": "Number of IPs currently banned in this jail",
+    "f2b_jail_banned_total": "Total number of IPs banned by this jail (includes expired bans)",
+    "f2b_config_jail_ban_time": "How long an IP is banned for in this jail (in seconds)",
+    "f2b_config_jail_find_time": "How far back will the filter look for failures in this jail "
+    "(in seconds)",
+    "f2b_config_jail_max_retries": "The number of failures allowed until the IP is banned by "
+    "this jail",
+    "f2b_jail_banned_enforced": "1 when the firewall holds every IP this jail lists as banned "
+    "(pve-fail2ban)",
+}
+JAIL_FIELDS = {
+    "f2b_jail_failed_current": "failed",
+    "f2b_jail_failed_total": "total_failed",
+    "f2b_jail_banned_current": "banned",
+    "f2b_jail_banned_total": "total_banned",
+    "f2b_config_jail_ban_time": "bantime",
+    "f2b_config_jail_find_time": "findtime",
+    "f2b_config_jail_max_retries": "maxretry",
+    "f2b_jail_banned_enforced": "enforced",
+}
+
+
+def label(value):
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prom_text(up, jails):
+    """The Prometheus text exposition of `up` (bool) and `jails` ({name: {field: number}}, the
+    fields of JAIL_FIELDS; a field missing is left out)."""
+    lines = []
+    for name, help_text in HELP.items():
+        if name == "f2b_up":
+            samples = [f"f2b_up {1 if up else 0}"]
+        elif name == "f2b_jail_count":
+            samples = [f"f2b_jail_count {len(jails)}"] if up else []
+        else:
+            field = JAIL_FIELDS[name]
+            samples = [
+                f'{name}{{jail="{label(jail)}"}} {int(values[field])}'
+                for jail, values in sorted(jails.items())
+                if values.get(field) is not None
+            ]
+        if samples:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
+    return "\n".join(lines) + "\n"
+
+
+def read_fail2ban():
+    """(up, jails) read from fail2ban's socket with its own client class (see state.py)."""
+    import state  # beside this script; fail2ban's modules are imported only when needed
+
+    try:
+        from fail2ban.client.csocket import CSocket
+
+        sock = CSocket(state.SOCKET, timeout=10)
+        code, _ = sock.send(["ping"])
+        if code != 0:
+            return False, {}
+        _, status = sock.send(["status"])
+        names = [n.strip() for n in dict(status).get("Jail list", "").split(",") if n.strip()]
+        jails = {}
+        for name in names:
+            code, answer = sock.send(["status", name])
+            if code != 0:
+                continue
+            jail = state.jail_status(answer)
+            for key in ("bantime", "findtime", "maxretry"):
+                code, value = sock.send(["get", name, key])
+                jail[key] = int(value) if code == 0 and str(value).lstrip("-").isdigit() else None
+            held = set(state.firewall_holds(name))
+            jail["enforced"] = int(all(ip in held for ip in jail["banned_ips"]))
+            jails[name] = jail
+        sock.close()
+        return True, jails
+    except Exception:  # noqa: BLE001 - no socket, refused, a dying server: fail2ban is not up
+        return False, {}
+
+
+def write_atomically(directory, name, text):
+    os.makedirs(directory, mode=0o755, exist_ok=True)  # node_exporter's package makes it too
+    path = os.path.join(directory, name)
+    temp = os.path.join(directory, f".{name}.{os.getpid()}")
+    with open(temp, "w") as out:
+        out.write(text)
+        os.fchmod(out.fileno(), 0o644)  # node_exporter reads it as its own user
+    os.replace(temp, path)
+
+
+# ---- notifications ------------------------------------------------------------------------------
+
+
+def parse_event(line):
+    """An outbox line -> {kind, jail, ip, failures, bantime} or None (start/stop, or garbage)."""
+    words = line.split()
+    if len(words) >= 5 and words[0] == "ban":
+        return {
+            "kind": "ban",
+            "jail": words[1],
+            "ip": words[2],
+            "failures": words[3],
+            "bantime": words[4],
+        }
+    if len(words) >= 3 and words[0] == "unban":
+        return {"kind": "unban", "jail": words[1], "ip": words[2]}
+    return None
+
+
+def received_from_a_peer(event, now, path=RECEIVED):
+    """True when `event` is a ban this node received from a peer (see RECEIVED)."""
+    try:
+        with open(path) as records:
+            lines = records.readlines()[-1000:]
+    except OSError:
+        return False
+    for line in reversed(lines):
+        parts = line.split()
+        if len(parts) == 5 and parts[1:3] == [event["jail"], event["ip"]]:
+            try:
+                return now - float(parts[4]) <= RECEIVED_WINDOW
+            except ValueError:
+                return False
+    return False
+
+
+def describe(event):
+    if event["kind"] == "ban":
+        length = "forever" if event["bantime"] == "-1" else f"for {event['bantime']} s"
+        return (
+            f"banned {event['ip']} in jail {event['jail']} after {event['failures']} failures, "
+            f"{length}"
+        )
+    return f"unbanned {event['ip']} in jail {event['jail']}"
+
+
+def message(node, events, folded=0, folded_bans=0):
+    """(title, text, data) of one message listing `events`; `folded` more events (of which
+    `folded_bans` bans) are counted, not listed."""
+    total = len(events) + folded
+    bans = sum(1 for e in events if e["kind"] == "ban") + folded_bans
+    if total == 1:
+        title = f"fail2ban on {node}: {describe(events[0])}"
+    else:
+        title = f"fail2ban on {node}: {bans} bans, {total - bans} unbans"
+    lines = [f"{node}: {describe(e)}" for e in events]
+    if folded:
+        lines.append(f"... and {folded} more ({folded_bans} bans), folded into this message")
+    data = {"node": node, "events": events, "folded": folded, "count": total}
+    return title, "\n".join(lines) + "\n", data
+
+
+def fold(events):
+    """Events waiting to be sent -> (the LISTED first, how many more, how many of those are bans)."""
+    rest = events[LISTED:]
+    return events[:LISTED], len(rest), sum(1 for e in rest if e["kind"] == "ban")
+
+
+def webhook_request(config, title, text, data):
+    """urllib Request for the webhook in its format; the token goes in a header, never the URL."""
+    fmt, url, token = config["format"], config["webhook"], config.get("token") or ""
+    headers = {"User-Agent": "pve-fail2ban"}
+    if fmt == "ntfy":
+        body = text.encode()
+        headers.update({"Title": title, "Tags": "rotating_light", "Content-Type": "text/plain"})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+    elif fmt == "gotify":
+        url = url.rstrip("/") + "/message"
+        body = json.dumps({"title": title, "message": text, "priority": 5}).encode()
+        headers["Content-Type"] = "application/json"
+        if token:
+            headers["X-Gotify-Key"] = token
+    else:
+        body = json.dumps({"title": title, **data}).encode()
+        headers["Content-Type"] = "application/json"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+    return urllib.request.Request(url, data=body, headers=headers, method="POST")
+
+
+def send(config, node, events, folded=0, folded_bans=0):
+    """One message to every channel configured; each failure is one log line."""
+    title, text, data = message(node, events, folded, folded_bans)
+    if config.get("webhook"):
+        try:
+            with urllib.request.urlopen(
+                webhook_request(config, title, text, data), timeout=TIMEOUT
+            ):
+                pass
+        except (OSError, urllib.error.URLError, ValueError) as error:
+            log(f"notification not delivered to the webhook: {error}")
+    if config.get("mail"):
+        mail = EmailMessage()
+        mail["To"], mail["From"], mail["Subject"] = config["mail"], "root", title
+        mail.set_content(text)
+        try:
+            done = subprocess.run(
+                ["/usr/sbin/sendmail", "-oi", "-t"],
+                input=mail.as_bytes(),
+                capture_output=True,
+                timeout=TIMEOUT * 3,
+            )
+            if done.returncode != 0:
+                log(f"notification mail not accepted by sendmail: {done.stderr.decode()[-200:]}")
+        except (OSError, subprocess.TimeoutExpired) as error:
+            log(f"notification mail not sent: {error}")
+
+
+def notifier(config, node, events):
+    """Thread: send what `events` (a Queue) brings; the first at once, then at most one message
+    per BATCH_SECONDS, folding what came meanwhile."""
+    while True:
+        waiting = [events.get()]
+        while True:
+            try:
+                waiting.append(events.get_nowait())
+            except queue.Empty:
+                break
+        send(config, node, *fold(waiting))
+        time.sleep(BATCH_SECONDS)
+
+
+# ---- the daemon ---------------------------------------------------------------------------------
+
+
+def main():
+    with open(CONFIG) as config_file:
+        config = json.load(config_file)
+    node, directory, notify = config["node"], config.get("metrics"), config.get("notify")
+    os.makedirs(VAR, mode=0o700, exist_ok=True)
+    fd = inotify(VAR, NEW_DATA)
+    watching_run = fd is not None and watch(fd, FAIL2BAN_RUN, IN_CREATE | IN_DELETE)
+    events = queue.Queue()
+    if notify:
+        threading.Thread(target=notifier, args=(notify, node, events), daemon=True).start()
+    outbox = Tail(OUTBOX)
+    log(f"metrics {'in ' + directory if directory else 'off'}; notifications "
+        f"{'to ' + ', '.join(k for k in ('mail', 'webhook') if notify and notify.get(k)) if notify else 'off'}")  # fmt: skip
+    dirty, last = True, 0.0
+    while True:
+        for line in outbox.lines():
+            dirty = True
+            event = parse_event(line)
+            if event and notify and (event["kind"] == "ban" or notify.get("unban")):
+                if not (event["kind"] == "ban" and received_from_a_peer(event, time.time())):
+                    events.put(event)
+        now = time.monotonic()
+        if directory and (dirty or now - last >= REFRESH):
+            up, jails = read_fail2ban()
+            write_atomically(directory, PROM, prom_text(up, jails))
+            dirty, last = False, now
+            if fd is not None and not watching_run:  # fail2ban made its run directory since
+                watching_run = watch(fd, FAIL2BAN_RUN, IN_CREATE | IN_DELETE)
+        outbox.rotate()
+        wait = max(0.0, REFRESH - (time.monotonic() - last)) if directory else None
+        if fd is None:  # no inotify: look twice a second
+            wait = 0.5 if wait is None else min(wait, 0.5)
+        ready, _, _ = select.select([fd] if fd is not None else [], [], [], wait)
+        if ready:
+            time.sleep(0.2)  # a burst (fail2ban stopping every jail, a flood) is read as one
+            try:
+                os.read(fd, 65536)
+            except BlockingIOError:
+                pass
+            dirty = True
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""Metrics and notifications on real nodes: Debian's node_exporter scraped over HTTP from the
+controller, a webhook sink on the controller (the lab's gateway address), Debian's exim4 putting
+the mail in root's mailbox, a flood, a dead webhook, and the token kept to root.
+
+pve1 (pve8): fail2ban_metrics = "on", JSON webhook with a token, unbans told too;
+pve2 (pve9): mail to root and an ntfy webhook. Cluster-wide bans on: a ban received from a peer
+is told by the node that made it, not again."""
+
+import json
+import queue
+import re
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from lab import attack, config
+from lab.checks import banned, wait_for
+
+TOKEN = "lab-token-5fd1c0"  # stands for a real webhook's secret
+
+
+class Sink(BaseHTTPRequestHandler):
+    got = queue.Queue()  # (path, headers, body) of every request
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Sink.got.put((self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def drain(wait=0.0):
+    """Every request the sink got (waiting `wait` seconds for late ones)."""
+    time.sleep(wait)
+    found = []
+    while True:
+        try:
+            found.append(Sink.got.get_nowait())
+        except queue.Empty:
+            return found
+
+
+def host_data(sink, **pve1):
+    return {
+        "pve1": {
+            "fail2ban_metrics": "on",
+            "fail2ban_notify_webhook": f"{sink}/pve1",
+            "fail2ban_notify_webhook_format": "json",
+            "fail2ban_notify_webhook_token": TOKEN,
+            "fail2ban_notify_unban": True,
+            **pve1,
+        },
+        "pve2": {
+            "fail2ban_notify_mail": "root",
+            "fail2ban_notify_webhook": f"{sink}/pve2",
+            "fail2ban_notify_webhook_format": "ntfy",
+        },
+    }
+
+
+def settle(quiet=11, limit=60):
+    """Wait until the sink has heard nothing for `quiet` seconds (longer than the daemon's batch
+    window: what an earlier test left on its way has arrived), then forget it all."""
+    deadline, last = time.monotonic() + limit, time.monotonic()
+    while time.monotonic() - last < quiet and time.monotonic() < deadline:
+        if drain(wait=0.5):
+            last = time.monotonic()
+
+
+@pytest.fixture(scope="module")
+def lab(lab_control, tmp_path_factory):
+    lab_control.up(variants=["pve8", "pve9"])
+    # the sink listens on the controller's address on the lab network, once that network exists
+    server = ThreadingHTTPServer((config.GATEWAY, 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sink = lab_control.sink = f"http://{config.GATEWAY}:{server.server_address[1]}"
+    inventory = tmp_path_factory.mktemp("events") / "inventory.py"
+    lab_control.write_inventory(lab_control.nodes(), host_data(sink), path=inventory)
+    first = lab_control.pyinfra("-vv", inventory=inventory)
+    assert first.returncode == 0, first.text[-3000:]
+    lab_control.events_inventory, lab_control.first_run = inventory, first
+    yield lab_control
+    server.shutdown()
+
+
+def scrape(node):
+    """{metric{labels}: value} of the f2b_ lines node_exporter serves on :9100."""
+    with urllib.request.urlopen(f"http://{node.ip}:9100/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return {
+        name: float(value)
+        for name, value in re.findall(r"^(f2b_\S+) (\S+)$", text, re.M)
+        if not name.startswith("#")
+    }
+
+
+def status_numbers(node, jail):
+    text = node.sh(f"fail2ban-client status {jail}")[1]
+    return {
+        k: int(v)
+        for k, v in re.findall(r"(Currently banned|Total banned|Total failed):\s+(\d+)", text)
+    }
+
+
+def unban(lab, address):
+    run = lab.pyinfra("--data", f"ip={address}", deploy="unban.py", inventory=lab.events_inventory)
+    assert run.returncode == 0, run.text[-3000:]
+
+
+def test_the_first_run_installs_node_exporter_and_starts_the_events_daemon(lab):
+    pve1, pve2 = lab.nodes()
+    for node in (pve1, pve2):
+        assert node.sh("systemctl is-active pve-fail2ban-events")[1].strip() == "active"
+    assert pve1.sh("systemctl is-active prometheus-node-exporter")[1].strip() == "active"
+    assert re.search(
+        r"\[pve1\] fail2ban .*metrics for node_exporter, notifications \(webhook\)",
+        lab.first_run.text,
+    )
+    assert re.search(r"\[pve2\] fail2ban .*notifications \(mail, webhook\)", lab.first_run.text)
+    assert "no /usr/sbin/sendmail" in lab.first_run.text  # pve2 has no MTA yet: said so
+
+
+def test_the_token_stays_in_a_root_only_file(lab):
+    assert TOKEN not in lab.first_run.text  # not even with -vv
+    for node in lab.nodes():
+        assert node.sh("stat -c '%a %U' /etc/pve-fail2ban /etc/pve-fail2ban/events.json")[
+            1
+        ].split() == ["700", "root", "600", "root"]
+        pattern = f"[{TOKEN[0]}]{TOKEN[1:]}"  # a pattern that does not find its own command line
+        found = node.sh(f"grep -rl '{pattern}' /etc/fail2ban; ps -eo args | grep -c '{pattern}'")
+        assert found[1].split() == ["0"], found
+    assert TOKEN in lab.nodes()[0].sh("cat /etc/pve-fail2ban/events.json")[1]
+
+
+def test_scraped_metrics_match_fail2ban_and_follow_ban_unban_and_a_stop(lab):
+    pve1, attacker = lab.nodes()[0], lab.attacker()
+    metrics = scrape(pve1)
+    assert metrics["f2b_up"] == 1 and metrics["f2b_jail_count"] == 2
+    assert metrics['f2b_jail_banned_current{jail="sshd"}'] == 0
+    assert metrics['f2b_config_jail_max_retries{jail="sshd"}'] == 3
+    # exactly maxretry failures: none comes after the ban (failure counts are rewritten with each
+    # ban and unban, and at least every 60 s)
+    attack.ssh_login(attacker, pve1, count=3)
+    assert wait_for(lambda: banned(pve1, "sshd")) == [config.ATTACKER_IP]
+    assert wait_for(lambda: scrape(pve1)['f2b_jail_banned_current{jail="sshd"}'] == 1, timeout=5)
+    metrics, numbers = scrape(pve1), status_numbers(pve1, "sshd")
+    assert metrics['f2b_jail_banned_current{jail="sshd"}'] == numbers["Currently banned"] == 1
+    assert metrics['f2b_jail_banned_total{jail="sshd"}'] == numbers["Total banned"]
+    assert metrics['f2b_jail_failed_total{jail="sshd"}'] == numbers["Total failed"] >= 3
+    assert metrics['f2b_jail_banned_enforced{jail="sshd"}'] == 1
+    unban(lab, config.ATTACKER_IP)
+    assert wait_for(lambda: scrape(pve1)['f2b_jail_banned_current{jail="sshd"}'] == 0, timeout=5)
+    # written whole, in one rename: nothing else in the directory, readable by node_exporter
+    listing = pve1.sh(
+        "ls -A /var/lib/prometheus/node-exporter; stat -c %a /var/lib/prometheus/node-exporter/pve-fail2ban.prom"
+    )[1]
+    assert [line for line in listing.split() if "fail2ban" in line or line == "644"] == [
+        "pve-fail2ban.prom",
+        "644",
+    ]
+    pve1.sh("systemctl stop fail2ban")
+    try:
+        assert wait_for(lambda: scrape(pve1)["f2b_up"] == 0, timeout=5)
+        assert "f2b_jail_count" not in scrape(pve1)
+    finally:
+        pve1.sh("systemctl start fail2ban")
+    assert wait_for(lambda: scrape(pve1).get("f2b_jail_count") == 2, timeout=30)
+
+
+def test_the_events_daemon_uses_no_cpu_while_nothing_happens(lab):
+    pve1 = lab.nodes()[0]
+    ticks = "cat /proc/$(systemctl show -p MainPID --value pve-fail2ban-events)/stat | awk '{print $14 + $15}'"
+    time.sleep(1)  # what the last test left is written
+    before = int(pve1.sh(ticks)[1])
+    time.sleep(5)
+    assert int(pve1.sh(ticks)[1]) - before <= 1  # clock ticks (1/100 s): asleep in select()
+
+
+def test_the_webhook_gets_exactly_one_message_per_ban_from_the_node_that_made_it(lab):
+    pve1, pve2 = lab.nodes()
+    attacker = lab.attacker()
+    settle()
+    attack.ssh_login(attacker, pve1, count=4)
+    assert wait_for(lambda: banned(pve1, "sshd")) == [config.ATTACKER_IP]
+    assert wait_for(lambda: config.ATTACKER_IP in banned(pve2, "sshd"))  # shared at once
+    got = drain(wait=3)
+    assert [path for path, _, _ in got] == ["/pve1"], got  # pve2 received it: pve1 tells
+    path, headers, body = got[0]
+    data = json.loads(body)
+    assert headers["Authorization"] == f"Bearer {TOKEN}" and data["count"] == 1
+    (event,) = data["events"]
+    assert event == {
+        "kind": "ban",
+        "jail": "sshd",
+        "ip": config.ATTACKER_IP,
+        "failures": "3",
+        "bantime": "600",
+    }
+    assert data["node"] == "pve1" and data["title"].startswith("fail2ban on pve1: banned")
+    unban(lab, config.ATTACKER_IP)
+    # within the batch window (10 s) of the ban's message: told at the window's end
+    got = []
+    deadline = time.monotonic() + 20
+    while not got and time.monotonic() < deadline:
+        got = drain(wait=0.5)
+    got += drain(wait=2)
+    assert [(p, json.loads(b)["events"][0]["kind"]) for p, _, b in got] == [("/pve1", "unban")]
+
+
+def test_a_flood_of_100_bans_in_10_seconds_gives_a_few_messages_that_count_them_all(lab):
+    pve1 = lab.nodes()[0]
+    addresses = [f"198.51.100.{n}" for n in range(1, 101)]
+    settle()
+    for chunk in range(0, 100, 10):
+        pve1.sh(f"fail2ban-client set proxmox banip {' '.join(addresses[chunk : chunk + 10])}")
+        time.sleep(0.8)
+    try:
+        messages = []
+        deadline = time.monotonic() + 40
+        while sum(m["count"] for m in messages) < 100 and time.monotonic() < deadline:
+            messages += [json.loads(b) for p, _, b in drain(wait=1) if p == "/pve1"]
+        assert sum(m["count"] for m in messages) == 100, messages
+        assert len(messages) <= 3, [m["count"] for m in messages]
+        assert {e["ip"] for m in messages for e in m["events"]} <= set(addresses)
+    finally:
+        pve1.sh("fail2ban-client unban --all")
+        lab.nodes()[1].sh("fail2ban-client unban --all")
+
+
+def test_root_gets_the_ban_by_mail_through_a_real_mta(lab):
+    pve2, attacker = lab.nodes()[1], lab.attacker()
+    code, out = pve2.sh(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+        "exim4-daemon-light >/dev/null 2>&1 || (apt-get update -q >/dev/null && "
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends exim4-daemon-light)",
+        timeout=300,
+    )
+    assert code == 0, out[-2000:]
+    assert pve2.sh("test -x /usr/sbin/sendmail")[0] == 0
+    attack.web_login(attacker, pve2, "root@pam", count=3)
+    assert wait_for(lambda: config.ATTACKER_IP in banned(pve2, "proxmox"))
+    # Debian's exim4 delivers root's mail to /var/mail/mail unless root has an alias
+    mailbox = "cat /var/mail/root /var/mail/mail 2>/dev/null"
+    assert wait_for(lambda: "Subject: fail2ban on pve2: banned" in pve2.sh(mailbox)[1], timeout=30)
+    mail = pve2.sh(mailbox)[1]
+    assert f"pve2: banned {config.ATTACKER_IP} in jail proxmox after 3 failures, for 600 s" in mail
+    unban(lab, config.ATTACKER_IP)
+
+
+def test_a_dead_webhook_leaves_the_time_to_ban_unchanged(lab, tmp_path):
+    """The webhook's address answers nothing (no host there: each try waits for its timeout)."""
+    pve1, attacker = lab.nodes()[0], lab.attacker()
+    dead = f"http://{config.SUBNET.rsplit('.', 1)[0]}.250:8080/hook"
+    inventory = lab.write_inventory(
+        lab.nodes(),
+        host_data(lab.sink, fail2ban_notify_webhook=dead),
+        path=tmp_path / "inventory.py",
+    )
+    run = lab.pyinfra("--limit", "pve1", inventory=inventory)
+    assert run.returncode == 0, run.text[-3000:]
+    try:
+        since = pve1.sh("date '+%Y-%m-%d %H:%M:%S'")[1].strip()
+        attack.ssh_login(attacker, pve1, count=4)
+        assert wait_for(lambda: banned(pve1, "sshd")) == [config.ATTACKER_IP]
+        journal = pve1.sh(f"journalctl -q -o short-unix --no-pager -u ssh --since '{since}'")[1]
+        failures = [
+            float(line.split()[0])
+            for line in journal.splitlines()
+            if "Failed password" in line or "Invalid user" in line
+        ]
+        ban_line = pve1.sh(
+            f"grep ' Ban {config.ATTACKER_IP}$' /var/log/fail2ban.log | tail -n 1 | cut -c1-23"
+        )[1].strip()
+        banned_at = float(pve1.sh(f"date -d '{ban_line.replace(',', '.')}' +%s.%N")[1])
+        assert 0 <= banned_at - sorted(failures)[2] < 1.5  # the 3rd failure tips it, as without
+        assert pve1.sh("fail2ban-client ping")[0] == 0
+        assert wait_for(
+            lambda: "not delivered to the webhook" in pve1.journal("pve-fail2ban-events", since),
+            timeout=30,
+        )
+    finally:
+        unban(lab, config.ATTACKER_IP)
+
+
+def test_switched_off_it_all_goes_away(lab, tmp_path):
+    inventory = lab.write_inventory(
+        lab.nodes(), {"pve1": {"fail2ban_metrics": "off"}}, path=tmp_path / "inventory.py"
+    )
+    run = lab.pyinfra("--limit", "pve1", inventory=inventory)
+    assert run.returncode == 0, run.text[-3000:]
+    pve1 = lab.nodes()[0]
+    assert pve1.sh("systemctl is-active pve-fail2ban-events")[1].strip() != "active"
+    gone = "ls /etc/pve-fail2ban/events.json /usr/local/lib/pve-fail2ban-events /var/lib/prometheus/node-exporter/pve-fail2ban.prom /etc/fail2ban/action.d/pve-fail2ban-events.conf"
+    assert pve1.sh(f"{gone} 2>/dev/null | wc -l")[1].strip() == "0"
+    assert "pve-fail2ban-events" not in pve1.sh("cat /etc/fail2ban/jail.d/*.local")[1]
+    assert (
+        "f2b_up"
+        not in urllib.request.urlopen(f"http://{pve1.ip}:9100/metrics", timeout=5).read().decode()
+    )

@@ -1,0 +1,246 @@
+"""Metrics and notifications: the plain logic on the controller (events.py, the plan) and in the
+node daemon (scripts/events.py), without a node. Webhooks go to a real HTTP server on loopback."""
+
+import importlib.util
+import json
+import queue
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from pvefail2ban.defaults import DEFAULTS
+from pvefail2ban.events import CONFIG, EXPORTER, TEXTFILE_DIR, events_config, events_files
+from pvefail2ban.facts import SCRIPTS, parse_node
+from pvefail2ban.plan import plan_node
+from pvefail2ban.render import render_files
+from pvefail2ban.settings import SettingsError, validate
+
+sys.path.insert(0, str(SCRIPTS))  # the daemon imports nodelib beside it
+spec = importlib.util.spec_from_file_location("node_events", SCRIPTS / "events.py")
+daemon = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(daemon)
+
+NODE = ["os_id=debian", "systemd=yes", "journal=yes", "tool=nft", "unit=pvedaemon.service"]
+NODE += ["client=10.213.77.1", "sshd_port 22"]
+WEBHOOK = {"fail2ban_notify_webhook": "https://ntfy.example/pve-bans"}
+
+
+def settings(**changes):
+    return validate({**DEFAULTS, **changes})
+
+
+def facts(*lines):
+    return parse_node([*NODE, *lines])
+
+
+def test_metrics_follow_node_exporter_and_the_setting():
+    assert events_config("pve1", settings(), facts()) is None  # auto, no node_exporter
+    with_exporter = facts(f"pkg={EXPORTER} ii 1.5.0-1")
+    assert events_config("pve1", settings(), with_exporter)["metrics"] == TEXTFILE_DIR
+    moved = facts(f"pkg={EXPORTER} ii 1.5.0-1", "textfile_dir=/srv/textfiles")
+    assert events_config("pve1", settings(), moved)["metrics"] == "/srv/textfiles"
+    assert events_config("pve1", settings(fail2ban_metrics="off"), with_exporter) is None
+    on = plan_node(settings(fail2ban_metrics="on"), facts(), name="pve1")
+    assert on.events["metrics"] == TEXTFILE_DIR and EXPORTER in on.packages
+
+
+def test_notifications_are_configured_and_the_jails_hand_every_ban_over():
+    chosen = settings(
+        fail2ban_notify_mail="root", fail2ban_notify_webhook_token="s3cret", **WEBHOOK
+    )
+    plan = plan_node(chosen, facts("sendmail=yes"), name="pve1")
+    assert plan.events == {
+        "node": "pve1",
+        "metrics": None,
+        "notify": {
+            "mail": "root",
+            "webhook": "https://ntfy.example/pve-bans",
+            "format": "ntfy",
+            "token": "s3cret",
+            "unban": False,
+        },
+    }
+    files = render_files(plan, chosen)
+    assert "/etc/fail2ban/action.d/pve-fail2ban-events.conf" in files
+    jail = files["/etc/fail2ban/jail.d/02_proxmox.local"].decode()
+    assert "pve-fail2ban-events[name=%(__name__)s]" in jail
+    assert "s3cret" not in "".join(f.decode() for f in files.values())  # never in fail2ban's files
+    placed = events_files(plan.events, SCRIPTS)
+    assert placed[CONFIG][1] == "600" and json.loads(placed[CONFIG][0])["notify"]["token"]
+    assert plan.warnings == []
+    (warning,) = plan_node(chosen, facts(), name="pve1").warnings
+    assert "no /usr/sbin/sendmail" in warning
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("fail2ban_metrics", "yes"),
+        ("fail2ban_notify_mail", "root\nBcc: victim@example.com"),
+        ("fail2ban_notify_mail", "two words"),
+        ("fail2ban_notify_webhook", "ftp://example.com/x"),
+        ("fail2ban_notify_webhook", "https://"),
+        ("fail2ban_notify_webhook", "https://ntfy.example/a b"),
+        ("fail2ban_notify_webhook_format", "slack"),
+        ("fail2ban_notify_unban", "no"),
+    ],
+)
+def test_bad_event_settings_are_refused_naming_key_and_value(key, value):
+    with pytest.raises(SettingsError) as error:
+        settings(**{key: value})
+    assert key in str(error.value) and repr(value) in str(error.value)
+
+
+def test_a_bad_token_or_a_password_in_the_url_is_refused_without_showing_it():
+    with pytest.raises(SettingsError) as error:
+        settings(
+            fail2ban_notify_webhook_token="my secret",
+            fail2ban_notify_webhook="https://user:hunter2@ntfy.example/x",
+        )
+    text = str(error.value)
+    assert "fail2ban_notify_webhook_token" in text and "my secret" not in text
+    assert "fail2ban_notify_webhook" in text and "hunter2" not in text
+
+
+def test_the_metrics_have_fail2ban_prometheus_exporters_names_and_ours():
+    jails = {
+        "sshd": {
+            "failed": 1,
+            "total_failed": 7,
+            "banned": 2,
+            "total_banned": 3,
+            "bantime": 600,
+            "findtime": 600,
+            "maxretry": 3,
+            "enforced": 1,
+        }
+    }
+    text = daemon.prom_text(True, jails)
+    for line in (
+        "f2b_up 1",
+        "f2b_jail_count 1",
+        'f2b_jail_failed_current{jail="sshd"} 1',
+        'f2b_jail_failed_total{jail="sshd"} 7',
+        'f2b_jail_banned_current{jail="sshd"} 2',
+        'f2b_jail_banned_total{jail="sshd"} 3',
+        'f2b_config_jail_ban_time{jail="sshd"} 600',
+        'f2b_config_jail_find_time{jail="sshd"} 600',
+        'f2b_config_jail_max_retries{jail="sshd"} 3',
+        'f2b_jail_banned_enforced{jail="sshd"} 1',
+        "# TYPE f2b_jail_banned_current gauge",
+    ):
+        assert line in text.splitlines(), line
+    down = daemon.prom_text(False, {})
+    assert [line for line in down.splitlines() if not line.startswith("#")] == ["f2b_up 0"]
+    assert 'jail="a\\"b"' in daemon.prom_text(True, {'a"b': {"banned": 0}})
+
+
+def test_events_are_read_and_a_flood_is_folded_into_one_message_that_counts_it():
+    assert daemon.parse_event("ban sshd 192.0.2.7 3 600") == {
+        "kind": "ban",
+        "jail": "sshd",
+        "ip": "192.0.2.7",
+        "failures": "3",
+        "bantime": "600",
+    }
+    assert daemon.parse_event("start sshd") is None and daemon.parse_event("ban x") is None
+    flood = [daemon.parse_event(f"ban sshd 192.0.2.{n} 3 600") for n in range(100)]
+    listed, folded, folded_bans = daemon.fold(flood)
+    assert (len(listed), folded, folded_bans) == (daemon.LISTED, 80, 80)
+    title, text, data = daemon.message("pve1", listed, folded, folded_bans)
+    assert title == "fail2ban on pve1: 100 bans, 0 unbans" and data["count"] == 100
+    assert "and 80 more (80 bans)" in text and text.count("pve1: banned") == daemon.LISTED
+    one = daemon.message("pve1", [flood[0]])[0]
+    assert one == "fail2ban on pve1: banned 192.0.2.0 in jail sshd after 3 failures, for 600 s"
+
+
+def test_a_ban_received_from_a_peer_is_told_by_that_peer_not_again(tmp_path):
+    records = tmp_path / "received"
+    now = time.time()
+    records.write_text(f"{int(now) + 600} sshd 192.0.2.7 pve1 {now - 1:.3f}\n")
+    event = daemon.parse_event("ban sshd 192.0.2.7 0 600")
+    assert daemon.received_from_a_peer(event, now, str(records))
+    assert not daemon.received_from_a_peer(event, now + 60, str(records))  # later: its own ban
+    other = daemon.parse_event("ban proxmox 192.0.2.7 3 600")
+    assert not daemon.received_from_a_peer(other, now, str(records))
+    assert not daemon.received_from_a_peer(event, now, str(tmp_path / "none"))
+
+
+class Sink(BaseHTTPRequestHandler):
+    got = None  # a Queue of (path, headers, body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Sink.got.put((self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def sink():
+    Sink.got = queue.Queue()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", Sink.got
+    server.shutdown()
+
+
+@pytest.mark.parametrize("fmt", ["ntfy", "gotify", "json"])
+def test_each_webhook_format_is_posted_with_the_token_in_a_header(sink, fmt):
+    url, got = sink
+    event = daemon.parse_event("ban proxmox 2001:db8::7 3 600")
+    config = {"webhook": url, "format": fmt, "token": "s3cret", "mail": ""}
+    daemon.send(config, "pve2", [event])
+    path, headers, body = got.get(timeout=5)
+    assert "s3cret" not in path
+    if fmt == "ntfy":
+        assert path == "/hook" and headers["Authorization"] == "Bearer s3cret"
+        assert headers["Title"].startswith("fail2ban on pve2: banned 2001:db8::7 in jail proxmox")
+        assert (
+            body.decode()
+            == "pve2: banned 2001:db8::7 in jail proxmox after 3 failures, for 600 s\n"
+        )
+    elif fmt == "gotify":
+        assert path == "/hook/message" and headers["X-Gotify-Key"] == "s3cret"
+        assert json.loads(body)["title"].startswith("fail2ban on pve2: banned 2001:db8::7")
+    else:
+        data = json.loads(body)
+        assert headers["Authorization"] == "Bearer s3cret"
+        assert data["node"] == "pve2" and data["events"] == [event] and data["count"] == 1
+
+
+def test_a_flood_gives_a_bounded_number_of_messages(sink, monkeypatch):
+    url, got = sink
+    monkeypatch.setattr(daemon, "BATCH_SECONDS", 1)
+    events = queue.Queue()
+    config = {"webhook": url, "format": "json", "token": "", "mail": ""}
+    threading.Thread(target=daemon.notifier, args=(config, "pve1", events), daemon=True).start()
+    for n in range(100):  # 100 bans within half a second
+        events.put(daemon.parse_event(f"ban sshd 198.51.100.{n} 3 600"))
+        time.sleep(0.005)
+    messages = []
+    deadline = time.monotonic() + 6
+    while sum(m["count"] for m in messages) < 100 and time.monotonic() < deadline:
+        try:
+            messages.append(json.loads(got.get(timeout=0.5)[2]))
+        except queue.Empty:
+            pass
+    assert sum(m["count"] for m in messages) == 100 and len(messages) <= 3
+    assert messages[0]["count"] == 1  # the first ban is told at once
+
+
+def test_a_dead_webhook_costs_a_log_line_within_the_timeout(monkeypatch):
+    logged = []
+    monkeypatch.setattr(daemon, "log", logged.append)
+    monkeypatch.setattr(daemon, "TIMEOUT", 2)
+    config = {"webhook": "http://127.0.0.1:9/hook", "format": "ntfy", "token": "", "mail": ""}
+    start = time.monotonic()
+    daemon.send(config, "pve1", [daemon.parse_event("ban sshd 192.0.2.1 3 600")])
+    assert time.monotonic() - start < 3
+    assert len(logged) == 1 and "not delivered to the webhook" in logged[0]
