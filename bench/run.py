@@ -1,9 +1,11 @@
 """Benchmarks on the lab (issue "Benchmarks"). Writes bench/results/latest.json and prints a table.
 
-    python bench/run.py [--nodes 3,10] [--trials 5] [--skip converge,ban,propagation,filter]
+    python bench/run.py [--nodes 3,10] [--trials 5] [--skip converge,ansible,ban,propagation,filter]
 
 - converge: fresh nodes, cold converge (apt install included) and no-op re-runs, for each N;
   SSH commands per node in a no-op run (pyinfra -vv prints each command it sends);
+- ansible: the same job by ansible-playbook the way the popular roles do it
+  (bench/ansible_compare.py), each tool on fresh nodes: cold and no-op, and our time / Ansible's;
 - ban: seconds from the maxretry-th failed login to the attacker's connection being refused, SSH
   and web, on a journal node (pve8) and a file-log node (legacy), and PBS (8007) and PMG (8006)
   web logins on a pbs and a pmg node (journal), median and max of the trials;
@@ -30,6 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.ansible_compare import (  # noqa: E402
+    SAME_JOB,
+    ansible_run,
+    ensure_ansible,
+    protected,
+    write_inventory,
+)
 from lab.lab import Lab  # noqa: E402
 
 GUIDE_FILTER = (
@@ -69,15 +78,15 @@ def node_cpu_seconds(nodes):
     return found
 
 
-def measured_run(lab):
-    """One deploy run: (wall seconds, controller CPU seconds of the pyinfra process, node-side CPU
-    seconds per node beyond what the idle nodes use in the same time)."""
+def measured_run(lab, run_once=None):
+    """One run of `run_once` (default: our deploy): (wall seconds, controller CPU seconds of the
+    tool's processes, node-side CPU seconds per node beyond what the idle nodes use meanwhile)."""
     nodes = lab.nodes()
     idle_start = node_cpu_seconds(nodes)
     time.sleep(2)
     idle = statistics.median(node_cpu_seconds(nodes)[n] - idle_start[n] for n in idle_start) / 2
     before_nodes, before = node_cpu_seconds(nodes), resource.getrusage(resource.RUSAGE_CHILDREN)
-    seconds, run = timed(lab.pyinfra)
+    seconds, run = timed(run_once or lab.pyinfra)
     after, after_nodes = resource.getrusage(resource.RUSAGE_CHILDREN), node_cpu_seconds(nodes)
     assert run.returncode == 0, run.text[-3000:]
     controller = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
@@ -110,6 +119,47 @@ def converge(lab, counts, reruns=3):
         print(
             f"  N={n}: cold {cold:.1f}s, no-op {noop:.2f}s, controller CPU {controller * 1000:.0f} ms/node, "
             f"node CPU {node_cpu:.3f}s/node, {commands} SSH commands/node",
+            flush=True,
+        )
+    return out
+
+
+def versus_ansible(lab, counts, reruns=3):
+    """Ours and Ansible's (bench/ansible_compare.py), each on fresh nodes: cold converge, then the
+    median of `reruns` no-op runs; both must leave every node protected before a time counts."""
+    tool, out = ensure_ansible(), {}
+    same_job = [arg for key, value in SAME_JOB.items() for arg in ("--data", f"{key}={value}")]
+    for n in counts:
+        figures = {}
+        for name in ("ours", "ansible"):
+            lab.up(n)
+            if name == "ours":
+                run_once = lambda: lab.pyinfra(*same_job)  # noqa: E731
+            else:
+                folder = Path(tempfile.mkdtemp(prefix="pvebench-ansible-"))
+                inventory, config = write_inventory(lab, lab.nodes(), folder)
+                run_once = ansible_run(tool, inventory, config)
+            cold, run = timed(run_once)
+            assert run.returncode == 0, f"{name}: {run.text[-3000:]}"
+            failing = protected(lab.nodes())
+            assert not failing, f"{name} left {failing} unprotected"
+            runs = [measured_run(lab, run_once) for _ in range(reruns)]
+            assert not protected(lab.nodes()), f"{name}: a no-op run unprotected a node"
+            figures[name] = {
+                "cold_s": round(cold, 1),
+                "noop_s": round(statistics.median(r[0] for r in runs), 2),
+                "noop_runs_s": [round(r[0], 2) for r in runs],
+                "controller_cpu_per_node_s": round(statistics.median(r[1] for r in runs) / n, 3),
+                "node_cpu_per_node_noop_s": round(statistics.median(r[2] for r in runs), 3),
+            }
+        ours, theirs = figures["ours"], figures["ansible"]
+        figures["ratio_cold"] = round(ours["cold_s"] / theirs["cold_s"], 3)
+        figures["ratio_noop"] = round(ours["noop_s"] / theirs["noop_s"], 3)
+        out[n] = figures
+        print(
+            f"  N={n}: cold ours {ours['cold_s']}s / ansible {theirs['cold_s']}s = "
+            f"{figures['ratio_cold']}x; no-op ours {ours['noop_s']}s / ansible "
+            f"{theirs['noop_s']}s = {figures['ratio_noop']}x",
             flush=True,
         )
     return out
@@ -366,6 +416,9 @@ def main():
         if "converge" not in skip:
             print("converge:", flush=True)
             results["converge"] = converge(lab, [int(n) for n in args.nodes.split(",")])
+        if "ansible" not in skip:
+            print("side by side with Ansible:", flush=True)
+            results["ansible"] = versus_ansible(lab, [int(n) for n in args.nodes.split(",")])
         if "ban" not in skip:
             print("time to ban:", flush=True)
             results["time_to_ban"] = time_to_ban(lab, args.trials)

@@ -75,6 +75,7 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, daemons:
                 ping_timeout,
                 tool,
                 (SCRIPTS / "ignoreip_check.py").read_text(),
+                (SCRIPTS / "f2bstatus.py").read_text(),
                 " ".join(daemons or {}) or "-",
                 *jails,
             ),

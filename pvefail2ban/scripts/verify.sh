@@ -1,25 +1,21 @@
 #!/bin/sh
 # Read-only check of a node's fail2ban, every run (pvefail2ban.operations.verified parses this).
-#   verify.sh PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY "DAEMON..."|- OUR_JAIL...
-# Every jail that runs is read, ours or not: one fail2ban-client process answers status and every
-# jail's status (interactive mode). For each of our jails, the firewall rules its action makes at
+#   verify.sh PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY F2BSTATUS_PY "DAEMON..."|- OUR_JAIL...
+# Every jail that runs is read, ours or not: one Python process (f2bstatus.py) waits for fail2ban's
+# ping and answers status and every jail's status, as `fail2ban-client -i` prints them. For each of our jails, the firewall rules its action makes at
 # jail start must be in place, and an action error since fail2ban's last start is reported.
-timeout=$1 tool=$2 ignoreip_check=$3 daemons=$4; shift 4
+timeout=$1 tool=$2 ignoreip_check=$3 f2bstatus=$4 daemons=$5; shift 5
 # our daemons that must run (cluster-wide bans; metrics and notifications)
 [ "$daemons" = - ] || for daemon in $daemons; do echo "daemon $daemon=$(systemctl is-active "$daemon" 2>&1)"; done
-i=0
-until fail2ban-client ping >/dev/null 2>&1; do
-  i=$((i + 1))
-  if [ "$i" -gt $((timeout * 4)) ]; then
+statuses=$(python3 -c "$f2bstatus" "$timeout" 2>&1)
+case $statuses in
+  ping=yes*) ;;
+  *)
     echo "ping=no"
     systemctl status --no-pager -n 5 fail2ban 2>&1 | sed 's/^/status: /'
     exit 0
-  fi
-  sleep 0.25
-done
-echo "ping=yes"
-jails=$(fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' | tr -d ',')
-statuses=$({ echo status; for jail in $jails; do echo "status $jail"; done; } | fail2ban-client -i 2>/dev/null)
+    ;;
+esac
 printf '%s\n\n' "$statuses"
 # one line of a jail's status, e.g. its "Journal matches" or "File list" (each fail2ban-client process
 # costs a Python start on the node: what the status already says is not asked again)
@@ -58,7 +54,11 @@ for jail in "$@"; do
 done
 # Each jail's source, as fail2ban reads it (its journal match or log files): the last lines must
 # exist, and where they hold failures of the daemon, the jail's filter must find them (fail2ban-regex,
-# run only then).
+# run only then). Its answer is kept with the failures and the configuration's content it was given:
+# the same lines under the same configuration are not run through fail2ban-regex again.
+state=/var/lib/pve-fail2ban
+content=$( { find /etc/fail2ban -type f -print0 | sort -z | xargs -0 sha1sum; dpkg-query -W -f='${Version}' fail2ban; } 2>/dev/null \
+  | sha1sum | cut -d' ' -f1)
 for jail in "$@"; do
   case $jail in
     sshd) pattern='Failed password for|Invalid user' ;;
@@ -76,19 +76,23 @@ for jail in "$@"; do
   if [ -z "$lines" ]; then echo "source $jail=empty"; continue; fi
   failures=$(printf '%s\n' "$lines" | grep -E "$pattern")
   if [ -n "$failures" ]; then
-    sample=$(mktemp)
-    printf '%s\n' "$failures" > "$sample"
-    found=$(fail2ban-regex "$sample" "$jail" 2>/dev/null | sed -n 's/^Lines: .*, \([0-9]*\) matched.*/\1/p')
-    rm -f "$sample"
-    echo "seen $jail $(printf '%s\n' "$failures" | wc -l) ${found:-0}"
+    key=$(printf '%s\n%s\n' "$content" "$failures" | sha1sum | cut -d' ' -f1)
+    seen=$(sed -n "s/^$key //p" "$state/seen-$jail" 2>/dev/null)
+    if [ -z "$seen" ]; then
+      sample=$(mktemp)
+      printf '%s\n' "$failures" > "$sample"
+      found=$(fail2ban-regex "$sample" "$jail" 2>/dev/null | sed -n 's/^Lines: .*, \([0-9]*\) matched.*/\1/p')
+      rm -f "$sample"
+      seen="$(printf '%s\n' "$failures" | wc -l) ${found:-0}"
+      mkdir -p "$state" && echo "$key $seen" > "$state/seen-$jail"
+    fi
+    echo "seen $jail $seen"
   fi
 done
 # The configuration on disk must pass fail2ban's test, or the next restart fails. Testing parses it
 # all twice (-t, -d: most of a no-op run's CPU on the node), so it is re-tested only when its content
 # (every file under /etc/fail2ban, and the fail2ban version) differs from the last one that passed.
-tested=/var/lib/pve-fail2ban/config-tested
-content=$( { find /etc/fail2ban -type f -print0 | sort -z | xargs -0 sha1sum; dpkg-query -W -f='${Version}' fail2ban; } 2>/dev/null \
-  | sha1sum | cut -d' ' -f1)
+tested=$state/config-tested
 if [ "$(cut -d' ' -f1 "$tested" 2>/dev/null)" = "$content" ]; then
   echo "config=unchanged $(cut -d' ' -f2 "$tested")"
 elif ! out=$(fail2ban-client -t 2>&1); then
