@@ -1,5 +1,10 @@
 """fail2ban's state for verify.sh, in one Python process (each fail2ban-client run is a Python
-start on the node: this replaces three). Waits up to argv[1] seconds for fail2ban to answer ping,
+start on the node: this replaces three).
+
+    f2bstatus.py TIMEOUT [OUR_JAIL...]
+
+Waits up to TIMEOUT seconds for fail2ban to answer ping and, right after a (re)start, for each of
+our jails to be started with its source (fail2ban answers ping before it has added every jail),
 then prints what `fail2ban-client -i` would for `status` and `status <jail>` of every jail, with
 fail2ban's own client classes (its socket client and its Beautifier):
 
@@ -29,7 +34,20 @@ def ask(sock, command):
     return beautifier.beautify(answer)
 
 
-def main(timeout):
+def settled(sock, jails):
+    """True when every jail of `jails` runs and reads a source (a journal match or a file)."""
+    running = dict(sock.send(["status"])[1]).get("Jail list", "")
+    for jail in jails:
+        if jail not in [j.strip() for j in running.split(",")]:
+            return False
+        code, answer = sock.send(["status", jail])
+        filters = dict(answer).get("Filter", []) if code == 0 else []
+        if not any(label in ("Journal matches", "File list") and value for label, value in filters):
+            return False
+    return True
+
+
+def main(timeout, jails):
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -42,6 +60,8 @@ def main(timeout):
             print("ping=no")
             return
         time.sleep(0.25)
+    while time.monotonic() < deadline and not settled(sock, jails):
+        time.sleep(0.25)  # the jails are still being added: what is missing after this is reported
     print("ping=yes")
     print(f"Fail2Ban v{version}")
     status = sock.send(["status"])[1]
@@ -56,4 +76,4 @@ def main(timeout):
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]))
+    main(float(sys.argv[1]), sys.argv[2:])

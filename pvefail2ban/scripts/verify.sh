@@ -7,7 +7,7 @@
 timeout=$1 tool=$2 ignoreip_check=$3 f2bstatus=$4 daemons=$5; shift 5
 # our daemons that must run (cluster-wide bans; metrics and notifications)
 [ "$daemons" = - ] || for daemon in $daemons; do echo "daemon $daemon=$(systemctl is-active "$daemon" 2>&1)"; done
-statuses=$(python3 -c "$f2bstatus" "$timeout" 2>&1)
+statuses=$(python3 -c "$f2bstatus" "$timeout" "$@" 2>&1)
 case $statuses in
   ping=yes*) ;;
   *)
