@@ -219,7 +219,8 @@ class Lab:
             )
             nodes = self.nodes()
             for node in nodes:
-                self.wait_ready(node)
+                # every container boots at once: 30 of them take minutes on 2 cores
+                self.wait_ready(node, timeout=max(60, 6 * len(nodes)))
             self.write_known_hosts(nodes)
             self.write_inventory(nodes)
         except Exception:
