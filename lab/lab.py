@@ -191,6 +191,14 @@ class Lab:
         pmxcfs makes it (/root/.ssh/authorized_keys -> /etc/pve/priv/authorized_keys); `pbs`: how
         simulated PBS nodes behave (simulator_files)."""
         variants = plan_nodes(count, variants)
+        limit = _inotify_instances()
+        if limit is not None and limit < INOTIFY_PER_NODE * len(variants):
+            raise LabError(
+                f"{len(variants)} nodes need fs.inotify.max_user_instances >= "
+                f"{INOTIFY_PER_NODE * len(variants)} on this machine (it is {limit}: each node's "
+                "systemd takes several); `sysctl -w fs.inotify.max_user_instances=1024` as root, "
+                "or scripts/ensure-docker.sh"
+            )
         self.down()
         images = ensure_images(sorted(set(variants)) + ["attacker"], self.client)
         self._ensure_key()
@@ -442,6 +450,16 @@ pve_nodes = [
             f"root@{ip or node.ip}",
             *command,
         ]
+
+
+INOTIFY_PER_NODE = 8  # inotify instances a booted lab node holds, with room (about 5 measured)
+
+
+def _inotify_instances():
+    try:
+        return int(open("/proc/sys/fs/inotify/max_user_instances").read())
+    except (OSError, ValueError):
+        return None
 
 
 def _tar(files):

@@ -7,6 +7,13 @@ timeout_s=${ENSURE_DOCKER_TIMEOUT:-60}
 
 engine_answers() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
 
+# Every lab node runs systemd as PID 1, and each systemd (with journald, udev, logind) takes several
+# inotify instances from the one per-user limit of the host. Debian's default (128) lets about 25
+# nodes boot; the lab goes to 30 (lab.config.MAX_NODES). Raise it for this boot only.
+if [ "$(id -u)" = 0 ] && [ "$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 1024)" -lt 1024 ]; then
+  sysctl -q -w fs.inotify.max_user_instances=1024 && echo "ensure-docker: fs.inotify.max_user_instances = 1024 (lab nodes run systemd)" >&2
+fi
+
 if engine_answers && command -v debootstrap >/dev/null 2>&1; then
   exit 0
 fi
