@@ -280,7 +280,10 @@ def notifier(config, node, events):
                 waiting.append(events.get_nowait())
             except queue.Empty:
                 break
-        send(config, node, *fold(waiting))
+        try:
+            send(config, node, *fold(waiting))
+        except Exception as error:  # noqa: BLE001 - whatever goes wrong, the next ban is told
+            log(f"notification not sent: {error!r}")
         time.sleep(BATCH_SECONDS)
 
 

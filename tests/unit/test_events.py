@@ -235,6 +235,28 @@ def test_a_flood_gives_a_bounded_number_of_messages(sink, monkeypatch):
     assert messages[0]["count"] == 1  # the first ban is told at once
 
 
+def test_an_unexpected_error_while_sending_never_stops_the_notifications(monkeypatch):
+    logged, sent = [], []
+
+    def send(config, node, events, folded=0, folded_bans=0):
+        sent.append(events)
+        if len(sent) == 1:
+            raise RuntimeError("something no one expected")
+
+    monkeypatch.setattr(daemon, "log", logged.append)
+    monkeypatch.setattr(daemon, "send", send)
+    monkeypatch.setattr(daemon, "BATCH_SECONDS", 0.1)
+    events = queue.Queue()
+    threading.Thread(target=daemon.notifier, args=({}, "pve1", events), daemon=True).start()
+    events.put(daemon.parse_event("ban sshd 192.0.2.1 3 600"))
+    time.sleep(0.3)
+    events.put(daemon.parse_event("ban sshd 192.0.2.2 3 600"))
+    deadline = time.monotonic() + 3
+    while len(sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(sent) == 2 and "something no one expected" in logged[0]
+
+
 def test_a_dead_webhook_costs_a_log_line_within_the_timeout(monkeypatch):
     logged = []
     monkeypatch.setattr(daemon, "log", logged.append)
