@@ -167,9 +167,37 @@ def _banaction(choice, node):
     return choice
 
 
+def _daemon_log_source(jail, settings, node):
+    """(backend, logpath, why) of a jail that reads a Proxmox daemon's err lines (proxmox, pmg):
+    the journal, or daemon.log where rsyslog still writes it."""
+    backend, why = _backend(settings["backend"], DAEMON_LOG, node)
+    if backend == "systemd":
+        _journal_keeps(node, jail, "err")
+    return backend, DAEMON_LOG if backend == "file" else None, why
+
+
+def _web_jail(name, path, settings, source):
+    """The jail of a Proxmox web UI / API: its fail2ban_<name>_* settings, its filter of the same
+    name, its `source` (backend, logpath, why)."""
+    backend, logpath, why = source
+    return Jail(
+        name=name,
+        path=path,
+        ports=settings[f"{name}_port"],
+        maxretry=settings[f"{name}_maxretry"],
+        bantime=settings[f"{name}_bantime"],
+        findtime=settings["findtime"],
+        backend=backend,
+        logpath=logpath,
+        filter=name,
+        why=why,
+    )
+
+
 def _pbs_backend(choice, node):
-    """'systemd' (the PBS units' journal) or 'file' (PBS's own auth log, which it always writes)
-    for the pbs jail, and why. `auto` takes the journal unless journald drops PBS's lines."""
+    """(backend, logpath, why) of the pbs jail: 'systemd' (the PBS units' journal) or 'file' (PBS's
+    own auth log, which it always writes). `auto` takes the journal unless journald drops PBS's
+    lines."""
     has_log = node.get("pbs_authlog")
     if choice == "file" and not has_log:
         raise NodeError(
@@ -177,18 +205,18 @@ def _pbs_backend(choice, node):
             "'auto' or 'systemd' (the journal of PBS's units)"
         )
     if choice == "file":
-        return "file", f"fail2ban_backend = 'file': {PBS_AUTH_LOG}"
+        return "file", PBS_AUTH_LOG, f"fail2ban_backend = 'file': {PBS_AUTH_LOG}"
     if not node["journal"]:
         if choice == "auto" and has_log:
-            return "file", f"no journal: {PBS_AUTH_LOG}"
+            return "file", PBS_AUTH_LOG, f"no journal: {PBS_AUTH_LOG}"
         raise NodeError("the pbs jail reads the journal, but this node has no journal (journalctl)")
     try:
         _journal_keeps(node, "pbs", "err")
     except NodeError:
         if choice == "auto" and has_log:
-            return "file", f"journald drops PBS's err lines here: {PBS_AUTH_LOG}"
+            return "file", PBS_AUTH_LOG, f"journald drops PBS's err lines here: {PBS_AUTH_LOG}"
         raise
-    return "systemd", "the journal of PBS's units"
+    return "systemd", None, "the journal of PBS's units"
 
 
 def forwarded_risk(node):
@@ -282,59 +310,19 @@ def plan_node(settings, node, peers=(), controller=(), share=False, name="node")
             )
         )
     if settings["proxmox_enabled"] and "pve" in products:
-        backend, why = _backend(settings["backend"], DAEMON_LOG, node)
-        if backend == "systemd":
-            _journal_keeps(node, "proxmox", "err")
         jails.append(
-            Jail(
-                name="proxmox",
-                path=PROXMOX_JAIL,
-                ports=settings["proxmox_port"],
-                maxretry=settings["proxmox_maxretry"],
-                bantime=settings["proxmox_bantime"],
-                findtime=settings["findtime"],
-                backend=backend,
-                logpath=DAEMON_LOG if backend == "file" else None,
-                filter="proxmox",
-                why=why,
+            _web_jail(
+                "proxmox", PROXMOX_JAIL, settings, _daemon_log_source("proxmox", settings, node)
             )
         )
     if settings["pbs_enabled"] and "pbs" in products:
-        backend, why = _pbs_backend(settings["backend"], node)
-        jails.append(
-            Jail(
-                name="pbs",
-                path=PBS_JAIL,
-                ports=settings["pbs_port"],
-                maxretry=settings["pbs_maxretry"],
-                bantime=settings["pbs_bantime"],
-                findtime=settings["findtime"],
-                backend=backend,
-                logpath=PBS_AUTH_LOG if backend == "file" else None,
-                filter="pbs",
-                why=why,
-            )
-        )
+        jails.append(_web_jail("pbs", PBS_JAIL, settings, _pbs_backend(settings["backend"], node)))
         risk = forwarded_risk(node)
         if risk:
             warnings.append(risk)
     if settings["pmg_enabled"] and "pmg" in products:
-        backend, why = _backend(settings["backend"], DAEMON_LOG, node)
-        if backend == "systemd":
-            _journal_keeps(node, "pmg", "err")
         jails.append(
-            Jail(
-                name="pmg",
-                path=PMG_JAIL,
-                ports=settings["pmg_port"],
-                maxretry=settings["pmg_maxretry"],
-                bantime=settings["pmg_bantime"],
-                findtime=settings["findtime"],
-                backend=backend,
-                logpath=DAEMON_LOG if backend == "file" else None,
-                filter="pmg",
-                why=why,
-            )
+            _web_jail("pmg", PMG_JAIL, settings, _daemon_log_source("pmg", settings, node))
         )
     if settings["recidive_enabled"]:
         jails.append(
