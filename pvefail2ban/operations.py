@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
+from pyinfra.operations import server
 
 from .facts import SCRIPTS
 from .jailstatus import parse_verify, problems, summary
@@ -189,3 +190,17 @@ def peers_authorized(request, current: list, coming: bool = False):
         host.noop("the peers' share keys are authorized, for the receiver only")
         return
     yield python_script("authorize.py", json.dumps(wanted, sort_keys=True))
+
+
+def daemon_running(name, service, changed, facts, prefix):
+    """A daemon of ours (re)started and enabled when its files `changed` or it is not running or
+    not enabled as NodeFacts read it (`<prefix>_activestate`, `<prefix>_unitfilestate`)."""
+    active, enabled = facts.get(f"{prefix}_activestate"), facts.get(f"{prefix}_unitfilestate")
+    if changed or active != "active" or enabled != "enabled":
+        server.shell(
+            name=name,
+            commands=[
+                f"systemctl daemon-reload && systemctl enable -q {service} && "
+                f"systemctl restart {service}"
+            ],
+        )

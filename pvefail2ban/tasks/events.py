@@ -6,7 +6,7 @@ from pyinfra.operations import server, systemd
 
 from ..events import CONFIG_DIR, EXPORTER, SERVICE, events_files, removal
 from ..facts import SCRIPTS
-from ..operations import placed_files
+from ..operations import daemon_running, placed_files
 from ..plan import files_differ
 
 
@@ -37,12 +37,4 @@ def events(node):
         present=facts["events_files"],
         private_dir=CONFIG_DIR,
     )
-    running = facts.get("events_activestate") == "active"
-    if changed or not running or facts.get("events_unitfilestate") != "enabled":
-        server.shell(
-            name="Events daemon running",
-            commands=[
-                f"systemctl daemon-reload && systemctl enable -q {SERVICE} && "
-                f"systemctl restart {SERVICE}"
-            ],
-        )
+    daemon_running("Events daemon running", SERVICE, changed, facts, "events")

@@ -17,7 +17,7 @@ from ..cluster_bans import (
     share_files,
 )
 from ..facts import SCRIPTS
-from ..operations import peers_authorized, placed_files, share_key
+from ..operations import daemon_running, peers_authorized, placed_files, share_key
 from ..plan import files_differ
 
 UNSHARE = (
@@ -66,12 +66,4 @@ def share(node, sharing, keys, coming):
         private_dir=SHARE_DIR,
     )
     authorize(node, sharing, keys, coming)
-    running = facts.get("share_activestate") == "active"
-    if changed or not running or facts.get("share_unitfilestate") != "enabled":
-        server.shell(
-            name="Share service running with its peers",
-            commands=[
-                f"systemctl daemon-reload && systemctl enable -q {SERVICE} && "
-                f"systemctl restart {SERVICE}"
-            ],
-        )
+    daemon_running("Share service running with its peers", SERVICE, changed, facts, "share")
