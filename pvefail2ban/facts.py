@@ -67,6 +67,14 @@ PRODUCT_UNITS = {
 }
 PBS_AUTH_LOG = "/var/log/proxmox-backup/api/auth.log"  # PBS writes every login failure here too
 PBS_CHANGELOG = "/usr/share/doc/proxmox-backup-server/changelog.Debian.gz"
+# The units whose state the fact reports, and the prefix of their keys (fail2ban_ActiveState=...).
+UNIT_PREFIXES = {
+    "fail2ban.service": "fail2ban_",
+    f"{SERVICE}.service": "share_",
+    f"{EXPORTER}.service": "exporter_",
+    f"{EVENTS_SERVICE}.service": "events_",
+    "rsyslog.service": "rsyslog_",
+}
 
 NODE_SCRIPT = r"""
 . /etc/os-release 2>/dev/null
@@ -74,47 +82,55 @@ echo "os_id=$ID"; echo "os_like=$ID_LIKE"; echo "os_version=$VERSION_ID"
 test -d /run/systemd/system && echo systemd=yes
 command -v journalctl >/dev/null && echo journal=yes
 for f in {logs}; do test -f "$f" && echo "log=$f"; done
+# Every unit we look at, in one systemctl call (each call is a process and a question to PID 1):
+# the Proxmox products' units (unit=NAME where its file exists and is not masked), and the state of
+# fail2ban, our daemons, node_exporter and rsyslog (fail2ban_ActiveState=..., share_..., ...).
+units=$(systemctl show -p Id -p LoadState -p ActiveState -p MainPID -p UnitFileState \
+  {units} {unit_states} 2>/dev/null | awk -v RS= -F '\n' -v prefixes='{prefixes}' '
+  BEGIN {{ n = split(prefixes, p, " "); for (i = 1; i < n; i += 2) prefix[p[i]] = p[i + 1] }}
+  {{ id = ""; load = ""
+    for (i = 1; i <= NF; i++) {{ if ($i ~ /^Id=/) id = substr($i, 4); if ($i ~ /^LoadState=/) load = substr($i, 11) }}
+    if (id in prefix) {{ for (i = 1; i <= NF; i++) if ($i !~ /^(Id|LoadState)=/) print prefix[id] $i }}
+    else if (load != "" && load != "not-found" && load != "masked") print "unit=" id }}')
+echo "$units"
 # rsyslog must still write the file a jail would read (a removed rule leaves a stale file behind)
-systemctl is-active -q rsyslog 2>/dev/null && for f in {logs}; do
-  grep -qsE "^[^#]*[[:space:]]-?$f([[:space:]]|$)" /etc/rsyslog.conf /etc/rsyslog.d/*.conf && echo "log_written=$f"
-done
+case $units in *rsyslog_ActiveState=active*)
+  for f in {logs}; do
+    grep -qsE "^[^#]*[[:space:]]-?$f([[:space:]]|$)" /etc/rsyslog.conf /etc/rsyslog.d/*.conf && echo "log_written=$f"
+  done ;;
+esac
 # journald's effective settings, drop-ins included (the last assignment wins)
 systemd-analyze cat-config systemd/journald.conf 2>/dev/null | sed -n 's/^[[:space:]]*\(Storage\|MaxLevelStore\)=[[:space:]]*/journald_\1=/p'
-
-# the Proxmox products: their units; PBS's own auth log and its release (version, date)
-systemctl list-unit-files --no-legend {units} 2>/dev/null | awk '$2 !~ /^masked/ {{print "unit=" $1}}'
+# PBS's own auth log and its release (version, date)
 test -f {pbs_log} && echo "pbs_authlog=yes"
 test -r {pbs_changelog} && zcat {pbs_changelog} 2>/dev/null | sed -n '1s/^[^ ]* (\([^)]*\)).*/pbs_version=\1/p; /^ -- /{{s/^ -- .*>  */pbs_date=/p;q}}'
 for t in nft iptables; do command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done
-sshd -T 2>/dev/null | grep -Ei '^(port|maxauthtries|loglevel|permitrootlogin) ' | sed 's/^/sshd_/'
+sshd -T 2>/dev/null | sed -nE 's/^(port|maxauthtries|loglevel|permitrootlogin) /sshd_&/Ip'
 echo "client=${{SSH_CLIENT%% *}}"
-ip -o addr show scope global 2>/dev/null | awk '{{print $4}}' | sed 's|/.*||; s/^/addr=/'
+ip -o addr show scope global 2>/dev/null | awk '{{sub(/\/.*/, "", $4); print "addr=" $4}}'
 dpkg-query -W -f='pkg=${{Package}} ${{db:Status-Abbrev}} ${{Version}}\n' {packages} 2>/dev/null
-dpkg-query -S {filter} 2>/dev/null | sed 's/:.*//; s/^/filter_owner=/'
-for f in {managed}; do
-  test -f "$f" && echo "file=$f $(sha1sum < "$f" | cut -d' ' -f1) $(stat -c '%a %U:%G' "$f")"
-done
-systemctl show -p ActiveState -p MainPID -p UnitFileState fail2ban 2>/dev/null | sed 's/^/fail2ban_/'
-# cluster-wide bans: this node's share key and files, its host keys, our authorized_keys lines
-test -r {key}.pub && echo "share_key=$(cut -d' ' -f1,2 {key}.pub)"
-for f in /etc/ssh/ssh_host_*_key.pub; do test -r "$f" && echo "hostkey=$(cut -d' ' -f1,2 "$f")"; done
+# fail2ban's own proxmox.conf, if a release ships one (its file list; dpkg-query -S reads every package's)
+grep -qsx {filter} /var/lib/dpkg/info/fail2ban.list && echo "filter_owner=fail2ban"
+# the files we manage: sha1, mode and owner of those present, in three processes for all of them
+set --
+for f in {managed} {share_files} {events_files}; do test -f "$f" && set -- "$@" "$f"; done
+[ $# -eq 0 ] || {{ sha1sum "$@"; stat -c '@ %n %a %U:%G' "$@"; }} 2>/dev/null | awk -v share=' {share_files} ' -v events=' {events_files} ' '
+  $1 != "@" {{ sum[$2] = $1; next }}
+  {{ key = index(share, " " $2 " ") ? "share_file" : index(events, " " $2 " ") ? "events_file" : "file"
+    print key "=" $2 " " sum[$2] " " $3 " " $4 }}'
+# cluster-wide bans: this node's share key, its host keys, its peers, our authorized_keys lines
+set --
+for f in {key}.pub /etc/ssh/ssh_host_*_key.pub; do test -r "$f" && set -- "$@" "$f"; done
+[ $# -eq 0 ] || awk -v key={key}.pub '{{ print (FILENAME == key ? "share_key=" : "hostkey=") $1 " " $2 }}' "$@"
 test -r {peers} && echo "share_peers=$(tr -d '\n' < {peers})"
-for f in {share_files}; do
-  test -f "$f" && echo "share_file=$f $(sha1sum < "$f" | cut -d' ' -f1) $(stat -c '%a %U:%G' "$f")"
-done
-grep -s '{mark}' /root/.ssh/authorized_keys | sed 's/^/authorized=/'
-systemctl show -p ActiveState -p UnitFileState {service} 2>/dev/null | sed 's/^/share_/'
-# metrics and notifications: node_exporter's textfile directory (from its ARGS), an MTA, our daemon
+sed -n '/{mark}/s/^/authorized=/p' /root/.ssh/authorized_keys 2>/dev/null
+# metrics and notifications: node_exporter's textfile directory (from its ARGS), an MTA
 sed -n 's/^[^#]*--collector\.textfile\.directory[= ]["'"'"']\{{0,1\}}\([^"'"'"' ]*\).*/textfile_dir=\1/p' /etc/default/{exporter} 2>/dev/null
-systemctl show -p ActiveState -p UnitFileState {exporter} 2>/dev/null | sed 's/^/exporter_/'
 test -x /usr/sbin/sendmail && echo "sendmail=yes"
-for f in {events_files}; do
-  test -f "$f" && echo "events_file=$f $(sha1sum < "$f" | cut -d' ' -f1) $(stat -c '%a %U:%G' "$f")"
-done
-systemctl show -p ActiveState -p UnitFileState {events_service} 2>/dev/null | sed 's/^/events_/'
-t=$(stat -c %Y /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp 2>/dev/null | sort -n | tail -n 1)
-ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' || t=0  # no lists at all: as good as ancient
-echo "apt_lists_age=$(( $(date +%s) - ${{t:-0}} ))"
+# the apt lists' age: the newest of their last refresh and apt's periodic stamp; none at all: ancient
+set -- /var/lib/apt/lists/*_Packages
+test -e "$1" && stat -c 'apt_mtime=%Y' /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp 2>/dev/null
+echo "now=$(date +%s)"
 """.format(
     logs=" ".join(LOGS),
     units=" ".join(PRODUCT_UNITS),
@@ -127,10 +143,10 @@ echo "apt_lists_age=$(( $(date +%s) - ${{t:-0}} ))"
     peers=PEERS,
     share_files=" ".join(SHARE_FILES),
     mark=MARK,
-    service=SERVICE,
     exporter=EXPORTER,
     events_files=" ".join(EVENTS_FILES),
-    events_service=EVENTS_SERVICE,
+    unit_states=" ".join(UNIT_PREFIXES),
+    prefixes=" ".join(f"{unit} {prefix}" for unit, prefix in UNIT_PREFIXES.items()),
 )
 
 
@@ -170,6 +186,7 @@ def parse_node(lines):
         "sendmail": False,
         "events_files": {},
     }
+    apt_mtimes, now = [], None  # the apt lists' last refresh and apt's periodic stamp; the node's clock
     for line in lines:
         key, _, value = line.strip().partition("=")
         if not _:
@@ -233,11 +250,17 @@ def parse_node(lines):
             node[key] = value or None
         elif key == "apt_lists_age" and value.lstrip("-").isdigit():
             node["apt_lists_age"] = int(value)
+        elif key == "apt_mtime" and value.isdigit():
+            apt_mtimes.append(int(value))
+        elif key == "now" and value.isdigit():
+            now = int(value)
         elif key.startswith("fail2ban_"):
             node[key.lower()] = value
     if "os_id" not in node:  # the script's first line is always os_id=...: this is not its output
         raise ValueError(f"no os_id line in {' | '.join(lines)[:200]!r}")
     node["fail2ban_mainpid"] = int(node.get("fail2ban_mainpid") or 0)
+    if now is not None:  # the newest of them counts; no lists at all: as good as ancient
+        node["apt_lists_age"] = now - max(apt_mtimes or [0])
     return node
 
 

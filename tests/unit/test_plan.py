@@ -344,3 +344,18 @@ def test_pmg_pve_and_pbs_together_and_a_node_running_none():
     off = plan_node(settings(pbs_enabled=False), node(PBS + PBS_FIXED), [])
     assert [j.name for j in off.jails] == ["sshd"]
     assert PBS_FILTER not in render_files(off, DEFAULTS)
+
+
+def test_the_apt_lists_age_is_the_newest_refresh_and_no_lists_are_ancient():
+    assert node(PVE8 + "apt_mtime=1000\napt_mtime=1600\nnow=1700\n")["apt_lists_age"] == 100
+    assert node(PVE8 + "now=1700\n")["apt_lists_age"] == 1700  # no lists: older than any cache time
+    assert node(PVE8)["apt_lists_age"] is None  # not read: the lists are refreshed
+
+
+def test_unit_states_come_from_one_systemctl_call_with_a_prefix_each():
+    facts = node(
+        PVE8 + "rsyslog_ActiveState=active\nshare_ActiveState=active\nshare_MainPID=7\n"
+        "events_UnitFileState=enabled\nexporter_ActiveState=inactive\n"
+    )
+    assert facts["share_activestate"] == "active" and facts["events_unitfilestate"] == "enabled"
+    assert facts["exporter_activestate"] == "inactive" and "rsyslog_activestate" not in facts
