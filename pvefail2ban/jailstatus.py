@@ -1,4 +1,4 @@
-"""Parse what fail2ban-client says (via verify.sh) and judge it. Pure functions, unit-tested."""
+"""Parse what fail2ban-client says (via verify.py) and judge it. Pure functions, unit-tested."""
 
 import re
 
@@ -38,7 +38,7 @@ DAEMON_ROLES = {
 
 
 def parse_verify(text):
-    """verify.sh output -> {ping, version, jails: [names], status: {jail: parsed}, firewall,
+    """verify.py output -> {ping, version, jails: [names], status: {jail: parsed}, firewall,
     config_errors, service, rules, action_errors}. The middle part is `fail2ban-client -i`: answers after "fail2ban> "."""
     out = {
         "ping": False,

@@ -71,12 +71,11 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, daemons:
 
     def check(state, host):
         ok, output = host.run_shell_command(
-            shipped_script(
-                "verify.sh",
+            python_script(
+                "verify.py",
                 ping_timeout,
                 tool,
                 (SCRIPTS / "ignoreip_check.py").read_text(),
-                (SCRIPTS / "f2bstatus.py").read_text(),
                 " ".join(daemons or {}) or "-",
                 *jails,
             ),
@@ -84,7 +83,7 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, daemons:
             print_input=state.print_input,
         )
         result = parse_verify("\n".join(output.stdout_lines))
-        found = problems(result, jails, off, tool) if ok else [f"verify.sh failed: {output.stderr}"]
+        found = problems(result, jails, off, tool) if ok else [f"verify.py failed: {output.stderr}"]
         if found:
             for problem in found:
                 host.log_styled(f"NOT PROTECTED: {problem}", fg="red", log_func=logger.error)

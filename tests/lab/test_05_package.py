@@ -60,7 +60,7 @@ def test_the_wheel_carries_everything_the_deploy_reads(user_repo):
         "pvefail2ban/templates/etc/fail2ban/jail.d/_jail.j2",
         "pvefail2ban/files/etc/fail2ban/filter.d/proxmox.conf",
         "pvefail2ban/scripts/apply.sh",
-        "pvefail2ban/scripts/verify.sh",
+        "pvefail2ban/scripts/verify.py",
         "pvefail2ban/scripts/ignoreip_check.py",
         "pvefail2ban/tasks/configure.py",
         "pvefail2ban/defaults.py",

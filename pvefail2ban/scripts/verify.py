@@ -1,0 +1,342 @@
+"""Read-only check of a node's fail2ban, every run (pvefail2ban.operations.verified parses what it
+prints). One Python process: every process a check starts costs CPU on every node on every run, so
+this one asks fail2ban's socket itself and reads files itself, and starts a tool only for what only
+that tool can tell (systemctl, the firewall, journalctl, fail2ban's configuration test).
+
+    verify.py PING_TIMEOUT BANACTION_TOOL IGNOREIP_CHECK_PY "DAEMON..."|- OUR_JAIL...
+
+- `daemon NAME=STATE`: our daemons that must run (cluster-wide bans; metrics and notifications);
+- `ping=yes`, fail2ban's version and every jail's status, ours or not, as `fail2ban-client -i`
+  prints them (after "fail2ban> "), once fail2ban answers and, right after a (re)start, each of our
+  jails runs with its source (fail2ban answers ping before it has added every jail); or `ping=no`
+  and `systemctl status` lines when it does not answer within PING_TIMEOUT seconds;
+- `firewall=ok` (the ban action's tool works) and, for each of our jails, `rules JAIL=ok|missing`
+  (the rules its action makes when the jail starts) and fail2ban's own error line about its action;
+- `source JAIL=empty`, or `seen JAIL LINES FOUND`: the failure lines among the last lines of the
+  jail's source (its journal match or log files) and how many of them its filter finds
+  (fail2ban-regex, run only for failure lines not checked before under the same configuration);
+- `config=tested|unchanged <time>|broken` (+ `config:` lines): `fail2ban-client -t` and `-d` parse
+  every file twice, so the configuration is re-tested only when its content (every file under
+  /etc/fail2ban, and the installed fail2ban) differs from the last one that passed.
+"""
+
+import builtins
+import hashlib
+import io
+import os
+import pickle
+import re
+import socket
+import subprocess
+import sys
+import time
+
+SOCKET = "/var/run/fail2ban/fail2ban.sock"
+END, CLOSE = b"<F2B_END_COMMAND>", b"<F2B_CLOSE_COMMAND>"  # fail2ban's protocol (protocol.CSPROTO)
+STATE = "/var/lib/pve-fail2ban"
+CONFIG = "/etc/fail2ban"
+INSTALLED = "/var/lib/dpkg/info/fail2ban.list"  # rewritten by every install or upgrade of fail2ban
+LOG = "/var/log/fail2ban.log"
+FAILURES = {  # the lines of each of our jails' daemon that are login failures
+    "sshd": "Failed password for|Invalid user",
+    "proxmox": "authentication (verification )?failure; rhost=[0-9A-Fa-f:.]",
+    "pmg": "authentication (verification )?failure; rhost=[0-9A-Fa-f:.]",
+    "pbs": r"authentication failure; rhost=\[?[0-9A-Fa-f:.]",
+}
+
+
+class Answer(pickle.Unpickler):
+    """fail2ban's answers are lists, tuples, strings and numbers (a banned address pickles as str);
+    nothing else is loaded."""
+
+    def find_class(self, module, name):
+        if module == "builtins" and name in ("str", "int", "float", "list", "tuple", "dict", "set"):
+            return getattr(builtins, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+class Fail2ban:
+    """fail2ban's socket, spoken as its own client does (client/csocket.py). Its client classes are
+    not imported: they cost about 30 ms of CPU per run on each node (measured), this costs none."""
+
+    def __init__(self, timeout=10):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(SOCKET)
+
+    def ask(self, *command):
+        self.sock.sendall(pickle.dumps(list(command), pickle.HIGHEST_PROTOCOL) + END)
+        data = b""
+        while not data.endswith(END):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("fail2ban closed the connection")
+            data += chunk
+        try:
+            code, answer = Answer(io.BytesIO(data[: -len(END)])).load()
+        except pickle.UnpicklingError as error:  # an error answer carries fail2ban's exception
+            raise RuntimeError(f"fail2ban refused {command}") from error
+        if code != 0:
+            raise RuntimeError(answer)
+        return answer
+
+    def close(self):
+        try:
+            self.sock.sendall(CLOSE + END)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def beautify(command, answer):
+    """What `fail2ban-client` prints for `status` and `status JAIL` (client/beautifier.py)."""
+
+    def value(v):
+        return " ".join(map(str, v)) if isinstance(v, list) else v
+
+    if len(command) == 1:
+        lines = ["Status"] + [
+            f"{'`-' if n == len(answer) - 1 else '|-'} {label}:\t{value(v)}"
+            for n, (label, v) in enumerate(answer)
+        ]
+        return "\n".join(lines)
+    lines = [f"Status for the jail: {command[1]}"]
+    for n, (section, items) in enumerate(answer):
+        last = n == len(answer) - 1
+        lines.append(f"{'`-' if last else '|-'} {section}")
+        indent = "   " if last else "|  "
+        for m, (label, v) in enumerate(items):
+            lines.append(f"{indent}{'`-' if m == len(items) - 1 else '|-'} {label}:\t{value(v)}")
+    return "\n".join(lines)
+
+
+def run(*argv, stdin=None):
+    """(exit code, stdout, stderr) of a tool; 127 when it is not there."""
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    except OSError as error:
+        return 127, "", str(error)
+    return done.returncode, done.stdout, done.stderr
+
+
+def connected(timeout):
+    """fail2ban's socket once it answers ping, or None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            server = Fail2ban()
+            server.ask("ping")
+            return server
+        except Exception:  # noqa: BLE001 - no socket yet, refused, starting: ask again
+            pass
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.25)
+
+
+def jail_list(server):
+    return [j.strip() for j in dict(server.ask("status")).get("Jail list", "").split(",") if j.strip()]
+
+
+def source_of(status):
+    """A jail's source from its status: ("journal", match words) or ("files", paths), else None."""
+    for _, items in status:
+        for label, v in items:
+            if label == "Journal matches" and v:
+                return "journal", (" ".join(v) if isinstance(v, list) else v).split()
+            if label == "File list" and v:
+                return "files", v if isinstance(v, list) else v.split()
+    return None
+
+
+def statuses(server, ours, timeout):
+    """{jail: status answer} of every jail, once each of `ours` runs with a source (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = {}
+        for jail in jail_list(server):
+            try:
+                answers[jail] = server.ask("status", jail)
+            except Exception:  # noqa: BLE001 - the jail went away between the two questions
+                continue
+        settled = all(jail in answers and source_of(answers[jail]) for jail in ours)
+        if settled or time.monotonic() > deadline:
+            return answers
+        time.sleep(0.25)  # the jails are still being added: what is missing after this is reported
+
+
+def firewall(tool):
+    command = ("nft", "list", "tables") if tool == "nft" else ("iptables", "-w", "-n", "-L", "INPUT")
+    code, _, err = run(*command)
+    return "ok" if code == 0 else (err.strip().splitlines() or ["failed"])[0]
+
+
+def rules_in_place(tool):
+    """The jails whose ban rules are in the firewall (each jail's action makes them at its start)."""
+    if tool == "nft":
+        _, out, _ = run("nft", "list", "chain", "inet", "f2b-table", "f2b-chain")
+        return set(re.findall(r"@addr-set-(\S+) ", out))
+    _, out, _ = run("iptables", "-w", "-S")
+    chains = set(re.findall(r"^-N f2b-(\S+)$", out, re.M))
+    return chains & set(re.findall(r"-j f2b-(\S+)$", out, re.M))
+
+
+def action_errors(jails):
+    """{jail: fail2ban's last error line about its action since fail2ban's last start}."""
+    try:
+        with open(LOG, errors="replace") as log:
+            text = log.read()
+    except OSError:
+        return {}
+    text = text[text.rfind("Starting Fail2ban") :] if "Starting Fail2ban" in text else text
+    found = {}
+    for jail in jails:
+        pattern = re.compile(rf"ERROR .*(jail '{re.escape(jail)}' action|Jail\('{re.escape(jail)}'\))")
+        lines = [line for line in text.splitlines() if pattern.search(line)]
+        if lines:
+            found[jail] = lines[-1]
+    return found
+
+
+def last_lines(path, count=100):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256 * count))
+            return f.read().decode(errors="replace").splitlines()[-count:]
+    except OSError:
+        return []
+
+
+def content():
+    """sha1 of every file under /etc/fail2ban (path and bytes) and of the installed fail2ban."""
+    digest = hashlib.sha1()
+    for top, dirs, files in os.walk(CONFIG):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            try:
+                with open(path, "rb") as f:
+                    digest.update(path.encode() + b"\0" + hashlib.sha1(f.read()).digest())
+            except OSError:
+                digest.update(path.encode() + b"\0unreadable")
+    try:
+        installed = os.stat(INSTALLED)
+        digest.update(f"{installed.st_mtime_ns} {installed.st_size}".encode())
+    except OSError:
+        pass
+    return digest.hexdigest()
+
+
+def seen(jail, source, config):
+    """"LINES FOUND" for the failure lines in the last lines of `source`, or None when it is empty."""
+    kind, where = source
+    if kind == "journal":
+        _, out, _ = run("journalctl", "-q", "-o", "short", "--no-pager", "-n", "100", *where)
+        lines = out.splitlines()
+    else:
+        lines = [line for path in where for line in last_lines(path)]
+    if not any(line.strip() for line in lines):
+        return None
+    failures = [line for line in lines if re.search(FAILURES[jail], line)]
+    if not failures:
+        return ""
+    key = hashlib.sha1("\n".join([config, *failures]).encode()).hexdigest()
+    record = os.path.join(STATE, f"seen-{jail}")
+    try:
+        with open(record) as f:
+            known, _, counts = f.read().strip().partition(" ")
+        if known == key:
+            return counts
+    except OSError:
+        pass
+    import tempfile  # here: only where fail2ban-regex runs
+
+    with tempfile.NamedTemporaryFile("w", suffix=".log") as sample:
+        sample.write("\n".join(failures) + "\n")
+        sample.flush()
+        _, out, _ = run("fail2ban-regex", sample.name, jail)
+    match = re.search(r"^Lines: .*, (\d+) matched", out, re.M)
+    counts = f"{len(failures)} {match.group(1) if match else 0}"
+    os.makedirs(STATE, exist_ok=True)
+    with open(record, "w") as f:
+        f.write(f"{key} {counts}\n")
+    return counts
+
+
+def config_test(config, ignoreip_check):
+    """The `config=...` line and its `config:` lines."""
+    tested = os.path.join(STATE, "config-tested")
+    try:
+        with open(tested) as f:
+            known, _, when = f.read().strip().partition(" ")
+        if known == config:
+            return [f"config=unchanged {when}"]
+    except OSError:
+        pass
+    code, out, err = run("fail2ban-client", "-t")
+    if code != 0:
+        lines = [line for line in (out + err).splitlines() if "WARNING" not in line]
+        return ["config=broken"] + [f"config: {line}" for line in lines[-5:]]
+    _, dump, _ = run("fail2ban-client", "-d")
+    code, out, err = run("python3", "-c", ignoreip_check, stdin=dump)
+    if code != 0:
+        return ["config=broken"] + [f"config: {line}" for line in (out + err).splitlines()]
+    os.makedirs(STATE, exist_ok=True)
+    with open(tested, "w") as f:
+        f.write(f"{config} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    return ["config=tested"]
+
+
+def main(timeout, tool, ignoreip_check, daemons, ours):
+    if daemons != "-":
+        names = daemons.split()
+        _, out, _ = run("systemctl", "is-active", *names)
+        states = out.split() + ["unknown"] * len(names)
+        for name, state in zip(names, states):
+            print(f"daemon {name}={state}")
+    server = connected(timeout)
+    if server is None:
+        print("ping=no")
+        _, out, err = run("systemctl", "status", "--no-pager", "-n", "5", "fail2ban")
+        print("\n".join(f"status: {line}" for line in (out + err).splitlines()))
+        return
+    answers = statuses(server, ours, timeout)
+    print("ping=yes")
+    print(f"Fail2Ban v{server.ask('version')}")
+    print("fail2ban> " + beautify(["status"], server.ask("status")))
+    for jail, answer in answers.items():
+        print("fail2ban> " + beautify(["status", jail], answer))
+    server.close()
+    print()
+    print(f"firewall={firewall(tool)}")
+    # Each jail's action makes its rules in the jail's own thread, just after the jail starts:
+    # right after a (re)start they may take a moment. Wait for them (PING_TIMEOUT in all), unless
+    # the action failed.
+    deadline = time.monotonic() + timeout
+    while True:
+        in_place = rules_in_place(tool)
+        missing = [jail for jail in ours if jail not in in_place]
+        errors = action_errors(missing) if missing else {}  # fail2ban's log is read only then
+        if not missing or time.monotonic() > deadline or all(j in errors for j in missing):
+            break
+        time.sleep(0.25)
+    for jail in ours:
+        print(f"rules {jail}={'missing' if jail in missing else 'ok'}")
+        if jail in errors:
+            print(f"actionerror {jail} {errors[jail]}")
+    config = content()
+    for jail in ours:
+        source = source_of(answers.get(jail, []))
+        if jail not in FAILURES or source is None:
+            continue
+        counts = seen(jail, source, config)
+        if counts is None:
+            print(f"source {jail}=empty")
+        elif counts:
+            print(f"seen {jail} {counts}")
+    print("\n".join(config_test(config, ignoreip_check)))
+
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
