@@ -186,7 +186,8 @@ def parse_node(lines):
         "sendmail": False,
         "events_files": {},
     }
-    apt_mtimes, now = [], None  # the apt lists' last refresh and apt's periodic stamp; the node's clock
+    # the apt lists' last refresh and apt's periodic stamp; the node's clock
+    apt_mtimes, now = [], None
     for line in lines:
         key, _, value = line.strip().partition("=")
         if not _:

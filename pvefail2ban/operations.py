@@ -78,6 +78,7 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, daemons:
                 (SCRIPTS / "ignoreip_check.py").read_text(),
                 " ".join(daemons or {}) or "-",
                 *jails,
+                flags=("-S",),  # the standard library only: no site packages to look for
             ),
             print_output=state.print_output,
             print_input=state.print_input,
@@ -120,10 +121,11 @@ def script_reported(script: str):
     yield FunctionCommand(run, (), {})
 
 
-def python_script(name, *args):
-    """`python3 -c '<text of pvefail2ban/scripts/NAME>' ARGS...`, quoted, leaving no copy behind."""
+def python_script(name, *args, flags=()):
+    """`python3 FLAGS -c '<text of pvefail2ban/scripts/NAME>' ARGS...`, quoted, leaving no copy behind."""
     return StringCommand(
         "python3",
+        *flags,
         "-c",
         QuoteString((SCRIPTS / name).read_text()),
         *(QuoteString(str(a)) for a in args),

@@ -135,7 +135,9 @@ def connected(timeout):
 
 
 def jail_list(server):
-    return [j.strip() for j in dict(server.ask("status")).get("Jail list", "").split(",") if j.strip()]
+    return [
+        j.strip() for j in dict(server.ask("status")).get("Jail list", "").split(",") if j.strip()
+    ]
 
 
 def source_of(status):
@@ -166,19 +168,19 @@ def statuses(server, ours, timeout):
 
 
 def firewall(tool):
-    command = ("nft", "list", "tables") if tool == "nft" else ("iptables", "-w", "-n", "-L", "INPUT")
-    code, _, err = run(*command)
-    return "ok" if code == 0 else (err.strip().splitlines() or ["failed"])[0]
-
-
-def rules_in_place(tool):
-    """The jails whose ban rules are in the firewall (each jail's action makes them at its start)."""
+    """("ok" or the tool's own error, the jails whose ban rules are in place): each jail's action
+    makes its rules at the jail's start. One listing of fail2ban's rules shows both where it works."""
     if tool == "nft":
-        _, out, _ = run("nft", "list", "chain", "inet", "f2b-table", "f2b-chain")
-        return set(re.findall(r"@addr-set-(\S+) ", out))
-    _, out, _ = run("iptables", "-w", "-S")
-    chains = set(re.findall(r"^-N f2b-(\S+)$", out, re.M))
-    return chains & set(re.findall(r"-j f2b-(\S+)$", out, re.M))
+        code, out, _ = run("nft", "list", "chain", "inet", "f2b-table", "f2b-chain")
+        if code == 0:
+            return "ok", set(re.findall(r"@addr-set-(\S+) ", out))
+        code, _, err = run("nft", "list", "tables")  # no chain yet, or no working nft at all?
+    else:
+        code, out, err = run("iptables", "-w", "-S")
+        if code == 0:
+            chains = set(re.findall(r"^-N f2b-(\S+)$", out, re.M))
+            return "ok", chains & set(re.findall(r"-j f2b-(\S+)$", out, re.M))
+    return "ok" if code == 0 else (err.strip().splitlines() or ["failed"])[0], set()
 
 
 def action_errors(jails):
@@ -191,7 +193,9 @@ def action_errors(jails):
     text = text[text.rfind("Starting Fail2ban") :] if "Starting Fail2ban" in text else text
     found = {}
     for jail in jails:
-        pattern = re.compile(rf"ERROR .*(jail '{re.escape(jail)}' action|Jail\('{re.escape(jail)}'\))")
+        pattern = re.compile(
+            rf"ERROR .*(jail '{re.escape(jail)}' action|Jail\('{re.escape(jail)}'\))"
+        )
         lines = [line for line in text.splitlines() if pattern.search(line)]
         if lines:
             found[jail] = lines[-1]
@@ -229,7 +233,7 @@ def content():
 
 
 def seen(jail, source, config):
-    """"LINES FOUND" for the failure lines in the last lines of `source`, or None when it is empty."""
+    """ "LINES FOUND" for the failure lines in the last lines of `source`, or None when it is empty."""
     kind, where = source
     if kind == "journal":
         _, out, _ = run("journalctl", "-q", "-o", "short", "--no-pager", "-n", "100", *where)
@@ -293,7 +297,7 @@ def main(timeout, tool, ignoreip_check, daemons, ours):
         names = daemons.split()
         _, out, _ = run("systemctl", "is-active", *names)
         states = out.split() + ["unknown"] * len(names)
-        for name, state in zip(names, states):
+        for name, state in zip(names, states[: len(names)], strict=True):
             print(f"daemon {name}={state}")
     server = connected(timeout)
     if server is None:
@@ -309,18 +313,23 @@ def main(timeout, tool, ignoreip_check, daemons, ours):
         print("fail2ban> " + beautify(["status", jail], answer))
     server.close()
     print()
-    print(f"firewall={firewall(tool)}")
     # Each jail's action makes its rules in the jail's own thread, just after the jail starts:
     # right after a (re)start they may take a moment. Wait for them (PING_TIMEOUT in all), unless
     # the action failed.
     deadline = time.monotonic() + timeout
     while True:
-        in_place = rules_in_place(tool)
+        works, in_place = firewall(tool)
         missing = [jail for jail in ours if jail not in in_place]
         errors = action_errors(missing) if missing else {}  # fail2ban's log is read only then
-        if not missing or time.monotonic() > deadline or all(j in errors for j in missing):
+        if (
+            not missing
+            or works != "ok"
+            or time.monotonic() > deadline
+            or all(j in errors for j in missing)
+        ):
             break
         time.sleep(0.25)
+    print(f"firewall={works}")
     for jail in ours:
         print(f"rules {jail}={'missing' if jail in missing else 'ok'}")
         if jail in errors:
