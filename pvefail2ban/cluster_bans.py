@@ -126,6 +126,13 @@ def authorization(sharing):
     return {"want": want, "keep": keep}
 
 
+def authorized_as_wanted(wanted, current):
+    """True when `current` (our authorized_keys lines on a node) are exactly the lines of `wanted`
+    (authorization()) plus the kept lines of members whose key is not known yet."""
+    kept = [line for line in current if line.rsplit("@", 1)[-1] in wanted["keep"]]
+    return sorted(current) == sorted([*wanted["want"].values(), *kept])
+
+
 def known_hosts(peers):
     """known_hosts lines for `peers`: their host keys as read from them (no trust on first use)."""
     lines = []

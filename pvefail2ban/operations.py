@@ -8,6 +8,7 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.operations import server
 
+from .cluster_bans import authorized_as_wanted
 from .facts import SCRIPTS
 from .jailstatus import parse_verify, problems, summary
 from .plan import files_differ
@@ -154,13 +155,10 @@ def placed_files(files: dict, present: dict, private_dir: str = None):
 
 
 @operation(is_idempotent=False)
-def share_key(keys: dict, directory: str, key: str, present: str = None):
-    """This node's own share key pair at `key` (ed25519, made here; the private half never leaves
-    the node), its public half recorded in `keys` under the node's name for the peers' lines."""
-    if present:
-        keys[host.name] = present
-        host.noop("its share key exists")
-        return
+def share_key(keys: dict, directory: str, key: str):
+    """This node's own share key pair at `key` (ed25519, made here, or kept where it exists; the
+    private half never leaves the node), its public half recorded in `keys` under the node's name
+    for the peers' lines."""
 
     def make(state, host):
         ok, output = host.run_shell_command(
@@ -186,8 +184,7 @@ def peers_authorized(request, current: list, coming: bool = False):
     `current`: our lines on the node as read; `coming`: a key is made in this run. Run with
     `_serial=True`: on PVE the file is one for the whole cluster (pmxcfs)."""
     wanted = request()
-    kept = [line for line in current if line.rsplit("@", 1)[-1] in wanted["keep"]]
-    if not coming and sorted(current) == sorted([*wanted["want"].values(), *kept]):
+    if not coming and authorized_as_wanted(wanted, current):
         host.noop("the peers' share keys are authorized, for the receiver only")
         return
     yield python_script("authorize.py", json.dumps(wanted, sort_keys=True))

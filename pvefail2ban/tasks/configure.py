@@ -15,17 +15,18 @@ def configure(node):
         if path in facts["files"]:
             logger.warning(f"{node.name}: {path} differs from what the settings give (a setting changed, "
                            "or the file was edited by hand): it is replaced, after fail2ban's test")
-    config = tested_files(
-        name="Jails and proxmox filter in place, tested by fail2ban before going live",
-        files=node.files, change=change, remove=remove,
-    )
-    systemd.service(
-        name="fail2ban restarted into the new configuration",
-        service="fail2ban",
-        running=True,  # started if it is not running, else restarted: never both (a stop mid-start hangs)
-        restarted=True,
-        _if=config.did_change,
-    )
+    if change or remove:  # no operation where there is nothing to do (see tasks/share.py)
+        config = tested_files(
+            name="Jails and proxmox filter in place, tested by fail2ban before going live",
+            files=node.files, change=change, remove=remove,
+        )
+        systemd.service(
+            name="fail2ban restarted into the new configuration",
+            service="fail2ban",
+            running=True,  # started if it is not running, else restarted: never both (a stop mid-start hangs)
+            restarted=True,
+            _if=config.did_change,
+        )
     if facts.get("fail2ban_activestate") != "active" or facts.get("fail2ban_unitfilestate") != "enabled":
         systemd.service(
             name="fail2ban running and enabled at boot",

@@ -31,10 +31,11 @@ def events(node):
         )
     files = events_files(config, SCRIPTS)
     changed = files_differ(files, facts["events_files"])
-    placed_files(
-        name="Events daemon and its configuration in place (metrics, notifications)",
-        files=files,
-        present=facts["events_files"],
-        private_dir=CONFIG_DIR,
-    )
+    if changed:  # no operation where there is nothing to do (see tasks/share.py)
+        placed_files(
+            name="Events daemon and its configuration in place (metrics, notifications)",
+            files=files,
+            present=facts["events_files"],
+            private_dir=CONFIG_DIR,
+        )
     daemon_running("Events daemon running", SERVICE, changed, facts, "events")

@@ -14,6 +14,7 @@ from ..cluster_bans import (
     STATE_DIR,
     UNIT,
     authorization,
+    authorized_as_wanted,
     share_files,
 )
 from ..facts import SCRIPTS
@@ -27,12 +28,17 @@ UNSHARE = (
 
 
 def authorize(node, sharing, keys, coming):
-    """Root's authorized_keys: the share keys of every member, for the receiver only."""
+    """Root's authorized_keys: the share keys of every member, for the receiver only. Every key
+    known and the lines as they should be: no operation (each costs the controller CPU per node)."""
+
+    def request():
+        return authorization([replace(m, key=keys.get(m.name) or m.key) for m in sharing])
+
+    if not coming and authorized_as_wanted(request(), node.facts["authorized"]):
+        return
     peers_authorized(
         name="Peers' share keys authorized on this node, for the ban receiver only",
-        request=lambda: authorization(
-            [replace(m, key=keys.get(m.name) or m.key) for m in sharing]
-        ),
+        request=request,
         current=node.facts["authorized"],
         coming=coming,
         _serial=True,  # one node at a time: on PVE every node's authorized_keys is one file
@@ -50,20 +56,25 @@ def share(node, sharing, keys, coming):
         if not sharing and facts["authorized"]:
             authorize(node, sharing, keys, coming)
         return
-    share_key(
-        name="This node's share key (made here, never leaves it)",
-        keys=keys,
-        directory=SHARE_DIR,
-        key=KEY,
-        present=facts["share_key"],
-    )
+    # Operations only where something is to do: in a run that changes nothing, each would cost
+    # the controller CPU per node (pyinfra reads the call stack of every operation it adds).
+    if facts["share_key"]:
+        keys[node.name] = facts["share_key"]
+    else:
+        share_key(
+            name="This node's share key (made here, never leaves it)",
+            keys=keys,
+            directory=SHARE_DIR,
+            key=KEY,
+        )
     files = share_files(node.name, [j.name for j in node.plan.jails], sharing, SCRIPTS)
     changed = files_differ(files, facts["share_files"])
-    placed_files(
-        name="Share service, receiver, peers and their host keys in place",
-        files=files,
-        present=facts["share_files"],
-        private_dir=SHARE_DIR,
-    )
+    if changed:
+        placed_files(
+            name="Share service, receiver, peers and their host keys in place",
+            files=files,
+            present=facts["share_files"],
+            private_dir=SHARE_DIR,
+        )
     authorize(node, sharing, keys, coming)
     daemon_running("Share service running with its peers", SERVICE, changed, facts, "share")
