@@ -6,6 +6,7 @@ not understand raises FactProcessError, which pyinfra turns into a failure of th
 """
 
 import json
+import shlex
 from pathlib import Path
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
@@ -148,6 +149,16 @@ echo "now=$(date +%s)"
     unit_states=" ".join(UNIT_PREFIXES),
     prefixes=" ".join(f"{unit} {prefix}" for unit, prefix in UNIT_PREFIXES.items()),
 )
+# What the check would say, read with the facts (scripts/verify.py `read`: waits for nothing, tests
+# nothing, writes nothing). Where the run then changes nothing, this is the check (operations.verified).
+VERIFY_MARK = "@verify"
+NODE_COMMAND = (
+    NODE_SCRIPT
+    + f"echo {VERIFY_MARK}\n"
+    + "command -v python3 >/dev/null && python3 -S -c "
+    + shlex.quote((SCRIPTS / "verify.py").read_text())
+    + " read 0 auto - - '*'\n"
+)
 
 
 def parse_node(lines):
@@ -185,9 +196,14 @@ def parse_node(lines):
         "textfile_dir": None,
         "sendmail": False,
         "events_files": {},
+        "verify": None,  # what `verify.py read` said (None: not run, e.g. no python3 yet)
     }
     # the apt lists' last refresh and apt's periodic stamp; the node's clock
     apt_mtimes, now = [], None
+    lines = list(lines)
+    if VERIFY_MARK in lines:  # what follows is verify.py's, kept as it is said
+        lines, verify = lines[: lines.index(VERIFY_MARK)], lines[lines.index(VERIFY_MARK) + 1 :]
+        node["verify"] = "\n".join(verify)
     for line in lines:
         key, _, value = line.strip().partition("=")
         if not _:
@@ -312,11 +328,13 @@ class NodeFacts(FactBase):
         "sendmail": True,                           # an MTA's /usr/sbin/sendmail exists
         "events_files": {path: (sha1, "600", "root:root")},  # events.EVENTS_FILES present
         "events_activestate": "active", "events_unitfilestate": "enabled",
+        # the check, as read with the facts (scripts/verify.py `read`; None without python3):
+        "verify": "tool=nft\nping=yes\nFail2Ban v1.0.2\nfail2ban> Status ...",
     }
     """
 
     def command(self):
-        return NODE_SCRIPT
+        return NODE_COMMAND
 
     def process(self, output):
         try:

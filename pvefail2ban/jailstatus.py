@@ -54,6 +54,8 @@ def parse_verify(text):
         "seen": {},  # {our jail: (failure lines in its source's last lines, of those its filter finds)}
         "action_errors": {},  # {our jail: fail2ban's error line about its action since its start}
         "daemons": {},  # {our daemon that must run: its systemctl is-active state}
+        "tool": None,  # the ban action's tool verify.py read with (`read` mode)
+        "unchecked": [],  # our jails whose failure lines were not checked yet (`read` mode)
     }
     for line in text.splitlines():
         if line.startswith("ping="):
@@ -74,6 +76,10 @@ def parse_verify(text):
         elif line.startswith("actionerror "):
             jail, _, error = line[12:].partition(" ")
             out["action_errors"][jail] = error.strip()
+        elif line.startswith("tool="):
+            out["tool"] = line[5:].strip()
+        elif line.startswith("unchecked "):
+            out["unchecked"].append(line[10:].strip())
         elif line.startswith("config=tested"):
             out["config_tested"] = "now"
         elif line.startswith("config=unchanged "):
@@ -94,6 +100,18 @@ def parse_verify(text):
         elif first.startswith("Status for the jail: "):
             out["status"][first.split(":", 1)[1].strip()] = parse_jail_status(rest)
     return out
+
+
+def complete(result, tool, daemons):
+    """True when `result` (of `verify.py read`, with the facts) holds all a check needs: read with
+    `tool`, the configuration tested as it is now, every failure line checked, each of `daemons`
+    read."""
+    return (
+        result["tool"] == tool
+        and result["config_tested"] is not None
+        and not result["unchecked"]
+        and set(daemons) <= set(result["daemons"])
+    )
 
 
 def problems(result, expected_jails, off_jails, tool):

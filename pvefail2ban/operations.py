@@ -10,7 +10,7 @@ from pyinfra.operations import server
 
 from .cluster_bans import authorized_as_wanted
 from .facts import SCRIPTS
-from .jailstatus import parse_verify, problems, summary
+from .jailstatus import complete, parse_verify, problems, summary
 from .plan import files_differ
 
 STAGE = "/var/lib/pve-fail2ban/stage"
@@ -63,29 +63,29 @@ def tested_files(files: dict, change: list, remove: list = ()):
 
 
 @operation(is_idempotent=False)
-def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, daemons: dict = None):
+def verified(
+    jails: list,
+    off: list,
+    tool: str,
+    ping_timeout: int = 30,
+    daemons: dict = None,
+    recorded: str = None,
+    ops: list = (),
+):
     """Check, every run: fail2ban answers, each of `jails` runs, reads a live source and has its
-    firewall rules in place (else fail2ban's own error line is shown), none of `off` runs, the firewall tool of the ban action works, the configuration on disk passes
-    `fail2ban-client -t` and has no ignoreip entry that would kill fail2ban at its next start;
+    firewall rules in place (else fail2ban's own error line is shown), none of `off` runs, the
+    firewall tool of the ban action works, the configuration on disk passes `fail2ban-client -t`
+    and has no ignoreip entry that would kill fail2ban at its next start;
     `daemons`: {service of ours that must run: what the summary says it does}.
-    Prints a one-line summary of every running jail; fails the node with the reasons otherwise."""
+    Prints a one-line summary of every running jail; fails the node with the reasons otherwise.
 
-    def check(state, host):
-        ok, output = host.run_shell_command(
-            python_script(
-                "verify.py",
-                ping_timeout,
-                tool,
-                (SCRIPTS / "ignoreip_check.py").read_text(),
-                " ".join(daemons or {}) or "-",
-                *jails,
-                flags=("-S",),  # the standard library only: no site packages to look for
-            ),
-            print_output=state.print_output,
-            print_input=state.print_input,
-        )
-        result = parse_verify("\n".join(output.stdout_lines))
-        found = problems(result, jails, off, tool) if ok else [f"verify.py failed: {output.stderr}"]
+    `recorded`: what `verify.py read` said with the facts (NodeFacts "verify"), and `ops`: the
+    operations this run added for the node. Where none of them changed anything and the record
+    shows everything in order, with nothing left to test (the configuration tested as it is, every
+    failure line checked), the record is the check: no command. Otherwise the node is checked now."""
+
+    def report(host, result):
+        found = problems(result, jails, off, tool)
         if found:
             for problem in found:
                 host.log_styled(f"NOT PROTECTED: {problem}", fg="red", log_func=logger.error)
@@ -99,6 +99,32 @@ def verified(jails: list, off: list, tool: str, ping_timeout: int = 30, daemons:
             )
         host.log_styled(summary(result, jails, daemons or {}), fg="green", log_func=logger.info)
         return True
+
+    def check(state, host):
+        if recorded is not None and not any(op.did_change() for op in ops):
+            result = parse_verify(recorded)
+            if complete(result, tool, daemons or {}) and not problems(result, jails, off, tool):
+                return report(host, result)
+        ok, output = host.run_shell_command(
+            python_script(
+                "verify.py",
+                "check",
+                ping_timeout,
+                tool,
+                (SCRIPTS / "ignoreip_check.py").read_text(),
+                " ".join(daemons or {}) or "-",
+                *jails,
+                flags=("-S",),  # the standard library only: no site packages to look for
+            ),
+            print_output=state.print_output,
+            print_input=state.print_input,
+        )
+        if not ok:
+            host.log_styled(
+                f"NOT PROTECTED: verify.py failed: {output.stderr}", fg="red", log_func=logger.error
+            )
+            return False
+        return report(host, parse_verify("\n".join(output.stdout_lines)))
 
     yield FunctionCommand(check, (), {})
 
@@ -192,10 +218,11 @@ def peers_authorized(request, current: list, coming: bool = False):
 
 def daemon_running(name, service, changed, facts, prefix):
     """A daemon of ours (re)started and enabled when its files `changed` or it is not running or
-    not enabled as NodeFacts read it (`<prefix>_activestate`, `<prefix>_unitfilestate`)."""
+    not enabled as NodeFacts read it (`<prefix>_activestate`, `<prefix>_unitfilestate`). Returns
+    the operation, or None where none is needed."""
     active, enabled = facts.get(f"{prefix}_activestate"), facts.get(f"{prefix}_unitfilestate")
     if changed or active != "active" or enabled != "enabled":
-        server.shell(
+        return server.shell(
             name=name,
             commands=[
                 f"systemctl daemon-reload && systemctl enable -q {service} && "

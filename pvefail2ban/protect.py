@@ -58,8 +58,10 @@ def deploy_fail2ban():
                 share=any(m.name == target.name for m in sharing),
             )
             if preflight(node):
-                install(node)
-                share(node, sharing, keys, coming)
-                events(node)
-                configure(node)
-                verify(node)
+                ops = [
+                    *install(node),
+                    *share(node, sharing, keys, coming),
+                    *events(node),
+                    *configure(node),
+                ]
+                verify(node, ops)

@@ -8,7 +8,8 @@ from ..plan import files_to_change, files_to_remove
 
 
 def configure(node):
-    facts = node.facts
+    """Returns the operations added."""
+    facts, ops = node.facts, []
     change = files_to_change(node.files, facts)
     remove = files_to_remove(node.files, facts)
     for path in change:
@@ -20,7 +21,7 @@ def configure(node):
             name="Jails and proxmox filter in place, tested by fail2ban before going live",
             files=node.files, change=change, remove=remove,
         )
-        systemd.service(
+        ops += config, systemd.service(
             name="fail2ban restarted into the new configuration",
             service="fail2ban",
             running=True,  # started if it is not running, else restarted: never both (a stop mid-start hangs)
@@ -28,9 +29,12 @@ def configure(node):
             _if=config.did_change,
         )
     if facts.get("fail2ban_activestate") != "active" or facts.get("fail2ban_unitfilestate") != "enabled":
-        systemd.service(
-            name="fail2ban running and enabled at boot",
-            service="fail2ban",
-            running=True,
-            enabled=True,
+        ops.append(
+            systemd.service(
+                name="fail2ban running and enabled at boot",
+                service="fail2ban",
+                running=True,
+                enabled=True,
+            )
         )
+    return ops

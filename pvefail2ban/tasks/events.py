@@ -11,31 +11,39 @@ from ..plan import files_differ
 
 
 def events(node):
-    facts, config = node.facts, node.plan.events
+    """Returns the operations added."""
+    facts, config, ops = node.facts, node.plan.events, []
     if config is None:
         if facts["events_files"] or facts.get("events_activestate") == "active":
-            server.shell(
-                name="Metrics and notifications switched off on this node",
-                commands=[removal(facts.get("textfile_dir"))],
+            ops.append(
+                server.shell(
+                    name="Metrics and notifications switched off on this node",
+                    commands=[removal(facts.get("textfile_dir"))],
+                )
             )
-        return
+        return ops
     if config["metrics"] and node.settings["metrics"] == "on" and (
         facts.get("exporter_activestate") != "active"
         or facts.get("exporter_unitfilestate") != "enabled"
     ):
-        systemd.service(
-            name="node_exporter running and enabled at boot (fail2ban_metrics = 'on')",
-            service=EXPORTER,
-            running=True,
-            enabled=True,
+        ops.append(
+            systemd.service(
+                name="node_exporter running and enabled at boot (fail2ban_metrics = 'on')",
+                service=EXPORTER,
+                running=True,
+                enabled=True,
+            )
         )
     files = events_files(config, SCRIPTS)
     changed = files_differ(files, facts["events_files"])
     if changed:  # no operation where there is nothing to do (see tasks/share.py)
-        placed_files(
-            name="Events daemon and its configuration in place (metrics, notifications)",
-            files=files,
-            present=facts["events_files"],
-            private_dir=CONFIG_DIR,
+        ops.append(
+            placed_files(
+                name="Events daemon and its configuration in place (metrics, notifications)",
+                files=files,
+                present=facts["events_files"],
+                private_dir=CONFIG_DIR,
+            )
         )
-    daemon_running("Events daemon running", SERVICE, changed, facts, "events")
+    ops.append(daemon_running("Events daemon running", SERVICE, changed, facts, "events"))
+    return [op for op in ops if op is not None]

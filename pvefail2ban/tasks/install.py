@@ -8,14 +8,16 @@ from ..operations import shipped_script
 
 
 def install(node):
+    """The operations added (none when every package is there)."""
     if not node.plan.packages:
-        return
+        return []
     age, lock_wait = node.facts["apt_lists_age"], node.settings["apt_lock_timeout"]
     stale = age is None or age > node.settings["apt_cache_time"]
-    server.shell(
+    op = server.shell(
         name=f"Packages present: {', '.join(node.plan.packages)}",
         commands=[shipped_script("apt-install.sh", "yes" if stale else "no", lock_wait, *node.plan.packages)],
         # `apt-get update` may not wait for a lock as install does: retry it (bounded) meanwhile.
         _retries=lock_wait // 10,
         _retry_delay=10,
     )
+    return [op]

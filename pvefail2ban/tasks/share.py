@@ -35,8 +35,8 @@ def authorize(node, sharing, keys, coming):
         return authorization([replace(m, key=keys.get(m.name) or m.key) for m in sharing])
 
     if not coming and authorized_as_wanted(request(), node.facts["authorized"]):
-        return
-    peers_authorized(
+        return None
+    return peers_authorized(
         name="Peers' share keys authorized on this node, for the ban receiver only",
         request=request,
         current=node.facts["authorized"],
@@ -48,33 +48,40 @@ def authorize(node, sharing, keys, coming):
 def share(node, sharing, keys, coming):
     """`sharing`: the members (cluster_bans.members), the same for every node of the run;
     `keys`: {name: share public key}, filled as the keys are made; `coming`: a node of the run
-    makes its key in this run (so the lines change once it exists)."""
-    facts = node.facts
+    makes its key in this run (so the lines change once it exists). Returns the operations added."""
+    facts, ops = node.facts, []
     if not node.plan.share:
         if facts["share_files"] or facts.get("share_activestate") == "active":
-            server.shell(name="Cluster-wide bans switched off on this node", commands=[UNSHARE])
+            ops.append(
+                server.shell(name="Cluster-wide bans switched off on this node", commands=[UNSHARE])
+            )
         if not sharing and facts["authorized"]:
-            authorize(node, sharing, keys, coming)
-        return
+            ops.append(authorize(node, sharing, keys, coming))
+        return [op for op in ops if op is not None]
     # Operations only where something is to do: in a run that changes nothing, each would cost
     # the controller CPU per node (pyinfra reads the call stack of every operation it adds).
     if facts["share_key"]:
         keys[node.name] = facts["share_key"]
     else:
-        share_key(
-            name="This node's share key (made here, never leaves it)",
-            keys=keys,
-            directory=SHARE_DIR,
-            key=KEY,
+        ops.append(
+            share_key(
+                name="This node's share key (made here, never leaves it)",
+                keys=keys,
+                directory=SHARE_DIR,
+                key=KEY,
+            )
         )
     files = share_files(node.name, [j.name for j in node.plan.jails], sharing, SCRIPTS)
     changed = files_differ(files, facts["share_files"])
     if changed:
-        placed_files(
-            name="Share service, receiver, peers and their host keys in place",
-            files=files,
-            present=facts["share_files"],
-            private_dir=SHARE_DIR,
+        ops.append(
+            placed_files(
+                name="Share service, receiver, peers and their host keys in place",
+                files=files,
+                present=facts["share_files"],
+                private_dir=SHARE_DIR,
+            )
         )
-    authorize(node, sharing, keys, coming)
-    daemon_running("Share service running with its peers", SERVICE, changed, facts, "share")
+    ops.append(authorize(node, sharing, keys, coming))
+    ops.append(daemon_running("Share service running with its peers", SERVICE, changed, facts, "share"))
+    return [op for op in ops if op is not None]

@@ -1,22 +1,37 @@
 """Verify, every run: fail2ban answers, our jails run on a live source, no jail runs that the
 settings switched off, the ban action's firewall tool works, the configuration passes fail2ban's
 test; the daemons of cluster-wide bans and of metrics and notifications run where they should.
-One summary line per node, naming every jail that runs, ours or not."""
+One summary line per node, naming every jail that runs, ours or not. In a run that changes nothing
+on the node, the same check read with its facts answers (one SSH command per node)."""
 from .. import cluster_bans, events
 from ..operations import verified
 
 
-def verify(node):
+# our daemons and the prefix of their state in NodeFacts (share_activestate, ...)
+DAEMON_FACTS = {cluster_bans.SERVICE: "share", events.SERVICE: "events"}
+
+
+def verify(node, ops):
+    """`ops`: the operations this run added for the node. Where none of them changes anything,
+    what the node said with its facts is the check, if it holds all the check needs."""
+    daemons = {
+        **({cluster_bans.SERVICE: "bans shared with the other nodes"} if node.plan.share else {}),
+        **({events.SERVICE: events_summary(node.plan.events)} if node.plan.events else {}),
+    }
+    recorded = node.facts.get("verify")
+    if recorded is not None:  # our daemons' state, as the facts read it (systemctl show)
+        recorded += "".join(
+            f"\ndaemon {d}={node.facts.get(f'{DAEMON_FACTS[d]}_activestate')}" for d in daemons
+        )
     verified(
         name="Check: fail2ban protects this node",
         jails=[jail.name for jail in node.plan.jails],
         off=sorted(node.plan.off),
         tool=node.plan.firewall_tool,
         ping_timeout=node.settings["ping_timeout"],
-        daemons={
-            **({cluster_bans.SERVICE: "bans shared with the other nodes"} if node.plan.share else {}),
-            **({events.SERVICE: events_summary(node.plan.events)} if node.plan.events else {}),
-        },
+        daemons=daemons,
+        recorded=recorded,
+        ops=ops,
     )
 
 

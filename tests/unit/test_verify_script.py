@@ -1,0 +1,148 @@
+"""scripts/verify.py's pure parts: fail2ban's answers read safely and printed as fail2ban-client
+prints them (compared with fail2ban's own Beautifier, from the package the filter tests unpack),
+and what the check read with the facts must hold before it stands for the check."""
+
+import importlib.util
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pvefail2ban.facts import VERIFY_MARK, parse_node
+from pvefail2ban.jailstatus import complete, parse_verify
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("verify", ROOT / "pvefail2ban/scripts/verify.py")
+verify = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(verify)
+
+ANSWERS = [
+    (["status"], [("Number of jail", 2), ("Jail list", "proxmox, sshd")]),
+    (
+        ["status", "sshd"],
+        [
+            (
+                "Filter",
+                [
+                    ("Currently failed", 1),
+                    ("Total failed", 6),
+                    ("Journal matches", ["_SYSTEMD_UNIT=ssh.service + _COMM=sshd"]),
+                ],
+            ),
+            (
+                "Actions",
+                [
+                    ("Currently banned", 2),
+                    ("Total banned", 2),
+                    ("Banned IP list", ["192.0.2.7", "2001:db8::7"]),
+                ],
+            ),
+        ],
+    ),
+    (
+        ["status", "proxmox"],
+        [
+            ("Filter", [("Currently failed", 0), ("Total failed", 0), ("File list", [])]),
+            ("Actions", [("Currently banned", 0), ("Total banned", 0), ("Banned IP list", [])]),
+        ],
+    ),
+]
+
+
+def fail2bans_own(command, answer):
+    """What fail2ban's Beautifier prints for `command` and `answer` (its own Python modules)."""
+    regex = subprocess.run(
+        ["bash", str(ROOT / "scripts/ensure-fail2ban-regex.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    modules = Path(regex).read_text().split('PYTHONPATH="')[1].split('"')[0]
+    code = (
+        "import pickle, sys\n"
+        "from fail2ban.client.beautifier import Beautifier\n"
+        "command, answer = pickle.load(sys.stdin.buffer)\n"
+        "b = Beautifier(); b.setInputCmd(command); print(b.beautify(answer), end='')\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        input=pickle.dumps((command, answer)),
+        capture_output=True,
+        env={"PYTHONPATH": modules},
+        check=True,
+    ).stdout.decode()
+
+
+@pytest.mark.parametrize("command, answer", ANSWERS, ids=["status", "sshd", "proxmox"])
+def test_statuses_print_as_fail2ban_client_prints_them(command, answer):
+    assert verify.beautify(command, answer) == fail2bans_own(command, answer)
+
+
+def test_the_source_of_a_jail_is_read_from_its_status():
+    assert verify.source_of(ANSWERS[1][1]) == (
+        "journal",
+        ["_SYSTEMD_UNIT=ssh.service", "+", "_COMM=sshd"],
+    )
+    assert verify.source_of(ANSWERS[2][1]) is None  # no file: no live source
+
+
+class Address(str):
+    """As fail2ban's IPAddr: a str subclass that pickles as a plain str."""
+
+    def __reduce__(self):
+        return (str, (str(self),))
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("loaded",))
+
+
+def test_answers_load_strings_and_numbers_and_nothing_else():
+    data = pickle.dumps((0, [("Banned IP list", [Address("192.0.2.7")])]), 4)
+    assert verify.Answer(__import__("io").BytesIO(data)).load() == (
+        0,
+        [("Banned IP list", ["192.0.2.7"])],
+    )
+    with pytest.raises(pickle.UnpicklingError, match="builtins.print"):
+        verify.Answer(__import__("io").BytesIO(pickle.dumps((0, Evil()), 4))).load()
+
+
+RECORDED = """tool=nft
+ping=yes
+Fail2Ban v1.0.2
+fail2ban> Status
+|- Number of jail:\t1
+`- Jail list:\tsshd
+fail2ban> Status for the jail: sshd
+|- Filter
+|  |- Currently failed:\t0
+|  |- Total failed:\t0
+|  `- Journal matches:\t_SYSTEMD_UNIT=ssh.service + _COMM=sshd
+`- Actions
+   |- Currently banned:\t0
+   |- Total banned:\t0
+   `- Banned IP list:\t
+
+firewall=ok
+rules sshd=ok
+config=unchanged 2026-11-26T09:53:43Z
+daemon pve-fail2ban-share=active"""
+
+
+def test_the_check_read_with_the_facts_stands_only_when_nothing_is_left_to_test():
+    share = {"pve-fail2ban-share": "bans shared"}
+    assert complete(parse_verify(RECORDED), "nft", share)
+    assert not complete(parse_verify(RECORDED), "iptables", share)  # read for another tool
+    untested = RECORDED.replace("config=unchanged 2026-11-26T09:53:43Z", "config=untested")
+    assert not complete(parse_verify(untested), "nft", share)  # changed since its last test
+    assert not complete(parse_verify(RECORDED + "\nunchecked sshd"), "nft", share)
+    assert not complete(parse_verify(RECORDED), "nft", {**share, "pve-fail2ban-events": "x"})
+
+
+def test_the_fact_keeps_what_verify_read_said_apart():
+    node = parse_node(["os_id=debian", "systemd=yes", VERIFY_MARK, *RECORDED.splitlines()])
+    assert node["verify"] == RECORDED and node["systemd"] and node["os_id"] == "debian"
+    assert "tool" not in node and parse_node(["os_id=debian"])["verify"] is None
