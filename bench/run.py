@@ -1,9 +1,11 @@
 """Benchmarks on the lab (issue "Benchmarks"). Writes bench/results/latest.json and prints a table.
 
-    python bench/run.py [--nodes 3,10] [--trials 5] [--skip converge,ansible,ban,propagation,filter]
+    python bench/run.py [--nodes 3,10] [--cost-nodes 3,10,30] [--trials 5]
+                        [--skip converge,ansible,ban,propagation,filter]
 
-- converge: fresh nodes, cold converge (apt install included) and no-op re-runs, for each N;
-  SSH commands per node in a no-op run (pyinfra -vv prints each command it sends);
+- converge (--cost-nodes): fresh nodes, cold converge (apt install included) and no-op re-runs,
+  for each N; the controller's CPU (total, per node, per added node) and each node's in a no-op
+  run; SSH commands per node in a no-op run (pyinfra -vv prints each command it sends);
 - ansible: the same job by ansible-playbook the way the popular roles do it
   (bench/ansible_compare.py), each tool on fresh nodes: cold and no-op, and our time / Ansible's;
 - ban: seconds from the maxretry-th failed login to the attacker's connection being refused, SSH
@@ -112,6 +114,7 @@ def converge(lab, counts, reruns=3):
             "cold_s": round(cold, 1),
             "noop_s": round(noop, 2),
             "noop_runs_s": [round(r[0], 2) for r in runs],
+            "controller_cpu_s": round(controller * n, 3),
             "controller_cpu_per_node_s": round(controller, 3),
             "node_cpu_per_node_noop_s": round(node_cpu, 3),
             "ssh_commands_per_node_noop": commands,
@@ -121,6 +124,13 @@ def converge(lab, counts, reruns=3):
             f"node CPU {node_cpu:.3f}s/node, {commands} SSH commands/node",
             flush=True,
         )
+    # what each added node costs the controller: the growth of its CPU seconds from one N to the next
+    # (the fixed part, pyinfra's start and imports, is the same at every N)
+    counts = sorted(out)
+    for a, b in zip(counts, counts[1:], strict=False):
+        added = (out[b]["controller_cpu_s"] - out[a]["controller_cpu_s"]) / (b - a)
+        out[b]["controller_cpu_per_added_node_s"] = round(added, 3)
+        print(f"  controller CPU per added node, N={a} -> {b}: {added * 1000:.0f} ms", flush=True)
     return out
 
 
@@ -396,7 +406,8 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--nodes", default="3,10")
+    parser.add_argument("--nodes", default="3,10")  # ansible, propagation
+    parser.add_argument("--cost-nodes", default="3,10,30")  # converge: what each node costs
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--skip", default="")
     args = parser.parse_args()
@@ -415,7 +426,7 @@ def main():
             results["filter"] = filter_cost()
         if "converge" not in skip:
             print("converge:", flush=True)
-            results["converge"] = converge(lab, [int(n) for n in args.nodes.split(",")])
+            results["converge"] = converge(lab, [int(n) for n in args.cost_nodes.split(",")])
         if "ansible" not in skip:
             print("side by side with Ansible:", flush=True)
             results["ansible"] = versus_ansible(lab, [int(n) for n in args.nodes.split(",")])
