@@ -68,10 +68,13 @@ def test_first_run_converges_every_variant(converged):
 
 def test_second_run_changes_nothing_and_does_not_restart(lab, nodes):
     before = [snapshot(n) for n in nodes]
-    second = lab.pyinfra()
+    second = lab.pyinfra("-vv")  # -vv prints every command sent (">>> ...")
     assert second.returncode == 0, second.text
     assert ops_with_changes(second.text) == []
     assert [snapshot(n) for n in nodes] == before
+    # one SSH command per node: the fact, whose record of the check stands where nothing changed
+    for node in nodes:
+        assert len(re.findall(rf"^\[{node.name}\]\s+>>> ", second.text, re.M)) == 1, node.name
     # nothing on disk changed since the test that passed: not parsed again, and the summary says so
     for node in nodes:
         assert re.search(
