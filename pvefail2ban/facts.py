@@ -157,7 +157,7 @@ NODE_COMMAND = (
     + f"echo {VERIFY_MARK}\n"
     + "command -v python3 >/dev/null && python3 -S -c "
     + shlex.quote((SCRIPTS / "verify.py").read_text())
-    + " read 0 auto - - '*'\n"
+    + " read 0 auto - - '*' || true\n"  # no python3 yet, or no answer: the check runs live
 )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pvefail2ban.facts import VERIFY_MARK, parse_node
+from pvefail2ban.facts import NODE_COMMAND, VERIFY_MARK, parse_node
 from pvefail2ban.jailstatus import complete, parse_verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,3 +146,20 @@ def test_the_fact_keeps_what_verify_read_said_apart():
     node = parse_node(["os_id=debian", "systemd=yes", VERIFY_MARK, *RECORDED.splitlines()])
     assert node["verify"] == RECORDED and node["systemd"] and node["os_id"] == "debian"
     assert "tool" not in node and parse_node(["os_id=debian"])["verify"] is None
+
+
+def test_the_fact_command_succeeds_where_verify_cannot_read(tmp_path):
+    """A node where verify.py fails (here: a python3 that exits 1) still gives its facts: the
+    check then runs live, and the node is not failed by its fact."""
+    (tmp_path / "python3").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "python3").chmod(0o755)
+    done = subprocess.run(
+        ["sh", "-c", NODE_COMMAND],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{tmp_path}:/usr/sbin:/usr/bin:/sbin:/bin"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    node = parse_node(done.stdout.splitlines())
+    assert node["os_id"] and node["verify"] == ""
