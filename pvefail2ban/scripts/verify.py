@@ -119,7 +119,8 @@ def beautify(command, answer):
 def run(*argv, stdin=None):
     """(exit code, stdout, stderr) of a tool; 127 when it is not there."""
     try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+        # errors="replace": log lines carry what attackers send (user names), valid UTF-8 or not
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, errors="replace")
     except OSError as error:
         return 127, "", str(error)
     return done.returncode, done.stdout, done.stderr
@@ -218,7 +219,7 @@ def last_lines(path, count=100):
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 256 * count))
+            f.seek(max(0, f.tell() - 1024 * count))  # lines of up to 1 KB: as `tail -n 100`
             return f.read().decode(errors="replace").splitlines()[-count:]
     except OSError:
         return []

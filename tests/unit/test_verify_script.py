@@ -163,3 +163,13 @@ def test_the_fact_command_succeeds_where_verify_cannot_read(tmp_path):
     assert done.returncode == 0, done.stderr
     node = parse_node(done.stdout.splitlines())
     assert node["os_id"] and node["verify"] == ""
+
+
+def test_lines_that_are_not_utf8_never_stop_the_check(tmp_path):
+    """Log lines carry what attackers send: bytes that are no UTF-8 are read, not fatal."""
+    code, out, _ = verify.run("printf", "Invalid user \\377\\376 from 192.0.2.7\\n")
+    assert code == 0 and out.startswith("Invalid user ") and "192.0.2.7" in out
+    log = tmp_path / "auth.log"
+    log.write_bytes(b"".join(b"line %d \xff\n" % i for i in range(300)))
+    lines = verify.last_lines(str(log))
+    assert len(lines) == 100 and lines[-1].startswith("line 299 ")
