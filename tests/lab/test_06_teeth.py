@@ -24,7 +24,9 @@ def test_a_node_without_etc_services_is_protected(lab):
     run = lab.pyinfra()
     assert run.returncode == 0, run.text[-3000:]
     assert "port      = 443,80,8006" in bare.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
-    assert attack.web_login(attacker, bare, "root@pam", count=3) == ["401"] * 3
+    codes = attack.web_login(attacker, bare, "root@pam", count=3)
+    # the third failure tips the ban: its own answer may come after the ban and never arrive
+    assert codes[:2] == ["401", "401"] and codes[2] in ("401", "000"), codes
     assert wait_for(lambda: banned(bare, "proxmox")) == [config.ATTACKER_IP]
     assert wait_for(lambda: not attack.port_open(attacker, bare, 8006)), "banned but not refused"
     bare.sh(f"fail2ban-client set proxmox unbanip {config.ATTACKER_IP}")

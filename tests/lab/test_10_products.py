@@ -86,7 +86,8 @@ def test_a_pbs_brute_force_is_refused_on_every_node_running_pbs_then_unbanned(mi
     codes += attack.web_post(
         attacker, pbs, "/api2/json/nodes", {}, port=8007, cookie="PBSAuthCookie=x"
     )
-    assert codes == ["401", "401", "401"]
+    # the third failure tips the ban: its own answer may come after the ban and never arrive
+    assert codes[:2] == ["401", "401"] and codes[2] in ("401", "000"), codes
     journal = pbs.journal("proxmox-backup") + pbs.journal("proxmox-backup-proxy")
     assert journal.count(f"rhost=[::ffff:{config.ATTACKER_IP}]:") == 3 and FORGED not in journal
     assert wait_for(lambda: banned(pbs, "pbs")) == [config.ATTACKER_IP]
@@ -108,7 +109,8 @@ def test_a_pmg_brute_force_is_refused_then_unbanned(mixed):
     codes += attack.web_post(
         attacker, pmg, "/api2/json/access/oidc/login", {"code": "x", "state": "y"}
     )
-    assert codes == ["401", "401", "401"]
+    # the third failure tips the ban: its own answer may come after the ban and never arrive
+    assert codes[:2] == ["401", "401"] and codes[2] in ("401", "000"), codes
     assert "openid connect authentication failure; rhost=" in pmg.journal("pmgdaemon")
     assert wait_for(lambda: banned(pmg, "pmg")) == [config.ATTACKER_IP]
     assert wait_for(lambda: not attack.port_open(attacker, pmg, 8006))
