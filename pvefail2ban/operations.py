@@ -47,10 +47,9 @@ def tested_files(files: dict, change: list, remove: list = ()):
     pvefail2ban.plan). They are staged, the whole configuration is tested as it will be
     (fail2ban-client -t, fail2ban-regex on the proxmox filter), and only then put live: a failed
     test fails the node with fail2ban's own words and leaves its live files untouched.
+
+    Added only where something changes (tasks/configure.py): no operation at all otherwise.
     """
-    if not change and not remove:
-        host.noop("fail2ban's managed files are as they should be")
-        return
     dirs = sorted({str(Path(STAGE + path).parent) for path in change})
     yield StringCommand("rm", "-rf", STAGE, "&&", "mkdir", "-p", "-m", "0700", *dirs, STAGE)
     for path in change:
@@ -163,11 +162,8 @@ def python_script(name, *args, flags=()):
 def placed_files(files: dict, present: dict, private_dir: str = None):
     """Put `files` ({path: (bytes, mode)}) in place, root:root, each replaced in one rename.
     `present`: {path: (sha1, mode, owner)} as the node has them (NodeFacts); `private_dir` is made
-    root-only (0700) before anything is written into it."""
+    root-only (0700) before anything is written into it. Added through files_in_place."""
     change = files_differ(files, present)
-    if not change:
-        host.noop("its files are as they should be")
-        return
     if private_dir:
         yield StringCommand("install", "-d", "-m", "0700", "-o", "root", "-g", "root", private_dir)
     yield StringCommand("mkdir", "-p", *sorted({str(Path(p).parent) for p in change}))
@@ -178,6 +174,15 @@ def placed_files(files: dict, present: dict, private_dir: str = None):
         yield StringCommand(
             "chown", "root:root", temp, "&&", "chmod", mode, temp, "&&", "mv", "-f", temp, path
         )
+
+
+def files_in_place(name, files, present, private_dir=None):
+    """placed_files where `files` differ from `present`, else no operation at all (pyinfra reads the
+    call stack of every operation it adds: in a run that changes nothing, that is controller CPU per
+    node). Returns the operation, or None."""
+    if not files_differ(files, present):
+        return None
+    return placed_files(name=name, files=files, present=present, private_dir=private_dir)
 
 
 @operation(is_idempotent=False)

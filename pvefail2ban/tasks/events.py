@@ -6,8 +6,7 @@ from pyinfra.operations import server, systemd
 
 from ..events import CONFIG_DIR, EXPORTER, SERVICE, events_files, removal
 from ..facts import SCRIPTS
-from ..operations import daemon_running, placed_files
-from ..plan import files_differ
+from ..operations import daemon_running, files_in_place
 
 
 def events(node):
@@ -34,16 +33,12 @@ def events(node):
                 enabled=True,
             )
         )
-    files = events_files(config, SCRIPTS)
-    changed = files_differ(files, facts["events_files"])
-    if changed:  # no operation where there is nothing to do (see tasks/share.py)
-        ops.append(
-            placed_files(
-                name="Events daemon and its configuration in place (metrics, notifications)",
-                files=files,
-                present=facts["events_files"],
-                private_dir=CONFIG_DIR,
-            )
-        )
-    ops.append(daemon_running("Events daemon running", SERVICE, changed, facts, "events"))
+    placed = files_in_place(
+        "Events daemon and its configuration in place (metrics, notifications)",
+        events_files(config, SCRIPTS),
+        facts["events_files"],
+        CONFIG_DIR,
+    )
+    ops.append(placed)
+    ops.append(daemon_running("Events daemon running", SERVICE, placed is not None, facts, "events"))
     return [op for op in ops if op is not None]

@@ -18,8 +18,7 @@ from ..cluster_bans import (
     share_files,
 )
 from ..facts import SCRIPTS
-from ..operations import daemon_running, peers_authorized, placed_files, share_key
-from ..plan import files_differ
+from ..operations import daemon_running, files_in_place, peers_authorized, share_key
 
 UNSHARE = (
     f"systemctl disable --now {SERVICE} 2>/dev/null; rm -f {UNIT}; systemctl daemon-reload; "
@@ -71,17 +70,13 @@ def share(node, sharing, keys, coming):
                 key=KEY,
             )
         )
-    files = share_files(node.name, [j.name for j in node.plan.jails], sharing, SCRIPTS)
-    changed = files_differ(files, facts["share_files"])
-    if changed:
-        ops.append(
-            placed_files(
-                name="Share service, receiver, peers and their host keys in place",
-                files=files,
-                present=facts["share_files"],
-                private_dir=SHARE_DIR,
-            )
-        )
-    ops.append(authorize(node, sharing, keys, coming))
+    placed = files_in_place(
+        "Share service, receiver, peers and their host keys in place",
+        share_files(node.name, [j.name for j in node.plan.jails], sharing, SCRIPTS),
+        facts["share_files"],
+        SHARE_DIR,
+    )
+    ops += [placed, authorize(node, sharing, keys, coming)]
+    changed = placed is not None
     ops.append(daemon_running("Share service running with its peers", SERVICE, changed, facts, "share"))
     return [op for op in ops if op is not None]
