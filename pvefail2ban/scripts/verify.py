@@ -147,12 +147,6 @@ def connected(timeout):
         time.sleep(0.25)
 
 
-def jail_list(server):
-    return [
-        j.strip() for j in dict(server.ask("status")).get("Jail list", "").split(",") if j.strip()
-    ]
-
-
 def source_of(status):
     """A jail's source from its status: ("journal", match words) or ("files", paths), else None."""
     for _, items in status:
@@ -165,18 +159,22 @@ def source_of(status):
 
 
 def statuses(server, ours, timeout):
-    """{jail: status answer} of every jail, once each of `ours` runs with a source (bounded)."""
+    """(fail2ban's `status` answer, {jail: its `status JAIL` answer} of every jail, our jails),
+    once each of our jails runs with a source (bounded). `ours` ["*"]: every jail that runs."""
     deadline = time.monotonic() + timeout
     while True:
+        overall = server.ask("status")
+        jails = [j.strip() for j in dict(overall).get("Jail list", "").split(",") if j.strip()]
+        wanted = jails if ours == ["*"] else ours
         answers = {}
-        for jail in jail_list(server):
+        for jail in jails:
             try:
                 answers[jail] = server.ask("status", jail)
             except Exception:  # noqa: BLE001 - the jail went away between the two questions
                 continue
-        settled = all(jail in answers and source_of(answers[jail]) for jail in ours)
+        settled = all(jail in answers and source_of(answers[jail]) for jail in wanted)
         if settled or time.monotonic() > deadline:
-            return answers
+            return overall, answers, wanted
         time.sleep(0.25)  # the jails are still being added: what is missing after this is reported
 
 
@@ -328,12 +326,10 @@ def main(mode, timeout, tool, ignoreip_check, daemons, ours):
         _, out, err = run("systemctl", "status", "--no-pager", "-n", "5", "fail2ban")
         print("\n".join(f"status: {line}" for line in (out + err).splitlines()))
         return
-    if ours == ["*"]:
-        ours = jail_list(server)
-    answers = statuses(server, ours, timeout)
+    overall, answers, ours = statuses(server, ours, timeout)
     print("ping=yes")
     print(f"Fail2Ban v{server.ask('version')}")
-    print("fail2ban> " + beautify(["status"], server.ask("status")))
+    print("fail2ban> " + beautify(["status"], overall))
     for jail, answer in answers.items():
         print("fail2ban> " + beautify(["status", jail], answer))
     server.close()
