@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_status import GOOD
 
 from pvefail2ban.facts import NODE_COMMAND, VERIFY_MARK, parse_node
 from pvefail2ban.jailstatus import complete, parse_verify
@@ -110,26 +111,11 @@ def test_answers_load_strings_and_numbers_and_nothing_else():
         verify.Answer(__import__("io").BytesIO(pickle.dumps((0, Evil()), 4))).load()
 
 
-RECORDED = """tool=nft
-ping=yes
-Fail2Ban v1.0.2
-fail2ban> Status
-|- Number of jail:\t1
-`- Jail list:\tsshd
-fail2ban> Status for the jail: sshd
-|- Filter
-|  |- Currently failed:\t0
-|  |- Total failed:\t0
-|  `- Journal matches:\t_SYSTEMD_UNIT=ssh.service + _COMM=sshd
-`- Actions
-   |- Currently banned:\t0
-   |- Total banned:\t0
-   `- Banned IP list:\t
-
-firewall=ok
-rules sshd=ok
-config=unchanged 2026-11-26T09:53:43Z
-daemon pve-fail2ban-share=active"""
+# what `verify.py read` says on a healthy node: a check's output (test_status.GOOD) with the tool it
+# read with and the configuration's last test; the facts add our daemons' state
+RECORDED = (
+    "tool=nft\n" + GOOD + "config=unchanged 2026-11-26T09:53:43Z\ndaemon pve-fail2ban-share=active"
+)
 
 
 def test_the_check_read_with_the_facts_stands_only_when_nothing_is_left_to_test():
