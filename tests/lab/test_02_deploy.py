@@ -267,7 +267,9 @@ def test_ssh_brute_force_is_refused_then_unbanned(lab, nodes, attacker, variant)
 def test_web_brute_force_is_refused_then_unbanned(nodes, attacker, variant):
     node = next(n for n in nodes if n.variant == variant)
     unban_all(node)
-    assert attack.web_login(attacker, node, "root@pam", "guess", count=3) == ["401"] * 3
+    codes = attack.web_login(attacker, node, "root@pam", "guess", count=3)
+    # the third failure tips the ban: its own answer may come after the ban and never arrive
+    assert codes[:2] == ["401", "401"] and codes[2] in ("401", "000"), codes
     assert wait_for(lambda: not attack.port_open(attacker, node, 8006)), (
         "attacker still reaches 8006"
     )
