@@ -9,11 +9,10 @@ for all nodes in parallel, and add each node's operations from there (turns.py).
 import json
 
 from pyinfra import host, inventory, logger, state
-from pyinfra.api import deploy
+from pyinfra.api import QuoteString, StringCommand, deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server
 
-from .cluster_bans import STATE_DIR
 from .day2 import (
     bans_to_sync,
     check_ban_allowed,
@@ -27,14 +26,21 @@ from .facts import Fail2banState, NodeFacts
 from .node import inventory_addresses
 from .operations import STAGE, peers_authorized, script_reported
 from .plan import files_to_remove
+from .reported import shown
+from .scripts.nodelib import LIFTED, SHARE_STATE
 from .tasks.share import UNSHARE
 from .turns import acting_as, first_turn, in_parallel, reach
 
 
 def _flag(value, key):
     if not isinstance(value, bool):
-        raise DeployError(f"{key} = {value!r}: must be true or false; nothing was changed")
+        raise DeployError(f"{key} = {shown(value)}: must be true or false; nothing was changed")
     return value
+
+
+def fail2ban_client(*args):
+    """`fail2ban-client ARGS...`, every argument quoted: never a shell string built from data."""
+    return StringCommand("fail2ban-client", *(QuoteString(str(a)) for a in args))
 
 
 def read_state(node):
@@ -102,7 +108,7 @@ def ban_fail2ban(ip, jails=None, force=False):
                 continue
             server.shell(
                 name=f"{address} banned in jail {jail}",
-                commands=[f"fail2ban-client set {jail} banip {address}"],
+                commands=[fail2ban_client("set", jail, "banip", address)],
             )
 
 
@@ -125,17 +131,26 @@ def unban_fail2ban(ip):
         if current["shares"]:
             server.shell(
                 name=f"{address} no longer queued, nor taken from a peer (cluster-wide bans)",
+                # lifted first: when the share daemon reads `forget`, the lift is on disk
                 commands=[
-                    f"printf 'forget %s\\n' {address} >> {STATE_DIR}/outbox && "
-                    f"printf '%s %s\\n' {address} $(date +%s.%N) >> {STATE_DIR}/lifted"
-                ],
+                    StringCommand(
+                        "printf '%s %s\\n'",
+                        QuoteString(address),
+                        "$(date +%s.%N) >>",
+                        LIFTED,
+                        "&& printf 'forget %s\\n'",
+                        QuoteString(address),
+                        ">>",
+                        f"{SHARE_STATE}/outbox",
+                    )
+                ],  # fmt: skip
             )
         if not where:
             host.noop(f"{address} is not banned on {host.name}")
         for jail in where:
             server.shell(
                 name=f"{address} unbanned from jail {jail} (it was banned here)",
-                commands=[f"fail2ban-client set {jail} unbanip {address}"],
+                commands=[fail2ban_client("set", jail, "unbanip", address)],
             )
 
 
@@ -155,7 +170,7 @@ def sync_fail2ban():
             for jail, address, sources in bans_to_sync(target.name, states):
                 server.shell(
                     name=f"{address} banned in jail {jail} (banned on {', '.join(sources)})",
-                    commands=[f"fail2ban-client set {jail} banip {address}"],
+                    commands=[fail2ban_client("set", jail, "banip", address)],
                 )
 
 

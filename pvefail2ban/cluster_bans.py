@@ -11,10 +11,11 @@ How it works, on every node that shares:
 - a peer that does not answer keeps its bans queued (on disk too) until it does.
 """
 
-import ipaddress
 import json
-import re
 from dataclasses import dataclass
+
+from .reported import NAME, canonical_address, host_name, public_key
+from .scripts.nodelib import SHARE_STATE
 
 SHARE_DIR = "/etc/pve-fail2ban/share"  # root only (0700): the key, the peers, their host keys
 KEY = f"{SHARE_DIR}/id_ed25519"
@@ -26,7 +27,7 @@ RECEIVER = f"{LIB}/receive.py"
 NODELIB = f"{LIB}/nodelib.py"  # what the share daemon shares with the events daemon
 UNIT = "/etc/systemd/system/pve-fail2ban-share.service"
 SERVICE = "pve-fail2ban-share"
-STATE_DIR = "/var/lib/pve-fail2ban/share"  # outbox, queue, what was received
+STATE_DIR = SHARE_STATE  # outbox, queue, what was received
 ACTION = "/etc/fail2ban/action.d/pve-fail2ban-share.conf"
 SHARE_FILES = (
     PEERS,
@@ -37,7 +38,6 @@ SHARE_FILES = (
     UNIT,
 )  # outside /etc/fail2ban; modes below
 MARK = "pve-fail2ban-share@"  # the comment that makes an authorized_keys line ours
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class ShareError(ValueError):
@@ -58,37 +58,36 @@ class Member:
 
 def members(nodes):
     """The nodes that share bans, from [(name, address, settings, facts)] of every inventory node
-    (facts None when they could not be read). Nobody shares unless two or more nodes do.
+    (facts None when they could not be read; their values are canonical, see facts.parse_node).
+    Nobody shares unless two or more nodes do.
 
     A node that cannot be read this run (down, unreachable) stays a member as the others last
-    knew it (from their peers.json), so nobody drops it and its authorized_keys line stays."""
+    knew it (their peers.json), so nobody drops it and its authorized_keys line stays: at the
+    inventory's address, with the port and the host keys that every node's record of it agrees
+    on (one node's forged record can neither add a host key nor move it elsewhere)."""
     known = {}
     for _, _, _, facts in nodes:
         for peer in (facts or {}).get("share_peers") or []:
-            known.setdefault(peer["name"], peer)
+            known.setdefault(peer["name"], []).append(peer)
     found = []
     for name, address, settings, facts in nodes:
         if not settings["cluster_bans"]:
             continue
-        if facts is not None and not NAME_RE.match(name):
+        if facts is not None and not NAME.fullmatch(name):
             raise ShareError(
                 f"{name!r}: cluster-wide bans need inventory names of letters, digits, '.', '_' "
                 "and '-' (set fail2ban_cluster_bans = False for this node, or rename it)"
             )
+        try:
+            address = host_name(address)
+        except ValueError as error:
+            raise ShareError(f"{name}: its address {error}") from None
         if facts is None:
-            if name in known:
-                last = known[name]
-                found.append(
-                    Member(
-                        name=name,
-                        address=last["address"],
-                        port=last["port"],
-                        addresses=[],
-                        hostkeys=last["hostkeys"],
-                    )
-                )
+            last = agreed(known.get(name, []), address)
+            if last:
+                found.append(Member(name=name, address=address, addresses=[], **last))
             continue
-        ips = [a for a in [address, *facts["addresses"]] if _is_ip(a)]
+        ips = [a for a in [_canonical(address), *facts["addresses"]] if a]
         found.append(
             Member(
                 name=name,
@@ -102,18 +101,35 @@ def members(nodes):
     return found if len(found) > 1 else []
 
 
-def _is_ip(text):
+def agreed(records, address):
+    """{port, hostkeys} of a node as every record of it (reported.peer_record) says, where each
+    record puts it at `address` and they agree on the port: the host keys all of them list. None
+    where they agree on nothing."""
+    if not records or any(r["address"] != address for r in records):
+        return None
+    if len({r["port"] for r in records}) != 1:
+        return None
+    keys = [k for k in records[0]["hostkeys"] if all(k in r["hostkeys"] for r in records)]
+    return {"port": records[0]["port"], "hostkeys": keys} if keys else None
+
+
+def _canonical(text):
     try:
-        ipaddress.ip_address(text)
+        return canonical_address(text)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def authorized_line(member):
-    """The authorized_keys line that lets `member`'s share key run the receiver, nothing else."""
-    origin = f'from="{",".join(member.addresses)}",' if member.addresses else ""
-    return f'restrict,{origin}command="{RECEIVER} {member.name}" {member.key} {MARK}{member.name}'
+    """The authorized_keys line that lets `member`'s share key run the receiver, nothing else.
+    Built from canonical values only (sshd ends the options at the first unquoted space: a value
+    with a quote or a space in it could add options, or a key of its own); ValueError otherwise."""
+    addresses = [canonical_address(a) for a in member.addresses]
+    if not NAME.fullmatch(member.name):
+        raise ValueError(f"{member.name!r} is not a node name")
+    key = public_key(member.key, ("ssh-ed25519",))
+    origin = f'from="{",".join(addresses)}",' if addresses else ""
+    return f'restrict,{origin}command="{RECEIVER} {member.name}" {key} {MARK}{member.name}'
 
 
 def authorization(sharing):
@@ -121,8 +137,13 @@ def authorization(sharing):
     whose key is known; a member whose key is not (yet) known keeps its line; lines of nodes no
     longer in the inventory go. The same for every node, so a file shared by all (pmxcfs)
     converges whichever node writes it."""
-    want = {m.name: authorized_line(m) for m in sharing if m.key}
-    keep = sorted(m.name for m in sharing if not m.key)
+    want, keep = {}, []
+    for member in sharing:
+        try:
+            want[member.name] = authorized_line(member)
+        except ValueError:  # no key yet, or one its node reported this run that is none
+            keep.append(member.name)  # its line, if any, stays as it is
+    keep.sort()
     return {"want": want, "keep": keep}
 
 

@@ -6,41 +6,123 @@ import json
 
 from pyinfra.api.exceptions import DeployError
 
+from .reported import (
+    HOSTNAME,
+    NAME,
+    bannable_address,
+    canonical_address,
+    canonical_network,
+    printable,
+    safe_path,
+    shown,
+)
+
 
 def parse_state(text):
     """The JSON that scripts/state.py prints on the node -> the Fail2banState dict, each jail with
-    `not_enforced`: the addresses fail2ban lists as banned that the firewall does not hold.
-    ValueError on anything else."""
+    `not_enforced`: the addresses fail2ban lists as banned that the firewall does not hold. Every
+    value is parsed (a jail's name, each address in canonical form, counts, ignoreip entries);
+    ValueError naming the first value that is not what state.py prints: nothing of it is used."""
     state = json.loads(text)
     if not isinstance(state, dict) or not {"running", "active", "jails", "events"} <= set(state):
-        raise ValueError(f"not the state script's JSON: {text[:200]!r}")
-    state.setdefault("shares", False)
-    state.setdefault("products", [])  # the Proxmox products the node runs (their units)
-    for jail in state["jails"].values():
-        jail.setdefault("from", {})  # {address: the peer it was received from}
-        held = set(jail["firewall"])
-        jail["not_enforced"] = [ip for ip in jail["banned_ips"] if ip not in held]
-    return state
+        raise ValueError(f"not the state script's JSON: {shown(text, 200)}")
+    if not isinstance(state["jails"], dict) or not isinstance(state["events"], list):
+        raise ValueError(f"not the state script's JSON: {shown(text, 200)}")
+    jails = {}
+    for name, jail in state["jails"].items():
+        if not NAME.fullmatch(name) or not isinstance(jail, dict):
+            raise ValueError(f"the node reported a jail named {shown(name)}")
+        try:
+            jails[name] = _jail_state(jail)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ValueError(f"the node reported for jail {name}: {error}") from None
+    return {
+        "running": state["running"] is True,
+        "active": printable(state["active"], 40) if state["active"] else None,
+        "jails": jails,
+        "events": [printable(event, 300) for event in state["events"][-20:]],
+        "shares": state.get("shares") is True,
+        # the Proxmox products the node runs (their units)
+        "products": [p for p in state.get("products") or [] if p in PRODUCT_JAILS],
+    }
+
+
+def _jail_state(jail):
+    banned_ips = [canonical_address(ip) for ip in jail.get("banned_ips") or []]
+    held = {_held(entry) for entry in jail.get("firewall") or []}
+    origins = jail.get("from") or {}
+    return {
+        **{key: _count(jail.get(key, 0)) for key in COUNTS},
+        "banned_ips": banned_ips,
+        "journal_matches": printable(jail["journal_matches"], 500)
+        if jail.get("journal_matches")
+        else None,
+        "file_list": [safe_path(path) for path in jail.get("file_list") or []] or None,
+        "ignoreip": [_ignore_entry(entry) for entry in jail.get("ignoreip") or []],
+        "firewall": sorted(held),
+        # {address: the peer it was received from}
+        "from": {canonical_address(ip): _name(origin) for ip, origin in origins.items()},
+        "not_enforced": [ip for ip in banned_ips if ip not in held],
+    }
+
+
+COUNTS = ("failed", "total_failed", "banned", "total_banned")
+
+
+def _count(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{shown(value)} is not a count")
+    return value
+
+
+def _name(value):
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise ValueError(f"{shown(value)} is not a node name")
+    return value
+
+
+def _held(entry):
+    """An address the firewall refuses (canonical), or a network (nftables prefixes)."""
+    held = canonical_network(entry)
+    return (
+        held[: -len("/32")]
+        if held.endswith("/32")
+        else held[: -len("/128")]
+        if held.endswith("/128")
+        else held
+    )
+
+
+def _ignore_entry(entry):
+    """An ignoreip entry as fail2ban reports it: an address, a network or a host name."""
+    if isinstance(entry, str) and len(entry) <= 260:
+        try:
+            return canonical_network(entry)
+        except ValueError:
+            if HOSTNAME.fullmatch(entry):
+                return entry
+    raise ValueError(
+        f"ignoreip entry {shown(entry)} is neither an address, a network nor a host name"
+    )
 
 
 def parse_addresses(value, key="ip"):
-    """--data ip=... (one address, comma-separated, or a list) -> [canonical addresses]; else DeployError
-    naming the bad value."""
+    """--data ip=... (one address, comma-separated, or a list) -> [canonical addresses]
+    (nodelib.bannable_address: no network, no scope ID, IPv4-mapped folded); else DeployError naming
+    the bad value."""
     items = [i for i in value.split(",") if i.strip()] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not items:
+    if not isinstance(items, (list, tuple)) or not items or len(items) > 10_000:
         raise DeployError(
-            f"{key} = {value!r}: give one address or a list (--data {key}=192.0.2.7); "
+            f"{key} = {shown(value)}: give one address or a list (--data {key}=192.0.2.7); "
             "nothing was changed"
         )
     out = []
     for item in items:
         try:
-            out.append(str(ipaddress.ip_address(str(item).strip())))
-        except ValueError:
-            raise DeployError(
-                f"{key} = {value!r}: {item!r} is not an IP address; nothing was changed"
-            ) from None
-    return out
+            out.append(bannable_address(item.strip() if isinstance(item, str) else item))
+        except ValueError as error:
+            raise DeployError(f"{key} = {shown(value)}: {error}; nothing was changed") from None
+    return list(dict.fromkeys(out))
 
 
 def is_ignored(address, ignoreip):
@@ -178,14 +260,22 @@ def parse_jails(value, state, node):
     else:
         wanted = value.split(",") if isinstance(value, str) else value
         if not isinstance(wanted, (list, tuple)) or not wanted:
-            raise DeployError(f"jails = {value!r}: give jail names, e.g. --data jails=sshd,proxmox")
+            raise DeployError(
+                f"jails = {shown(value)}: give jail names, e.g. --data jails=sshd,proxmox"
+            )
+        wanted = [j.strip() if isinstance(j, str) else j for j in wanted]
+        bad = [j for j in wanted if not isinstance(j, str) or not NAME.fullmatch(j)]
+        if bad:
+            raise DeployError(
+                f"jails = {shown(value)}: {shown(bad[0])} is not a jail name; nothing was changed"
+            )
     missing = [j for j in wanted if j not in state["jails"]]
     if missing:
         raise DeployError(
-            f"jails = {value!r}: jail {missing[0]!r} does not run on {node} "
+            f"jails = {shown(value)}: jail {missing[0]!r} does not run on {node} "
             f"(it runs: {', '.join(sorted(state['jails'])) or 'none'}); nothing was changed"
         )
-    return [str(j).strip() for j in wanted]
+    return list(dict.fromkeys(wanted))
 
 
 def check_ban_allowed(addresses, jails, state, controller, peers, force, node):

@@ -9,6 +9,7 @@ pvefail2ban.tasks.events; the node side is scripts/events.py).
 """
 
 import json
+import shlex
 
 CONFIG_DIR = "/etc/pve-fail2ban"  # root only (0700)
 CONFIG = f"{CONFIG_DIR}/events.json"  # 0600: it may hold the webhook's token
@@ -81,8 +82,8 @@ def events_files(config, scripts):
 
 def removal(textfile_dir):
     """The shell command that takes the events daemon away (its prom file too)."""
-    return (
+    return (  # the textfile directory is one the node reported (facts.parse_node): quoted
         f"systemctl disable --now {SERVICE} 2>/dev/null; rm -f {UNIT}; systemctl daemon-reload; "
-        f"rm -rf {LIB} {STATE_DIR} {CONFIG} {textfile_dir or TEXTFILE_DIR}/{PROM}; "
+        f"rm -rf {LIB} {STATE_DIR} {CONFIG} {shlex.quote((textfile_dir or TEXTFILE_DIR) + '/' + PROM)}; "
         f"rmdir {CONFIG_DIR} 2>/dev/null; true"
     )

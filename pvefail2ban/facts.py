@@ -6,12 +6,14 @@ not understand raises FactProcessError, which pyinfra turns into a failure of th
 """
 
 import json
+import re
 import shlex
 from pathlib import Path
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
+from . import reported
 from .cluster_bans import KEY, MARK, PEERS, SERVICE, SHARE_FILES
 from .day2 import parse_state
 from .events import ACTION as EVENTS_ACTION
@@ -19,6 +21,17 @@ from .events import EVENTS_FILES, EXPORTER
 from .events import SERVICE as EVENTS_SERVICE
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
+NODELIB_IMPORT = re.compile(r"^from nodelib import (?:\([^)]*\)|[^\n]*)\n", re.M)
+
+
+def bundled(name):
+    """The text of node script NAME as one program for `python3 -c`: where it imports from
+    nodelib (which only the daemons have installed beside them), nodelib's text goes first."""
+    text = (SCRIPTS / name).read_text()
+    if not NODELIB_IMPORT.search(text):
+        return text
+    return (SCRIPTS / "nodelib.py").read_text() + "\n" + NODELIB_IMPORT.sub("", text)
+
 
 # Files the deploy manages. The jails are `.local` files in jail.d: fail2ban reads every
 # jail.d/*.conf (the package's defaults-debian.conf among them) and jail.local before any
@@ -156,14 +169,77 @@ NODE_COMMAND = (
     NODE_SCRIPT
     + f"echo {VERIFY_MARK}\n"
     + "command -v python3 >/dev/null && python3 -S -c "
-    + shlex.quote((SCRIPTS / "verify.py").read_text())
+    + shlex.quote(bundled("verify.py"))
     + " read 0 auto - - '*' || true\n"  # no python3 yet, or no answer: the check runs live
 )
 
 
+MAX_LINES = 20_000  # a node's answer is about 100 lines; far more is no answer of this script
+FILE_OWNER = re.compile(r"[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}")
+PACKAGE_VERSION = re.compile(r"[A-Za-z0-9.+~:-]{1,64}")
+WORD = re.compile(
+    r"[A-Za-z0-9_.+-]{1,64}"
+)  # a state, a level, an OS id as systemd and sshd say them
+UNIT_STATES = {
+    f"{prefix}{key}".lower()
+    for prefix in UNIT_PREFIXES.values()
+    if prefix != "rsyslog_"  # only the script itself asks whether rsyslog runs
+    for key in ("ActiveState", "UnitFileState", "MainPID")
+}
+
+
+def _word(value):
+    if not WORD.fullmatch(value):
+        raise ValueError(f"{reported.shown(value)} is not a plain word")
+    return value
+
+
+def _sshd(node, key, value):
+    """`sshd -T` lines (after our sshd_ prefix): `sshd_port 22`, `sshd_maxauthtries 6`, ..."""
+    key = key.lower()
+    if key == "sshd_port":
+        node["sshd_ports"].append(str(reported.port(value)))
+    elif key == "sshd_maxauthtries":
+        node["sshd_maxauthtries"] = reported.port(value)  # a count in the same range will do
+    elif key == "sshd_loglevel":
+        node["sshd_loglevel"] = _word(value).upper()
+    elif key == "sshd_permitrootlogin":
+        node["sshd_permitrootlogin"] = _word(value)
+
+
+def _file(node, key, value):
+    path, sha1, mode, owner = value.split()  # ValueError when the line is not 4 fields
+    known = {"file": MANAGED, "share_file": SHARE_FILES, "events_file": EVENTS_FILES}[key]
+    if path not in known or not re.fullmatch(r"[0-9a-f]{40}", sha1):
+        raise ValueError(f"{reported.shown(value)} is no file of ours")
+    if not re.fullmatch(r"[0-7]{3,4}", mode) or not FILE_OWNER.fullmatch(owner):
+        raise ValueError(f"{reported.shown(value)}: bad mode or owner")
+    node["files" if key == "file" else f"{key}s"][path] = (sha1, mode, owner)
+
+
+def _package(node, value):
+    name, status, version = (value.split() + ["", "", ""])[:3]
+    if name in PACKAGES and status == "ii" and PACKAGE_VERSION.fullmatch(version):
+        node["packages"][name] = version
+
+
+def _peers(text):
+    """The peers a node's peers.json lists (reported.peer_record), or None when it is not JSON of
+    ours (it is rewritten); ValueError when a record in it is forged."""
+    try:
+        peers = json.loads(text)["peers"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(peers, list):
+        return None
+    return [reported.peer_record(peer) for peer in peers]
+
+
 def parse_node(lines):
-    """key=value lines of NODE_SCRIPT -> the dict NodeFacts returns (see there); ValueError on a
-    line it cannot read."""
+    """key=value lines of NODE_SCRIPT -> the dict NodeFacts returns (see there). Every value that
+    leaves the node (addresses, ports, keys, peers, paths) is parsed into its canonical form
+    (pvefail2ban.reported); ValueError naming the value on anything else: then nothing the node
+    said is used."""
     node = {
         "logs": [],
         "tools": [],
@@ -201,6 +277,8 @@ def parse_node(lines):
     # the apt lists' last refresh and apt's periodic stamp; the node's clock
     apt_mtimes, now = [], None
     lines = list(lines)
+    if len(lines) > MAX_LINES:
+        raise ValueError(f"{len(lines)} lines: far more than the facts script prints")
     if VERIFY_MARK in lines:  # what follows is verify.py's, kept as it is said
         lines, verify = lines[: lines.index(VERIFY_MARK)], lines[lines.index(VERIFY_MARK) + 1 :]
         node["verify"] = "\n".join(verify)
@@ -209,85 +287,67 @@ def parse_node(lines):
         if not _:
             # `sshd -T` prints "port 22" and "maxauthtries 6" (after our sshd_ prefix)
             key, _, value = line.strip().partition(" ")
-            if key.lower() == "sshd_port":
-                node["sshd_ports"].append(value.strip())
-            elif key.lower() == "sshd_maxauthtries" and value.strip().isdigit():
-                node["sshd_maxauthtries"] = int(value)
-            elif key.lower() in ("sshd_loglevel", "sshd_permitrootlogin"):
-                node[key.lower()] = value.strip().upper() if "loglevel" in key else value.strip()
+            _sshd(node, key, value.strip())
             continue
-        if key in ("systemd", "journal"):
-            node[key] = value == "yes"
-        elif key == "log":
-            node["logs"].append(value)
-        elif key == "addr":
-            node["addresses"].append(value)
-        elif key == "unit" and value in PRODUCT_UNITS:
-            if PRODUCT_UNITS[value] not in node["products"]:
-                node["products"].append(PRODUCT_UNITS[value])
-        elif key == "pbs_authlog":
-            node["pbs_authlog"] = value == "yes"
-        elif key in ("pbs_version", "pbs_date"):
-            node[key] = value.strip() or None
-        elif key == "log_written":
-            node["logs_written"].append(value)
-        elif key in ("journald_Storage", "journald_MaxLevelStore"):
-            node[key.lower()] = value.strip().lower()  # the last one read wins, as in journald
-        elif key == "tool":
-            node["tools"].append(value)
-        elif key == "pkg":
-            name, status, version = (value.split() + ["", "", ""])[:3]
-            if status == "ii":
-                node["packages"][name] = version
-        elif key in ("file", "share_file", "events_file"):
-            path, sha1, mode, owner = value.split()  # ValueError when the line is not 4 fields
-            node["files" if key == "file" else f"{key}s"][path] = (sha1, mode, owner)
-        elif key == "textfile_dir":
-            node["textfile_dir"] = value.strip() or None
-        elif key == "sendmail":
-            node["sendmail"] = value == "yes"
-        elif key == "share_key":
-            node["share_key"] = value.strip() or None
-        elif key == "hostkey" and len(value.split()) == 2:
-            node["hostkeys"].append(value.strip())
-        elif key == "authorized":
-            node["authorized"].append(value)
-        elif key == "share_peers":
-            node["share_peers"] = _peers(value)
-        elif key in (
-            "share_ActiveState",
-            "share_UnitFileState",
-            "events_ActiveState",
-            "events_UnitFileState",
-            "exporter_ActiveState",
-            "exporter_UnitFileState",
-        ):
-            node[key.lower()] = value
-        elif key in ("os_id", "os_like", "os_version", "client", "filter_owner"):
-            node[key] = value or None
-        elif key == "apt_lists_age" and value.lstrip("-").isdigit():
-            node["apt_lists_age"] = int(value)
-        elif key == "apt_mtime" and value.isdigit():
-            apt_mtimes.append(int(value))
-        elif key == "now" and value.isdigit():
+        try:
+            _fact(node, key, value, apt_mtimes)
+        except ValueError as error:
+            raise ValueError(f"the node reported {key}={reported.shown(value)}: {error}") from None
+        if key == "now" and value.isdigit():
             now = int(value)
-        elif key.startswith("fail2ban_"):
-            node[key.lower()] = value
     if "os_id" not in node:  # the script's first line is always os_id=...: this is not its output
-        raise ValueError(f"no os_id line in {' | '.join(lines)[:200]!r}")
+        raise ValueError(f"no os_id line in {reported.shown(' | '.join(lines), 200)}")
+    if len(node["addresses"]) > reported.MAX_ADDRESSES:
+        raise ValueError(
+            f"{len(node['addresses'])} global addresses: more than {reported.MAX_ADDRESSES}"
+        )
     node["fail2ban_mainpid"] = int(node.get("fail2ban_mainpid") or 0)
     if now is not None:  # the newest of them counts; no lists at all: as good as ancient
         node["apt_lists_age"] = now - max(apt_mtimes or [0])
     return node
 
 
-def _peers(text):
-    """The peers a node's peers.json lists, or None when it cannot be read (it is rewritten)."""
-    try:
-        peers = json.loads(text)["peers"]
-        return [p for p in peers if {"name", "address", "port", "hostkeys"} <= set(p)]
-    except (ValueError, KeyError, TypeError):
-        return None
+def _fact(node, key, value, apt_mtimes):
+    """One key=value line of NODE_SCRIPT into `node`; ValueError when its value is forged."""
+    if key in ("systemd", "journal", "pbs_authlog", "sendmail"):
+        node[key] = value == "yes"
+    elif key == "log" and value in LOGS:
+        node["logs"].append(value)
+    elif key == "log_written" and value in LOGS:
+        node["logs_written"].append(value)
+    elif key == "addr":
+        node["addresses"].append(reported.host_address(value))
+    elif key == "client":
+        node["client"] = reported.canonical_address(value) if value else None
+    elif key == "unit" and value in PRODUCT_UNITS:
+        if PRODUCT_UNITS[value] not in node["products"]:
+            node["products"].append(PRODUCT_UNITS[value])
+    elif key in ("pbs_version", "pbs_date", "os_like", "os_version"):
+        node[key] = reported.printable(value.strip(), 100) or None  # only shown, never used
+    elif key in ("os_id", "filter_owner"):
+        node[key] = _word(value) if value else None
+    elif key in ("journald_Storage", "journald_MaxLevelStore"):
+        node[key.lower()] = _word(value.strip().lower())  # the last one read wins, as in journald
+    elif key == "tool" and value in ("nft", "iptables"):
+        node["tools"].append(value)
+    elif key == "pkg":
+        _package(node, value)
+    elif key in ("file", "share_file", "events_file"):
+        _file(node, key, value)
+    elif key == "textfile_dir":
+        node["textfile_dir"] = reported.safe_path(value.strip()) if value.strip() else None
+    elif key == "share_key":
+        node["share_key"] = reported.public_key(value.strip(), ("ssh-ed25519",))
+    elif key == "hostkey":
+        node["hostkeys"].append(reported.public_key(value.strip()))
+    elif key == "authorized":
+        node["authorized"].append(value)  # only compared with the lines we want
+    elif key == "share_peers":
+        node["share_peers"] = _peers(value)
+    elif key.lower() in UNIT_STATES:
+        node[key.lower()] = _word(value) if value else ""
+    elif key == "apt_mtime" and value.isdigit():
+        apt_mtimes.append(int(value))
 
 
 class NodeFacts(FactBase):
@@ -347,7 +407,7 @@ class NodeFacts(FactBase):
 # not installed and the node says so in the same JSON shape).
 STATE_COMMAND = StringCommand(
     "if command -v python3 >/dev/null 2>&1; then python3 -c",
-    QuoteString((SCRIPTS / "state.py").read_text()),
+    QuoteString(bundled("state.py")),
     """; else echo '{"running": false, "active": "not installed", "jails": {}, "events": []}'; fi""",
 )
 

@@ -9,9 +9,10 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringC
 from pyinfra.operations import server
 
 from .cluster_bans import authorized_as_wanted
-from .facts import SCRIPTS
+from .facts import SCRIPTS, bundled
 from .jailstatus import complete, parse_verify, problems, summary
 from .plan import files_differ
+from .reported import public_key
 
 STAGE = "/var/lib/pve-fail2ban/stage"
 
@@ -50,15 +51,16 @@ def tested_files(files: dict, change: list, remove: list = ()):
 
     Added only where something changes (tasks/configure.py): no operation at all otherwise.
     """
-    dirs = sorted({str(Path(STAGE + path).parent) for path in change})
+    dirs = [QuoteString(d) for d in sorted({str(Path(STAGE + path).parent) for path in change})]
     yield StringCommand("rm", "-rf", STAGE, "&&", "mkdir", "-p", "-m", "0700", *dirs, STAGE)
     for path in change:
         yield FileUploadCommand(BytesIO(files[path]), STAGE + path)
     yield FileUploadCommand(str(SCRIPTS / "apply.sh"), f"{STAGE}/apply.sh")
     yield FileUploadCommand(str(SCRIPTS / "ignoreip_check.py"), f"{STAGE}/ignoreip_check.py")
     yield StringCommand(
-        "sh", f"{STAGE}/apply.sh", STAGE, *change, *(["--", *remove] if remove else [])
-    )
+        "sh", f"{STAGE}/apply.sh", STAGE, *map(QuoteString, change),
+        *(["--", *map(QuoteString, remove)] if remove else []),
+    )  # fmt: skip
 
 
 @operation(is_idempotent=False)
@@ -153,7 +155,7 @@ def python_script(name, *args, flags=()):
         "python3",
         *flags,
         "-c",
-        QuoteString((SCRIPTS / name).read_text()),
+        QuoteString(bundled(name)),
         *(QuoteString(str(a)) for a in args),
     )
 
@@ -165,15 +167,20 @@ def placed_files(files: dict, present: dict, private_dir: str = None):
     root-only (0700) before anything is written into it. Added through files_in_place."""
     change = files_differ(files, present)
     if private_dir:
-        yield StringCommand("install", "-d", "-m", "0700", "-o", "root", "-g", "root", private_dir)
-    yield StringCommand("mkdir", "-p", *sorted({str(Path(p).parent) for p in change}))
+        yield StringCommand(
+            "install", "-d", "-m", "0700", "-o", "root", "-g", "root", QuoteString(private_dir)
+        )
+    yield StringCommand(
+        "mkdir", "-p", *(QuoteString(d) for d in sorted({str(Path(p).parent) for p in change}))
+    )
     for path in change:
         data, mode = files[path]
-        temp = f"{path}.pve-fail2ban-new"
-        yield FileUploadCommand(BytesIO(data), temp)
+        temp = QuoteString(f"{path}.pve-fail2ban-new")
+        yield FileUploadCommand(BytesIO(data), f"{path}.pve-fail2ban-new")
         yield StringCommand(
-            "chown", "root:root", temp, "&&", "chmod", mode, temp, "&&", "mv", "-f", temp, path
-        )
+            "chown", "root:root", temp, "&&", "chmod", QuoteString(mode), temp, "&&", "mv", "-f",
+            temp, QuoteString(path),
+        )  # fmt: skip
 
 
 def files_in_place(name, files, present, private_dir=None):
@@ -194,16 +201,22 @@ def share_key(keys: dict, directory: str, key: str):
     def make(state, host):
         ok, output = host.run_shell_command(
             StringCommand(
-                "umask 077 && install -d -m 0700", directory, "&& { test -f", key, "|| ssh-keygen -q",
-                "-t ed25519 -N '' -C", f"pve-fail2ban-share@{host.name}", "-f", key, "; } && cut",
-                "-d' ' -f1,2", f"{key}.pub",
+                "umask 077 && install -d -m 0700", QuoteString(directory), "&& { test -f",
+                QuoteString(key), "|| ssh-keygen -q -t ed25519 -N '' -C",
+                QuoteString(f"pve-fail2ban-share@{host.name}"), "-f", QuoteString(key),
+                "; } && cut -d' ' -f1,2", QuoteString(f"{key}.pub"),
             ),
             print_output=state.print_output,
             print_input=state.print_input,
         )  # fmt: skip
-        if ok and output.stdout_lines:
-            keys[host.name] = output.stdout_lines[-1].strip()
-        return ok
+        if not ok or not output.stdout_lines:
+            return False
+        try:  # what the node says its key is: a key, or nothing of it reaches a peer
+            keys[host.name] = public_key(output.stdout_lines[-1].strip(), ("ssh-ed25519",))
+        except ValueError as error:
+            host.log_styled(f"its share key is refused: {error}", fg="red", log_func=logger.error)
+            return False
+        return True
 
     yield FunctionCommand(make, (), {})
 
@@ -230,7 +243,11 @@ def daemon_running(name, service, changed, facts, prefix):
         return server.shell(
             name=name,
             commands=[
-                f"systemctl daemon-reload && systemctl enable -q {service} && "
-                f"systemctl restart {service}"
-            ],
+                StringCommand(
+                    "systemctl daemon-reload && systemctl enable -q",
+                    QuoteString(service),
+                    "&& systemctl restart",
+                    QuoteString(service),
+                )
+            ],  # fmt: skip
         )

@@ -254,6 +254,14 @@ def validate(data):
         out["ignoreip"] = normalise_addresses(data.get("fail2ban_ignoreip", []))
     except ValueError as error:
         errors.append(f"fail2ban_ignoreip = {data.get('fail2ban_ignoreip')!r}: {error}")
+    if out.get("notify_webhook_token") and out.get("notify_webhook", "").startswith("http://"):
+        host = urllib.parse.urlsplit(out["notify_webhook"]).hostname or ""
+        if not (host == "localhost" or host.startswith("127.") or host == "::1"):
+            errors.append(
+                "fail2ban_notify_webhook_token is set but fail2ban_notify_webhook is an http:// URL "
+                f"to {host}: the token would travel in clear text; use https:// (http:// only to "
+                "a loopback address)"
+            )
     if errors:
         raise SettingsError(
             "bad settings, nothing was changed on any node:\n  " + "\n  ".join(errors)

@@ -17,12 +17,13 @@ otherwise. The configuration (root only, 0600: it may hold the webhook token) is
     {"node": "pve1", "metrics": "/var/lib/prometheus/node-exporter" or null,
      "notify": {"mail": "root" or "", "webhook": "https://..." or "", "format": "ntfy",
                 "token": "..." or "", "unban": false} or null}
-Python standard library only, plus fail2ban's own client class (state.py beside this file).
+Python standard library only, with nodelib and state.py beside this file.
 """
 
 import json
 import os
 import queue
+import secrets
 import select
 import subprocess
 import sys
@@ -30,11 +31,25 @@ import syslog
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from email.message import EmailMessage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nodelib import IN_CREATE, IN_DELETE, NEW_DATA, Tail, inotify, watch  # noqa: E402
+from nodelib import (  # noqa: E402
+    IN_CREATE,
+    IN_DELETE,
+    NAME,
+    NEW_DATA,
+    RECEIVED,
+    Fail2ban,
+    Tail,
+    canonical_address,
+    inotify,
+    parse_received,
+    read_tail,
+    watch,
+)
 
 CONFIG = "/etc/pve-fail2ban/events.json"
 VAR = "/var/lib/pve-fail2ban/events"
@@ -48,7 +63,6 @@ TIMEOUT = 10  # seconds for one webhook request or one sendmail
 # Cluster-wide bans: a ban this node received from a peer is told by the peer that made it, not
 # again by every node. The receiver records it (end, jail, address, origin, time) just before it
 # bans; a ban made this soon after such a record is that one.
-RECEIVED = "/var/lib/pve-fail2ban/share/received"
 RECEIVED_WINDOW = 30
 
 
@@ -111,27 +125,26 @@ def prom_text(up, jails):
 
 
 def read_fail2ban():
-    """(up, jails) read from fail2ban's socket with its own client class (see state.py)."""
-    import state  # beside this script; fail2ban's modules are imported only when needed
+    """(up, jails) read from fail2ban's socket (nodelib.Fail2ban; the jail's shape: state.py)."""
+    import state  # beside this script
 
     try:
-        from fail2ban.client.csocket import CSocket
-
-        sock = CSocket(state.SOCKET, timeout=10)
-        code, _ = sock.send(["ping"])
-        if code != 0:
-            return False, {}
-        _, status = sock.send(["status"])
+        sock = Fail2ban()
+        sock.ask("ping")
+        status = sock.ask("status")
         names = [n.strip() for n in dict(status).get("Jail list", "").split(",") if n.strip()]
         jails = {}
         for name in names:
-            code, answer = sock.send(["status", name])
-            if code != 0:
-                continue
-            jail = state.jail_status(answer)
+            try:
+                jail = state.jail_status(sock.ask("status", name))
+            except RuntimeError:
+                continue  # the jail went away between the two questions
             for key in ("bantime", "findtime", "maxretry"):
-                code, value = sock.send(["get", name, key])
-                jail[key] = int(value) if code == 0 and str(value).lstrip("-").isdigit() else None
+                try:
+                    value = sock.ask("get", name, key)
+                except RuntimeError:
+                    value = None
+                jail[key] = int(value) if str(value).lstrip("-").isdigit() else None
             held = set(state.firewall_holds(name))
             jail["enforced"] = int(all(ip in held for ip in jail["banned_ips"]))
             jails[name] = jail
@@ -142,13 +155,47 @@ def read_fail2ban():
 
 
 def write_atomically(directory, name, text):
+    """`text` as `directory`/`name`, mode 0644, replaced in one rename: a scrape never sees half a
+    file. The directory (node_exporter's, which its user may own) is opened once without following
+    a symlink and everything happens inside it: a new file of an unpredictable name, made with
+    O_EXCL|O_NOFOLLOW, then renamed over `name` (a symlink planted there is replaced, never
+    followed). A directory that is itself a symlink is refused with a log line (once), and nothing
+    is written. True when written."""
     os.makedirs(directory, mode=0o755, exist_ok=True)  # node_exporter's package makes it too
-    path = os.path.join(directory, name)
-    temp = os.path.join(directory, f".{name}.{os.getpid()}")
-    with open(temp, "w") as out:
-        out.write(text)
-        os.fchmod(out.fileno(), 0o644)  # node_exporter reads it as its own user
-    os.replace(temp, path)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as error:
+        return refused(directory, f"cannot be opened without following a symlink ({error})")
+    temp = f".{name}.{secrets.token_hex(8)}"
+    try:
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
+        try:
+            os.fchmod(out, 0o644)  # node_exporter reads it as its own user
+            data = text.encode()
+            while data:
+                data = data[os.write(out, data) :]
+        finally:
+            os.close(out)
+        os.replace(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        return True
+    except OSError as error:  # e.g. a directory planted under our name
+        try:
+            os.unlink(temp, dir_fd=fd)
+        except OSError:
+            pass
+        return refused(directory, f"refused {name} ({error})")
+    finally:
+        os.close(fd)
+
+
+_REFUSED = set()
+
+
+def refused(directory, why):
+    if directory not in _REFUSED:
+        _REFUSED.add(directory)
+        log(f"metrics not written: {directory} {why}")
+    return False
 
 
 # ---- notifications ------------------------------------------------------------------------------
@@ -157,33 +204,30 @@ def write_atomically(directory, name, text):
 def parse_event(line):
     """An outbox line -> {kind, jail, ip, failures, bantime} or None (start/stop, or garbage)."""
     words = line.split()
-    if len(words) >= 5 and words[0] == "ban":
-        return {
-            "kind": "ban",
-            "jail": words[1],
-            "ip": words[2],
-            "failures": words[3],
-            "bantime": words[4],
-        }
-    if len(words) >= 3 and words[0] == "unban":
-        return {"kind": "unban", "jail": words[1], "ip": words[2]}
+    try:
+        if len(words) == 5 and words[0] == "ban" and NAME.fullmatch(words[1]):
+            if words[3].isdigit() and (words[4] == "-1" or words[4].isdigit()):
+                return {
+                    "kind": "ban",
+                    "jail": words[1],
+                    "ip": canonical_address(words[2]),
+                    "failures": words[3],
+                    "bantime": words[4],
+                }
+        if len(words) == 3 and words[0] == "unban" and NAME.fullmatch(words[1]):
+            return {"kind": "unban", "jail": words[1], "ip": canonical_address(words[2])}
+    except ValueError:
+        pass
     return None
 
 
 def received_from_a_peer(event, now, path=RECEIVED):
-    """True when `event` is a ban this node received from a peer (see RECEIVED)."""
-    try:
-        with open(path) as records:
-            lines = records.readlines()[-1000:]
-    except OSError:
-        return False
-    for line in reversed(lines):
-        parts = line.split()
-        if len(parts) == 5 and parts[1:3] == [event["jail"], event["ip"]]:
-            try:
-                return now - float(parts[4]) <= RECEIVED_WINDOW
-            except ValueError:
-                return False
+    """True when `event` is a ban this node made for a peer (see RECEIVED): its record is the last
+    one of that jail and address, written within RECEIVED_WINDOW seconds."""
+    for line in reversed(read_tail(path, 256 << 10)):
+        record = parse_received(line)
+        if record and (record.jail, record.address) == (event["jail"], event["ip"]):
+            return now - record.at <= RECEIVED_WINDOW
     return False
 
 
@@ -242,14 +286,39 @@ def webhook_request(config, title, text, data):
     return urllib.request.Request(url, data=body, headers=headers, method="POST")
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook that answers with a redirect is not followed: the token goes to the URL the admin
+    set and nowhere else (urllib keeps the header across hosts)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(
+            req.full_url, code, f"redirect to {newurl[:200]!r} not followed", headers, fp
+        )
+
+
+OPENER = urllib.request.build_opener(NoRedirect)
+
+
+def token_exposed(config):
+    """Why the webhook's token must not be sent (http:// to a host other than loopback), or None."""
+    url = urllib.parse.urlsplit(config.get("webhook") or "")
+    if not config.get("token") or url.scheme == "https":
+        return None
+    host = url.hostname or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return None
+    return f"the token would travel in clear text over http:// to {host}"
+
+
 def send(config, node, events, folded=0, folded_bans=0):
     """One message to every channel configured; each failure is one log line."""
     title, text, data = message(node, events, folded, folded_bans)
-    if config.get("webhook"):
+    exposed = config.get("webhook") and token_exposed(config)
+    if exposed:
+        log(f"notification not sent to the webhook: {exposed}")
+    elif config.get("webhook"):
         try:
-            with urllib.request.urlopen(
-                webhook_request(config, title, text, data), timeout=TIMEOUT
-            ):
+            with OPENER.open(webhook_request(config, title, text, data), timeout=TIMEOUT):
                 pass
         except (OSError, urllib.error.URLError, ValueError) as error:
             log(f"notification not delivered to the webhook: {error}")

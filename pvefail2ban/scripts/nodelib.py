@@ -1,42 +1,269 @@
-"""What the node daemons of pve-fail2ban share (share.py, events.py): reading an outbox that
-fail2ban's actions append to, and waking on inotify instead of polling. Standard library only;
-installed beside them in /usr/local/lib/pve-fail2ban."""
+"""What the node scripts of pve-fail2ban share: the canonical form of an address, fail2ban's socket,
+the records of bans received from peers, reading an outbox that fail2ban's actions append to, and
+waking on inotify instead of polling. Standard library only.
 
-import ctypes
+Installed beside the daemons in their folder (they `from nodelib import ...`); the scripts the
+controller runs with `python3 -c` get this file's text put in front of theirs (operations.bundled).
+The controller imports it too (pvefail2ban.scripts.nodelib): one definition of an address on both
+sides of every boundary.
+"""
+
+import builtins
+import io
 import os
+import pickle
+import re
+import socket
+import sys
+from collections import namedtuple
 
 ROTATE = 1 << 20  # outbox bytes after which it is renamed (and its tail still read)
+MAX_LINE = 4096  # bytes: a longer line in a file of ours is no line of ours (dropped)
 IN_MODIFY, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x2, 0x80, 0x100, 0x200
 NEW_DATA = IN_MODIFY | IN_CREATE | IN_MOVED_TO
+SOCKET = "/var/run/fail2ban/fail2ban.sock"
+SHARE_STATE = "/var/lib/pve-fail2ban/share"  # cluster-wide bans: outbox, queue, what was received
+RECEIVED = f"{SHARE_STATE}/received"
+LIFTED = f"{SHARE_STATE}/lifted"  # "<address> <time>": lifted here by unban.py at that time
+# A node's, a jail's or a peer's name as our files and requests carry it.
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+ADDRESS_TEXT = re.compile(r"[0-9A-Fa-f:.]{2,45}")  # what an IPv4 or IPv6 address is written with
+
+
+# ---- addresses ----------------------------------------------------------------------------------
+
+
+def shown(value, limit=80):
+    """`value` as an error message may show it: quoted, escaped, cut."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def canonical_address(text):
+    """One IP address as text -> its one canonical text: IPv4 or IPv6 as `ipaddress` writes it, no
+    scope ID (`fe80::1%eth0` is refused: Python accepts almost anything after the `%`), an
+    IPv4-mapped IPv6 address folded to its IPv4 address (as fail2ban bans it). Never a network.
+    ValueError naming the value otherwise."""
+    import ipaddress  # here: a script that never parses an address does not pay for it
+
+    if isinstance(text, str) and ADDRESS_TEXT.fullmatch(text):
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            pass
+        else:
+            if ip.version == 6 and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            return str(ip)
+    raise ValueError(f"{shown(text)} is not an IP address")
+
+
+def bannable_address(text):
+    """canonical_address of an address somebody can be banned by: not loopback, unspecified or
+    multicast (nobody connects from those)."""
+    import ipaddress
+
+    address = canonical_address(text)
+    ip = ipaddress.ip_address(address)
+    if ip.is_loopback or ip.is_unspecified or ip.is_multicast:
+        raise ValueError(f"{address} is not an address anyone connects from")
+    return address
+
+
+def host_address(text):
+    """canonical_address of one host's own global address (a node's, as it reports them): not
+    loopback, unspecified, multicast, link-local or reserved."""
+    import ipaddress
+
+    address = bannable_address(text)
+    ip = ipaddress.ip_address(address)
+    if ip.is_link_local or ip.is_reserved:
+        raise ValueError(f"{address} is not a host's global address")
+    return address
+
+
+# ---- fail2ban's socket --------------------------------------------------------------------------
+
+END, CLOSE = b"<F2B_END_COMMAND>", b"<F2B_CLOSE_COMMAND>"  # fail2ban's protocol (protocol.CSPROTO)
+MAX_ANSWER = 64 << 20  # bytes: fail2ban's longest answer (a ban list of a million) fits
+
+
+class Answer(pickle.Unpickler):
+    """fail2ban's answers are lists, tuples, strings and numbers (a banned address pickles as str);
+    nothing else is loaded."""
+
+    def find_class(self, module, name):
+        if module == "builtins" and name in ("str", "int", "float", "list", "tuple", "dict", "set"):
+            return getattr(builtins, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+class Fail2ban:
+    """fail2ban's socket, spoken as its own client does (client/csocket.py). Its client classes are
+    not imported: they cost about 30 ms of CPU per run on each node (measured), this costs none.
+    `ask` raises OSError when fail2ban does not answer, RuntimeError when it refuses."""
+
+    def __init__(self, timeout=10, path=SOCKET):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
+
+    def ask(self, *command):
+        self.sock.sendall(pickle.dumps(list(command), pickle.HIGHEST_PROTOCOL) + END)
+        data = b""
+        while not data.endswith(END):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("fail2ban closed the connection")
+            data += chunk
+            if len(data) > MAX_ANSWER:
+                raise ConnectionError("fail2ban's answer is too long")
+        try:
+            code, answer = Answer(io.BytesIO(data[: -len(END)])).load()
+        except pickle.UnpicklingError as error:  # an error answer carries fail2ban's exception
+            raise RuntimeError(f"fail2ban refused {command}") from error
+        if code != 0:
+            raise RuntimeError(answer)
+        return answer
+
+    def close(self):
+        try:
+            self.sock.sendall(CLOSE + END)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+# ---- bans received from peers -------------------------------------------------------------------
+
+# A line of RECEIVED, written by the receiver (receive.py) when it makes a ban for a peer, or moves
+# the end of one it made: "<end> <jail> <address> <origin> <time made> [<jail's bantime here>]".
+# end: when the origin's ban ends (0: never). Only bans the receiver made are recorded: the share
+# daemon lifts them at that end, and keeps them that long where this jail's ban time is shorter.
+Received = namedtuple("Received", "end jail address origin at here")
+
+
+def parse_received(line):
+    """A RECEIVED line -> Received, or None for anything else (a damaged line is skipped)."""
+    parts = line.split()
+    if len(parts) not in (5, 6) or not parts[0].isdigit():
+        return None
+    try:
+        at = float(parts[4])
+        here = int(parts[5]) if len(parts) == 6 else None
+        address = canonical_address(parts[2])
+    except ValueError:
+        return None
+    if not (NAME.fullmatch(parts[1]) and NAME.fullmatch(parts[3])):
+        return None
+    return Received(int(parts[0]), parts[1], address, parts[3], at, here)
+
+
+def received_line(record):
+    here = "" if record.here is None else f" {record.here}"
+    return f"{record.end} {record.jail} {record.address} {record.origin} {record.at:.3f}{here}\n"
+
+
+def later_end(a, b):
+    """True when a ban ending at `a` lasts longer than one ending at `b` (0: never ends)."""
+    return a != b and (a == 0 or (b != 0 and a > b))
+
+
+def parse_lifted(lines):
+    """{address: the last time it was lifted here} from LIFTED lines (damaged lines skipped)."""
+    found = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        try:
+            address, when = canonical_address(parts[0]), float(parts[1])
+        except ValueError:
+            continue
+        found[address] = max(when, found.get(address, 0.0))
+    return found
+
+
+def read_tail(path, limit=1 << 20):
+    """The complete lines of the last `limit` bytes of `path` ([] when it cannot be read)."""
+    try:
+        with open(path, "rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            file.seek(max(0, size - limit))
+            data = file.read(limit)
+    except OSError:
+        return []
+    lines = data.decode(errors="replace").split("\n")
+    return lines[1:-1] if size > limit else lines[:-1]
+
+
+# ---- outboxes and waking ------------------------------------------------------------------------
 
 
 class Tail:
-    """New lines appended to a file, from where the last read stopped (survives a rename)."""
+    """New complete lines appended to a file, from where the last read stopped (survives a rename).
+    A line still being written is kept until its end arrives; a line longer than MAX_LINE is
+    dropped."""
 
     def __init__(self, path):
-        self.path, self.file, self.old = path, None, None
+        self.path, self.file, self.old, self.partial = path, None, None, b""
+
+    def _complete(self, data):
+        data, self.partial = self.partial + data, b""
+        *lines, rest = data.split(b"\n")
+        self.partial = rest if len(rest) <= MAX_LINE else b""
+        return [line.decode(errors="replace") for line in lines if len(line) <= MAX_LINE]
 
     def lines(self):
         found = []
         if self.old is not None:  # writers that opened the renamed file just before it moved
-            found += self.old.read().splitlines()
+            found += self._complete(self.old.read())
         try:
             ino = os.stat(self.path).st_ino
         except FileNotFoundError:
             ino = None
         if self.file is not None and (ino is None or os.fstat(self.file.fileno()).st_ino != ino):
-            found += self.file.read().splitlines()
+            found += self._complete(self.file.read())
             self.file.close()
             self.file = None
+            self.partial = b""  # the rest of an unfinished line of the old file never comes
         if self.file is None and ino is not None:
-            self.file = open(self.path)
+            self.file = open(self.path, "rb")
         if self.file is not None:
-            found += self.file.read().splitlines()
+            found += self._complete(self.file.read())
         return found
+
+    def position(self):
+        """(inode, offset) up to which the current file has been read, or None."""
+        if self.file is None:
+            return None
+        return os.fstat(self.file.fileno()).st_ino, self.file.tell() - len(self.partial)
+
+    def resume(self, position):
+        """Go on from `position` (of position()) when the file is still that one: what was read
+        before a restart is not read again."""
+        if not position:
+            return
+        try:
+            file = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        if (
+            os.fstat(file.fileno()).st_ino != position[0]
+            or os.fstat(file.fileno()).st_size < position[1]
+        ):
+            file.close()
+            return
+        file.seek(position[1])
+        self.file = file
 
     def rotate(self):
         """Start a fresh file once this one is large and fully read."""
-        if self.file is None or self.file.tell() < ROTATE:
+        if self.file is None or self.file.tell() < ROTATE or self.partial:
             return
         if self.old is not None:
             self.old.close()
@@ -61,5 +288,27 @@ def watch(fd, path, mask):
     return _libc().inotify_add_watch(fd, path.encode(), mask) >= 0
 
 
+def changed_names(fd):
+    """The names of the files the events waiting on inotify descriptor `fd` are about (a watched
+    directory's entries; "" for the watched path itself). Reads every event waiting."""
+    names = set()
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return names
+        if not data:
+            return names
+        offset = 0
+        while offset + 16 <= len(data):  # struct inotify_event: wd, mask, cookie, len, name
+            length = int.from_bytes(data[offset + 12 : offset + 16], sys.byteorder)
+            names.add(
+                data[offset + 16 : offset + 16 + length].rstrip(b"\0").decode(errors="replace")
+            )
+            offset += 16 + length
+
+
 def _libc():
+    import ctypes  # here: only the daemons wait on inotify
+
     return ctypes.CDLL(None, use_errno=True)

@@ -6,20 +6,28 @@
 
 Request:  ban <jail> <ip> <seconds> <age>   (seconds left of the origin's ban, -1 = for ever;
                                            age: seconds since the origin made it)
-Answers:  ok <jail> <ip>                  banned here (or already was)
+Answers:  ok <jail> <ip> <what>           banned here at least that long: `made` (banned now),
+                                          `extended` (a ban received before now ends later) or
+                                          `kept` (already banned here at least as long, or by this
+                                          node itself: nothing changed)
           ignored <jail> <ip> <why>       in this node's ignoreip / its own address, or lifted
                                           here (unban.py) after the origin made it: not banned
           refused <why>                   malformed, or a jail that is not ours here: not retried
           later <jail> <ip> <why>         fail2ban does not answer: the sender keeps it and retries
 
-What was received is written to /var/lib/pve-fail2ban/share/received (end time, jail, address,
-origin, time received) just before the ban, so this node's share daemon never sends it on (no loops) and status
-shows where it came from. Refusals are logged (journal, tag pve-fail2ban-receive).
-Only the standard library and fail2ban's own modules are used.
+No request can shorten or lift a ban. A ban is made only where the address is not banned in that
+jail yet; where it is, only a ban this receiver made for a peer can be made to last longer (never
+shorter), and a ban of this node's own is left as it is. What was made is recorded in RECEIVED
+(nodelib.Received) just before the ban, so this node's share daemon never sends it on (no loops),
+lifts it when the origin's time is over and keeps it until then where this jail bans for less.
+
+Bounded: a request line is at most MAX_LINE bytes (a longer one ends the connection), a connection
+at most MAX_REQUESTS requests (the sender reconnects), the record file at most MAX_RECEIVED bytes.
+Refusals are logged (journal, tag pve-fail2ban-receive). Standard library, nodelib beside this
+file, and fail2ban's own address logic for its ignoreip.
 """
 
 import fcntl
-import ipaddress
 import json
 import math
 import os
@@ -28,13 +36,28 @@ import sys
 import syslog
 import time
 
-CONFIG = "/etc/pve-fail2ban/share/peers.json"
-RECEIVED = "/var/lib/pve-fail2ban/share/received"
-LIFTED = "/var/lib/pve-fail2ban/share/lifted"  # "<address> <time>" per unban.py lift
-SOCKET = "/var/run/fail2ban/fail2ban.sock"
-REQUEST = re.compile(
-    r"^ban ([A-Za-z0-9_.-]{1,32}) ([0-9A-Fa-f:.]{2,45}) (-1|[0-9]{1,10}) ([0-9]{1,10}(?:\.[0-9]{1,6})?)$"
+from nodelib import (
+    LIFTED,
+    NAME,
+    RECEIVED,
+    Fail2ban,
+    Received,
+    bannable_address,
+    later_end,
+    parse_lifted,
+    parse_received,
+    read_tail,
+    received_line,
+    shown,
 )
+
+CONFIG = "/etc/pve-fail2ban/share/peers.json"
+REQUEST = re.compile(
+    r"ban ([A-Za-z0-9_.-]{1,32}) ([0-9A-Fa-f:.]{2,45}) (-1|[0-9]{1,10}) ([0-9]{1,10}(?:\.[0-9]{1,6})?)"
+)
+MAX_LINE = 128  # bytes of one request (the longest valid one is about 110)
+MAX_REQUESTS = 50_000  # per connection
+MAX_RECEIVED = 64 << 20  # bytes of RECEIVED (the share daemon compacts it long before)
 MAX_SECONDS = 10 * 366 * 86400  # a ban longer than ten years is no ban time anyone sent
 
 
@@ -44,51 +67,74 @@ def log(message):
 
 def parse(line, jails):
     """(jail, address, seconds, age) of a valid request line, else raise ValueError(why)."""
-    match = REQUEST.match(line)
+    match = REQUEST.fullmatch(line)
     if not match:
-        raise ValueError(f"malformed request {line[:120]!r}")
-    jail, address, seconds = match.group(1), match.group(2), int(match.group(3))
-    age = float(match.group(4))
+        raise ValueError(f"malformed request {shown(line, 120)}")
+    jail, seconds, age = match.group(1), int(match.group(3)), float(match.group(4))
     if jail not in jails:
         raise ValueError(f"jail {jail!r} is not one of ours on this node ({', '.join(jails)})")
-    ip = ipaddress.ip_address(address)  # ValueError for anything that is not one address
-    if ip.is_loopback or ip.is_unspecified or ip.is_multicast:
-        raise ValueError(f"{address} is not an address anyone is banned by")
+    address = bannable_address(match.group(2))  # one canonical address, as fail2ban bans it
     if seconds == 0 or seconds > MAX_SECONDS:
         raise ValueError(f"ban time {seconds} out of range")
-    return jail, ip.compressed, seconds, age
+    return jail, address, seconds, age
 
 
-def lifted_after(address, banned_at):
-    """True when unban.py lifted `address` here after `banned_at` (this node's clock)."""
-    try:
-        with open(LIFTED) as lines:
-            times = [float(t) for a, t in (line.split()[:2] for line in lines) if a == address]
-    except (OSError, ValueError):
-        return False
-    return any(t >= banned_at for t in times)
+def decide(end, banned_here, record, now):
+    """What a valid request for a ban ending at `end` (0: never) does here: "made" (not banned in
+    the jail: ban it), "extended" (banned by an earlier request, `record`, that ends sooner: it
+    ends at `end` now) or "kept" (nothing changes: banned here at least as long, or by this node)."""
+    if not banned_here:
+        return "made"
+    live = record is not None and (record.end == 0 or record.end > now)
+    if live and later_end(end, record.end):
+        return "extended"
+    return "kept"
 
 
-class Fail2ban:
-    """This node's fail2ban-server, over its socket with fail2ban's own client class."""
+class Records:
+    """RECEIVED as this connection knows it ({(jail, address): Received}), read on as it grows."""
 
     def __init__(self):
-        from fail2ban.client.csocket import CSocket
+        self.by_key, self.inode, self.offset = {}, None, 0
 
-        self.sock = CSocket(SOCKET, timeout=10)
-        self.ignore = {}
+    def refresh(self, file):
+        """Read what was added to `file` (RECEIVED, opened "a+b" and locked) since last time."""
+        info = os.fstat(file.fileno())
+        if info.st_ino != self.inode or info.st_size < self.offset:  # compacted or replaced
+            self.by_key, self.inode, self.offset = {}, info.st_ino, 0
+        file.seek(self.offset)
+        data = file.read()
+        data = data[: data.rfind(b"\n") + 1]
+        self.offset += len(data)
+        for line in data.decode(errors="replace").splitlines():
+            record = parse_received(line)
+            if record:
+                self.by_key[(record.jail, record.address)] = record
+        return info.st_size
 
-    def ask(self, *command):
+
+class Lifted:
+    """LIFTED as written by unban.py, read again only when it changed."""
+
+    def __init__(self):
+        self.seen, self.times = None, {}
+
+    def after(self, address, when):
         try:
-            code, answer = self.sock.send(list(command))
-        except Exception:  # noqa: BLE001 - fail2ban restarted since: its new socket, once
-            from fail2ban.client.csocket import CSocket
+            info = os.stat(LIFTED)
+            key = (info.st_ino, info.st_size, info.st_mtime_ns)
+        except OSError:
+            return False
+        if key != self.seen:
+            self.seen, self.times = key, parse_lifted(read_tail(LIFTED))
+        return self.times.get(address, -1.0) >= when
 
-            self.sock = CSocket(SOCKET, timeout=10)
-            code, answer = self.sock.send(list(command))
-        if code != 0:
-            raise RuntimeError(str(answer))
-        return answer
+
+class Here:
+    """This node's fail2ban-server, over its socket (nodelib.Fail2ban)."""
+
+    def __init__(self):
+        self.server, self.ignore, self.bantimes = Fail2ban(), {}, {}
 
     def ignored(self, jail, address):
         """Why `address` is never banned in `jail` here, or None (fail2ban's own address logic)."""
@@ -96,8 +142,8 @@ class Fail2ban:
 
         if jail not in self.ignore:
             self.ignore[jail] = (
-                [str(entry) for entry in self.ask("get", jail, "ignoreip")],
-                bool(self.ask("get", jail, "ignoreself")),
+                [str(entry) for entry in self.server.ask("get", jail, "ignoreip")],
+                bool(self.server.ask("get", jail, "ignoreself")),
             )
         entries, ignoreself = self.ignore[jail]
         ip = IPAddr(address)
@@ -109,13 +155,74 @@ class Fail2ban:
                 return f"in this node's ignoreip ({entry})"
         return None
 
+    def bantime(self, jail):
+        """The jail's ban time here in seconds (-1: for ever)."""
+        if jail not in self.bantimes:
+            self.bantimes[jail] = int(self.server.ask("get", jail, "bantime"))
+        return self.bantimes[jail]
 
-def remember(jail, address, seconds, origin):
-    now = time.time()
-    end = 0 if seconds < 0 else int(now) + seconds
-    with open(RECEIVED, "a") as out:
-        fcntl.flock(out, fcntl.LOCK_EX)
-        out.write(f"{end} {jail} {address} {origin} {math.floor(now * 1000) / 1000:.3f}\n")
+
+def apply(here, records, jail, address, end, origin):
+    """Make, extend or keep the ban (decide), recorded first; under RECEIVED's lock, so that no
+    other connection decides about the same address meanwhile. Returns what was done."""
+    with open(RECEIVED, "a+b") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        if records.refresh(file) > MAX_RECEIVED:
+            raise OSError(f"{RECEIVED} is full ({MAX_RECEIVED} bytes)")
+        now = time.time()
+        record = records.by_key.get((jail, address))
+        banned_here = bool(here.server.ask("get", jail, "banned", address))
+        what = decide(end, banned_here, record, now)
+        if what == "made":
+            record = Received(
+                end, jail, address, origin, math.floor(now * 1000) / 1000, here.bantime(jail)
+            )
+        elif what == "extended":
+            record = record._replace(end=end, origin=origin)  # made then: same time, same jail time
+        if what != "kept":
+            file.write(received_line(record).encode())
+            file.flush()
+        if what == "made":
+            here.server.ask("set", jail, "banip", address)
+        return what
+
+
+def serve(origin, jails, requests):
+    """Answer each line of `requests` (bytes lines, each at most MAX_LINE + 1 long); yields the
+    answers."""
+    here, records, lifted = None, Records(), Lifted()
+    for count, raw in enumerate(requests):
+        if count >= MAX_REQUESTS:
+            log(f"{origin}: {MAX_REQUESTS} requests on one connection: closed (it reconnects)")
+            return
+        if len(raw) > MAX_LINE:
+            log(f"refused from {origin}: a request longer than {MAX_LINE} bytes; connection closed")
+            yield "refused request too long"
+            return
+        line = raw.decode("ascii", errors="replace").rstrip("\n")
+        try:
+            jail, address, seconds, age = parse(line, jails)
+        except ValueError as error:
+            log(f"refused from {origin}: {error}")
+            yield f"refused {error}"
+            continue
+        now = time.time()
+        end = 0 if seconds < 0 else math.ceil(now) + seconds
+        try:
+            here = here or Here()
+            why = here.ignored(jail, address)
+            if not why and lifted.after(address, now - age):
+                why = "lifted here (unban.py) after the origin banned it"
+            if why:
+                log(f"{origin} asked to ban {address} in {jail}: not banned, {why}")
+                yield f"ignored {jail} {address} {why}"
+                continue
+            what = apply(here, records, jail, address, end, origin)
+        except Exception as error:  # noqa: BLE001 - fail2ban down or restarting: try again later
+            here = None
+            yield f"later {jail} {address} fail2ban does not answer: {shown(str(error), 200)}"
+            continue
+        yield f"ok {jail} {address} {what}"
 
 
 def main(origin):
@@ -125,38 +232,16 @@ def main(origin):
     except (OSError, ValueError, KeyError) as error:
         print(f"refused this node has no share configuration ({error})", flush=True)
         return 1
-    fail2ban = None
-    for raw in sys.stdin:
-        line = raw.strip()
-        try:
-            jail, address, seconds, age = parse(line, jails)
-        except ValueError as error:
-            log(f"refused from {origin}: {error}")
-            print(f"refused {error}", flush=True)
-            continue
-        try:
-            fail2ban = fail2ban or Fail2ban()
-            why = fail2ban.ignored(jail, address)
-            if not why and lifted_after(address, time.time() - age):
-                why = "lifted here (unban.py) after the origin banned it"
-            if why:
-                log(f"{origin} asked to ban {address} in {jail}: not banned, {why}")
-                print(f"ignored {jail} {address} {why}", flush=True)
-                continue
-            remember(jail, address, seconds, origin)
-            fail2ban.ask("set", jail, "banip", address)
-        except Exception as error:  # noqa: BLE001 - fail2ban down or restarting: try again later
-            fail2ban = None
-            print(f"later {jail} {address} fail2ban does not answer: {error}", flush=True)
-            continue
-        print(f"ok {jail} {address}", flush=True)
+    requests = iter(lambda: sys.stdin.buffer.readline(MAX_LINE + 1), b"")
+    for answer in serve(origin, jails, requests):
+        print(answer, flush=True)
     return 0
 
 
 if __name__ == "__main__":
     syslog.openlog("pve-fail2ban-receive")
     name = sys.argv[1] if len(sys.argv) == 2 else ""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+    if not NAME.fullmatch(name):
         print("refused no origin", flush=True)
         sys.exit(1)
     os.umask(0o077)

@@ -5,10 +5,9 @@ fail2ban's pve-fail2ban-share action appends one line per ban to OUTBOX (it neve
 network). This daemon wakes on that (inotify; no polling), and sends each ban to every peer over
 SSH with this node's own share key, which the peers accept for one thing only: their receiver
 (receive.py). One connection per peer at most, opened on demand, kept for LINGER seconds after
-its last request; bans not yet acknowledged stay queued (also on disk, PENDING) and are sent when
-the peer answers again (retried every RETRY_MAX seconds at most), minus the time that has passed;
-a ban whose time ran out is dropped. A ban this node received from a peer is never sent on, and is lifted when its time on the origin
-is over.
+its last request; bans not yet acknowledged stay queued (also on disk, PENDING, with how far the
+outbox was read) and are sent when the peer answers again (retried every RETRY_MAX seconds at
+most), minus the time that has passed; a ban whose time ran out is dropped.
 
     ban <jail> <ip> <time of ban> <ban time>   (the action's line; ban time -1 = for ever)
     forget <ip>                                (unban.py: drop what is queued for that address)
@@ -16,8 +15,13 @@ is over.
 Each request tells the peer the time left and how long ago the ban was made, so a peer where the
 address was lifted (unban.py) after that refuses it, whatever the network delayed.
 
-Only the standard library; the peers, their addresses and host keys come from CONFIG (written by
-the deploy).
+Bans this node made for a peer (RECEIVED, written by the receiver just before each ban) are never
+sent on, are lifted when the origin's time is over, and are kept until then where this node's jail
+bans for less (fail2ban moves the end of a ban that is made again while it runs). A ban of this
+node's own is never lifted here.
+
+Only the standard library and nodelib beside it; the peers, their addresses and host keys come
+from CONFIG (written by the deploy).
 """
 
 import fcntl
@@ -30,22 +34,40 @@ import subprocess
 import sys
 import time
 
-from nodelib import ROTATE, Tail, inotify  # beside this script
+from nodelib import (  # beside this script
+    LIFTED,
+    NAME,
+    RECEIVED,
+    ROTATE,
+    SHARE_STATE,
+    Fail2ban,
+    Tail,
+    canonical_address,
+    changed_names,
+    inotify,
+    parse_lifted,
+    parse_received,
+    read_tail,
+    received_line,
+)
 
 CONFIG = "/etc/pve-fail2ban/share/peers.json"
 KEY = "/etc/pve-fail2ban/share/id_ed25519"
 KNOWN_HOSTS = "/etc/pve-fail2ban/share/known_hosts"
-VAR = "/var/lib/pve-fail2ban/share"
+VAR = SHARE_STATE
 OUTBOX = f"{VAR}/outbox"
-RECEIVED = f"{VAR}/received"
 PENDING = f"{VAR}/pending.json"
+WAKE_ON = {"outbox", "received"}  # the files whose change wakes the daemon (not its own files)
 WINDOW = 200  # requests in flight per peer (one line each, well inside a pipe's buffer)
 LINGER = 30  # seconds a connection stays open after its last request
-RETRY_MAX = 10  # a peer that does not answer is tried again at most this much later
+RETRY_MAX = 10  # a peer (or fail2ban) that does not answer is tried again at most this much later
 ACK_TIMEOUT = 20  # a peer that leaves a request unanswered this long is reconnected
 CONNECT_TIMEOUT = 3
 RECEIVED_WINDOW = 30  # a ban made this soon after the receiver recorded it is the received one
-BAN = re.compile(r"^ban (\S+) (\S+) ([0-9.]+) (-?[0-9]+)$")
+CHUNK = 100  # addresses per fail2ban request when many bans are lifted at once
+LIFTED_SIZE = 64 << 10  # bytes of LIFTED after which it is rewritten, one line per address ...
+LIFTED_KEEP = 10_000  # ... the latest lifts only
+BAN = re.compile(r"ban (\S+) (\S+) ([0-9]{1,12}(?:\.[0-9]+)?) (-1|[0-9]{1,12})")
 
 
 def log(message):
@@ -65,6 +87,33 @@ def seconds_left(end, now):
     return left if left > 0 else None
 
 
+def renewal(record, made):
+    """When the ban this node made for `record` (nodelib.Received), made or made again at `made`,
+    must be made again to last until the origin's end; None when it lasts long enough (this jail
+    bans at least as long, or for ever) or this jail's ban time is not known."""
+    if record.here is None or record.here < 0:
+        return None
+    local_end = made + record.here
+    if record.end and record.end <= local_end:
+        return None
+    return local_end - max(1.0, min(60.0, record.here / 2))
+
+
+def outbox_line(line):
+    """An outbox line -> ("ban", jail, address, time, bantime) or ("forget", address), else None."""
+    match = BAN.fullmatch(line)
+    try:
+        if match and NAME.fullmatch(match.group(1)):
+            address = canonical_address(match.group(2))
+            return "ban", match.group(1), address, float(match.group(3)), int(match.group(4))
+        words = line.split()
+        if len(words) == 2 and words[0] == "forget":
+            return "forget", canonical_address(words[1])
+    except ValueError:
+        pass
+    return None
+
+
 class Peer:
     def __init__(self, name, address, port):
         self.name, self.address, self.port = name, address, port
@@ -80,7 +129,7 @@ class Peer:
             "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2", "-o", "LogLevel=ERROR",
-            self.address,
+            "--", self.address,
         ]  # fmt: skip
 
     def connect(self, now):
@@ -143,16 +192,17 @@ class Peer:
         ended = chunk == b"" and self.proc.poll() is not None
         self.buffer += chunk
         *complete, self.buffer = self.buffer.split(b"\n")
+        self.buffer = self.buffer[-4096:]  # no answer of a receiver is that long
         for raw in complete:
             # the receiver answers every request once, in order: the oldest in flight
             key = next(iter(self.inflight), None)
             word, _, rest = raw.decode(errors="replace").partition(" ")
             if word == "later":  # its fail2ban does not answer: kept, tried again
-                log(f"{self.name}: {rest}")
+                log(f"{self.name}: {rest[:300]!r}")
                 self.close(now, failed=True)
                 return True
             if word != "ok":  # ignored or refused there: never retried, the peer logged why
-                log(f"{self.name} {word}: {rest}")
+                log(f"{self.name} {word}: {rest[:300]!r}")
             if key is not None:
                 self.queue.pop(key, None)
                 del self.inflight[key]
@@ -171,12 +221,15 @@ class Peer:
 
 
 class Share:
-    def __init__(self, config):
+    def __init__(self, config, fail2ban=Fail2ban):
         self.peers = [Peer(p["name"], p["address"], p["port"]) for p in config["peers"]]
-        self.received = {}  # (jail, ip) -> (end, origin)
-        self.ended = set()  # received bans lifted at their origin's end
+        self.fail2ban = fail2ban  # how to reach this node's fail2ban (nodelib.Fail2ban)
+        self.received = {}  # (jail, ip) -> nodelib.Received: bans made here for a peer
+        self.made = {}  # (jail, ip) -> when that ban was made here, or made again (renewal)
         self.consumed = set()  # received bans whose own ban line was seen (a later one is ours)
         self.outbox, self.inbox = Tail(OUTBOX), Tail(RECEIVED)
+        self.compacted = 0  # RECEIVED's size after it was last rewritten
+        self.retry_at = 0.0  # fail2ban did not answer: lifting and renewing wait until then
         self.saved, self.saved_at, self.unsaved = None, 0.0, False
         self.load()
 
@@ -184,11 +237,13 @@ class Share:
         try:
             with open(PENDING) as saved:
                 pending = json.load(saved)
-        except (OSError, ValueError):
+            queues = pending.get("peers", pending)  # releases before 0.4 saved the queues alone
+            for peer in self.peers:
+                for jail, ip, end, banned_at in queues.get(peer.name, []):
+                    peer.queue[(jail, ip)] = (end, banned_at)
+            self.outbox.resume(pending.get("outbox"))  # what was read is not sent again
+        except (OSError, ValueError, TypeError, AttributeError):
             return
-        for peer in self.peers:
-            for jail, ip, end, banned_at in pending.get(peer.name, []):
-                peer.queue[(jail, ip)] = (end, banned_at)
 
     def save(self, now):
         """The queues on disk, at most once a second while bans are queued (a flood), at once
@@ -198,8 +253,8 @@ class Share:
             self.unsaved = True
             return
         self.unsaved, self.saved_at = False, now
-        pending = {p.name: sorted([*k, *v] for k, v in p.queue.items()) for p in self.peers}
-        text = json.dumps(pending, sort_keys=True)
+        queues = {p.name: sorted([*k, *v] for k, v in p.queue.items()) for p in self.peers}
+        text = json.dumps({"peers": queues, "outbox": self.outbox.position()}, sort_keys=True)
         if text == self.saved:
             return
         with open(PENDING + ".new", "w") as out:
@@ -209,87 +264,144 @@ class Share:
 
     def take_received(self, lines):
         for line in lines:
-            parts = line.split()
-            if len(parts) == 5 and parts[0].isdigit():
-                self.received[(parts[1], parts[2])] = (int(parts[0]), parts[3], float(parts[4]))
-                self.consumed.discard((parts[1], parts[2]))
+            record = parse_received(line)
+            if record is None:
+                continue
+            key = (record.jail, record.address)
+            old = self.received.get(key)
+            if old is None or old.at != record.at:  # a ban made anew (not a later end of one)
+                self.consumed.discard(key)
+                self.made[key] = record.at
+            self.received[key] = record
 
     def came_from_a_peer(self, key, banned_at):
         """True when the ban of `key` at `banned_at` is the receiver's: it records each ban just
         before it makes it, and that ban is the first of `key` after the record. A later ban of
         the same address here is this node's own."""
         got = self.received.get(key)
-        if got is None or key in self.consumed or not -1 < banned_at - got[2] < RECEIVED_WINDOW:
+        if got is None or key in self.consumed or not -1 < banned_at - got.at < RECEIVED_WINDOW:
             return False
         self.consumed.add(key)
         return True
 
-    def read_received(self, now):
-        self.take_received(self.inbox.lines())
-        self.end_received(now)
-        for key, (end, *_) in list(self.received.items()):
-            if end and end < now - 60:
-                del self.received[key]
-                self.ended.discard(key)
-        self.compact_received()
-
-    def end_received(self, now):
-        """Lift received bans whose time on the origin is over (this node's jail may ban longer):
-        one fail2ban-client call per jail for all that ended."""
-        over = {}
-        for key, (end, *_) in self.received.items():
-            if end and end <= now and key not in self.ended:
-                over.setdefault(key[0], []).append(key)
-        for jail, keys in over.items():
-            ips = [ip for _, ip in keys]
-            subprocess.run(
-                ["fail2ban-client", "set", jail, "unbanip", *ips], capture_output=True, timeout=60
-            )
-            self.ended.update(keys)
-
-    def compact_received(self, now=False):
-        """Rewrite the received file without what ended, once it has grown large (or `now`)."""
-        try:
-            if os.path.getsize(RECEIVED) < ROTATE and not now:
-                return
-        except OSError:
-            return
-        with open(RECEIVED, "r+") as file:
-            fcntl.flock(file, fcntl.LOCK_EX)
-            self.take_received(self.inbox.lines())  # what came meanwhile, under the receivers' lock
-            file.seek(0)
-            file.truncate()
-            file.writelines(
-                f"{e} {k[0]} {k[1]} {o} {t:.3f}\n" for k, (e, o, t) in self.received.items()
-            )
-            file.flush()
-        self.inbox = Tail(RECEIVED)
-        self.inbox.lines()
-
     def read_outbox(self, now):
-        self.read_received(now)  # a received ban is recorded before it is banned: read it first
-        for line in self.outbox.lines():
-            match = BAN.match(line)
-            if match:
-                jail, ip, banned_at, bantime = match.groups()
-                if self.came_from_a_peer((jail, ip), float(banned_at)):
+        lines = self.outbox.lines()
+        # then what was received: a received ban is recorded before it is made, so the record of
+        # every ban line just read is in the file by now
+        self.take_received(self.inbox.lines())
+        self.compact_received()
+        rewrite = False
+        for line in lines:
+            entry = outbox_line(line)
+            if entry and entry[0] == "ban":
+                _, jail, ip, banned_at, bantime = entry
+                if self.came_from_a_peer((jail, ip), banned_at):
                     continue  # sending it on would loop
                 log(f"{jail} banned {ip} here: sending it to {len(self.peers)} peer(s)")
-                if self.received.pop((jail, ip), None):  # its own ban now: not lifted early
-                    self.compact_received(now=True)
-                end = ban_end(float(banned_at), int(bantime))
+                if self.drop_received(lambda key, jail=jail, ip=ip: key == (jail, ip)):
+                    rewrite = True  # its own ban now: never lifted here early
+                end = ban_end(banned_at, bantime)
                 if seconds_left(end, now) is None:
                     continue
                 for peer in self.peers:
-                    peer.queue[(jail, ip)] = (end, float(banned_at))
-            elif line.startswith("forget "):
-                ip = line.split()[1]
+                    peer.queue[(jail, ip)] = (end, banned_at)
+            elif entry and entry[0] == "forget":
+                ip = entry[1]
                 for peer in self.peers:
                     for key in [k for k in peer.queue if k[1] == ip]:
                         del peer.queue[key]
-                self.received = {k: v for k, v in self.received.items() if k[1] != ip}
-                self.compact_received(now=True)  # banned here again later, it is shared again
+                rewrite |= self.drop_received(lambda key, ip=ip: key[1] == ip)
+        if rewrite:  # banned here again later, it is shared again; lifted here, never again
+            self.compact_received(force=True)
+            self.compact_lifted()
         self.outbox.rotate()
+
+    def drop_received(self, which):
+        keys = [key for key in self.received if which(key)]
+        for key in keys:
+            del self.received[key]
+            self.made.pop(key, None)
+            self.consumed.discard(key)
+        return bool(keys)
+
+    def maintain(self, now):
+        """Lift the bans made for a peer whose time on the origin is over, and make again those
+        that must outlast this jail's ban time; fail2ban not answering: again RETRY_MAX later."""
+        if now < self.retry_at:
+            return
+        over = [k for k, r in self.received.items() if r.end and r.end <= now]
+        renew = [
+            k
+            for k, r in self.received.items()
+            if not (r.end and r.end <= now) and (renewal(r, self.made[k]) or now + 1) <= now
+        ]
+        if not over and not renew:
+            return
+        try:
+            server = self.fail2ban()
+            try:
+                for jail in sorted({jail for jail, _ in over}):
+                    ips = [ip for j, ip in over if j == jail]
+                    for start in range(0, len(ips), CHUNK):
+                        chunk = set(ips[start : start + CHUNK])
+                        server.ask("set", jail, "unbanip", *chunk)
+                        self.drop_received(lambda key, j=jail, c=chunk: key[0] == j and key[1] in c)
+                for key in renew:
+                    self.renew(server, key, now)
+            finally:
+                server.close()
+        except (OSError, RuntimeError) as error:
+            log(
+                f"fail2ban does not answer ({error}): bans received from peers are kept and lifted later"
+            )
+            self.retry_at = now + RETRY_MAX
+
+    def renew(self, server, key, now):
+        jail, ip = key
+        if not server.ask("get", jail, "banned", ip):  # ran out early (fail2ban restarted from its
+            record = self.received[key]._replace(at=math.floor(now * 1000) / 1000)  # database)
+            with open(RECEIVED, "a") as out:  # recorded first, as the receiver does: not sent on
+                fcntl.flock(out, fcntl.LOCK_EX)
+                out.write(received_line(record))
+            self.take_received([received_line(record)])
+        server.ask("set", jail, "banip", ip)  # a running ban ends this jail's ban time from now
+        self.made[key] = now
+
+    def compact_received(self, force=False):
+        """Rewrite RECEIVED with the bans still to lift or keep, when it has grown to twice its
+        size after the last rewrite (or `force`): each rewrite is one write, never a loop."""
+        try:
+            size = os.path.getsize(RECEIVED)
+        except OSError:
+            return
+        if not force and size <= max(ROTATE, 2 * self.compacted):
+            return
+        with open(RECEIVED, "r+b") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            self.take_received(self.inbox.lines())  # what came meanwhile, under the receivers' lock
+            data = "".join(received_line(r) for r in self.received.values()).encode()
+            file.seek(0)
+            file.truncate()
+            file.write(data)
+            file.flush()
+            self.compacted = len(data)
+            position = (os.fstat(file.fileno()).st_ino, len(data))
+        self.inbox = Tail(RECEIVED)
+        self.inbox.resume(position)
+
+    def compact_lifted(self):
+        """LIFTED, once large, rewritten with the last lift of each address (LIFTED_KEEP at most)."""
+        try:
+            if os.path.getsize(LIFTED) < LIFTED_SIZE:
+                return
+        except OSError:
+            return
+        times = sorted(
+            parse_lifted(read_tail(LIFTED, LIFTED_SIZE * 16)).items(), key=lambda t: t[1]
+        )
+        with open(LIFTED + ".new", "w") as out:
+            out.writelines(f"{address} {when:.3f}\n" for address, when in times[-LIFTED_KEEP:])
+        os.replace(LIFTED + ".new", LIFTED)
 
     def step(self, now):
         for peer in self.peers:
@@ -309,7 +421,9 @@ class Share:
 
     def timeout(self, now):
         times = [t for t in (p.due(now) for p in self.peers) if t is not None]
-        times += [e for k, (e, *_) in self.received.items() if e and k not in self.ended]
+        later = [r.end for r in self.received.values() if r.end]
+        later += [t for t in (renewal(r, self.made[k]) for k, r in self.received.items()) if t]
+        times += [max(t, self.retry_at) for t in later]
         times += [self.saved_at + 1] if self.unsaved else []
         return max(0.0, min(times) - now) if times else None
 
@@ -324,17 +438,22 @@ def main():
     while True:
         now = time.time()
         share.read_outbox(now)
+        share.maintain(now)
         share.step(now)
         wait = share.timeout(now)
         if watch is None:
             wait = 0.5 if wait is None else min(wait, 0.5)
-        readers = ([watch] if watch is not None else []) + [
-            p.proc.stdout for p in share.peers if p.proc is not None
-        ]
-        ready, _, _ = select.select(readers, [], [], wait)
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:  # until a file of WAKE_ON changes, a peer answers or it is time
+            readers = ([watch] if watch is not None else []) + [
+                p.proc.stdout for p in share.peers if p.proc is not None
+            ]
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select(readers, [], [], left)
+            if watch in ready and not changed_names(watch) & WAKE_ON and len(ready) == 1:
+                continue  # only our own files changed (the queue saved, RECEIVED rewritten)
+            break
         now = time.time()
-        if watch in ready:
-            os.read(watch, 65536)
         for peer in share.peers:
             if peer.proc is not None and peer.proc.stdout in ready and not peer.answers(now):
                 peer.close(now, failed=bool(peer.queue))

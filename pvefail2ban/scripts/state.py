@@ -1,10 +1,10 @@
 """Run on the node by python3 (pvefail2ban.facts.Fail2banState): fail2ban as it runs, printed as
 one JSON object (its shape: see Fail2banState).
 
-fail2ban-server is asked over its socket with fail2ban's own client class (what fail2ban-client
-uses), which answers in Python structures, not text to split. The firewall is asked what it really
+fail2ban-server is asked over its socket as fail2ban-client asks it (nodelib.Fail2ban), which
+answers in Python structures, not text to split. The firewall is asked what it really
 holds (nftables sets as JSON, iptables chains), and the last Ban/Unban lines come from the log.
-Only the standard library and fail2ban's own modules are used.
+Only the standard library and nodelib (beside it, or put in front of it by the controller).
 """
 
 import json
@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 
-SOCKET = "/var/run/fail2ban/fail2ban.sock"
+from nodelib import RECEIVED, Fail2ban, parse_received, read_tail
+
 LOG = "/var/log/fail2ban.log"
-SHARE = "/var/lib/pve-fail2ban/share"  # cluster-wide bans: what this node received, from whom
+SHARE = "/var/lib/pve-fail2ban/share"  # cluster-wide bans: where this node keeps what it received
 # The Proxmox products, by their unit files (as NodeFacts tells them; a masked unit is none)
 PRODUCT_UNITS = {
     "pvedaemon.service": "pve",
@@ -102,18 +103,12 @@ def last_events(count=10):
 
 
 def received(now):
-    """{jail: {address: origin node}} of the bans received from peers that still run."""
+    """{jail: {address: origin node}} of the bans made here for a peer that still run."""
     found = {}
-    try:
-        with open(f"{SHARE}/received") as lines:
-            for line in lines:
-                parts = line.split()
-                if len(parts) == 5 and parts[0].isdigit():
-                    end, jail, address, origin, _ = parts
-                    if int(end) == 0 or int(end) > now:
-                        found.setdefault(jail, {})[address] = origin
-    except OSError:
-        pass
+    for line in read_tail(RECEIVED, 16 << 20):
+        record = parse_received(line)
+        if record and (record.end == 0 or record.end > now):
+            found.setdefault(record.jail, {})[record.address] = record.origin
     return found
 
 
@@ -137,24 +132,23 @@ def read():
         "products": products(),
     }
     try:
-        from fail2ban.client.csocket import CSocket
-
-        sock = CSocket(SOCKET, timeout=10)
-        code, _ = sock.send(["ping"])
-        state["running"] = code == 0
+        sock = Fail2ban()
+        sock.ask("ping")
+        state["running"] = True
     except Exception:  # not installed, not running, no socket: fail2ban does not answer
         state["active"] = run("systemctl", "is-active", "fail2ban").strip() or "inactive"
         return state
-    _, status = sock.send(["status"])
+    status = sock.ask("status")
     names = [n.strip() for n in dict(status).get("Jail list", "").split(",") if n.strip()]
     origins = received(time.time())
     for name in names:
-        code, answer = sock.send(["status", name])
-        if code != 0:
+        try:
+            answer = sock.ask("status", name)
+            ignoreip = sock.ask("get", name, "ignoreip")
+        except RuntimeError:
             continue  # the jail went away between the two questions
         jail = jail_status(answer)
-        code, ignoreip = sock.send(["get", name, "ignoreip"])
-        jail["ignoreip"] = [str(entry) for entry in ignoreip] if code == 0 else []
+        jail["ignoreip"] = [str(entry) for entry in ignoreip]
         jail["firewall"] = firewall_holds(name)
         jail["from"] = {
             ip: origin for ip, origin in origins.get(name, {}).items() if ip in jail["banned_ips"]

@@ -26,19 +26,15 @@ is said to be unknown (`config=untested`, `unchecked JAIL`): the deploy then che
   /etc/fail2ban, and the installed fail2ban) differs from the last one that passed.
 """
 
-import builtins
 import hashlib
-import io
 import os
-import pickle
 import re
-import socket
 import subprocess
 import sys
 import time
 
-SOCKET = "/var/run/fail2ban/fail2ban.sock"
-END, CLOSE = b"<F2B_END_COMMAND>", b"<F2B_CLOSE_COMMAND>"  # fail2ban's protocol (protocol.CSPROTO)
+from nodelib import Fail2ban  # put in front of this text by the controller (facts.bundled)
+
 STATE = "/var/lib/pve-fail2ban"
 CONFIG = "/etc/fail2ban"
 INSTALLED = "/var/lib/dpkg/info/fail2ban.list"  # rewritten by every install or upgrade of fail2ban
@@ -49,49 +45,6 @@ FAILURES = {  # the lines of each of our jails' daemon that are login failures
     "pmg": "authentication (verification )?failure; rhost=[0-9A-Fa-f:.]",
     "pbs": r"authentication failure; rhost=\[?[0-9A-Fa-f:.]",
 }
-
-
-class Answer(pickle.Unpickler):
-    """fail2ban's answers are lists, tuples, strings and numbers (a banned address pickles as str);
-    nothing else is loaded."""
-
-    def find_class(self, module, name):
-        if module == "builtins" and name in ("str", "int", "float", "list", "tuple", "dict", "set"):
-            return getattr(builtins, name)
-        raise pickle.UnpicklingError(f"{module}.{name}")
-
-
-class Fail2ban:
-    """fail2ban's socket, spoken as its own client does (client/csocket.py). Its client classes are
-    not imported: they cost about 30 ms of CPU per run on each node (measured), this costs none."""
-
-    def __init__(self, timeout=10):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(SOCKET)
-
-    def ask(self, *command):
-        self.sock.sendall(pickle.dumps(list(command), pickle.HIGHEST_PROTOCOL) + END)
-        data = b""
-        while not data.endswith(END):
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("fail2ban closed the connection")
-            data += chunk
-        try:
-            code, answer = Answer(io.BytesIO(data[: -len(END)])).load()
-        except pickle.UnpicklingError as error:  # an error answer carries fail2ban's exception
-            raise RuntimeError(f"fail2ban refused {command}") from error
-        if code != 0:
-            raise RuntimeError(answer)
-        return answer
-
-    def close(self):
-        try:
-            self.sock.sendall(CLOSE + END)
-        except OSError:
-            pass
-        self.sock.close()
 
 
 def beautify(command, answer):

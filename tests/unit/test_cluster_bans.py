@@ -19,6 +19,7 @@ from pvefail2ban.cluster_bans import (
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.facts import SCRIPTS, parse_node
 from pvefail2ban.settings import validate
+from tests.unit.sshkeys import ssh_key
 
 
 def script(name):
@@ -39,8 +40,8 @@ def facts(n, key=True, peers=None):
     return {
         "addresses": [f"192.0.2.{n}", f"2001:db8::{n}"],
         "sshd_ports": ["22"] if n != 3 else ["2222", "22"],
-        "hostkeys": [f"ssh-ed25519 HOST{n}"],
-        "share_key": f"ssh-ed25519 KEY{n}" if key else None,
+        "hostkeys": [ssh_key(f"HOST{n}")],
+        "share_key": ssh_key(f"KEY{n}") if key else None,
         "share_peers": peers,
     }
 
@@ -59,7 +60,7 @@ def test_nobody_shares_alone_and_a_node_switched_off_is_no_member():
 
 
 def test_a_node_that_cannot_be_read_stays_a_member_as_its_peers_last_knew_it():
-    last = [{"name": "pve3", "address": "192.0.2.3", "port": 22, "hostkeys": ["ssh-ed25519 H3"]}]
+    last = [{"name": "pve3", "address": "192.0.2.3", "port": 22, "hostkeys": [ssh_key("H3")]}]
     found = members(
         [
             ("pve1", "192.0.2.1", ON, facts(1, peers=last)),
@@ -82,7 +83,7 @@ def test_the_authorized_line_lets_the_key_run_the_receiver_only_from_its_node():
     node = members([(f"pve{n}", f"192.0.2.{n}", ON, facts(n)) for n in (1, 2)])[0]
     assert authorized_line(node) == (
         f'restrict,from="192.0.2.1,2001:db8::1",command="{RECEIVER} pve1" '
-        "ssh-ed25519 KEY1 pve-fail2ban-share@pve1"
+        f"{ssh_key('KEY1')} pve-fail2ban-share@pve1"
     )
 
 
@@ -93,28 +94,30 @@ def test_peers_and_their_host_keys_exclude_the_node_itself():
     assert [p["name"] for p in config["peers"]] == ["pve2", "pve3"] and config["jails"] == ["sshd"]
     assert (
         known_hosts(found[1:])
-        == "192.0.2.2 ssh-ed25519 HOST2\n[192.0.2.3]:2222 ssh-ed25519 HOST3\n"
+        == f"192.0.2.2 {ssh_key('HOST2')}\n[192.0.2.3]:2222 {ssh_key('HOST3')}\n"
     )
     assert {mode for _, mode in files.values()} == {"600", "755", "644"}
     assert files["/etc/pve-fail2ban/share/peers.json"][1] == "600"
 
 
 def test_node_facts_read_the_share_parts():
+    sha1 = "0" * 40
+    peer = {"name": "pve2", "address": "a", "port": 22, "hostkeys": [ssh_key("H2")]}
     lines = [
         "os_id=debian",
-        "share_key=ssh-ed25519 AAAA",
-        "hostkey=ssh-ed25519 HOST",
-        'share_peers={"peers": [{"name": "pve2", "address": "a", "port": 22, "hostkeys": []}]}',
-        "share_file=/etc/pve-fail2ban/share/peers.json abc 600 root:root",
+        f"share_key={ssh_key('KEY')}",
+        f"hostkey={ssh_key('HOST')}",
+        "share_peers=" + json.dumps({"peers": [peer]}),
+        f"share_file=/etc/pve-fail2ban/share/peers.json {sha1} 600 root:root",
         "authorized=restrict,command=x ssh-ed25519 K pve-fail2ban-share@pve2",
         "share_ActiveState=active",
         "sshd_permitrootlogin yes",
     ]
     node = parse_node(lines)
-    assert node["share_key"] == "ssh-ed25519 AAAA" and node["hostkeys"] == ["ssh-ed25519 HOST"]
-    assert node["share_peers"][0]["name"] == "pve2" and node["share_activestate"] == "active"
+    assert node["share_key"] == ssh_key("KEY") and node["hostkeys"] == [ssh_key("HOST")]
+    assert node["share_peers"] == [peer] and node["share_activestate"] == "active"
     assert node["share_files"] == {
-        "/etc/pve-fail2ban/share/peers.json": ("abc", "600", "root:root")
+        "/etc/pve-fail2ban/share/peers.json": (sha1, "600", "root:root")
     }
     assert node["sshd_permitrootlogin"] == "yes" and len(node["authorized"]) == 1
     assert parse_node(["os_id=debian", "share_peers={broken"])["share_peers"] is None
@@ -149,7 +152,9 @@ def test_authorize_replaces_only_our_lines_and_keeps_everything_else_in_place():
         ("ban nosuch 192.0.2.1 600 0", "not one of ours"),
         ("ban sshd 127.0.0.1 600 0", "not an address"),
         ("ban sshd ::1 600 0", "not an address"),
-        ("ban sshd 999.0.2.1 600 0", "does not appear to be an IPv4 or IPv6 address"),
+        ("ban sshd 999.0.2.1 600 0", "is not an IP address"),
+        ("ban sshd fe80::1%x 600 0", "malformed"),  # a scope ID: no address of one host
+        ("ban sshd 0.0.0.0 600 0", "not an address"),
         ("ban sshd 192.0.2.1 0 0", "out of range"),
         ("ban sshd 192.0.2.1 99999999999 0", "malformed"),
         ("ban sshd 192.0.2.1 -5 0", "malformed"),
@@ -177,13 +182,19 @@ def test_the_receiver_takes_a_ban_and_a_ban_for_ever():
 
 def test_a_ban_made_before_an_unban_here_is_not_taken(tmp_path, monkeypatch):
     lifted = tmp_path / "lifted"
-    lifted.write_text("192.0.2.7 1000.5\n192.0.2.8 900\n")
+    lifted.write_text("192.0.2.7 1000.5\ngarbage line here\n192.0.2.8 900\n::ffff:192.0.2.9 5\n")
     monkeypatch.setattr(receive, "LIFTED", str(lifted))
-    assert receive.lifted_after("192.0.2.7", 999.0)  # made before the lift: refused
-    assert not receive.lifted_after("192.0.2.7", 1001.0)  # a new ban after it: taken
-    assert not receive.lifted_after("192.0.2.9", 0)
+    check = receive.Lifted()
+    assert check.after("192.0.2.7", 999.0)  # made before the lift: refused
+    assert not check.after("192.0.2.7", 1001.0)  # a new ban after it: taken
+    assert check.after("192.0.2.9", 1.0)  # the same address in its canonical form
+    assert not check.after("192.0.2.10", 0)
     monkeypatch.setattr(receive, "LIFTED", str(tmp_path / "none"))
-    assert not receive.lifted_after("192.0.2.7", 0)
+    assert not receive.Lifted().after("192.0.2.7", 0)
+
+
+def test_the_receiver_takes_an_ipv4_mapped_address_as_fail2ban_bans_it():
+    assert receive.parse("ban sshd ::ffff:192.0.2.7 600 0", ["sshd"])[1] == "192.0.2.7"
 
 
 def test_the_sender_sends_the_time_left_and_drops_what_ran_out():

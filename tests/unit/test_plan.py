@@ -21,6 +21,7 @@ from pvefail2ban.render import render_files
 from pvefail2ban.settings import validate
 
 DEFAULTS = validate(DEFAULT_DATA)
+SHA = "a" * 40  # a sha1 as sha1sum prints it
 PVE8 = """os_id=debian
 os_like=
 unit=pvedaemon.service
@@ -52,10 +53,10 @@ def settings(**changes):
 
 
 def test_facts_are_parsed():
-    facts = node(LEGACY + f"file={SSHD_JAIL} abc 644 root:root\nsshd_port 2222\n")
+    facts = node(LEGACY + f"file={SSHD_JAIL} {SHA} 644 root:root\nsshd_port 2222\n")
     assert facts["sshd_ports"] == ["22", "2222"] and facts["sshd_maxauthtries"] == 3
     assert facts["logs"] == ["/var/log/auth.log", "/var/log/daemon.log"]
-    assert facts["files"][SSHD_JAIL] == ("abc", "644", "root:root")
+    assert facts["files"][SSHD_JAIL] == (SHA, "644", "root:root")
     assert facts["packages"] == {"fail2ban": "1.0.2-2"} and facts["fail2ban_mainpid"] == 321
 
 

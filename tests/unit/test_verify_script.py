@@ -2,22 +2,22 @@
 prints them (compared with fail2ban's own Beautifier, from the package the filter tests unpack),
 and what the check read with the facts must hold before it stands for the check."""
 
-import importlib.util
 import pickle
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 from test_status import GOOD
 
-from pvefail2ban.facts import NODE_COMMAND, VERIFY_MARK, parse_node
+from pvefail2ban.facts import NODE_COMMAND, VERIFY_MARK, bundled, parse_node
 from pvefail2ban.jailstatus import complete, parse_verify
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("verify", ROOT / "pvefail2ban/scripts/verify.py")
-verify = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(verify)
+# verify.py as the node runs it: one program, nodelib's text in front (facts.bundled)
+verify = types.ModuleType("verify")
+exec(compile(bundled("verify.py"), "verify.py", "exec"), verify.__dict__)
 
 ANSWERS = [
     (["status"], [("Number of jail", 2), ("Jail list", "proxmox, sshd")]),
