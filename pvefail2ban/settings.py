@@ -1,11 +1,12 @@
 """Check every fail2ban_* setting before any node is touched; return them normalised."""
 
-import ipaddress
 import re
 import socket
 import urllib.parse
 
 from .defaults import DEFAULTS
+from .reported import canonical_network
+from .reported import shown as shown_value
 
 DEFAULTS_MODULE = "pvefail2ban/defaults.py"
 
@@ -99,27 +100,35 @@ def normalise_ports(value):
 
 
 def check_address(entry):
-    """An ignoreip entry: an IP address, a CIDR or a host name."""
+    """An ignoreip entry: an IP address, a CIDR (reported.canonical_network: no scope ID) or a
+    host name."""
+    return canonical_entry(entry) is not None
+
+
+def canonical_entry(entry):
+    """An ignoreip entry in its canonical form (addresses and networks as `ipaddress` writes them,
+    a host name as given), or None when it is none of them."""
     if not isinstance(entry, str) or not entry.strip():
-        return False
+        return None
     try:
-        ipaddress.ip_network(entry.strip(), strict=False)
-        return True
+        return canonical_network(entry.strip())
     except ValueError:
         pass
     if "/" in entry or re.fullmatch(r"[\d.]+", entry.strip()):
-        return False  # a broken CIDR or dotted quad is not a host name
-    return bool(HOSTNAME_RE.match(entry.strip()))
+        return None  # a broken CIDR or dotted quad is not a host name
+    return entry.strip() if HOSTNAME_RE.match(entry.strip()) else None
 
 
 def normalise_addresses(value):
     items = value.split() if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         raise ValueError("must be a list of addresses, CIDRs or host names")
+    out = []
     for item in items:
-        if not check_address(item):
-            raise ValueError(f"{item!r} is not an IP address, CIDR or host name")
-    return [item.strip() for item in items]
+        if canonical_entry(item) is None:
+            raise ValueError(f"{shown_value(item)} is not an IP address, CIDR or host name")
+        out.append(canonical_entry(item))
+    return out
 
 
 def check_mail(value):

@@ -116,9 +116,7 @@ def test_node_facts_read_the_share_parts():
     node = parse_node(lines)
     assert node["share_key"] == ssh_key("KEY") and node["hostkeys"] == [ssh_key("HOST")]
     assert node["share_peers"] == [peer] and node["share_activestate"] == "active"
-    assert node["share_files"] == {
-        "/etc/pve-fail2ban/share/peers.json": (sha1, "600", "root:root")
-    }
+    assert node["share_files"] == {"/etc/pve-fail2ban/share/peers.json": (sha1, "600", "root:root")}
     assert node["sshd_permitrootlogin"] == "yes" and len(node["authorized"]) == 1
     assert parse_node(["os_id=debian", "share_peers={broken"])["share_peers"] is None
 

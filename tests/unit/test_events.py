@@ -266,3 +266,79 @@ def test_a_dead_webhook_costs_a_log_line_within_the_timeout(monkeypatch):
     daemon.send(config, "pve1", [daemon.parse_event("ban sshd 192.0.2.1 3 600")])
     assert time.monotonic() - start < 3
     assert len(logged) == 1 and "not delivered to the webhook" in logged[0]
+
+
+def test_the_metrics_never_follow_a_symlink_planted_in_the_textfile_directory(tmp_path):
+    """node_exporter's directory may belong to its user: a link planted under our name (or under
+    the temporary name an older release used) is replaced or ignored, its target never touched."""
+    secret = tmp_path / "secret"
+    secret.write_text("root only\n")
+    secret.chmod(0o600)
+    directory = tmp_path / "textfile"
+    directory.mkdir()
+    (directory / "pve-fail2ban.prom").symlink_to(secret)
+    (directory / ".pve-fail2ban.prom.1234").symlink_to(secret)
+    assert daemon.write_atomically(str(directory), "pve-fail2ban.prom", "f2b_up 1\n")
+    assert secret.read_text() == "root only\n" and oct(secret.stat().st_mode & 0o777) == "0o600"
+    written = directory / "pve-fail2ban.prom"
+    assert not written.is_symlink() and written.read_text() == "f2b_up 1\n"
+    assert oct(written.stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in directory.iterdir()) == [
+        ".pve-fail2ban.prom.1234",
+        "pve-fail2ban.prom",
+    ]
+
+
+def test_a_textfile_directory_that_is_a_symlink_is_refused(tmp_path, monkeypatch):
+    logged = []
+    monkeypatch.setattr(daemon, "log", logged.append)
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    (tmp_path / "textfile").symlink_to(elsewhere)
+    assert not daemon.write_atomically(str(tmp_path / "textfile"), "pve-fail2ban.prom", "x\n")
+    assert list(elsewhere.iterdir()) == [] and "without following a symlink" in logged[0]
+
+
+class Redirect(BaseHTTPRequestHandler):
+    target = None
+
+    def do_POST(self):
+        self.send_response(307)
+        self.send_header("Location", Redirect.target)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_token_never_follows_a_redirect(sink, monkeypatch):
+    """urllib keeps every header across a redirect to another host: the daemon follows none."""
+    url, got = sink
+    Redirect.target = url
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    logged = []
+    monkeypatch.setattr(daemon, "log", logged.append)
+    config = {"webhook": f"http://127.0.0.1:{server.server_address[1]}/", "format": "json"}
+    daemon.send(
+        {**config, "token": "s3cret", "mail": ""},
+        "pve1",
+        [daemon.parse_event("ban sshd 192.0.2.7 3 600")],
+    )
+    server.shutdown()
+    with pytest.raises(queue.Empty):
+        got.get(timeout=1)
+    assert "not followed" in logged[0]
+
+
+def test_a_token_over_plain_http_goes_only_to_loopback(monkeypatch):
+    logged = []
+    monkeypatch.setattr(daemon, "log", logged.append)
+    config = {"webhook": "http://192.0.2.50/hook", "format": "json", "token": "s3cret", "mail": ""}
+    daemon.send(config, "pve1", [daemon.parse_event("ban sshd 192.0.2.7 3 600")])
+    assert "clear text" in logged[0]
+    assert daemon.token_exposed({**config, "webhook": "https://192.0.2.50/hook"}) is None
+    assert daemon.token_exposed({**config, "token": ""}) is None
+    with pytest.raises(SettingsError, match="clear text"):
+        settings(fail2ban_notify_webhook="http://ntfy.example/x", fail2ban_notify_webhook_token="t")
+    settings(fail2ban_notify_webhook="http://127.0.0.1:8080/x", fail2ban_notify_webhook_token="t")

@@ -1,0 +1,501 @@
+"""Every byte a node, a peer, a log line or --data sends is hostile input: each parser either turns
+it into a canonical value or refuses it with an error naming it (never another exception that
+would stop the other nodes), and nothing of it reaches a shell string or an authorized_keys line
+unparsed. Property tests throw hostile strings (hypothesis) at every parser."""
+
+import ast
+import importlib.util
+import ipaddress
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyinfra.api.exceptions import DeployError
+
+from pvefail2ban import reported
+from pvefail2ban.cluster_bans import MARK, RECEIVER, authorized_line, members
+from pvefail2ban.day2 import parse_addresses, parse_jails, parse_state
+from pvefail2ban.defaults import DEFAULTS
+from pvefail2ban.facts import SCRIPTS, parse_node
+from pvefail2ban.jailstatus import parse_verify
+from pvefail2ban.settings import SettingsError, validate
+from tests.unit.sshkeys import ssh_key
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "pvefail2ban"
+QUICK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# what an attacker types where a value goes: quotes, $(), backticks, newlines, %, NUL, long text
+HOSTILE = st.one_of(
+    st.text(max_size=80),
+    st.sampled_from(
+        [
+            'fe80::1%x",from="*',
+            'fe80::1%x" ssh-ed25519 AAAA evil',
+            "fe80::1%$(touch${IFS}pwned)",
+            "::ffff:192.0.2.7",
+            "192.0.2.7\nfe80::1",
+            "192.0.2.7\x00",
+            "0.0.0.0/0",
+            "::/0",
+            "`id`",
+            "a" * 65536,
+            "-oProxyCommand=touch /pwned",
+            "192.0.2.7 ; rm -rf /",
+        ]
+    ),
+    st.builds(
+        lambda a, b: a + b,
+        st.sampled_from(["192.0.2.7", "2001:db8::7", "fe80::1"]),
+        st.text(max_size=20),
+    ),
+)
+
+
+def script(name):
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(f"trust_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def is_canonical(address):
+    return (
+        isinstance(address, str)
+        and re.fullmatch(r"[0-9a-f:.]+", address)
+        and str(ipaddress.ip_address(address)) == address
+        and not (
+            ipaddress.ip_address(address).version == 6 and ipaddress.ip_address(address).ipv4_mapped
+        )
+    )
+
+
+# ---- one canonical address ----------------------------------------------------------------------
+
+
+@QUICK
+@given(HOSTILE)
+def test_an_address_is_canonical_or_refused(text):
+    for parse in (reported.canonical_address, reported.bannable_address, reported.host_address):
+        try:
+            address = parse(text)
+        except ValueError as error:
+            assert repr(text)[:40] in str(error) or "is not" in str(error)
+            continue
+        assert is_canonical(address) and parse(address) == address
+
+
+def test_scope_ids_networks_and_mapped_addresses():
+    assert reported.canonical_address("::ffff:192.0.2.7") == "192.0.2.7"
+    assert reported.canonical_address("2001:DB8:0::7") == "2001:db8::7"
+    for bad in ("fe80::1%eth0", 'fe80::1%x",from="*', "10.0.0.0/8", "::/0", " 192.0.2.7", ""):
+        with pytest.raises(ValueError, match="is not an IP address"):
+            reported.canonical_address(bad)
+    for not_a_host in ("0.0.0.0", "::", "127.0.0.1", "224.0.0.1", "fe80::1", "255.255.255.255"):
+        with pytest.raises(ValueError):
+            reported.host_address(not_a_host)
+
+
+# ---- what a node reports: its facts -------------------------------------------------------------
+
+FACT_KEYS = [
+    "addr", "client", "share_key", "hostkey", "share_peers", "textfile_dir", "file", "share_file",
+    "pkg", "os_id", "journald_MaxLevelStore", "fail2ban_ActiveState", "fail2ban_MainPID", "unit",
+]  # fmt: skip
+
+
+@QUICK
+@given(st.sampled_from(FACT_KEYS), HOSTILE)
+def test_node_facts_are_canonical_or_the_node_fails(key, value):
+    try:
+        node = parse_node(["os_id=debian", f"{key}={value}"])
+    except ValueError:
+        return  # the node fails, alone, with the reason (FactProcessError)
+    assert all(is_canonical(a) for a in node["addresses"])
+    assert node["client"] is None or is_canonical(node["client"])
+    for key_text in [node["share_key"], *node["hostkeys"]]:
+        assert key_text is None or reported.public_key(key_text) == key_text
+    for peer in node["share_peers"] or []:
+        assert reported.peer_record(peer) == peer
+    assert node["textfile_dir"] is None or reported.safe_path(node["textfile_dir"])
+
+
+@QUICK
+@given(HOSTILE)
+def test_sshd_ports_are_ports_or_the_node_fails(value):
+    try:
+        node = parse_node(["os_id=debian", f"sshd_port {value}"])
+    except ValueError:
+        return
+    assert all(p.isdigit() and 1 <= int(p) <= 65535 for p in node["sshd_ports"])
+
+
+def test_a_forged_address_fails_the_node_naming_it():
+    for forged in ('fe80::1%x",from="*', "0.0.0.0/0", "::/0", "0.0.0.0"):
+        with pytest.raises(ValueError, match=re.escape(repr(forged)[:30])):
+            parse_node(["os_id=debian", f"addr={forged}"])
+
+
+@QUICK
+@given(
+    st.dictionaries(
+        st.sampled_from(["name", "address", "port", "hostkeys"]),
+        HOSTILE | st.integers() | st.lists(HOSTILE, max_size=3),
+    )
+)
+def test_a_peer_record_from_a_nodes_peers_json_is_parsed_or_refused(record):
+    try:
+        peer = reported.peer_record(record)
+    except ValueError:
+        return
+    assert reported.NAME.fullmatch(peer["name"]) and not peer["address"].startswith("-")
+    assert " " not in peer["address"] and 1 <= peer["port"] <= 65535
+
+
+# ---- what a node reports: fail2ban's state (day-2) ------------------------------------------------
+
+JAIL = st.fixed_dictionaries(
+    {},
+    optional={
+        "banned_ips": st.lists(HOSTILE, max_size=3),
+        "firewall": st.lists(HOSTILE, max_size=3),
+        "ignoreip": st.lists(HOSTILE, max_size=3),
+        "from": st.dictionaries(HOSTILE, HOSTILE, max_size=2),
+        "failed": st.integers() | HOSTILE,
+        "file_list": st.lists(HOSTILE, max_size=2),
+        "journal_matches": HOSTILE,
+    },
+)
+
+
+@QUICK
+@given(st.dictionaries(HOSTILE, JAIL, max_size=3), st.lists(HOSTILE, max_size=3))
+def test_fail2ban_state_is_canonical_or_the_node_is_unreadable(jails, events):
+    text = json.dumps({"running": True, "active": None, "jails": jails, "events": events})
+    try:
+        state = parse_state(text)
+    except ValueError:
+        return  # status shows the node UNREADABLE with the reason; nothing of it is used
+    for name, jail in state["jails"].items():
+        assert reported.NAME.fullmatch(name)
+        assert all(is_canonical(a) for a in jail["banned_ips"])
+        assert all(is_canonical(a) for a in jail["from"])
+        assert all(reported.NAME.fullmatch(o) for o in jail["from"].values())
+    assert all(e.isprintable() and e.isascii() for e in state["events"])
+
+
+def test_a_state_with_an_injected_address_is_refused():
+    bad = "fe80::1%$(touch${IFS}pwned)"
+    text = json.dumps(
+        {"running": True, "active": None, "events": [], "jails": {"sshd": {"banned_ips": [bad]}}}
+    )
+    with pytest.raises(ValueError, match=re.escape("fe80::1%$(touch")):
+        parse_state(text)
+
+
+@QUICK
+@given(st.text(max_size=400))
+def test_the_checks_output_is_read_whatever_it_says(text):
+    parse_verify(text)  # never raises: what it cannot read is a problem the check reports
+
+
+# ---- --data: every key a day-2 command takes ----------------------------------------------------
+
+
+@QUICK
+@given(HOSTILE | st.lists(HOSTILE, max_size=3) | st.integers() | st.none())
+def test_data_ip_is_canonical_or_refused_before_any_node(value):
+    try:
+        addresses = parse_addresses(value)
+    except DeployError as error:
+        assert "nothing was changed" in str(error)
+        return
+    assert addresses and all(is_canonical(a) for a in addresses)
+
+
+@QUICK
+@given(HOSTILE | st.lists(HOSTILE, max_size=3) | st.integers())
+def test_data_jails_are_names_or_refused(value):
+    state = {"jails": {"sshd": {}, "proxmox": {}}}
+    try:
+        jails = parse_jails(value, state, "pve1")
+    except DeployError:
+        return
+    assert set(jails) <= {"sshd", "proxmox"}
+
+
+@QUICK
+@given(st.sampled_from(sorted(DEFAULTS)), HOSTILE | st.integers() | st.lists(HOSTILE, max_size=2))
+def test_every_setting_is_checked_or_refused_naming_it(key, value):
+    try:
+        checked = validate({**DEFAULTS, key: value})
+    except SettingsError as error:
+        assert key in str(error)
+        return
+    for entry in checked["ignoreip"]:
+        assert not any(c in entry for c in " \"'$`;\n%")
+
+
+# ---- authorized_keys: built from canonical values only ------------------------------------------
+
+
+def sshd_options(line):
+    """(options, key type, key, comment) as sshd reads an authorized_keys line: the options end at
+    the first space outside double quotes, and split at commas outside them."""
+    quoted, end = False, None
+    for i, char in enumerate(line):
+        if char == '"' and (i == 0 or line[i - 1] != "\\"):
+            quoted = not quoted
+        elif char in " \t" and not quoted:
+            end = i
+            break
+    options, rest = line[:end], line[end + 1 :]
+    parts, quoted, current = [], False, ""
+    for char in options:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    kind, key, *comment = rest.split(" ")
+    return parts, kind, key, " ".join(comment)
+
+
+@QUICK
+@given(st.lists(HOSTILE, max_size=4), HOSTILE)
+def test_each_authorized_line_is_restrict_from_command_and_our_key(addresses, key):
+    """Whatever two nodes report, a line we write holds exactly: restrict, one from= of host
+    addresses, one command= running the receiver for that node, then its ed25519 key."""
+    facts = []
+    for n, reported_key in ((1, key), (2, ssh_key("KEY2"))):
+        lines = ["os_id=debian", f"share_key={reported_key}", f"hostkey={ssh_key(n)}"]
+        lines += [f"addr={a}" for a in addresses] + [f"addr=192.0.2.{n}"]
+        try:
+            facts.append(parse_node(lines))
+        except ValueError:
+            facts.append(None)  # that node fails; what it said is not used
+    on = validate(dict(DEFAULTS))
+    found = members(
+        [(f"pve{n}", f"192.0.2.{n}", on, f) for n, f in zip((1, 2), facts, strict=True)]
+    )
+    for member in found:
+        try:
+            line = authorized_line(member)
+        except ValueError:
+            continue  # no key (yet): no line
+        options, kind, blob, comment = sshd_options(line)
+        assert options[0] == "restrict" and len(options) == 3, line
+        assert options[1].startswith('from="') and options[1].endswith('"')
+        assert all(is_canonical(a) for a in options[1][6:-1].split(","))
+        assert options[2] == f'command="{RECEIVER} {member.name}"'
+        assert kind == "ssh-ed25519" and f"{kind} {blob}" == reported.public_key(f"{kind} {blob}")
+        assert comment == f"{MARK}{member.name}" and "\n" not in line
+
+
+def test_a_node_outside_the_run_keeps_only_what_every_record_agrees_on():
+    on = validate(dict(DEFAULTS))
+    honest = {"name": "pve3", "address": "192.0.2.3", "port": 22, "hostkeys": [ssh_key("H3")]}
+    forged = {**honest, "hostkeys": [ssh_key("H3"), ssh_key("EVIL")]}
+    node = {"addresses": ["192.0.2.1"], "sshd_ports": ["22"], "hostkeys": [ssh_key(1)]}
+    nodes = [
+        ("pve1", "192.0.2.1", on, {**node, "share_key": ssh_key("K1"), "share_peers": [forged]}),
+        ("pve2", "192.0.2.2", on, {**node, "share_key": ssh_key("K2"), "share_peers": [honest]}),
+        ("pve3", "192.0.2.3", on, None),
+    ]
+    pve3 = members(nodes)[2]
+    assert pve3.hostkeys == [ssh_key("H3")] and pve3.address == "192.0.2.3"
+    moved = {**honest, "address": "-oProxyCommand=x"}
+    nodes[0] = (*nodes[0][:3], {**nodes[0][3], "share_peers": [moved]})
+    assert [m.name for m in members(nodes)] == ["pve1", "pve2"]  # no agreement: left out
+
+
+# ---- no shell string built from data --------------------------------------------------------------
+
+SINKS = {"shell", "StringCommand", "run_shell_command", "shipped_script", "python_script"}
+
+
+def _safe(node):
+    """A value interpolated into a command text: a constant (ALL_CAPS), or quoted there."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        name = node.id if isinstance(node, ast.Name) else node.attr
+        return name.isupper()
+    if isinstance(node, ast.Call):
+        func = (
+            node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        )
+        return func in ("quote", "QuoteString") or (func == "rsplit" and _safe(node.func.value))
+    return False
+
+
+def _functions():
+    found = {}
+    for path in [*PACKAGE.glob("*.py"), *PACKAGE.glob("tasks/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                found[node.name] = (path, node)
+    return found
+
+
+def _children(node):
+    """The nodes under `node`, but not under a quoting call: what is quoted there is safe."""
+    for child in ast.iter_child_nodes(node):
+        if (
+            isinstance(child, ast.Call)
+            and _safe(child)
+            and not getattr(child.func, "attr", "") == "rsplit"
+        ):
+            continue
+        yield child
+        yield from _children(child)
+
+
+def _unquoted(expression, functions, seen):
+    """Where `expression` (an argument of a command sink) interpolates data unquoted."""
+    if isinstance(expression, ast.Call) and _safe(expression):
+        return []  # quoted as a whole
+    found = []
+    for node in [expression, *_children(expression)]:
+        if isinstance(node, ast.JoinedStr):
+            found += [
+                ast.unparse(v.value)
+                for v in node.values
+                if isinstance(v, ast.FormattedValue) and not _safe(v.value)
+            ]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "format":
+            found.append(ast.unparse(node))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+            found.append(ast.unparse(node)) if isinstance(node.left, ast.Constant) else None
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in functions:
+            name = node.func.id
+            if name not in seen:  # a command built by a function of ours: what it returns
+                seen.add(name)
+                for ret in ast.walk(functions[name][1]):
+                    if isinstance(ret, (ast.Return, ast.Yield)) and ret.value is not None:
+                        found += _unquoted(ret.value, functions, seen)
+    return found
+
+
+def test_no_command_interpolates_data_unquoted():
+    """Every command the controller sends (server.shell, StringCommand, run_shell_command and the
+    script runners, through the functions of ours that build them) quotes what it interpolates
+    (QuoteString, shlex.quote), or interpolates constants only."""
+    functions, problems = _functions(), []
+    for path in [*PACKAGE.glob("*.py"), *PACKAGE.glob("tasks/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = (
+                node.func.attr
+                if isinstance(node.func, ast.Attribute)
+                else getattr(node.func, "id", "")
+            )
+            if name not in SINKS:
+                continue
+            for arg in [*node.args, *(k.value for k in node.keywords if k.arg != "name")]:
+                problems += [
+                    f"{path.name}:{node.lineno}: {u}" for u in _unquoted(arg, functions, set())
+                ]
+    assert problems == []
+
+
+def test_the_grep_finds_an_unquoted_interpolation():
+    """The test above can fail: a command with data in an f-string is found."""
+    tree = ast.parse('server.shell(commands=[f"fail2ban-client set {jail} banip {address}"])')
+    call = tree.body[0].value
+    assert _unquoted(call.keywords[0].value, {}, set()) == ["jail", "address"]
+
+
+# ---- the receiver never shortens or lifts a ban ---------------------------------------------------
+
+receive = script("receive")
+nodelib = script("nodelib")
+
+
+@QUICK
+@given(
+    st.integers(0, 10**10),
+    st.booleans(),
+    st.none() | st.tuples(st.integers(0, 10**10), st.floats(0, 10**10)),
+    st.floats(0, 10**10),
+)
+def test_a_request_never_shortens_a_ban(end, banned_here, earlier, now):
+    record = (
+        None
+        if earlier is None
+        else nodelib.Received(earlier[0], "sshd", "192.0.2.7", "pve2", earlier[1], 600)
+    )
+    what = receive.decide(end, banned_here, record, now)
+    if not banned_here:
+        assert what == "made"
+    elif what == "extended":  # only a ban made for a peer, and only to end later
+        assert record is not None and nodelib.later_end(end, record.end)
+    else:
+        assert what == "kept"
+
+
+def test_a_ban_of_this_nodes_own_is_kept_as_it_is():
+    assert receive.decide(1, True, None, 0.0) == "kept"  # `ban sshd X 1 0` to a week-long ban
+
+
+def test_requests_are_bounded_per_line_and_per_connection(monkeypatch):
+    monkeypatch.setattr(receive, "MAX_REQUESTS", 3)
+    answers = list(receive.serve("pve2", ["sshd"], [b"x\n"] * 10))
+    assert len(answers) == 3 and all(a.startswith("refused malformed") for a in answers)
+    long_line = b"ban sshd " + b"1" * 200
+    assert list(receive.serve("pve2", ["sshd"], [long_line])) == ["refused request too long"]
+
+
+# ---- the share daemon's records -------------------------------------------------------------------
+
+share = script("share")
+
+
+def test_a_copy_is_made_again_before_this_jails_ban_time_ends_only_where_the_origin_bans_longer():
+    record = nodelib.Received(0, "sshd", "192.0.2.7", "pve2", 1000.0, 600)
+    assert share.renewal(record, 1000.0) == 1540.0  # a minute before the 600 s run out
+    assert share.renewal(record._replace(end=1500), 1000.0) is None  # lifted at 1500 instead
+    assert share.renewal(record._replace(here=-1), 1000.0) is None  # bans for ever here
+    assert share.renewal(record._replace(here=None), 1000.0) is None  # an older receiver's
+
+
+@QUICK
+@given(st.text(max_size=200))
+def test_record_and_outbox_lines_are_parsed_or_skipped(line):
+    record = nodelib.parse_received(line)
+    assert record is None or (is_canonical(record.address) and nodelib.NAME.fullmatch(record.jail))
+    entry = share.outbox_line(line)
+    assert entry is None or is_canonical(entry[2] if entry[0] == "ban" else entry[1])
+    assert all(is_canonical(a) for a in nodelib.parse_lifted([line]))
+
+
+def test_a_line_still_being_written_is_read_once_whole(tmp_path):
+    path = tmp_path / "outbox"
+    path.write_text("ban sshd 192.0.2.7 1000.0 600\nban sshd 192.0")
+    tail = nodelib.Tail(str(path))
+    assert tail.lines() == ["ban sshd 192.0.2.7 1000.0 600"]
+    with open(path, "a") as out:
+        out.write(".2.8 1000.0 600\n")
+    assert tail.lines() == ["ban sshd 192.0.2.8 1000.0 600"]
+
+
+def test_a_restart_goes_on_where_the_outbox_was_read(tmp_path):
+    path = tmp_path / "outbox"
+    path.write_text("a\nb\n")
+    first = nodelib.Tail(str(path))
+    assert first.lines() == ["a", "b"]
+    with open(path, "a") as out:
+        out.write("c\n")
+    again = nodelib.Tail(str(path))
+    again.resume(first.position())
+    assert again.lines() == ["c"]
