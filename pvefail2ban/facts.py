@@ -283,16 +283,19 @@ def parse_node(lines):
         lines, verify = lines[: lines.index(VERIFY_MARK)], lines[lines.index(VERIFY_MARK) + 1 :]
         node["verify"] = "\n".join(verify)
     for line in lines:
-        key, _, value = line.strip().partition("=")
-        if not _:
-            # `sshd -T` prints "port 22" and "maxauthtries 6" (after our sshd_ prefix)
-            key, _, value = line.strip().partition(" ")
-            _sshd(node, key, value.strip())
-            continue
+        # `sshd -T` prints "port 22" and "maxauthtries 6" (after our sshd_ prefix)
+        sshd = line.strip().lower().startswith("sshd_")
+        key, _, value = line.strip().partition(" " if sshd else "=")
         try:
-            _fact(node, key, value, apt_mtimes)
+            if sshd:
+                _sshd(node, key, value.strip())
+            elif _:
+                _fact(node, key, value, apt_mtimes)
         except ValueError as error:
-            raise ValueError(f"the node reported {key}={reported.shown(value)}: {error}") from None
+            said = f"{key}{' ' if sshd else '='}{reported.shown(value)}"
+            raise ValueError(
+                f"the node reported {said}: {error}; nothing it said was used"
+            ) from None
         if key == "now" and value.isdigit():
             now = int(value)
     if "os_id" not in node:  # the script's first line is always os_id=...: this is not its output

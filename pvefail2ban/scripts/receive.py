@@ -44,6 +44,7 @@ from nodelib import (
     Received,
     bannable_address,
     later_end,
+    parse_ban_ends,
     parse_lifted,
     parse_received,
     read_tail,
@@ -79,14 +80,16 @@ def parse(line, jails):
     return jail, address, seconds, age
 
 
-def decide(end, banned_here, record, now):
+def decide(end, banned_here, record, now, own_end=None):
     """What a valid request for a ban ending at `end` (0: never) does here: "made" (not banned in
-    the jail: ban it), "extended" (banned by an earlier request, `record`, that ends sooner: it
-    ends at `end` now) or "kept" (nothing changes: banned here at least as long, or by this node)."""
+    the jail: ban it), "extended" (banned by an earlier request, `record`, or by this node itself
+    until `own_end`, and that ends sooner: it ends at `end` now) or "kept" (nothing changes: banned
+    here at least as long, or for how long is not known)."""
     if not banned_here:
         return "made"
-    live = record is not None and (record.end == 0 or record.end > now)
-    if live and later_end(end, record.end):
+    if record is not None and (record.end == 0 or record.end > now):
+        return "extended" if later_end(end, record.end) else "kept"
+    if own_end is not None and later_end(end, own_end):
         return "extended"
     return "kept"
 
@@ -134,7 +137,7 @@ class Here:
     """This node's fail2ban-server, over its socket (nodelib.Fail2ban)."""
 
     def __init__(self):
-        self.server, self.ignore, self.bantimes = Fail2ban(), {}, {}
+        self.server, self.ignore, self.bantimes, self.ends = Fail2ban(), {}, {}, {}
 
     def ignored(self, jail, address):
         """Why `address` is never banned in `jail` here, or None (fail2ban's own address logic)."""
@@ -155,6 +158,16 @@ class Here:
                 return f"in this node's ignoreip ({entry})"
         return None
 
+    def own_end(self, jail, address):
+        """When the ban of `address` in `jail` ends here (0: never), None when it is not listed;
+        fail2ban's ban list is asked at most every 2 seconds (a flood asks it a few times)."""
+        asked, ends = self.ends.get(jail, (None, None))
+        if asked is None or (time.monotonic() - asked > 2 and address not in ends):
+            answer = self.server.ask("get", jail, "banip", "--with-time")
+            asked, ends = time.monotonic(), parse_ban_ends(answer)
+            self.ends[jail] = (asked, ends)
+        return ends.get(address)
+
     def bantime(self, jail):
         """The jail's ban time here in seconds (-1: for ever)."""
         if jail not in self.bantimes:
@@ -171,14 +184,19 @@ def apply(here, records, jail, address, end, origin):
             raise OSError(f"{RECEIVED} is full ({MAX_RECEIVED} bytes)")
         now = time.time()
         record = records.by_key.get((jail, address))
+        if record is not None and record.end and record.end <= now:
+            record = None  # over: lifted, or about to be
         banned_here = bool(here.server.ask("get", jail, "banned", address))
-        what = decide(end, banned_here, record, now)
+        own = here.own_end(jail, address) if banned_here and record is None else None
+        what = decide(end, banned_here, record, now, own)
         if what == "made":
-            record = Received(
-                end, jail, address, origin, math.floor(now * 1000) / 1000, here.bantime(jail)
-            )
-        elif what == "extended":
+            made = math.floor(now * 1000) / 1000
+            record = Received(end, jail, address, origin, made, here.bantime(jail))
+        elif what == "extended" and record is not None:
             record = record._replace(end=end, origin=origin)  # made then: same time, same jail time
+        elif what == "extended":  # this node's own ban: made again before it ends, until `end`
+            bantime = here.bantime(jail)
+            record = Received(end, jail, address, origin, float(own - bantime), bantime)
         if what != "kept":
             file.write(received_line(record).encode())
             file.flush()
@@ -207,7 +225,7 @@ def serve(origin, jails, requests):
             yield f"refused {error}"
             continue
         now = time.time()
-        end = 0 if seconds < 0 else math.ceil(now) + seconds
+        end = 0 if seconds < 0 else int(now) + seconds
         try:
             here = here or Here()
             why = here.ignored(jail, address)

@@ -35,7 +35,7 @@ def bans_logged(node, address):
 def queued(node):
     """What `node`'s share service still has to send, per peer."""
     text = node.sh("cat /var/lib/pve-fail2ban/share/pending.json 2>/dev/null || echo {}")[1]
-    return {peer: items for peer, items in json.loads(text).items() if items}
+    return {peer: items for peer, items in json.loads(text).get("peers", {}).items() if items}
 
 
 def unban_everywhere(lab, address):

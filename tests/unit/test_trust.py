@@ -9,6 +9,7 @@ import ipaddress
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -428,24 +429,37 @@ nodelib = script("nodelib")
     st.booleans(),
     st.none() | st.tuples(st.integers(0, 10**10), st.floats(0, 10**10)),
     st.floats(0, 10**10),
+    st.none() | st.integers(0, 10**10),
 )
-def test_a_request_never_shortens_a_ban(end, banned_here, earlier, now):
-    record = (
-        None
-        if earlier is None
-        else nodelib.Received(earlier[0], "sshd", "192.0.2.7", "pve2", earlier[1], 600)
-    )
-    what = receive.decide(end, banned_here, record, now)
+def test_a_request_never_shortens_a_ban(end, banned_here, earlier, now, own_end):
+    record = None
+    if earlier is not None:
+        record = nodelib.Received(earlier[0], "sshd", "192.0.2.7", "pve2", earlier[1], 600)
+    what = receive.decide(end, banned_here, record, now, own_end)
+    live = record is not None and (record.end == 0 or record.end > now)
     if not banned_here:
         assert what == "made"
-    elif what == "extended":  # only a ban made for a peer, and only to end later
-        assert record is not None and nodelib.later_end(end, record.end)
+    elif what == "extended":  # only to end later than the ban that runs here
+        assert nodelib.later_end(end, record.end if live else own_end)
     else:
         assert what == "kept"
 
 
-def test_a_ban_of_this_nodes_own_is_kept_as_it_is():
-    assert receive.decide(1, True, None, 0.0) == "kept"  # `ban sshd X 1 0` to a week-long ban
+def test_a_ban_of_this_nodes_own_is_never_shortened_only_made_longer():
+    week = 10**6 + 604800
+    assert receive.decide(10**6 + 1, True, None, 10**6, own_end=week) == "kept"  # `ban sshd X 1 0`
+    assert receive.decide(0, True, None, 10**6, own_end=week) == "extended"  # for ever there
+    assert receive.decide(week + 5, True, None, 10**6, own_end=None) == "kept"  # not listed
+
+
+def test_the_end_of_each_ban_is_read_from_fail2bans_list():
+    lines = [
+        "192.0.2.7 \t2026-11-28 10:00:00 + 600 = 2026-11-28 10:10:00",
+        "2001:db8::7 \t2026-11-28 10:00:00 + -1 = 9999-12-31 23:59:59",
+        "garbage",
+    ]
+    start = time.mktime((2026, 11, 28, 10, 0, 0, 0, 0, -1))
+    assert nodelib.parse_ban_ends(lines) == {"192.0.2.7": int(start) + 600, "2001:db8::7": 0}
 
 
 def test_requests_are_bounded_per_line_and_per_connection(monkeypatch):

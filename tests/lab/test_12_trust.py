@@ -1,0 +1,217 @@
+"""Lab tests that play the attacker: a node whose commands lie (shadowed binaries in
+/usr/local/sbin, first on root's PATH), a peer that misuses its share key, and a flood of records
+the share daemon must read without spinning. Nothing a hostile node says may reach its peers'
+authorized_keys, known_hosts or ignoreip, or run as a command anywhere. One node of each variant,
+cluster-wide bans on (the default)."""
+
+import re
+import time
+
+import pytest
+
+from lab.checks import banned, wait_for
+
+KEY = "/etc/pve-fail2ban/share/id_ed25519"
+SHARE = "/var/lib/pve-fail2ban/share"
+FORGED_IP = """#!/bin/sh
+# a hostile node's `ip`: the real addresses, then forged ones
+/usr/bin/ip "$@"
+case "$*" in *addr*show*) echo '9: x    inet6 fe80::1%x",from="*/64 scope global x'
+                          echo '9: x    inet 0.0.0.0/0 scope global x' ;; esac
+"""
+FORGED_SSHD = """#!/bin/sh
+# a hostile node's `sshd -T`: a port that is an ssh option
+/usr/sbin/sshd "$@" | sed 's/^port 22$/port -oProxyCommand=touch\\${IFS}\\/root\\/pwned/'
+"""
+# a hostile node's python3: its fail2ban state says it banned an address that is a command
+FORGED_PYTHON = """#!/bin/sh
+case "$*" in *banned_ips*)
+  echo '{"running": true, "active": null, "events": [], "products": ["pve"], "jails": {"sshd":
+  {"banned_ips": ["fe80::1%$(touch${IFS}/root/pwned)", "198.51.100.99"], "firewall": [],
+   "ignoreip": [], "from": {}}}}'; exit 0 ;; esac
+exec /usr/bin/python3 "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(lab_control):
+    lab_control.up()
+    run = lab_control.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    return lab_control
+
+
+def shadow(node, name, text):
+    node.sh(f"cat > /usr/local/sbin/{name} <<'EOF'\n{text}EOF\nchmod 755 /usr/local/sbin/{name}")
+
+
+def ours(node, path):
+    return node.sh(f"cat {path} 2>/dev/null")[1]
+
+
+def pwned(nodes):
+    return [n.name for n in nodes if n.sh("test -e /root/pwned")[0] == 0]
+
+
+def test_a_node_whose_commands_lie_fails_alone_and_its_peers_keep_nothing_of_it(lab):
+    pve1, pve2, pve3 = lab.nodes()
+    before = {
+        n.name: (
+            ours(n, "/root/.ssh/authorized_keys"),
+            ours(n, "/etc/pve-fail2ban/share/known_hosts"),
+        )
+        for n in (pve1, pve2)
+    }
+    shadow(pve3, "ip", FORGED_IP)
+    try:
+        run = lab.pyinfra()
+        assert run.returncode != 0
+        # pve3 fails with the value it forged; nothing of what it said was used
+        assert re.search(r"\[pve3\].*fe80::1%x\\?\",from=\\?\"\*", run.text), run.text[-3000:]
+        assert re.search(r"\[pve1\]\s+fail2ban [\d.]+; ", run.text)
+        assert re.search(r"\[pve2\]\s+fail2ban [\d.]+; ", run.text)
+        for node in (pve1, pve2):
+            keys = ours(node, "/root/.ssh/authorized_keys")
+            jails = node.sh("cat /etc/fail2ban/jail.d/*.local")[1]
+            assert "fe80" not in keys and 'from="*' not in keys and "0.0.0.0" not in keys
+            assert "fe80::1" not in jails and "0.0.0.0" not in jails and "::/0" not in jails
+            assert (keys, ours(node, "/etc/pve-fail2ban/share/known_hosts")) == before[node.name]
+            for line in keys.splitlines():  # each of ours: restrict, from=, command=, key
+                if "pve-fail2ban-share@" in line:
+                    assert re.fullmatch(
+                        r'restrict,from="[0-9a-f:.,]+",command="/usr/local/lib/pve-fail2ban/'
+                        r'receive\.py pve\d" ssh-ed25519 [A-Za-z0-9+/=]+ pve-fail2ban-share@pve\d',
+                        line,
+                    ), line
+        shadow(pve3, "ip", '#!/bin/sh\nexec /usr/bin/ip "$@"\n')
+        shadow(pve3, "sshd", FORGED_SSHD)
+        run = lab.pyinfra()
+        assert run.returncode != 0 and "-oProxyCommand" in run.text and "is not a port" in run.text
+        assert pwned(lab.nodes()) == []
+    finally:
+        pve3.sh("rm -f /usr/local/sbin/ip /usr/local/sbin/sshd")
+    assert lab.pyinfra().returncode == 0  # back to honest: converges as before
+
+
+def test_a_forged_fail2ban_state_never_becomes_a_command(lab):
+    nodes = lab.nodes()
+    pve3 = nodes[2]
+    shadow(pve3, "python3", FORGED_PYTHON)
+    try:
+        run = lab.pyinfra(deploy="sync.py")
+        assert "pve3: its bans are not read" in run.text and "fe80::1%$(touch" in run.text
+        run = lab.pyinfra(deploy="status.py")
+        assert run.returncode == 1 and re.search(r"^pve3\s+-\s+UNREACHABLE", run.text, re.M)
+    finally:
+        pve3.sh("rm -f /usr/local/sbin/python3")
+    assert pwned(nodes) == []
+    assert not any("198.51.100.99" in banned(n, "sshd") for n in nodes)  # nothing of it used
+
+
+def test_a_hostile_data_value_is_refused_before_any_node(lab):
+    nodes = lab.nodes()
+    for deploy, value in (
+        ("ban.py", "fe80::1%$(touch${IFS}/root/pwned)"),
+        ("unban.py", "192.0.2.7;id"),
+    ):
+        run = lab.pyinfra("--data", f"ip={value}", deploy=deploy)
+        assert (
+            run.returncode != 0
+            and "is not an IP address" in run.text
+            and "nothing was changed" in run.text
+        )
+    run = lab.pyinfra("--data", "ip=192.0.2.7", "--data", "jails=sshd;id", deploy="ban.py")
+    assert run.returncode != 0 and "is not a jail name" in run.text
+    assert pwned(nodes) == [] and not any("192.0.2.7" in banned(n, "sshd") for n in nodes)
+
+
+def share_request(sender, receiver, line):
+    """What `receiver` answers to `line` sent with `sender`'s share key, as a thief of that key."""
+    return sender.sh(
+        f"printf '%s\\n' '{line}' | timeout 20 ssh -T -i {KEY} -o BatchMode=yes "
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+        f"root@{receiver.ip}",
+        timeout=30,
+    )[1].strip()
+
+
+def test_a_peer_cannot_shorten_or_lift_a_ban_with_its_share_key(lab):
+    """`ban sshd X 1 0` from a peer to a node that bans X for a week: nothing changes there."""
+    pve1, pve2, _ = lab.nodes()
+    address = "198.51.100.50"
+    # a ticket without a time of its own lasts its jail's ban time: a week, for this test
+    pve2.sh(f"fail2ban-client set sshd bantime 604800 && fail2ban-client set sshd banip {address}")
+    try:
+        assert wait_for(lambda: address in banned(pve1, "sshd"))  # shared as usual
+        answer = share_request(pve1, pve2, f"ban sshd {address} 1 0")
+        assert answer == f"ok sshd {address} kept", answer
+        assert f" {address} " not in ours(pve2, f"{SHARE}/received")
+        time.sleep(4)  # the peer's "one second" is long over
+        assert address in banned(pve2, "sshd")
+        left = pve2.sh("fail2ban-client get sshd banip --with-time")[1]
+        assert re.search(rf"{re.escape(address)}.*\+ 604800 =", left), left
+        # made longer, never shorter: for ever at the origin is for ever here
+        assert (
+            share_request(pve1, pve2, f"ban sshd {address} -1 0") == f"ok sshd {address} extended"
+        )
+        record = ours(pve2, f"{SHARE}/received").split()
+        assert record[:4] == ["0", "sshd", address, "pve1"]
+        assert share_request(pve1, pve2, f"ban sshd {address} 5 0") == f"ok sshd {address} kept"
+    finally:
+        pve2.sh("fail2ban-client set sshd bantime 600")
+        lab.pyinfra("--data", f"ip={address}", deploy="unban.py")
+
+
+def test_a_copy_lasts_the_time_the_origin_has_left_even_where_the_jail_bans_shorter(lab):
+    """pve1's proxmox jail bans for 6 s; pve2 bans for 20 s: pve1's copy lasts 20 s (made again
+    before its 6 s run out), then goes with the origin's."""
+    pve1, pve2, _ = lab.nodes()
+    address = "198.51.100.60"
+    pve1.sh("fail2ban-client set proxmox bantime 6")
+    pve2.sh(
+        f"fail2ban-client set proxmox bantime 20 && fail2ban-client set proxmox banip {address}"
+    )
+    started = time.monotonic()
+    try:
+        assert wait_for(lambda: address in banned(pve1, "proxmox"))
+        while time.monotonic() - started < 16:  # well past pve1's own 6 s, twice
+            assert address in banned(pve1, "proxmox"), (
+                f"lifted after {time.monotonic() - started:.1f} s"
+            )
+            time.sleep(1)
+        assert wait_for(lambda: address not in banned(pve1, "proxmox"), timeout=15)
+        assert time.monotonic() - started >= 18
+    finally:
+        pve1.sh("fail2ban-client set proxmox bantime 600")
+        pve2.sh("fail2ban-client set proxmox bantime 600")
+        lab.pyinfra("--data", f"ip={address}", deploy="unban.py")
+
+
+def cpu_ticks(node, service):
+    pid = node.sh(f"systemctl show -p MainPID --value {service}")[1].strip()
+    fields = node.sh(f"cat /proc/{pid}/stat")[1].rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_the_share_daemon_sleeps_after_a_flood_of_50k_received_records(lab):
+    """Two 10k floods and forever bans leave tens of thousands of records: the daemon rewrites
+    the file once, then sleeps (it used to wake on its own rewrite, 72 times in 3 s)."""
+    pve1 = lab.nodes()[0]
+    pve1.sh(
+        'systemctl stop pve-fail2ban-share && python3 -c "import time\n'
+        f"now = time.time()\nwith open('{SHARE}/received', 'a') as out:\n"
+        "    for n in range(50000):\n"
+        "        out.write(f'0 sshd 2001:db8:1::{n:x} pve2 {now:.3f} 600\\n')\" && "
+        "systemctl start pve-fail2ban-share"
+    )
+    try:
+        time.sleep(3)  # it reads them and settles
+        size = pve1.sh(f"stat -c %s {SHARE}/received")[1].strip()
+        before = cpu_ticks(pve1, "pve-fail2ban-share")
+        time.sleep(5)
+        assert cpu_ticks(pve1, "pve-fail2ban-share") - before <= 1
+        assert pve1.sh(f"stat -c %s {SHARE}/received")[1].strip() == size  # no rewrite loop
+    finally:
+        pve1.sh(
+            f"systemctl stop pve-fail2ban-share && : > {SHARE}/received && systemctl start pve-fail2ban-share"
+        )
