@@ -1,5 +1,5 @@
 """Metrics and notifications on real nodes: Debian's node_exporter scraped over HTTP from the
-controller, a webhook sink on the controller (the lab's gateway address), Debian's exim4 putting
+controller, a webhook sink over HTTPS on the controller (the lab's gateway address), Debian's exim4 putting
 the mail in root's mailbox, a flood, a dead webhook, and the token kept to root.
 
 pve1 (pve8): fail2ban_metrics = "on", JSON webhook with a token, unbans told too;
@@ -9,6 +9,8 @@ is told by the node that made it, not again."""
 import json
 import queue
 import re
+import ssl
+import subprocess
 import threading
 import time
 import urllib.request
@@ -73,14 +75,37 @@ def settle(quiet=11, limit=60):
             last = time.monotonic()
 
 
+def tls_sink(folder, nodes):
+    """The sink over HTTPS (a token travels over https only), its certificate made here and
+    trusted by every node as an admin's own CA would be (update-ca-certificates)."""
+    key, cert = folder / "sink.key", folder / "sink.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "2", "-subj", "/CN=pvelab-sink", "-addext", f"subjectAltName=IP:{config.GATEWAY}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for node in nodes:
+        node.sh(
+            f"cat > /usr/local/share/ca-certificates/pvelab-sink.crt <<'EOF'\n{cert.read_text()}EOF\n"
+            "update-ca-certificates >/dev/null 2>&1",
+            check=True,
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    # the sink listens on the controller's address on the lab network, once that network exists
+    server = ThreadingHTTPServer((config.GATEWAY, 0), Sink)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"https://{config.GATEWAY}:{server.server_address[1]}"
+
+
 @pytest.fixture(scope="module")
 def lab(lab_control, tmp_path_factory):
     lab_control.up(variants=["pve8", "pve9"])
-    # the sink listens on the controller's address on the lab network, once that network exists
-    server = ThreadingHTTPServer((config.GATEWAY, 0), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    sink = lab_control.sink = f"http://{config.GATEWAY}:{server.server_address[1]}"
-    inventory = tmp_path_factory.mktemp("events") / "inventory.py"
+    folder = tmp_path_factory.mktemp("events")
+    server, sink = tls_sink(folder, lab_control.nodes())
+    lab_control.sink = sink
+    inventory = folder / "inventory.py"
     lab_control.write_inventory(lab_control.nodes(), host_data(sink), path=inventory)
     first = lab_control.pyinfra("-vv", inventory=inventory)
     assert first.returncode == 0, first.text[-3000:]
@@ -173,6 +198,42 @@ def test_scraped_metrics_match_fail2ban_and_follow_ban_unban_and_a_stop(lab):
     assert wait_for(lambda: scrape(pve1).get("f2b_jail_count") == 2, timeout=30)
 
 
+def test_a_symlink_in_the_textfile_directory_is_never_followed(lab):
+    """Debian's node_exporter user may write its textfile directory. A link it plants under our
+    file's name is replaced, its target untouched; the directory itself made a link elsewhere is
+    refused (a journal line), and nothing is written there."""
+    pve1 = lab.nodes()[0]
+    textfile = "/var/lib/prometheus/node-exporter"
+    pve1.sh(
+        "echo secret > /root/secret && chmod 600 /root/secret && "
+        f"rm -f {textfile}/pve-fail2ban.prom && ln -s /root/secret {textfile}/pve-fail2ban.prom && "
+        "systemctl restart pve-fail2ban-events",
+        check=True,
+    )
+    assert wait_for(lambda: pve1.sh(f"test -L {textfile}/pve-fail2ban.prom")[0] != 0, timeout=10)
+    assert pve1.sh("stat -c '%a %s' /root/secret; cat /root/secret")[1].split() == [
+        "600",
+        "7",
+        "secret",
+    ]
+    assert "f2b_up 1" in pve1.sh(f"cat {textfile}/pve-fail2ban.prom")[1]
+    since = pve1.sh("date '+%Y-%m-%d %H:%M:%S'")[1].strip()
+    pve1.sh(
+        f"mkdir -p /root/elsewhere && mv {textfile} {textfile}.real && ln -s /root/elsewhere {textfile}"
+    )
+    try:
+        pve1.sh("systemctl restart pve-fail2ban-events")
+        assert wait_for(
+            lambda: "without following a symlink" in pve1.journal("pve-fail2ban-events", since),
+            timeout=10,
+        )
+        assert pve1.sh("ls -A /root/elsewhere")[1].strip() == ""
+    finally:
+        pve1.sh(
+            f"rm {textfile} && mv {textfile}.real {textfile} && systemctl restart pve-fail2ban-events"
+        )
+
+
 def test_the_events_daemon_uses_no_cpu_while_nothing_happens(lab):
     pve1 = lab.nodes()[0]
     ticks = "cat /proc/$(systemctl show -p MainPID --value pve-fail2ban-events)/stat | awk '{print $14 + $15}'"
@@ -256,7 +317,7 @@ def test_root_gets_the_ban_by_mail_through_a_real_mta(lab):
 def test_a_dead_webhook_leaves_the_time_to_ban_unchanged(lab, tmp_path):
     """The webhook's address answers nothing (no host there: each try waits for its timeout)."""
     pve1, attacker = lab.nodes()[0], lab.attacker()
-    dead = f"http://{config.SUBNET.rsplit('.', 1)[0]}.250:8080/hook"
+    dead = f"https://{config.SUBNET.rsplit('.', 1)[0]}.250:8443/hook"
     inventory = lab.write_inventory(
         lab.nodes(),
         host_data(lab.sink, fail2ban_notify_webhook=dead),
