@@ -58,7 +58,7 @@ REQUEST = re.compile(
 )
 MAX_LINE = 128  # bytes of one request (the longest valid one is about 110)
 MAX_REQUESTS = 50_000  # per connection
-MAX_RECEIVED = 64 << 20  # bytes of RECEIVED (the share daemon compacts it long before)
+MAX_RECEIVED = 8 << 20  # bytes of RECEIVED: about 150,000 records (the share daemon compacts it)
 MAX_SECONDS = 10 * 366 * 86400  # a ban longer than ten years is no ban time anyone sent
 
 
