@@ -33,7 +33,8 @@ import subprocess
 import sys
 import time
 
-from nodelib import Fail2ban, read_tail  # put in front of this text by the controller (facts.bundled)
+# nodelib's text is put in front of this one by the controller (facts.bundled)
+from nodelib import Fail2ban, read_tail
 
 STATE = "/var/lib/pve-fail2ban"
 CONFIG = "/etc/fail2ban"
