@@ -73,7 +73,12 @@ def members(nodes):
     for name, address, settings, facts in nodes:
         if not settings["cluster_bans"]:
             continue
-        if facts is not None and not NAME.fullmatch(name):
+        if facts is None:  # not read this run, or not a node we can serve
+            last = agreed(known.get(name, []), address)
+            if last:
+                found.append(Member(name=name, address=address, addresses=[], **last))
+            continue
+        if not NAME.fullmatch(name):
             raise ShareError(
                 f"{name!r}: cluster-wide bans need inventory names of letters, digits, '.', '_' "
                 "and '-' (set fail2ban_cluster_bans = False for this node, or rename it)"
@@ -82,11 +87,6 @@ def members(nodes):
             address = host_name(address)
         except ValueError as error:
             raise ShareError(f"{name}: its address {error}") from None
-        if facts is None:
-            last = agreed(known.get(name, []), address)
-            if last:
-                found.append(Member(name=name, address=address, addresses=[], **last))
-            continue
         ips = [a for a in [_canonical(address), *facts["addresses"]] if a]
         found.append(
             Member(
@@ -105,7 +105,7 @@ def agreed(records, address):
     """{port, hostkeys} of a node as every record of it (reported.peer_record) says, where each
     record puts it at `address` and they agree on the port: the host keys all of them list. None
     where they agree on nothing."""
-    if not records or any(r["address"] != address for r in records):
+    if not records or any(r["address"] != address for r in records):  # also a bad `address`
         return None
     if len({r["port"] for r in records}) != 1:
         return None

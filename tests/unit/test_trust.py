@@ -513,3 +513,14 @@ def test_a_restart_goes_on_where_the_outbox_was_read(tmp_path):
     again = nodelib.Tail(str(path))
     again.resume(first.position())
     assert again.lines() == ["c"]
+
+
+def test_a_node_we_cannot_serve_under_a_connector_name_is_left_out_not_an_error():
+    on = validate(dict(DEFAULTS))
+    node = {"addresses": ["192.0.2.1"], "sshd_ports": ["22"], "hostkeys": [ssh_key(1)]}
+    nodes = [
+        ("pve1", "192.0.2.1", on, {**node, "share_key": ssh_key("K1"), "share_peers": []}),
+        ("pve2", "192.0.2.2", on, {**node, "share_key": ssh_key("K2"), "share_peers": []}),
+        ("@docker/abc", "@docker/abc", on, None),
+    ]
+    assert [m.name for m in members(nodes)] == ["pve1", "pve2"]
