@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pvefail2ban.defaults import DEFAULTS  # noqa: E402
-from pvefail2ban.facts import NODE_SCRIPT, parse_node  # noqa: E402
+from pvefail2ban.facts import NODE_COMMAND, parse_node  # noqa: E402
 from pvefail2ban.node import controller_addresses  # noqa: E402
 from pvefail2ban.plan import plan_node  # noqa: E402
 from pvefail2ban.render import render_files  # noqa: E402
@@ -50,13 +50,16 @@ def ensure_ansible():
 
 def node_files(lab, nodes):
     """{node name: (packages, [{path, content}])}: what our planner gives each node, from the
-    node's own facts (NODE_SCRIPT over SSH, as our deploy reads them)."""
+    node's own facts (NODE_COMMAND over SSH, as our deploy reads them)."""
     settings = validate({**DEFAULTS, **SAME_JOB})
     peers = sorted({n.ip for n in nodes} | {n.ip6 for n in nodes if n.ip6})
     controller, found = controller_addresses(), {}
     for node in nodes:
         out = subprocess.run(
-            lab.ssh_command(node, NODE_SCRIPT), capture_output=True, text=True, timeout=60
+            lab.ssh_command(node, NODE_COMMAND.get_raw_value()),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         facts = parse_node(out.stdout.splitlines())
         plan = plan_node(settings, facts, peers, controller, name=node.name)

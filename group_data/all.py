@@ -17,34 +17,44 @@ changes: a bad one stops the run and names the key and the value."""
 # fail2ban_sshd_bantime = '10m'
 
 # --- proxmox jail (the guide's 02_proxmox) -------------------------------------------------------
-#   protect the PVE web UI / API (pvedaemon logins) where PVE runs (pvedaemon unit)
+#   protect the PVE web UI / API where PVE runs (pvedaemon)
 # fail2ban_proxmox_enabled = True
-#   ports to ban on (names or numbers)
+#   ports to ban on (names or numbers; PVE: https, http, 8006)
 # fail2ban_proxmox_port = ['https', 'http', 8006]
-#   failed web logins within findtime before a ban
+#   failed PVE logins within findtime before a ban
 # fail2ban_proxmox_maxretry = 3
-#   ban length (guide: 600 s)
+#   PVE ban length (seconds, fail2ban forms, or -1 = forever)
 # fail2ban_proxmox_bantime = 600
 
 # --- pbs jail (Proxmox Backup Server: proxmox-backup-api / -proxy logins) ------------------------
-#   protect the PBS web UI / API where PBS runs (proxmox-backup(-proxy) unit)
+#   protect the PBS web UI / API where PBS runs (proxmox-backup / proxmox-backup-proxy)
 # fail2ban_pbs_enabled = True
-#   ports to ban on (PBS: 8007)
+#   ports to ban on (names or numbers; PBS: 8007)
 # fail2ban_pbs_port = [8007]
 #   failed PBS logins within findtime before a ban
 # fail2ban_pbs_maxretry = 3
-#   PBS ban length (seconds or fail2ban forms)
+#   PBS ban length (seconds, fail2ban forms, or -1 = forever)
 # fail2ban_pbs_bantime = 600
 
 # --- pmg jail (Proxmox Mail Gateway: pmgdaemon logins) -------------------------------------------
-#   protect the PMG web UI / API where PMG runs (pmgdaemon unit)
+#   protect the PMG web UI / API where PMG runs (pmgdaemon)
 # fail2ban_pmg_enabled = True
-#   ports to ban on (PMG's GUI: 8006)
+#   ports to ban on (names or numbers; PMG: 8006)
 # fail2ban_pmg_port = [8006]
 #   failed PMG logins within findtime before a ban
 # fail2ban_pmg_maxretry = 3
-#   PMG ban length (seconds or fail2ban forms)
+#   PMG ban length (seconds, fail2ban forms, or -1 = forever)
 # fail2ban_pmg_bantime = 600
+
+# --- pdm jail (Proxmox Datacenter Manager: proxmox-datacenter-(privileged-)api logins) -----------
+#   protect the PDM web UI / API where PDM runs (proxmox-datacenter-api / proxmox-datacenter-privileged-api)
+# fail2ban_pdm_enabled = True
+#   ports to ban on (names or numbers; PDM: 8443)
+# fail2ban_pdm_port = [8443]
+#   failed PDM logins within findtime before a ban
+# fail2ban_pdm_maxretry = 3
+#   PDM ban length (seconds, fail2ban forms, or -1 = forever)
+# fail2ban_pdm_bantime = 600
 
 # --- every jail ----------------------------------------------------------------------------------
 #   window in which maxretry failures count

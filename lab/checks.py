@@ -3,12 +3,12 @@
 import re
 import time
 
-from pvefail2ban.jailstatus import parse_jail_status
-
 
 def banned(node, jail):
-    """Addresses fail2ban lists as banned in `jail` on `node`."""
-    return parse_jail_status(node.sh(f"fail2ban-client status {jail}")[1])["banned_ips"]
+    """Addresses fail2ban lists as banned in `jail` on `node` (`fail2ban-client status JAIL`)."""
+    text = node.sh(f"fail2ban-client status {jail}")[1]
+    found = re.search(r"Banned IP list:\s*(.*)$", text, re.M)
+    return found.group(1).split() if found else []
 
 
 def wait_for(predicate, timeout=10, step=0.2):

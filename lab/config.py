@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from pvefail2ban.products import PRODUCTS as PRODUCT_LIST
+
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXT = Path(__file__).resolve().parent / "context"
 # Per-checkout state: the lab's SSH key, known_hosts and generated inventory (git-ignored).
@@ -31,6 +33,7 @@ VARIANTS = {
     "pbs": ("bookworm", "Debian 12, journald only, Proxmox Backup Server (8007), no PVE"),
     "pmg": ("bookworm", "Debian 12, journald only, Proxmox Mail Gateway (8006), no PVE"),
     "pvepbs": ("bookworm", "Debian 12, journald only, PVE 8 and PBS on the same host"),
+    "pdm": ("trixie", "Debian 13, journald only, Proxmox Datacenter Manager (8443), no PVE"),
 }
 # The Proxmox products each variant runs (their simulated daemons and units), and those units.
 PRODUCTS = {
@@ -40,12 +43,10 @@ PRODUCTS = {
     "pbs": "pbs",
     "pmg": "pmg",
     "pvepbs": "pve pbs",
+    "pdm": "pdm",
 }
-UNITS = {
-    "pve": ["pvedaemon"],
-    "pbs": ["proxmox-backup", "proxmox-backup-proxy"],
-    "pmg": ["pmgdaemon"],
-}
+# the units of each product, as the deploy knows them (pvefail2ban/products.py)
+UNITS = {p.key: [u.removesuffix(".service") for u in p.units] for p in PRODUCT_LIST}
 # The release the simulated PBS stands for, in its Debian changelog (what the deploy reads): the
 # simulator's behaviour before proxmox-rest-server 1.0.5 (a client's Forwarded header chooses the
 # logged address) comes with a release dated before the fix; the default, with one after it.
@@ -53,6 +54,7 @@ PBS_RELEASES = {
     "old": ("3.2.4-1", "Mon, 27 May 2024 15:01:02 +0200"),
     "fixed": ("4.1.99~lab-1", "Wed, 01 Jul 2026 12:00:00 +0200"),
 }
+PDM_RELEASE = ("1.1.99~lab", "Wed, 01 Jul 2026 12:00:00 +0200")  # a native package: no revision
 DEFAULT_VARIANTS = ("pve8", "pve9", "legacy")
 MAX_NODES = 30
 

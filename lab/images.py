@@ -119,6 +119,7 @@ IMAGES = {
     "pbs": ("Dockerfile.node", "base-bookworm", {"PRODUCTS": "pbs"}),
     "pmg": ("Dockerfile.node", "base-bookworm", {"PRODUCTS": "pmg"}),
     "pvepbs": ("Dockerfile.node", "base-bookworm", {"PRODUCTS": "pve pbs"}),
+    "pdm": ("Dockerfile.node", "base-trixie", {"PRODUCTS": "pdm"}),
     "attacker": ("Dockerfile.attacker", "base-bookworm", {}),
 }
 

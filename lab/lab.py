@@ -95,6 +95,22 @@ def simulator_files(variant, ipv4_only=False, delay=None, pbs="fixed"):
             gzip.compress(changelog.encode(), mtime=0),
             0o644,
         )
+    if "pdm" in config.PRODUCTS[variant].split():  # the same simulator (PBS_SIM_PRODUCT=pdm)
+        env = (
+            f"PBS_SIM_LISTEN={'0.0.0.0' if ipv4_only else '::'}\n"
+            f"PBS_SIM_DELAY={config.FAIL_DELAY if delay is None else delay}\n"
+        )
+        version, date = config.PDM_RELEASE
+        changelog = (
+            f"proxmox-datacenter-manager ({version}) trixie; urgency=medium\n\n"
+            "  * the pve-fail2ban lab's simulated release\n\n"
+            f" -- Proxmox Support Team <support@proxmox.com>  {date}\n"
+        )
+        files["/etc/pvelab/pbs.env"] = (env.encode(), 0o644)
+        files["/usr/share/doc/proxmox-datacenter-manager/changelog.gz"] = (
+            gzip.compress(changelog.encode(), mtime=0),
+            0o644,
+        )
     return files
 
 

@@ -6,6 +6,7 @@ import json
 
 from pyinfra.api.exceptions import DeployError
 
+from .products import PRODUCTS
 from .reported import (
     HOSTNAME,
     NAME,
@@ -204,8 +205,8 @@ def format_table(
 
 
 # Our login jails: sshd everywhere, one per Proxmox product a node runs (its `products`).
-LOGIN_JAILS = ("sshd", "proxmox", "pbs", "pmg")
-PRODUCT_JAILS = {"pve": "proxmox", "pbs": "pbs", "pmg": "pmg"}
+LOGIN_JAILS = ("sshd", *(p.jail for p in PRODUCTS))
+PRODUCT_JAILS = {p.key: p.jail for p in PRODUCTS}
 
 
 def expected_jails(state):
@@ -249,7 +250,7 @@ def cluster_report(states):
 
 def parse_jails(value, state, node):
     """--data jails=... -> jail names that run on the node (default: every login jail of ours
-    running there: sshd, proxmox, pbs, pmg)."""
+    running there: LOGIN_JAILS)."""
     if value in (None, ""):
         wanted = [j for j in LOGIN_JAILS if j in state["jails"]]
         if not wanted:

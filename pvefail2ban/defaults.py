@@ -6,6 +6,8 @@ this list (`python -m pvefail2ban.defaults > group_data/all.py`) as commented li
 the settings without a second copy of their values; a unit test keeps the two in step.
 """
 
+from .products import PRODUCTS, settings_section
+
 # (section, [(key, default, meaning), ...]), in the order the settings are documented.
 SECTIONS = [
     (
@@ -33,49 +35,8 @@ SECTIONS = [
             ),
         ],
     ),
-    (
-        "proxmox jail (the guide's 02_proxmox)",
-        [
-            (
-                "fail2ban_proxmox_enabled",
-                True,
-                "protect the PVE web UI / API (pvedaemon logins) where PVE runs (pvedaemon unit)",
-            ),
-            (
-                "fail2ban_proxmox_port",
-                ["https", "http", 8006],
-                "ports to ban on (names or numbers)",
-            ),
-            ("fail2ban_proxmox_maxretry", 3, "failed web logins within findtime before a ban"),
-            ("fail2ban_proxmox_bantime", 600, "ban length (guide: 600 s)"),
-        ],
-    ),
-    (
-        "pbs jail (Proxmox Backup Server: proxmox-backup-api / -proxy logins)",
-        [
-            (
-                "fail2ban_pbs_enabled",
-                True,
-                "protect the PBS web UI / API where PBS runs (proxmox-backup(-proxy) unit)",
-            ),
-            ("fail2ban_pbs_port", [8007], "ports to ban on (PBS: 8007)"),
-            ("fail2ban_pbs_maxretry", 3, "failed PBS logins within findtime before a ban"),
-            ("fail2ban_pbs_bantime", 600, "PBS ban length (seconds or fail2ban forms)"),
-        ],
-    ),
-    (
-        "pmg jail (Proxmox Mail Gateway: pmgdaemon logins)",
-        [
-            (
-                "fail2ban_pmg_enabled",
-                True,
-                "protect the PMG web UI / API where PMG runs (pmgdaemon unit)",
-            ),
-            ("fail2ban_pmg_port", [8006], "ports to ban on (PMG's GUI: 8006)"),
-            ("fail2ban_pmg_maxretry", 3, "failed PMG logins within findtime before a ban"),
-            ("fail2ban_pmg_bantime", 600, "PMG ban length (seconds or fail2ban forms)"),
-        ],
-    ),
+    # one section per Proxmox product (products.py)
+    *(settings_section(product) for product in PRODUCTS),
     (
         "every jail",
         [

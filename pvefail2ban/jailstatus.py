@@ -1,34 +1,6 @@
-"""Parse what fail2ban-client says (via verify.py) and judge it. Pure functions, unit-tested."""
+"""Read the check's answer (scripts/probe.py) and judge it. Pure functions, unit-tested."""
 
-import re
-
-FIELDS = {
-    "Currently failed": "failed",
-    "Total failed": "total_failed",
-    "Currently banned": "banned",
-    "Total banned": "total_banned",
-}
-
-
-def parse_jail_status(text):
-    """`fail2ban-client status <jail>` -> {failed, total_failed, banned, total_banned, banned_ips,
-    journal_matches, file_list}."""
-    jail = {"banned_ips": [], "journal_matches": None, "file_list": None}
-    for line in text.splitlines():
-        label, sep, value = re.sub(r"^[\s|`-]+", "", line).partition(":")
-        if not sep:
-            continue
-        label, value = label.strip(), value.strip()
-        if label in FIELDS and value.isdigit():
-            jail[FIELDS[label]] = int(value)
-        elif label == "Banned IP list":
-            jail["banned_ips"] = value.split()
-        elif label == "Journal matches":
-            jail["journal_matches"] = value
-        elif label == "File list":
-            jail["file_list"] = value.split()
-    return jail
-
+from .reported import printable, shown
 
 # what each daemon of ours is for, as a problem names it when it does not run
 DAEMON_ROLES = {
@@ -37,69 +9,67 @@ DAEMON_ROLES = {
 }
 
 
-def parse_verify(text):
-    """verify.py output -> {ping, version, jails: [names], status: {jail: parsed}, firewall,
-    config_errors, service, rules, action_errors}. The middle part is `fail2ban-client -i`: answers after "fail2ban> "."""
+def check_result(doc):
+    """The check's JSON (scripts/probe.py `check`, or the check read with the facts) -> {ping,
+    version, jails: [names], status: {jail: counts, banned_ips, journal_matches, file_list},
+    firewall, config_errors, config_tested, service, rules, empty_sources, seen, action_errors,
+    daemons, tool, unchecked}, every text made printable (it is shown to the admin). ValueError
+    when it is not the probe's answer."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("tool"), str):
+        raise ValueError(f"not the check's answer: {shown(doc, 200)}")
     out = {
-        "ping": False,
-        "version": "",
-        "jails": [],
+        "ping": doc.get("ping") is True,
+        "version": printable(doc.get("version") or "", 40),
+        "jails": [printable(j, 64) for j in _list(doc.get("names"))],
         "status": {},
-        "firewall": None,
+        "firewall": printable(doc["firewall"], 300) if doc.get("firewall") is not None else None,
         "config_errors": [],
         "config_tested": None,  # "now", or "unchanged since <time it passed>"
-        "service": [],
-        "rules": {},  # {our jail: its firewall rules are in place}
+        "service": [printable(line, 300) for line in _list(doc.get("service"))],
+        "rules": {printable(j, 64): v is True for j, v in _dict(doc.get("rules")).items()},
         "empty_sources": [],  # our jails whose source holds no line at all
         "seen": {},  # {our jail: (failure lines in its source's last lines, of those its filter finds)}
-        "action_errors": {},  # {our jail: fail2ban's error line about its action since its start}
-        "daemons": {},  # {our daemon that must run: its systemctl is-active state}
-        "tool": None,  # the ban action's tool verify.py read with (`read` mode)
-        "unchecked": [],  # our jails whose failure lines were not checked yet (`read` mode)
-    }
-    for line in text.splitlines():
-        if line.startswith("ping="):
-            out["ping"] = line[5:].strip() == "yes"
-        elif line.startswith("daemon ") and "=" in line:
-            name, _, value = line[7:].partition("=")
-            out["daemons"][name.strip()] = value.strip()
-        elif line.startswith("firewall="):
-            out["firewall"] = line[9:].strip()
-        elif line.startswith("rules ") and "=" in line:
-            jail, _, value = line[6:].partition("=")
-            out["rules"][jail.strip()] = value.strip() == "ok"
-        elif line.startswith("source ") and line.endswith("=empty"):
-            out["empty_sources"].append(line[7:-6])
-        elif line.startswith("seen ") and len(line.split()) == 4:
-            _, jail, lines, found = line.split()
-            out["seen"][jail] = (int(lines), int(found))
-        elif line.startswith("actionerror "):
-            jail, _, error = line[12:].partition(" ")
-            out["action_errors"][jail] = error.strip()
-        elif line.startswith("tool="):
-            out["tool"] = line[5:].strip()
-        elif line.startswith("unchecked "):
-            out["unchecked"].append(line[10:].strip())
-        elif line.startswith("config=tested"):
-            out["config_tested"] = "now"
-        elif line.startswith("config=unchanged "):
-            out["config_tested"] = f"unchanged since {line.split()[1]}"
-        elif line.startswith("config: "):
-            out["config_errors"].append(line[8:].strip())
-        elif line.startswith("status: "):
-            out["service"].append(line[8:].rstrip())
-        elif line.startswith("Fail2Ban v") and not out["version"]:
-            out["version"] = line.split()[1].lstrip("v")
-    for answer in text.split("fail2ban> ")[1:]:
-        first, _, rest = answer.partition("\n")
-        if first.strip() == "Status":
-            match = re.search(r"Jail list:\s*(.*)", rest)
-            out["jails"] = (
-                [j.strip() for j in match.group(1).split(",") if j.strip()] if match else []
-            )
-        elif first.startswith("Status for the jail: "):
-            out["status"][first.split(":", 1)[1].strip()] = parse_jail_status(rest)
+        "action_errors": {printable(j, 64): printable(e, 500) for j, e in _dict(doc.get("action_errors")).items()},
+        "daemons": {printable(d, 64): printable(v, 40) for d, v in _dict(doc.get("daemons")).items()},
+        "tool": printable(doc["tool"], 20),
+        "unchecked": [],  # our jails whose failure lines were not checked yet (read with the facts)
+    }  # fmt: skip
+    for name, jail in _dict(doc.get("jails")).items():
+        jail = _dict(jail)
+        out["status"][printable(name, 64)] = {
+            **{k: v for k in COUNTS if isinstance(v := jail.get(k), int)},
+            "banned_ips": [printable(ip, 64) for ip in _list(jail.get("banned_ips"))],
+            "journal_matches": printable(jail["journal_matches"], 500) if jail.get("journal_matches") else None,
+            "file_list": [printable(f, 300) for f in _list(jail.get("file_list"))] or None,
+        }  # fmt: skip
+    for jail, counts in _dict(doc.get("seen")).items():
+        if counts is None:
+            out["empty_sources"].append(printable(jail, 64))
+        elif counts == "unchecked":
+            out["unchecked"].append(printable(jail, 64))
+        elif isinstance(counts, list) and len(counts) == 2 and all(type(c) is int for c in counts):
+            if not counts[0]:
+                continue  # no failure line in its source
+            out["seen"][printable(jail, 64)] = (int(counts[0]), int(counts[1]))
+    config = _dict(doc.get("config"))
+    if config.get("state") == "tested":
+        out["config_tested"] = "now"
+    elif config.get("state") == "unchanged":
+        out["config_tested"] = f"unchanged since {printable(config.get('when') or '?', 40)}"
+    elif config.get("state") == "broken":
+        out["config_errors"] = [printable(e, 500) for e in _list(config.get("errors"))] or ["?"]
     return out
+
+
+COUNTS = ("failed", "total_failed", "banned", "total_banned")
+
+
+def _list(value):
+    return value if isinstance(value, list) else []
+
+
+def _dict(value):
+    return value if isinstance(value, dict) else {}
 
 
 def complete(result, tool, daemons):

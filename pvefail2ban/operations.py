@@ -9,9 +9,10 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringC
 from pyinfra.operations import server
 
 from .cluster_bans import authorized_as_wanted
-from .facts import SCRIPTS, bundled
-from .jailstatus import complete, parse_verify, problems, summary
+from .facts import FAILURES, FILTER_DIR, SCRIPTS, bundled
+from .jailstatus import check_result, complete, problems, summary
 from .plan import files_differ
+from .products import SELF_TESTS
 from .reported import public_key
 
 STAGE = "/var/lib/pve-fail2ban/stage"
@@ -52,11 +53,16 @@ def tested_files(files: dict, change: list, remove: list = ()):
     Added only where something changes (tasks/configure.py): no operation at all otherwise.
     """
     dirs = [QuoteString(d) for d in sorted({str(Path(STAGE + path).parent) for path in change})]
+    dirs.append(f"{STAGE}/selftest")
     yield StringCommand("rm", "-rf", STAGE, "&&", "mkdir", "-p", "-m", "0700", *dirs, STAGE)
     for path in change:
         yield FileUploadCommand(BytesIO(files[path]), STAGE + path)
+    for name, lines in SELF_TESTS.items():  # failure lines of the daemons of this node's filters
+        if any(f"{FILTER_DIR}/{name}{ext}" in files for ext in (".conf", ".local")):
+            sample = "".join(f"{line}\n" for line in lines).encode()
+            yield FileUploadCommand(BytesIO(sample), f"{STAGE}/selftest/{name}")
+    yield FileUploadCommand(BytesIO(bundled("probe.py").encode()), f"{STAGE}/probe.py")
     yield FileUploadCommand(str(SCRIPTS / "apply.sh"), f"{STAGE}/apply.sh")
-    yield FileUploadCommand(str(SCRIPTS / "ignoreip_check.py"), f"{STAGE}/ignoreip_check.py")
     yield StringCommand(
         "sh", f"{STAGE}/apply.sh", STAGE, *map(QuoteString, change),
         *(["--", *map(QuoteString, remove)] if remove else []),
@@ -70,7 +76,7 @@ def verified(
     tool: str,
     ping_timeout: int = 30,
     daemons: dict = None,
-    recorded: str = None,
+    recorded: dict = None,
     ops: list = (),
 ):
     """Check, every run: fail2ban answers, each of `jails` runs, reads a live source and has its
@@ -80,10 +86,11 @@ def verified(
     `daemons`: {service of ours that must run: what the summary says it does}.
     Prints a one-line summary of every running jail; fails the node with the reasons otherwise.
 
-    `recorded`: what `verify.py read` said with the facts (NodeFacts "verify"), and `ops`: the
-    operations this run added for the node. Where none of them changed anything and the record
-    shows everything in order, with nothing left to test (the configuration tested as it is, every
-    failure line checked), the record is the check: no command. Otherwise the node is checked now."""
+    `recorded`: the check as read with the facts (Facts "check", jailstatus.check_result), and
+    `ops`: the operations this run added for the node. Where none of them changed anything and the
+    record shows everything in order, with nothing left to test (the configuration tested as it is,
+    every failure line checked), the record is the check: no command. Otherwise the node is checked
+    now (scripts/probe.py `check`)."""
 
     def report(host, result):
         found = problems(result, jails, off, tool)
@@ -103,29 +110,31 @@ def verified(
 
     def check(state, host):
         if recorded is not None and not any(op.did_change() for op in ops):
-            result = parse_verify(recorded)
-            if complete(result, tool, daemons or {}) and not problems(result, jails, off, tool):
-                return report(host, result)
+            if complete(recorded, tool, daemons or {}) and not problems(recorded, jails, off, tool):
+                return report(host, recorded)
+        config = {
+            "ping_timeout": ping_timeout,
+            "tool": tool,
+            "jails": jails,
+            "daemons": list(daemons or {}),
+            "failures": {jail: FAILURES[jail] for jail in jails if jail in FAILURES},
+        }
         ok, output = host.run_shell_command(
-            python_script(
-                "verify.py",
-                "check",
-                ping_timeout,
-                tool,
-                (SCRIPTS / "ignoreip_check.py").read_text(),
-                " ".join(daemons or {}) or "-",
-                *jails,
-                flags=("-S",),  # the standard library only: no site packages to look for
-            ),
+            python_script("probe.py", "check", json.dumps(config, sort_keys=True), flags=("-S",)),
             print_output=state.print_output,
             print_input=state.print_input,
         )
-        if not ok:
+        try:
+            result = check_result(json.loads("\n".join(output.stdout_lines))) if ok else None
+        except ValueError as error:
+            result, output = None, f"its answer is not the check's: {error}"
+        if result is None:
+            why = output if isinstance(output, str) else " ".join(output.stderr_lines)[-500:]
             host.log_styled(
-                f"NOT PROTECTED: verify.py failed: {output.stderr}", fg="red", log_func=logger.error
+                f"NOT PROTECTED: the check failed: {why}", fg="red", log_func=logger.error
             )
             return False
-        return report(host, parse_verify("\n".join(output.stdout_lines)))
+        return report(host, result)
 
     yield FunctionCommand(check, (), {})
 

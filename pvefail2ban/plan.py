@@ -1,25 +1,17 @@
 """What one node needs: which backend, log source, ban action and ports each jail gets, which
-packages to install, which addresses are never banned. Pure: settings + node facts in, plan out."""
+packages to install, which addresses are never banned. Pure: settings + node facts in, plan out.
+
+plan_node puts together what its parts decide, one concern each: the jails (sshd_jail, product_jail,
+recidive_jail) and their sources (log_source), the ban action (firewall), the filters, the packages,
+and the addresses never banned (never_banned)."""
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 from .events import EXPORTER, events_config
-from .facts import (
-    FILTER,
-    FILTER_LOCAL,
-    PBS_AUTH_LOG,
-    PBS_CHANGELOG,
-    PBS_FILTER,
-    PBS_JAIL,
-    PMG_FILTER,
-    PMG_JAIL,
-    PROXMOX_JAIL,
-    RECIDIVE_JAIL,
-    SSHD_JAIL,
-)
+from .facts import FILTER_DIR, RECIDIVE_JAIL, SSHD_JAIL
+from .products import PRODUCTS, PVE
 
 AUTH_LOG = "/var/log/auth.log"
 DAEMON_LOG = "/var/log/daemon.log"
@@ -29,12 +21,11 @@ SSHD_JOURNALMATCH = "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session
 LOOPBACK = ["127.0.0.1/8", "::1"]
 # Our jails whose name the distribution may define too (Debian 13 enables sshd; fail2ban 1.1 ships
 # a proxmox jail): where ours does not run, a `.local` file keeps the distribution's off as well.
-OUR_JAILS = {"sshd": SSHD_JAIL, "proxmox": PROXMOX_JAIL, "recidive": RECIDIVE_JAIL}
-PRODUCTS = {"pve": "Proxmox VE", "pbs": "Proxmox Backup Server", "pmg": "Proxmox Mail Gateway"}
-# Before proxmox-rest-server 1.0.5 (February 2026) PBS's public proxy took the client's address from
-# a `Forwarded: for=` header the client sent (shared/PROXMOX-LOGS.md): a PBS release older than this
-# date cannot have the fix, so the deploy warns there (see forwarded_risk).
-FORWARDED_FIXED = datetime(2026, 3, 1, tzinfo=timezone.utc)
+OUR_JAILS = {
+    "sshd": SSHD_JAIL,
+    **{p.jail: p.jail_file for p in PRODUCTS if p.distribution_jail},
+    "recidive": RECIDIVE_JAIL,
+}
 BANACTIONS = {
     "nftables": ("nftables-multiport", "nftables-allports", "nft", "nftables"),
     "iptables": ("iptables-multiport", "iptables-allports", "iptables", "iptables"),
@@ -68,6 +59,7 @@ class Jail:
     journalmatch: str = None
     filter: str = None
     why: str = ""
+    about: str = ""  # a product's jail: what it protects (its jail file's comment)
 
 
 @dataclass(kw_only=True)
@@ -82,7 +74,6 @@ class Plan:
     firewall_tool: str  # the command the ban action runs: nft or iptables
     ignoreip: list
     packages: list
-    filter_path: str  # where the proxmox filter goes (.local where the package owns the .conf)
     filters: dict = field(default_factory=dict)  # {path on the node: filter file of ours}
     share: bool = False  # our jails send their bans to the peers (cluster_bans.py)
     events: dict = None  # metrics and notifications (events.events_config), or None
@@ -167,84 +158,96 @@ def _banaction(choice, node):
     return choice
 
 
-def _daemon_log_source(jail, settings, node):
-    """(backend, logpath, why) of a jail that reads a Proxmox daemon's err lines (proxmox, pmg):
-    the journal, or daemon.log where rsyslog still writes it."""
-    backend, why = _backend(settings["backend"], DAEMON_LOG, node)
-    if backend == "systemd":
-        _journal_keeps(node, jail, "err")
-    return backend, DAEMON_LOG if backend == "file" else None, why
+def log_source(product, settings, node):
+    """(backend, logpath, why) of `product`'s jail (products.SOURCES): its daemons' err lines in
+    the journal or daemon.log ("daemon"); the journal of its units or its own auth log ("authlog")."""
+    if product.source == "daemon":
+        backend, why = _backend(settings["backend"], DAEMON_LOG, node)
+        if backend == "systemd":
+            _journal_keeps(node, product.jail, "err")
+        return backend, DAEMON_LOG if backend == "file" else None, why
+    return _authlog_source(product, settings["backend"], node)
 
 
-def _web_jail(name, path, settings, source):
-    """The jail of a Proxmox web UI / API: its fail2ban_<name>_* settings, its filter of the same
-    name, its `source` (backend, logpath, why)."""
-    backend, logpath, why = source
+def _authlog_source(product, choice, node):
+    """'systemd' (the journal of the product's units) or 'file' (the auth log its API server always
+    writes). `auto` takes the journal unless journald drops the product's err lines."""
+    log, has_log, short = product.auth_log, product.auth_log in node["logs"], product.short
+    if choice == "file" and not has_log:
+        raise NodeError(
+            f"fail2ban_backend = 'file' but {log} does not exist on this node: use 'auto' or "
+            f"'systemd' (the journal of {short}'s units)"
+        )
+    if choice == "file":
+        return "file", log, f"fail2ban_backend = 'file': {log}"
+    if not node["journal"]:
+        if choice == "auto" and has_log:
+            return "file", log, f"no journal: {log}"
+        raise NodeError(
+            f"the {product.jail} jail reads the journal, but this node has no journal (journalctl)"
+        )
+    try:
+        _journal_keeps(node, product.jail, "err")
+    except NodeError:
+        if choice == "auto" and has_log:
+            return "file", log, f"journald drops {short}'s err lines here: {log}"
+        raise
+    return "systemd", None, f"the journal of {short}'s units"
+
+
+def product_jail(product, settings, node):
+    """The jail of a product's web UI / API: its fail2ban_<jail>_* settings, its filter, its
+    source (log_source)."""
+    backend, logpath, why = log_source(product, settings, node)
     return Jail(
-        name=name,
-        path=path,
-        ports=settings[f"{name}_port"],
-        maxretry=settings[f"{name}_maxretry"],
-        bantime=settings[f"{name}_bantime"],
+        name=product.jail,
+        path=product.jail_file,
+        ports=settings[f"{product.jail}_port"],
+        maxretry=settings[f"{product.jail}_maxretry"],
+        bantime=settings[f"{product.jail}_bantime"],
         findtime=settings["findtime"],
         backend=backend,
         logpath=logpath,
-        filter=name,
+        filter=product.filter,
         why=why,
+        about=product.about,
     )
 
 
-def _pbs_backend(choice, node):
-    """(backend, logpath, why) of the pbs jail: 'systemd' (the PBS units' journal) or 'file' (PBS's
-    own auth log, which it always writes). `auto` takes the journal unless journald drops PBS's
-    lines."""
-    has_log = node.get("pbs_authlog")
-    if choice == "file" and not has_log:
-        raise NodeError(
-            f"fail2ban_backend = 'file' but {PBS_AUTH_LOG} does not exist on this node: use "
-            "'auto' or 'systemd' (the journal of PBS's units)"
-        )
-    if choice == "file":
-        return "file", PBS_AUTH_LOG, f"fail2ban_backend = 'file': {PBS_AUTH_LOG}"
-    if not node["journal"]:
-        if choice == "auto" and has_log:
-            return "file", PBS_AUTH_LOG, f"no journal: {PBS_AUTH_LOG}"
-        raise NodeError("the pbs jail reads the journal, but this node has no journal (journalctl)")
+def client_address_risk(product, node):
+    """Why the addresses this product logs on this node may have been chosen by a client, or None.
+    Its releases before `forwarded_fixed` took them from a client-sent `Forwarded` header
+    (proxmox-rest-server < 1.0.5); the release's date is read from its Debian changelog."""
+    if not product.forwarded_fixed:
+        return None
+    release = (node.get("releases") or {}).get(product.key) or {}
     try:
-        _journal_keeps(node, "pbs", "err")
-    except NodeError:
-        if choice == "auto" and has_log:
-            return "file", PBS_AUTH_LOG, f"journald drops PBS's err lines here: {PBS_AUTH_LOG}"
-        raise
-    return "systemd", None, "the journal of PBS's units"
-
-
-def forwarded_risk(node):
-    """Why the addresses this PBS node logs may have been chosen by a client, or None. PBS releases
-    before FORWARDED_FIXED took them from a client-sent `Forwarded` header; the release's date is
-    read from its Debian changelog (NodeFacts pbs_version / pbs_date)."""
-    try:
-        when = parsedate_to_datetime(node["pbs_date"]) if node.get("pbs_date") else None
+        when = parsedate_to_datetime(release["date"]) if release.get("date") else None
     except (TypeError, ValueError):
         when = None
-    if when is not None and when >= FORWARDED_FIXED:
+    if when is not None and f"{when:%Y-%m}" >= product.forwarded_fixed:
         return None
-    release = (
-        f"PBS {node.get('pbs_version') or '(version unknown)'} of {when:%Y-%m-%d}"
+    named = (
+        f"{product.short} {release.get('version') or '(version unknown)'} of {when:%Y-%m-%d}"
         if when
-        else f"the PBS release cannot be read ({PBS_CHANGELOG})"
+        else f"the {product.short} release cannot be read ({product.changelog})"
     )
     return (
-        f"{release}: PBS releases before March 2026 (proxmox-rest-server < 1.0.5) log the address "
-        "a client claims in a `Forwarded` header, so a client can get another address banned. "
-        "This controller, the inventory's nodes and ignoreip are never banned (lockout protection); "
-        "upgrade PBS (apt full-upgrade) to close it"
+        f"{named}: {product.short} releases before {product.forwarded_fixed} (proxmox-rest-server "
+        "< 1.0.5) log the address a client claims in a `Forwarded` header, so a client can get "
+        "another address banned. This controller, the inventory's nodes and ignoreip are never "
+        f"banned (lockout protection); upgrade {product.short} (apt full-upgrade) to close it"
     )
 
 
 def unsupported(node):
-    """Why a node (NodeFacts) is no Proxmox node we can serve, or None. Such a node is never
-    anybody's peer either."""
+    """Why a node (Facts) is no Proxmox node we can serve, or None. Such a node is never anybody's
+    peer either."""
+    if node.get("python3") is False:
+        return (
+            "python3 is not installed on this node (fail2ban needs it too, and the deploy reads "
+            "the node with it): `apt install python3`, then run again"
+        )
     if not node.get("systemd"):
         return (
             "systemd is not running as init on this node: only Debian-based nodes with "
@@ -259,129 +262,123 @@ def unsupported(node):
     return None
 
 
-def plan_node(settings, node, peers=(), controller=(), share=False, name="node"):
-    """settings: validated (settings.validate); node: NodeFacts; peers: every address of every
-    inventory node (node.cluster_addresses); controller: this controller's own stable addresses;
-    share: this node shares bans with its peers (cluster_bans.members); name: the node's
-    inventory name (it names the node in notifications)."""
-    reason = unsupported(node)
-    if reason:
-        raise NodeError(reason)
-
-    warnings = []
-    jails = []
-    products = node.get("products") or []
-    if not products:
+def sshd_jail(settings, node, warnings):
+    """The sshd jail: the journal or auth.log, on sshd's own ports (sshd -T) unless set."""
+    backend, why = _backend(settings["backend"], AUTH_LOG, node)
+    if backend == "systemd":
+        _journal_keeps(node, "sshd", "info")
+    if node.get("sshd_loglevel") in QUIET_SSHD:
+        raise NodeError(
+            f"sshd has LogLevel {node['sshd_loglevel']} (sshd -T): it does not log failed logins, "
+            "so the sshd jail would never see one. Fix: LogLevel INFO (or VERBOSE) in "
+            "/etc/ssh/sshd_config, then `systemctl reload ssh`"
+        )
+    ports = settings["sshd_port"] or node["sshd_ports"] or ["22"]
+    maxauthtries = node.get("sshd_maxauthtries")
+    if maxauthtries is not None and maxauthtries != settings["sshd_maxretry"]:
         warnings.append(
-            "this node runs none of Proxmox VE, Backup Server or Mail Gateway (no pvedaemon, "
-            "proxmox-backup(-proxy) or pmgdaemon unit): it gets the sshd jail only"
+            f"sshd MaxAuthTries is {maxauthtries} but fail2ban_sshd_maxretry is "
+            f"{settings['sshd_maxretry']} (the guide makes them the same)"
         )
-    if settings["sshd_enabled"]:
-        backend, why = _backend(settings["backend"], AUTH_LOG, node)
-        if backend == "systemd":
-            _journal_keeps(node, "sshd", "info")
-        if node.get("sshd_loglevel") in QUIET_SSHD:
-            raise NodeError(
-                f"sshd has LogLevel {node['sshd_loglevel']} (sshd -T): it does not log failed logins, "
-                "so the sshd jail would never see one. Fix: LogLevel INFO (or VERBOSE) in "
-                "/etc/ssh/sshd_config, then `systemctl reload ssh`"
-            )
-        ports = settings["sshd_port"] or node["sshd_ports"] or ["22"]
-        maxauthtries = node.get("sshd_maxauthtries")
-        if maxauthtries is not None and maxauthtries != settings["sshd_maxretry"]:
-            warnings.append(
-                f"sshd MaxAuthTries is {maxauthtries} but fail2ban_sshd_maxretry is "
-                f"{settings['sshd_maxretry']} (the guide makes them the same)"
-            )
-        source = "from fail2ban_sshd_port" if settings["sshd_port"] else "from sshd -T"
-        jails.append(
-            Jail(
-                name="sshd",
-                path=SSHD_JAIL,
-                ports=ports,
-                maxretry=settings["sshd_maxretry"],
-                bantime=settings["sshd_bantime"],
-                findtime=settings["findtime"],
-                backend=backend,
-                logpath=AUTH_LOG if backend == "file" else None,
-                journalmatch=SSHD_JOURNALMATCH if backend == "systemd" else None,
-                filter="sshd",
-                why=f"{why}; port{'s' if len(ports) > 1 else ''} {source}",
-            )
+    source = "from fail2ban_sshd_port" if settings["sshd_port"] else "from sshd -T"
+    return Jail(
+        name="sshd",
+        path=SSHD_JAIL,
+        ports=ports,
+        maxretry=settings["sshd_maxretry"],
+        bantime=settings["sshd_bantime"],
+        findtime=settings["findtime"],
+        backend=backend,
+        logpath=AUTH_LOG if backend == "file" else None,
+        journalmatch=SSHD_JOURNALMATCH if backend == "systemd" else None,
+        filter="sshd",
+        why=f"{why}; port{'s' if len(ports) > 1 else ''} {source}",
+    )
+
+
+def recidive_jail(settings):
+    return Jail(
+        name="recidive",
+        path=RECIDIVE_JAIL,
+        ports=["all"],
+        maxretry=settings["recidive_maxretry"],
+        bantime=settings["recidive_bantime"],
+        findtime=settings["recidive_findtime"],
+        backend="file",
+        logpath=FAIL2BAN_LOG,
+        filter="recidive",
+        why="repeat offenders, from fail2ban's own log",
+    )
+
+
+def jails_of(settings, node, warnings):
+    """(the jails that run here, {jail of OUR_JAILS that does not: (path, why)}). A jail switched
+    off is written as `enabled = false`: the distribution's own jail of that name (Debian 13
+    enables sshd in jail.d/defaults-debian.conf) does not run either."""
+    runs = node.get("products") or []
+    if not runs:
+        warnings.append(
+            f"this node runs none of {', '.join(p.name for p in PRODUCTS)} (no unit of theirs: "
+            f"{', '.join(u for p in PRODUCTS for u in p.units)}): it gets the sshd jail only"
         )
-    if settings["proxmox_enabled"] and "pve" in products:
-        jails.append(
-            _web_jail(
-                "proxmox", PROXMOX_JAIL, settings, _daemon_log_source("proxmox", settings, node)
-            )
-        )
-    if settings["pbs_enabled"] and "pbs" in products:
-        jails.append(_web_jail("pbs", PBS_JAIL, settings, _pbs_backend(settings["backend"], node)))
-        risk = forwarded_risk(node)
-        if risk:
-            warnings.append(risk)
-    if settings["pmg_enabled"] and "pmg" in products:
-        jails.append(
-            _web_jail("pmg", PMG_JAIL, settings, _daemon_log_source("pmg", settings, node))
-        )
-    if settings["recidive_enabled"]:
-        jails.append(
-            Jail(
-                name="recidive",
-                path=RECIDIVE_JAIL,
-                ports=["all"],
-                maxretry=settings["recidive_maxretry"],
-                bantime=settings["recidive_bantime"],
-                findtime=settings["recidive_findtime"],
-                backend="file",
-                logpath=FAIL2BAN_LOG,
-                filter="recidive",
-                why="repeat offenders, from fail2ban's own log",
-            )
-        )
-    # A jail switched off is written as `enabled = false`: the distribution's own jail of that name
-    # (Debian 13 enables sshd in jail.d/defaults-debian.conf) does not run either.
+    jails = [sshd_jail(settings, node, warnings)] if settings["sshd_enabled"] else []
+    for product in PRODUCTS:
+        if settings[f"{product.jail}_enabled"] and product.key in runs:
+            jails.append(product_jail(product, settings, node))
+            risk = client_address_risk(product, node)
+            warnings += [risk] if risk else []
+    jails += [recidive_jail(settings)] if settings["recidive_enabled"] else []
     running = {jail.name for jail in jails}
+    products = {p.jail: p for p in PRODUCTS}
     off = {
         name: (
             path,
-            f"this node does not run {PRODUCTS['pve']} (no pvedaemon unit)"
-            if name == "proxmox" and settings["proxmox_enabled"]
+            f"this node does not run {products[name].name} (no {' or '.join(products[name].units)})"
+            if name in products and settings[f"{name}_enabled"]
             else f"switched off in the deploy's settings (fail2ban_{name}_enabled = False)",
         )
         for name, path in OUR_JAILS.items()
         if name not in running
     }
-    filter_path = FILTER_LOCAL if node.get("filter_owner") else FILTER
-    filters = {filter_path: "proxmox.conf"}  # kept everywhere: fail2ban-regex by hand needs it
-    filters.update({PBS_FILTER: "pbs.conf"} if "pbs" in running else {})
-    filters.update({PMG_FILTER: "pmg.conf"} if "pmg" in running else {})
+    return jails, off
 
-    banaction = _banaction(settings["banaction"], node)
-    multiport, allports, tool, package = BANACTIONS[banaction]
 
+def filters_of(jails, node):
+    """{path on the node: our filter file} for the products whose jail runs here, and PVE's
+    everywhere (fail2ban-regex by hand needs it). Where the fail2ban package ships a filter of the
+    same name, ours goes beside it as .local (read after the package's .conf)."""
+    running = {jail.name for jail in jails}
+    names = [n for p in PRODUCTS if p is PVE or p.jail in running for n in p.filters]
+    return {filter_path(name, node): name for name in dict.fromkeys(names)}
+
+
+def filter_path(name, node):
+    """Where our filter file `name` goes on this node: filter.d/<name>, or its .local where the
+    fail2ban package owns <name> (NodeFacts packaged_filters)."""
+    if name in (node.get("packaged_filters") or []):
+        return f"{FILTER_DIR}/{name.removesuffix('.conf')}.local"
+    return f"{FILTER_DIR}/{name}"
+
+
+def packages_of(jails, tool_package, settings, node):
+    """The packages this node still needs: fail2ban, what its jails' sources need, the ban
+    action's firewall tool, node_exporter where metrics are `on`."""
     packages = ["fail2ban"]
     if any(j.backend == "systemd" for j in jails):
         packages.append("python3-systemd")
     if any(j.backend == "file" for j in jails):
         packages.append("python3-pyinotify")  # file changes seen at once, not on the next poll
-    if tool not in node["tools"]:
-        packages.append(package)
-    events = events_config(name, settings, node)
+    if tool_package[0] not in node["tools"]:
+        packages.append(tool_package[1])
     if settings["metrics"] == "on":
         packages.append(EXPORTER)
-    if events and events["notify"] and events["notify"]["mail"] and not node.get("sendmail"):
-        warnings.append(
-            "fail2ban_notify_mail is set but this node has no /usr/sbin/sendmail (no MTA): its "
-            "ban mails cannot be delivered (PVE installs postfix; `apt install postfix`)"
-        )
-    missing = [p for p in packages if p not in node["packages"]]
+    return [p for p in packages if p not in node["packages"]]
 
-    if share and node.get("sshd_permitrootlogin") == "no":
-        warnings.append(
-            "sshd has PermitRootLogin no: this node cannot receive its peers' bans (their key runs "
-            "one forced command as root; PermitRootLogin forced-commands-only is enough)"
-        )
+
+def never_banned(settings, node, peers, controller):
+    """ignoreip: loopback; with lockout protection this controller (as the node sees it and its
+    own addresses) and every inventory node; then fail2ban_ignoreip. Once each, order kept: the
+    same input gives the same bytes."""
     ignoreip = list(LOOPBACK)
     if settings["lockout_protection"]:
         if not node.get("client"):
@@ -391,8 +388,32 @@ def plan_node(settings, node, peers=(), controller=(), share=False, name="node")
             )
         ignoreip += [node["client"], *controller, *peers]
     ignoreip += settings["ignoreip"]
-    ignoreip = list(dict.fromkeys(ignoreip))  # once each, order kept: same input, same bytes
+    return list(dict.fromkeys(ignoreip))
 
+
+def plan_node(settings, node, peers=(), controller=(), share=False, name="node"):
+    """settings: validated (settings.validate); node: Facts; peers: every address of every
+    inventory node (node.cluster_addresses); controller: this controller's own stable addresses;
+    share: this node shares bans with its peers (cluster_bans.members); name: the node's
+    inventory name (it names the node in notifications)."""
+    reason = unsupported(node)
+    if reason:
+        raise NodeError(reason)
+    warnings = []
+    jails, off = jails_of(settings, node, warnings)
+    banaction = _banaction(settings["banaction"], node)
+    multiport, allports, tool, package = BANACTIONS[banaction]
+    events = events_config(name, settings, node)
+    if events and events["notify"] and events["notify"]["mail"] and not node.get("sendmail"):
+        warnings.append(
+            "fail2ban_notify_mail is set but this node has no /usr/sbin/sendmail (no MTA): its "
+            "ban mails cannot be delivered (PVE installs postfix; `apt install postfix`)"
+        )
+    if share and node.get("sshd_permitrootlogin") == "no":
+        warnings.append(
+            "sshd has PermitRootLogin no: this node cannot receive its peers' bans (their key runs "
+            "one forced command as root; PermitRootLogin forced-commands-only is enough)"
+        )
     return Plan(
         jails=jails,
         off=off,
@@ -400,10 +421,9 @@ def plan_node(settings, node, peers=(), controller=(), share=False, name="node")
         banaction_allports=allports,
         blocktype=BLOCKTYPES[banaction],
         firewall_tool=tool,
-        ignoreip=ignoreip,
-        packages=missing,
-        filter_path=filter_path,
-        filters=filters,
+        ignoreip=never_banned(settings, node, peers, controller),
+        packages=packages_of(jails, (tool, package), settings, node),
+        filters=filters_of(jails, node),
         share=share,
         events=events,
         warnings=warnings,
@@ -433,7 +453,14 @@ def files_differ(files, present):
 
 def files_to_remove(wanted, node):
     """Files of ours on the node that this run no longer wants (a jail switched off, a filter that
-    moved to .local). Never a file the fail2ban package owns, and never the admin's own
-    filter.d/proxmox.local: it is ours only where the package owns proxmox.conf."""
-    not_ours = {FILTER} if node.get("filter_owner") else {FILTER_LOCAL}
+    moved to .local). Never a file the fail2ban package owns, and never the admin's own .local of
+    a filter: a filter's .local is ours only where the package owns its .conf."""
+    packaged = set(node.get("packaged_filters") or [])
+    not_ours = {
+        f"{FILTER_DIR}/{name}"
+        if name in packaged
+        else f"{FILTER_DIR}/{name.removesuffix('.conf')}.local"
+        for p in PRODUCTS
+        for name in p.filters
+    }
     return [path for path in node["files"] if path not in wanted and path not in not_ours]

@@ -9,10 +9,10 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 FILES = HERE / "files"
 FILTERS = FILES / "etc/fail2ban/filter.d"  # our filters, by file name
-FILTER_SOURCE = FILTERS / "proxmox.conf"
 SHARE_ACTION_SOURCE = FILES / "etc/fail2ban/action.d/pve-fail2ban-share.conf"
 EVENTS_ACTION_SOURCE = FILES / "etc/fail2ban/action.d/pve-fail2ban-events.conf"
 OFF_TEMPLATE = "etc/fail2ban/jail.d/_off.j2"
+PRODUCT_TEMPLATE = "etc/fail2ban/jail.d/_product.local.j2"
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -26,7 +26,10 @@ def render_files(plan, settings):
     """{path on the node: bytes} for this node's plan."""
     files = {}
     for jail in plan.jails:
-        template = _env.get_template(jail.path.lstrip("/") + ".j2")
+        # a product's jail: one template for all (products.py says what it protects)
+        template = _env.get_template(
+            PRODUCT_TEMPLATE if jail.about else jail.path.lstrip("/") + ".j2"
+        )
         text = template.render(
             jail=jail,
             plan=plan,

@@ -27,6 +27,7 @@ __all__ = [
     "shown",
     "canonical_network",
     "public_key",
+    "share_key",
     "port",
     "safe_path",
     "printable",
@@ -81,6 +82,11 @@ def public_key(text, types=KEY_TYPES):
         if blob[4 : 4 + length] == parts[0].encode() and len(blob) > 4 + length:
             return f"{parts[0]} {parts[1]}"
     raise ValueError(f"{shown(text)} is not an SSH public key of type {' or '.join(types)}")
+
+
+def share_key(text):
+    """A node's share public key: always ed25519, made by the deploy."""
+    return public_key(text, ("ssh-ed25519",))
 
 
 def port(value):

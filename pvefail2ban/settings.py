@@ -5,6 +5,7 @@ import socket
 import urllib.parse
 
 from .defaults import DEFAULTS
+from .products import PRODUCTS
 from .reported import canonical_network
 from .reported import shown as shown_value
 
@@ -177,15 +178,6 @@ CHECKS = {
     "fail2ban_sshd_enabled": check_bool,
     "fail2ban_sshd_maxretry": check_count,
     "fail2ban_sshd_bantime": lambda v: check_time(v, forever_allowed=True),
-    "fail2ban_proxmox_enabled": check_bool,
-    "fail2ban_proxmox_maxretry": check_count,
-    "fail2ban_proxmox_bantime": lambda v: check_time(v, forever_allowed=True),
-    "fail2ban_pbs_enabled": check_bool,
-    "fail2ban_pbs_maxretry": check_count,
-    "fail2ban_pbs_bantime": lambda v: check_time(v, forever_allowed=True),
-    "fail2ban_pmg_enabled": check_bool,
-    "fail2ban_pmg_maxretry": check_count,
-    "fail2ban_pmg_bantime": lambda v: check_time(v, forever_allowed=True),
     "fail2ban_findtime": check_time,
     "fail2ban_backend": _choice(BACKENDS),
     "fail2ban_banaction": _choice(BANACTIONS),
@@ -205,23 +197,25 @@ CHECKS = {
     "fail2ban_apt_cache_time": lambda v: check_count(v, minimum=0),
     "fail2ban_apt_lock_timeout": lambda v: check_count(v, minimum=0),
     "fail2ban_ping_timeout": check_count,
+    **{
+        f"fail2ban_{product.jail}_{name}": check
+        for product in PRODUCTS
+        for name, check in (
+            ("enabled", check_bool),
+            ("maxretry", check_count),
+            ("bantime", lambda v: check_time(v, forever_allowed=True)),
+        )
+    },
 }
 FAIL2BAN_TIMES = {
     "fail2ban_sshd_bantime",
-    "fail2ban_proxmox_bantime",
-    "fail2ban_pbs_bantime",
-    "fail2ban_pmg_bantime",
+    *(f"fail2ban_{product.jail}_bantime" for product in PRODUCTS),
     "fail2ban_findtime",
     "fail2ban_recidive_bantime",
     "fail2ban_recidive_findtime",
 }  # written as text into jails
 SECRETS = {"fail2ban_notify_webhook_token"}  # never shown, not even in an error
-PORT_KEYS = (
-    "fail2ban_sshd_port",
-    "fail2ban_proxmox_port",
-    "fail2ban_pbs_port",
-    "fail2ban_pmg_port",
-)
+PORT_KEYS = ("fail2ban_sshd_port", *(f"fail2ban_{product.jail}_port" for product in PRODUCTS))
 KNOWN = set(CHECKS) | set(PORT_KEYS) | {"fail2ban_ignoreip"}
 assert KNOWN == set(DEFAULTS), "every setting has a default and a check"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Lab stand-in for Proxmox Backup Server's two API daemons, writing the lines PBS writes. Stdlib
-only. Sources: proxmox-rest-server (rest.rs: ApiService::call, get_proxied_peer,
+"""Lab stand-in for the two API daemons of Proxmox Backup Server, or of Proxmox Datacenter Manager
+(PBS_SIM_PRODUCT=pdm: built from PBS's crates, the same lines under its own daemons' names),
+writing the lines they write. Stdlib only. Sources: proxmox-rest-server (rest.rs: ApiService::call, get_proxied_peer,
 proxy_protected_request, the 3 s delay of unauthorized calls; environment.rs: log_failed_auth);
 facts in shared/PROXMOX-LOGS.md.
 
@@ -16,7 +17,12 @@ through syslog (ident = the daemon's name with its PID, facility daemon), and th
 /var/log/proxmox-backup/api/auth.log after an RFC 3339 date and ": ". <peer> is a Rust SocketAddr:
 [::ffff:a.b.c.d]:port or [v6]:port from the dual-stack socket, a.b.c.d:port when listening on IPv4.
 
+PDM: proxmox-datacenter-api is the proxy (TLS on [::]:8443), proxmox-datacenter-privileged-api the
+api daemon (HTTP on the UNIX socket /run/proxmox-datacenter-manager/priv.sock), auth log
+/var/log/proxmox-datacenter-manager/api/auth.log; PAM's message as proxmox-auth-api 1.x words it.
+
 Environment (the lab writes /etc/pvelab/pbs.env per node):
+  PBS_SIM_PRODUCT      "pbs" (default) or "pdm"
   PBS_SIM_LISTEN       "::" (default, dual stack) or "0.0.0.0" (IPv4 only)
   PBS_SIM_DELAY        seconds before a 401 is answered (PBS: 3; the lab's test suite uses less)
   PBS_SIM_FORWARDED    "client": the behaviour before proxmox-rest-server 1.0.5, where the public
@@ -25,29 +31,45 @@ Environment (the lab writes /etc/pvelab/pbs.env per node):
   PBS_SIM_BARE_RHOST   "1": older releases' rhost, the address without brackets and port
 """
 
+import http.client
 import json
 import os
 import re
 import socket
+import socketserver
 import ssl
 import sys
 import syslog
 import threading
 import time
 import urllib.parse
-import urllib.request
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+PRODUCTS = {  # what differs between the two products built from proxmox-rest-server
+    "pbs": {
+        "proxy": "proxmox-backup-proxy", "api": "proxmox-backup-api", "port": 8007,
+        "api_at": ("127.0.0.1", 82), "auth_log": "/var/log/proxmox-backup/api/auth.log",
+        "prefix": "PBS", "realm": "pbs", "pam": "authentication error - Authentication failure (7)",
+    },
+    "pdm": {
+        "proxy": "proxmox-datacenter-api", "api": "proxmox-datacenter-privileged-api",
+        "port": 8443, "api_at": "/run/proxmox-datacenter-manager/priv.sock",
+        "auth_log": "/var/log/proxmox-datacenter-manager/api/auth.log",
+        "prefix": "PDM", "realm": "pdm", "pam": "authentication error - AUTH_ERR (7)",
+    },
+}  # fmt: skip
+PRODUCT = PRODUCTS[os.environ.get("PBS_SIM_PRODUCT", "pbs")]
 LISTEN = os.environ.get("PBS_SIM_LISTEN", "::")
 DELAY = float(os.environ.get("PBS_SIM_DELAY", "3"))
 TRUST_CLIENT_FORWARDED = os.environ.get("PBS_SIM_FORWARDED", "proxy") == "client"
 BARE_RHOST = os.environ.get("PBS_SIM_BARE_RHOST") == "1"
-PROXY_PORT, API_ADDR = 8007, ("127.0.0.1", 82)
+PROXY_PORT, API_ADDR = PRODUCT["port"], PRODUCT["api_at"]
 CERT, KEY = "/etc/pvelab/pve-ssl.pem", "/etc/pvelab/pve-ssl.key"
-AUTH_LOG = "/var/log/proxmox-backup/api/auth.log"
+AUTH_LOG = PRODUCT["auth_log"]
 PASSWORD = "lab-secret"
-USERS = {"root@pam": True, "admin@pbs": True, "disabled@pbs": False}  # user id -> enabled
+REALM = PRODUCT["realm"]  # the product's own realm (pbs, pdm) beside pam
+USERS = {"root@pam": True, f"admin@{REALM}": True, f"disabled@{REALM}": False}  # id -> enabled
 USERID_RE = re.compile(r"^[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+$")  # pbs-api-types Userid, roughly
 MAX_USERID = 64
 FORWARDED_FOR = re.compile(r'for="([^"]+)"')  # get_proxied_peer before and after the fix
@@ -118,7 +140,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class ProxyHandler(Handler):
-    server_version = "proxmox-backup-proxy"
+    server_version = PRODUCT["proxy"]
 
     def setup(self):
         super().setup()
@@ -148,38 +170,37 @@ class ProxyHandler(Handler):
         if re.fullmatch(r"/api2/(json|extjs)/access/ticket/?", path) and self.command == "POST":
             return self._forward(peer)
         if path.startswith("/api2/json/version") or not path.startswith("/api2/"):
-            return self._reply(200, {"lab": "proxmox-backup-proxy simulator"})
+            return self._reply(200, {"lab": f"{PRODUCT['proxy']} simulator"})
         # every other call needs a ticket or a token; the lab issues none, so any one is bad
         self._body()
-        cookie = re.search(r"PBSAuthCookie=([^;]*)", self.headers.get("Cookie") or "")
-        token = (self.headers.get("Authorization") or "").startswith("PBSAPIToken")
+        cookie = re.search(
+            rf"{PRODUCT['prefix']}AuthCookie=([^;]*)", self.headers.get("Cookie") or ""
+        )
+        token = (self.headers.get("Authorization") or "").startswith(f"{PRODUCT['prefix']}APIToken")
         if token:
             msg = "user account or token disabled or expired."
         elif cookie:
             msg = "ticket verification failed"
         else:
             msg = "no authentication credentials provided."
-        log_failed_auth("proxmox-backup-proxy", peer, None, msg)
+        log_failed_auth(PRODUCT["proxy"], peer, None, msg)
         self._unauthorized(started)
 
     def _forward(self, peer):
         """proxy_protected_request: to the api daemon, with the peer in a Forwarded header."""
         body = self._body()
-        request = urllib.request.Request(
-            f"http://{API_ADDR[0]}:{API_ADDR[1]}{self.path}",
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": self.headers.get("Content-Type")
-                or "application/x-www-form-urlencoded",
-                "Forwarded": f'for="{peer}";',
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                code, raw = answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            code, raw = error.code, error.read()
+        headers = {
+            "Content-Type": self.headers.get("Content-Type") or "application/x-www-form-urlencoded",
+            "Forwarded": f'for="{peer}";',
+        }
+        if isinstance(API_ADDR, str):  # PDM: the privileged daemon's UNIX socket
+            connection = UnixConnection(API_ADDR)
+        else:
+            connection = http.client.HTTPConnection(*API_ADDR, timeout=30)
+        connection.request("POST", self.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        code, raw = answer.status, answer.read()
+        connection.close()
         self.send_response(code)
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(raw)))
@@ -187,13 +208,26 @@ class ProxyHandler(Handler):
         self.wfile.write(raw)
 
 
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=30)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(self.path)
+
+
 class ApiHandler(Handler):
-    server_version = "proxmox-backup-api"
+    server_version = PRODUCT["api"]
 
     def do_POST(self):
         started = time.monotonic()
         match = FORWARDED_FOR.search(self.headers.get("Forwarded") or "")
-        peer = parse_socket_addr(match.group(1)) if match else None  # rhost=unknown without it
+        peer = parse_socket_addr(match.group(1)) if match else None
+        if peer is None and isinstance(API_ADDR, str):  # PDM: the UNIX socket's stand-in address
+            peer = "0.0.0.0:807"  # (rest.rs) ... and PBS's TCP daemon: rhost=unknown
         raw = self._body().decode("utf-8", "replace")
         if "json" in (self.headers.get("Content-Type") or ""):
             try:
@@ -206,16 +240,17 @@ class ApiHandler(Handler):
         # parameter verification (the Userid schema): 400, nothing logged, no delay
         if not username or len(username) > MAX_USERID or not USERID_RE.match(username):
             return self._reply(400, {"username": "value does not match the regex pattern"})
-        if username not in USERS or (password != PASSWORD and username.endswith("@pbs")):
+        if username not in USERS or (password != PASSWORD and username.endswith(f"@{REALM}")):
             msg = "invalid credentials"
         elif password != PASSWORD:
-            msg = "authentication error - Authentication failure (7)"  # PAM
+            msg = PRODUCT["pam"]  # PAM
         elif not USERS[username]:
             msg = "user account disabled or expired."
         else:
-            log_auth("proxmox-backup-api", f"successful auth for user '{username}'")
-            return self._reply(200, {"username": username, "ticket": f"PBS:{username}:LAB"})
-        log_failed_auth("proxmox-backup-api", peer, username, msg)
+            log_auth(PRODUCT["api"], f"successful auth for user '{username}'")
+            ticket = f"{PRODUCT['prefix']}:{username}:LAB"
+            return self._reply(200, {"username": username, "ticket": ticket})
+        log_failed_auth(PRODUCT["api"], peer, username, msg)
         self._unauthorized(started, "permission check failed.")
 
 
@@ -240,8 +275,22 @@ class DualStackServer(TLSServer):
         super().server_bind()
 
 
+class UnixServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def server_bind(self):
+        os.makedirs(os.path.dirname(self.server_address), exist_ok=True)
+        if os.path.exists(self.server_address):
+            os.unlink(self.server_address)
+        super().server_bind()
+
+
 def main(role):
-    if role == "api":
+    os.makedirs(os.path.dirname(AUTH_LOG), exist_ok=True)  # both daemons open it at their start
+    open(AUTH_LOG, "a").close()  # (enable_auth_log: FileLogger, append)
+    if role == "api" and isinstance(API_ADDR, str):
+        server = UnixServer(API_ADDR, ApiHandler)
+    elif role == "api":
         server = ThreadingHTTPServer(API_ADDR, ApiHandler)
         server.daemon_threads = True
     else:
@@ -256,5 +305,5 @@ def main(role):
 
 if __name__ == "__main__":
     if sys.argv[1:] not in (["api"], ["proxy"]):
-        sys.exit("usage: pbs-sim.py api|proxy")
+        sys.exit("usage: pbs-sim.py api|proxy (PBS_SIM_PRODUCT=pbs|pdm)")
     main(sys.argv[1])

@@ -35,25 +35,20 @@ if ! out=$(fail2ban-client -c "$work" -t 2>&1); then
   exit 1
 fi
 # 1b. What -t lets through but kills fail2ban-server at start: malformed ignoreip entries.
-if ! out=$(fail2ban-client -c "$work" -d 2>/dev/null | python3 "$stage/ignoreip_check.py"); then
+if ! out=$(fail2ban-client -c "$work" -d 2>/dev/null | python3 -S "$stage/probe.py" ignoreip); then
   printf '%s\n' "$out" >&2
   echo "pve-fail2ban: nothing was changed: the node keeps its previous files, its running fail2ban and its bans." >&2
   exit 1
 fi
 # 2. Each filter of ours compiles and catches what its daemon writes (-t does not compile
-# failregex): a line as the journal shows it, for pbs also as its auth.log has it.
-now=$(date '+%b %d %H:%M:%S') iso=$(date '+%Y-%m-%dT%H:%M:%S%:z') host=$(hostname)
-for filter in proxmox pbs pmg; do
+# failregex): the lines of $stage/selftest/<filter> (products.py), as the journal shows them and,
+# for products with an auth log of their own, as that log has them.
+for sample in "$stage"/selftest/*; do
+  [ -e "$sample" ] || continue
+  filter=${sample##*/}
   [ -e "$work/filter.d/$filter.conf" ] || [ -e "$work/filter.d/$filter.local" ] || continue
-  case $filter in
-    proxmox) samples="$now $host pvedaemon[4242]: authentication failure; rhost=::ffff:192.0.2.1 user=root@pam msg=Authentication failure" ;;
-    pbs) samples="$now $host proxmox-backup-api[4242]: authentication failure; rhost=[::ffff:192.0.2.1]:50412 user=root@pam msg=invalid credentials
-$iso: authentication failure; rhost=[::ffff:192.0.2.1]:50412 msg=no authentication credentials provided." ;;
-    pmg) samples="$now $host pmgdaemon[4242]: authentication failure; rhost=::ffff:192.0.2.1 user=root@pam msg=Authentication failure" ;;
-  esac
-  printf '%s\n' "$samples" > "$work/.sample"
-  count=$(printf '%s\n' "$samples" | wc -l)
-  out=$(fail2ban-regex -c "$work" "$work/.sample" "$filter" 2>&1)
+  count=$(wc -l < "$sample")
+  out=$(fail2ban-regex -c "$work" "$sample" "$filter" 2>&1)
   if ! printf '%s\n' "$out" | grep -q "^Lines: $count lines, 0 ignored, $count matched"; then
     printf '%s\n' "$out" >&2
     echo "pve-fail2ban: the $filter filter does not catch its daemon's failure line (fail2ban-regex, above)." >&2

@@ -46,6 +46,8 @@ from nodelib import (  # noqa: E402
     Tail,
     canonical_address,
     inotify,
+    jail_names,
+    jail_status,
     parse_received,
     read_tail,
     watch,
@@ -131,12 +133,11 @@ def read_fail2ban():
     try:
         sock = Fail2ban()
         sock.ask("ping")
-        status = sock.ask("status")
-        names = [n.strip() for n in dict(status).get("Jail list", "").split(",") if n.strip()]
+        names = jail_names(sock.ask("status"))
         jails = {}
         for name in names:
             try:
-                jail = state.jail_status(sock.ask("status", name))
+                jail = jail_status(sock.ask("status", name))
             except RuntimeError:
                 continue  # the jail went away between the two questions
             for key in ("bantime", "findtime", "maxretry"):

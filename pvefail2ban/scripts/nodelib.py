@@ -138,6 +138,40 @@ class Fail2ban:
         self.sock.close()
 
 
+# The fields of fail2ban's answer to `status <jail>` and their names in every jail status of ours
+# (state.py, events.py, probe.py; the controller reads them: day2.parse_state, jailstatus).
+FIELDS = {
+    "Currently failed": "failed",
+    "Total failed": "total_failed",
+    "Currently banned": "banned",
+    "Total banned": "total_banned",
+    "Banned IP list": "banned_ips",
+    "Journal matches": "journal_matches",
+    "File list": "file_list",
+}
+
+
+def jail_status(answer):
+    """fail2ban's answer to `status <jail>` ([("Filter", [...]), ("Actions", [...])]) -> flat dict
+    of FIELDS (journal matches as one text, the file list and banned addresses as lists)."""
+    jail = {"banned_ips": [], "journal_matches": None, "file_list": None}
+    for _, section in answer:
+        for label, value in section:
+            if label in FIELDS:
+                jail[FIELDS[label]] = value
+    if isinstance(jail["journal_matches"], list):  # 1.0+ gives a list of " + "-joined groups
+        jail["journal_matches"] = " ".join(jail["journal_matches"]) or None
+    if isinstance(jail["file_list"], str):
+        jail["file_list"] = jail["file_list"].split()
+    jail["banned_ips"] = [str(ip) for ip in jail["banned_ips"]]
+    return jail
+
+
+def jail_names(status):
+    """The jails fail2ban's answer to `status` lists, in its order."""
+    return [n.strip() for n in dict(status).get("Jail list", "").split(",") if n.strip()]
+
+
 # ---- bans received from peers -------------------------------------------------------------------
 
 # A line of RECEIVED, written by the receiver (receive.py) when it makes a ban for a peer, or moves

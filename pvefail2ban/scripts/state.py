@@ -15,47 +15,18 @@ import subprocess
 import sys
 import time
 
-from nodelib import RECEIVED, Fail2ban, parse_received, read_tail
+from nodelib import RECEIVED, Fail2ban, jail_names, jail_status, parse_received, read_tail
 
 LOG = "/var/log/fail2ban.log"
 SHARE = "/var/lib/pve-fail2ban/share"  # cluster-wide bans: where this node keeps what it received
-# The Proxmox products, by their unit files (as NodeFacts tells them; a masked unit is none)
-PRODUCT_UNITS = {
-    "pvedaemon.service": "pve",
-    "proxmox-backup.service": "pbs",
-    "proxmox-backup-proxy.service": "pbs",
-    "pmgdaemon.service": "pmg",
-}
 UNIT_DIRS = (
     "/etc/systemd/system",
     "/run/systemd/system",
     "/lib/systemd/system",
     "/usr/lib/systemd/system",
 )
-FIELDS = {
-    "Currently failed": "failed",
-    "Total failed": "total_failed",
-    "Currently banned": "banned",
-    "Total banned": "total_banned",
-    "Banned IP list": "banned_ips",
-    "Journal matches": "journal_matches",
-    "File list": "file_list",
-}
 IPTABLES_BAN = re.compile(r"^-A f2b-\S+ -s (\S+?)(?:/32|/128)? .*-j (?:REJECT|DROP)")
 EVENT = re.compile(r"\] (Ban|Unban|Restore Ban) ")
-
-
-def jail_status(answer):
-    """fail2ban's answer to `status <jail>` ([("Filter", [...]), ("Actions", [...])]) -> flat dict."""
-    jail = {"banned_ips": [], "journal_matches": None, "file_list": None}
-    for _, section in answer:
-        for label, value in section:
-            if label in FIELDS:
-                jail[FIELDS[label]] = value
-    if isinstance(jail["journal_matches"], list):  # 1.0+ gives a list of " + "-joined groups
-        jail["journal_matches"] = " ".join(jail["journal_matches"]) or None
-    jail["banned_ips"] = [str(ip) for ip in jail["banned_ips"]]
-    return jail
 
 
 def nft_elements(text):
@@ -110,9 +81,11 @@ def received(now):
     return found
 
 
-def products():
+def products(units):
+    """The products whose unit files exist and are not masked; `units`: {unit: product}, given by
+    the controller (products.UNITS)."""
     found = []
-    for unit, product in PRODUCT_UNITS.items():
+    for unit, product in units.items():
         paths = [os.path.join(d, unit) for d in UNIT_DIRS if os.path.lexists(os.path.join(d, unit))]
         masked = any(os.path.realpath(path) == "/dev/null" for path in paths)
         if paths and not masked and product not in found:
@@ -120,14 +93,14 @@ def products():
     return found
 
 
-def read():
+def read(units):
     state = {
         "running": False,
         "active": None,
         "jails": {},
         "events": last_events(),
         "shares": os.path.isdir(SHARE),
-        "products": products(),
+        "products": products(units),
     }
     try:
         sock = Fail2ban()
@@ -136,8 +109,7 @@ def read():
     except Exception:  # not installed, not running, no socket: fail2ban does not answer
         state["active"] = run("systemctl", "is-active", "fail2ban").strip() or "inactive"
         return state
-    status = sock.ask("status")
-    names = [n.strip() for n in dict(status).get("Jail list", "").split(",") if n.strip()]
+    names = jail_names(sock.ask("status"))
     origins = received(time.time())
     for name in names:
         try:
@@ -157,5 +129,7 @@ def read():
 
 
 if __name__ == "__main__":
-    json.dump(read(), sys.stdout, sort_keys=True)
+    json.dump(
+        read(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}), sys.stdout, sort_keys=True
+    )
     print()

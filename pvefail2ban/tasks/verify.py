@@ -18,11 +18,10 @@ def verify(node, ops):
         **({cluster_bans.SERVICE: "bans shared with the other nodes"} if node.plan.share else {}),
         **({events.SERVICE: events_summary(node.plan.events)} if node.plan.events else {}),
     }
-    recorded = node.facts.get("verify")
+    recorded = node.facts.get("check")
     if recorded is not None:  # our daemons' state, as the facts read it (systemctl show)
-        recorded += "".join(
-            f"\ndaemon {d}={node.facts.get(f'{DAEMON_FACTS[d]}_activestate')}" for d in daemons
-        )
+        states = {d: node.facts.get(f"{DAEMON_FACTS[d]}_activestate") or "inactive" for d in daemons}
+        recorded = {**recorded, "daemons": states}
     verified(
         name="Check: fail2ban protects this node",
         jails=[jail.name for jail in node.plan.jails],

@@ -1,9 +1,11 @@
-"""Proxmox Backup Server and Mail Gateway nodes in the same inventory as PVE nodes: each node gets
-the jails of the products it runs (detected by their units), a web brute force against PBS (8007)
-and PMG (8006) is refused and lifted, the day-2 tools and cluster-wide bans cover the new jails, and
-an old PBS that lets a client choose the logged address never gets the controller or a node banned.
+"""Proxmox Backup Server, Mail Gateway and Datacenter Manager nodes in the same inventory as PVE
+nodes: each node gets the jails of the products it runs (detected by their units), a web brute force
+against PBS (8007), PMG (8006) and PDM (8443) is refused and lifted, the day-2 tools and cluster-wide
+bans cover the new jails, and an old PBS that lets a client choose the logged address never gets the
+controller or a node banned.
 
-pve1 pve8, pve2 pve9, pve3 legacy, pve4 pbs, pve5 pmg, pve6 pvepbs (PVE and PBS on one host)."""
+pve1 pve8, pve2 pve9, pve3 legacy, pve4 pbs, pve5 pmg, pve6 pvepbs (PVE and PBS on one host),
+pve7 pdm."""
 
 import json
 import re
@@ -13,7 +15,7 @@ import pytest
 from lab import attack, config
 from lab.checks import banned, ops_with_changes, wait_for
 
-VARIANTS = ["pve8", "pve9", "legacy", "pbs", "pmg", "pvepbs"]
+VARIANTS = ["pve8", "pve9", "legacy", "pbs", "pmg", "pvepbs", "pdm"]
 JAILS = {
     "pve8": {"sshd", "proxmox"},
     "pve9": {"sshd", "proxmox"},
@@ -21,6 +23,7 @@ JAILS = {
     "pbs": {"sshd", "pbs"},
     "pmg": {"sshd", "pmg"},
     "pvepbs": {"sshd", "proxmox", "pbs"},
+    "pdm": {"sshd", "pdm"},
 }
 FORGED = "192.0.2.99"  # an address the attacker claims in a Forwarded header
 
@@ -102,6 +105,30 @@ def test_a_pbs_brute_force_is_refused_on_every_node_running_pbs_then_unbanned(mi
     assert wait_for(lambda: attack.port_open(attacker, both, 8007))
 
 
+def test_a_pdm_brute_force_is_refused_then_unbanned(mixed):
+    """PDM's API is PBS's crates: failed logins logged by its privileged daemon (the address from
+    the public daemon's Forwarded header), a bad API token by the public one; both in its journal
+    and its auth.log. The third failure bans on 8443, only there."""
+    lab, _ = mixed
+    attacker, pdm = lab.attacker(), node_of(lab, "pdm")
+    assert attack.port_open(attacker, pdm, 8443)
+    codes = attack.web_login(attacker, pdm, "root@pam", count=2, port=8443)
+    token = ["Authorization: PDMAPIToken=root@pam!x:00000000-0000-0000-0000-000000000000"]
+    codes += attack.web_post(attacker, pdm, "/api2/json/remotes", {}, port=8443, headers=token)
+    assert codes[:2] == ["401", "401"] and codes[2] in ("401", "000"), codes
+    journal = pdm.journal("proxmox-datacenter-privileged-api") + pdm.journal(
+        "proxmox-datacenter-api"
+    )
+    assert journal.count(f"rhost=[::ffff:{config.ATTACKER_IP}]:") == 3
+    auth_log = pdm.sh("cat /var/log/proxmox-datacenter-manager/api/auth.log")[1]
+    assert auth_log.count(f"authentication failure; rhost=[::ffff:{config.ATTACKER_IP}]:") == 3
+    assert wait_for(lambda: banned(pdm, "pdm")) == [config.ATTACKER_IP]
+    assert wait_for(lambda: not attack.port_open(attacker, pdm, 8443))
+    assert attack.port_open(attacker, pdm, 22), "only the jail's ports are closed"
+    unban(lab, config.ATTACKER_IP)
+    assert wait_for(lambda: attack.port_open(attacker, pdm, 8443))
+
+
 def test_a_pmg_brute_force_is_refused_then_unbanned(mixed):
     lab, _ = mixed
     attacker, pmg = lab.attacker(), node_of(lab, "pmg")
@@ -181,7 +208,7 @@ def test_a_node_running_no_proxmox_product_gets_the_sshd_jail_and_a_note(mixed):
     pmg.sh("systemctl daemon-reload")
     try:
         run = run_ok(lab, "--limit", pmg.name)
-        assert "runs none of Proxmox VE, Backup Server or Mail Gateway" in run.text
+        assert "runs none of Proxmox VE, Proxmox Backup Server" in run.text
         assert jails(pmg) == {"sshd"}
         assert (
             pmg.sh("ls /etc/fail2ban/jail.d/05_pmg.local /etc/fail2ban/filter.d/pmg.conf")[0] != 0
@@ -194,13 +221,19 @@ def test_a_node_running_no_proxmox_product_gets_the_sshd_jail_and_a_note(mixed):
 
 
 def test_the_readme_commands_test_the_filters_against_a_nodes_own_log(mixed):
-    """README: fail2ban-regex on the node, against PBS's auth.log, the units' journal and PMG's."""
+    """README: fail2ban-regex on the node, against PBS's and PDM's auth.log, and the units'
+    journal of PBS, PMG and PDM."""
     lab, _ = mixed
     pbs, pmg = node_of(lab, "pbs"), node_of(lab, "pmg")
     for node, command in (
         (pbs, "fail2ban-regex /var/log/proxmox-backup/api/auth.log pbs"),
         (pbs, "fail2ban-regex systemd-journal pbs"),
         (pmg, "fail2ban-regex systemd-journal pmg"),
+        (
+            node_of(lab, "pdm"),
+            "fail2ban-regex /var/log/proxmox-datacenter-manager/api/auth.log pdm",
+        ),
+        (node_of(lab, "pdm"), "fail2ban-regex systemd-journal pdm"),
     ):
         code, out = node.sh(command, timeout=120)
         found = re.search(r"^Lines: \d+ lines, \d+ ignored, (\d+) matched", out, re.M)

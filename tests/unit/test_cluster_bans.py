@@ -19,6 +19,7 @@ from pvefail2ban.cluster_bans import (
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.facts import SCRIPTS, parse_node
 from pvefail2ban.settings import validate
+from tests.unit.nodes import said
 from tests.unit.sshkeys import ssh_key
 
 
@@ -101,24 +102,17 @@ def test_peers_and_their_host_keys_exclude_the_node_itself():
 
 
 def test_node_facts_read_the_share_parts():
-    sha1 = "0" * 40
-    peer = {"name": "pve2", "address": "a", "port": 22, "hostkeys": [ssh_key("H2")]}
-    lines = [
-        "os_id=debian",
-        f"share_key={ssh_key('KEY')}",
-        f"hostkey={ssh_key('HOST')}",
-        "share_peers=" + json.dumps({"peers": [peer]}),
-        f"share_file=/etc/pve-fail2ban/share/peers.json {sha1} 600 root:root",
-        "authorized=restrict,command=x ssh-ed25519 K pve-fail2ban-share@pve2",
-        "share_ActiveState=active",
-        "sshd_permitrootlogin yes",
-    ]
-    node = parse_node(lines)
-    assert node["share_key"] == ssh_key("KEY") and node["hostkeys"] == [ssh_key("HOST")]
-    assert node["share_peers"] == [peer] and node["share_activestate"] == "active"
-    assert node["share_files"] == {"/etc/pve-fail2ban/share/peers.json": (sha1, "600", "root:root")}
-    assert node["sshd_permitrootlogin"] == "yes" and len(node["authorized"]) == 1
-    assert parse_node(["os_id=debian", "share_peers={broken"])["share_peers"] is None
+    node = parse_node(said("pve8"))  # a converged node, as recorded
+    assert node["share_key"].startswith("ssh-ed25519 ") and len(node["hostkeys"]) >= 2
+    assert {p["name"] for p in node["share_peers"]} >= {"pve2", "pve3"}
+    assert (
+        node["share_activestate"] == "active"
+        and "/etc/pve-fail2ban/share/peers.json" in node["share_files"]
+    )
+    assert node["sshd_permitrootlogin"] and all(
+        "pve-fail2ban-share@" in a for a in node["authorized"]
+    )
+    assert parse_node(said("pve8", share_peers="{broken"))["share_peers"] is None  # rewritten
 
 
 ADMIN = "ssh-ed25519 AAAAadmin admin@desk\n"

@@ -13,18 +13,17 @@ import pytest
 
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.events import CONFIG, EXPORTER, TEXTFILE_DIR, events_config, events_files
-from pvefail2ban.facts import SCRIPTS, parse_node
+from pvefail2ban.facts import SCRIPTS
 from pvefail2ban.plan import plan_node
 from pvefail2ban.render import render_files
 from pvefail2ban.settings import SettingsError, validate
+from tests.unit.nodes import node
 
 sys.path.insert(0, str(SCRIPTS))  # the daemon imports nodelib beside it
 spec = importlib.util.spec_from_file_location("node_events", SCRIPTS / "events.py")
 daemon = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(daemon)
 
-NODE = ["os_id=debian", "systemd=yes", "journal=yes", "tool=nft", "unit=pvedaemon.service"]
-NODE += ["client=10.213.77.1", "sshd_port 22"]
 WEBHOOK = {"fail2ban_notify_webhook": "https://ntfy.example/pve-bans"}
 
 
@@ -32,15 +31,15 @@ def settings(**changes):
     return validate({**DEFAULTS, **changes})
 
 
-def facts(*lines):
-    return parse_node([*NODE, *lines])
+def facts(**changes):
+    return node("pve8", fresh=True, **{"sshd_maxauthtries": 3, **changes})
 
 
 def test_metrics_follow_node_exporter_and_the_setting():
     assert events_config("pve1", settings(), facts()) is None  # auto, no node_exporter
-    with_exporter = facts(f"pkg={EXPORTER} ii 1.5.0-1")
+    with_exporter = facts(packages={EXPORTER: "1.5.0-1"})
     assert events_config("pve1", settings(), with_exporter)["metrics"] == TEXTFILE_DIR
-    moved = facts(f"pkg={EXPORTER} ii 1.5.0-1", "textfile_dir=/srv/textfiles")
+    moved = facts(packages={EXPORTER: "1.5.0-1"}, textfile_dir="/srv/textfiles")
     assert events_config("pve1", settings(), moved)["metrics"] == "/srv/textfiles"
     assert events_config("pve1", settings(fail2ban_metrics="off"), with_exporter) is None
     on = plan_node(settings(fail2ban_metrics="on"), facts(), name="pve1")
@@ -51,7 +50,7 @@ def test_notifications_are_configured_and_the_jails_hand_every_ban_over():
     chosen = settings(
         fail2ban_notify_mail="root", fail2ban_notify_webhook_token="s3cret", **WEBHOOK
     )
-    plan = plan_node(chosen, facts("sendmail=yes"), name="pve1")
+    plan = plan_node(chosen, facts(sendmail=True), name="pve1")
     assert plan.events == {
         "node": "pve1",
         "metrics": None,

@@ -1,4 +1,4 @@
-"""Our filters (proxmox, pbs, pmg) against their annotated sample logs, with the real fail2ban-regex."""
+"""Our filters (proxmox, pbs, pmg, pdm) against their annotated sample logs, with the real fail2ban-regex."""
 
 import ast
 import json
@@ -20,6 +20,7 @@ CASES = {
     "proxmox": (18, 11, 6, {f"192.0.2.{n}" for n in range(66, 72)}),
     "pbs": (20, 12, 7, {f"192.0.2.{n}" for n in range(66, 71)}),
     "pmg": (12, 7, 4, {f"192.0.2.{n}" for n in range(66, 70)}),
+    "pdm": (20, 12, 8, {f"192.0.2.{n}" for n in range(66, 72)}),
 }
 
 

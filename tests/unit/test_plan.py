@@ -1,51 +1,29 @@
+import json
+
 import pytest
 from pyinfra.api.exceptions import FactProcessError
 
 from pvefail2ban.defaults import DEFAULTS as DEFAULT_DATA
-from pvefail2ban.facts import (
-    EARLIER_JAILS,
-    FILTER,
-    FILTER_LOCAL,
-    PBS_AUTH_LOG,
-    PBS_FILTER,
-    PBS_JAIL,
-    PMG_FILTER,
-    PROXMOX_JAIL,
-    RECIDIVE_JAIL,
-    SSHD_JAIL,
-    NodeFacts,
-    parse_node,
-)
+from pvefail2ban.facts import EARLIER_JAILS, RECIDIVE_JAIL, SSHD_JAIL, NodeFacts, parse_node
 from pvefail2ban.plan import NodeError, files_to_change, files_to_remove, plan_node, sha1
+from pvefail2ban.products import PBS, PDM, PVE
 from pvefail2ban.render import render_files
 from pvefail2ban.settings import validate
+from tests.unit.nodes import node, recorded, said
 
 DEFAULTS = validate(DEFAULT_DATA)
-SHA = "a" * 40  # a sha1 as sha1sum prints it
-PVE8 = """os_id=debian
-os_like=
-unit=pvedaemon.service
-systemd=yes
-journal=yes
-tool=nft
-tool=iptables
-sshd_port 22
-sshd_maxauthtries 3
-client=10.213.77.1
-pkg=fail2ban ii 1.0.2-2
-fail2ban_ActiveState=active
-fail2ban_MainPID=321
-"""
-LEGACY = PVE8 + (
-    "log=/var/log/auth.log\nlog=/var/log/daemon.log\n"
-    "log_written=/var/log/auth.log\nlog_written=/var/log/daemon.log\n"
-)
+FILTER = "/etc/fail2ban/filter.d/proxmox.conf"
+FILTER_LOCAL = "/etc/fail2ban/filter.d/proxmox.local"
+PBS_FILTER = "/etc/fail2ban/filter.d/pbs.conf"
+PMG_FILTER = "/etc/fail2ban/filter.d/pmg.conf"
+PDM_FILTER = "/etc/fail2ban/filter.d/pdm.conf"
+REST_FILTER = "/etc/fail2ban/filter.d/proxmox-rest-server.conf"
+PROXMOX_JAIL, PBS_JAIL, PDM_JAIL = PVE.jail_file, PBS.jail_file, PDM.jail_file
 
 
-def node(text=PVE8, **changes):
-    facts = parse_node(text.splitlines())
-    facts.update(changes)
-    return facts
+def pve8(**changes):
+    """The recorded PVE 8 node, with sshd's MaxAuthTries as the guide sets it."""
+    return node("pve8", sshd_maxauthtries=3, **changes)
 
 
 def settings(**changes):
@@ -53,15 +31,22 @@ def settings(**changes):
 
 
 def test_facts_are_parsed():
-    facts = node(LEGACY + f"file={SSHD_JAIL} {SHA} 644 root:root\nsshd_port 2222\n")
-    assert facts["sshd_ports"] == ["22", "2222"] and facts["sshd_maxauthtries"] == 3
-    assert facts["logs"] == ["/var/log/auth.log", "/var/log/daemon.log"]
-    assert facts["files"][SSHD_JAIL] == (SHA, "644", "root:root")
-    assert facts["packages"] == {"fail2ban": "1.0.2-2"} and facts["fail2ban_mainpid"] == 321
+    facts = node("legacy")
+    assert facts["sshd_ports"] == ["22"] and facts["sshd_maxauthtries"] == 6
+    assert facts["logs"] == ["/var/log/auth.log", "/var/log/daemon.log"] == facts["logs_written"]
+    assert facts["files"][SSHD_JAIL][1:] == ("644", "root:root")
+    assert facts["packages"]["fail2ban"] == "1.0.2-2" and facts["fail2ban_mainpid"] > 1
+    assert facts["client"] == "10.213.77.1" and facts["addresses"][0] == "10.213.77.13"
+    fresh = node("legacy", fresh=True)
+    assert (
+        fresh["files"] == {}
+        and "fail2ban" not in fresh["packages"]
+        and fresh["check"]["ping"] is False
+    )
 
 
 def test_journal_node_gets_systemd_backends_and_nftables():
-    plan = plan_node(DEFAULTS, node(), ["10.213.77.11"])
+    plan = plan_node(DEFAULTS, pve8(packages={"fail2ban": "1.0.2-2"}), ["10.213.77.11"])
     assert [(j.name, j.backend, j.logpath) for j in plan.jails] == [
         ("sshd", "systemd", None),
         ("proxmox", "systemd", None),
@@ -72,7 +57,7 @@ def test_journal_node_gets_systemd_backends_and_nftables():
 
 
 def test_legacy_node_reads_the_guides_log_files():
-    plan = plan_node(DEFAULTS, node(LEGACY))
+    plan = plan_node(DEFAULTS, node("legacy", fresh=True))
     assert [(j.backend, j.logpath) for j in plan.jails] == [
         ("file", "/var/log/auth.log"),
         ("file", "/var/log/daemon.log"),
@@ -87,9 +72,10 @@ def test_forcing_the_file_backend_without_the_file_fails_the_node():
 
 def test_ban_action_follows_the_tools_present():
     assert plan_node(DEFAULTS, node(tools=["iptables"])).banaction == "iptables-multiport"
-    bare = plan_node(DEFAULTS, node(tools=[]))
+    bare = plan_node(DEFAULTS, node(fresh=True, tools=[], packages={}))
     assert bare.banaction == "nftables-multiport" and "nftables" in bare.packages
-    assert "iptables" in plan_node(settings(banaction="iptables"), node(tools=["nft"])).packages
+    only_nft = node(fresh=True, tools=["nft"], packages={})
+    assert "iptables" in plan_node(settings(banaction="iptables"), only_nft).packages
 
 
 def test_sshd_ports_come_from_sshd_unless_set():
@@ -98,7 +84,7 @@ def test_sshd_ports_come_from_sshd_unless_set():
 
 
 def test_maxauthtries_mismatch_is_a_warning():
-    plan = plan_node(DEFAULTS, node(sshd_maxauthtries=6))
+    plan = plan_node(DEFAULTS, node())  # the lab's sshd: MaxAuthTries 6
     assert plan.warnings and "MaxAuthTries is 6" in plan.warnings[0]
 
 
@@ -133,16 +119,12 @@ def test_unsupported_nodes_are_refused(changes, reason):
 
 
 def test_a_packaged_filter_is_never_overwritten():
-    plan = plan_node(DEFAULTS, node(filter_owner="fail2ban"))
-    assert plan.filter_path == FILTER_LOCAL
-    files = render_files(plan, DEFAULTS)
-    assert FILTER not in files
-    assert (
-        files_to_remove(
-            files, node(files={FILTER: ("x", "644", "root:root")}, filter_owner="fail2ban")
-        )
-        == []
-    )
+    packaged = node(packaged_filters=["proxmox.conf"])
+    files = render_files(plan_node(DEFAULTS, packaged), DEFAULTS)
+    assert FILTER_LOCAL in files and FILTER not in files
+    assert files_to_remove(files, {**packaged, "files": {FILTER: ("x", "644", "root:root")}}) == []
+    said_so = parse_node(said(packaged_filters=["/etc/fail2ban/filter.d/proxmox.conf"]))
+    assert said_so["packaged_filters"] == ["proxmox.conf"]
 
 
 def test_files_to_change_and_remove():
@@ -169,9 +151,11 @@ def test_a_jail_switched_off_is_written_off_so_the_distributions_own_does_not_ru
     assert all(path.endswith(".local") for path in (SSHD_JAIL, PROXMOX_JAIL, RECIDIVE_JAIL))
 
 
-@pytest.mark.parametrize("output", [["garbage"], ["file=/etc/x only-two"], []])
+@pytest.mark.parametrize(
+    "output", [["garbage"], ['{"python3": true, "files": {"/etc/x": ["1"]}}'], [], ["[]"]]
+)
 def test_output_the_fact_cannot_read_fails_that_node_only(output):
-    with pytest.raises(FactProcessError, match="unexpected output"):
+    with pytest.raises(FactProcessError, match="nothing it said was used"):
         NodeFacts().process(output)
 
 
@@ -205,7 +189,7 @@ def test_peers_are_only_real_addresses_or_host_names():
 
 
 def test_a_log_file_rsyslog_no_longer_writes_is_not_read():
-    stale = node(LEGACY, logs_written=["/var/log/auth.log"])
+    stale = node("legacy", logs_written=["/var/log/auth.log"])
     plan = plan_node(DEFAULTS, stale)
     assert [(j.name, j.backend) for j in plan.jails] == [("sshd", "file"), ("proxmox", "systemd")]
     assert "no longer written by rsyslog" in plan.jails[1].why
@@ -240,17 +224,16 @@ def test_journald_levels_that_keep_what_each_jail_reads_pass():
             node(journald_maxlevelstore="crit"),
         )
     # a node whose journal is blind but whose jails read rsyslog's files is fine
-    plan_node(DEFAULTS, node(LEGACY, journald_storage="none"))
+    plan_node(DEFAULTS, node("legacy", journald_storage="none"))
 
 
-def test_the_node_script_output_for_journald_rsyslog_and_sshd_is_parsed():
-    facts = node(
-        PVE8
-        + "journald_Storage=auto\njournald_MaxLevelStore=warning\njournald_MaxLevelStore=Info\n"
-        "sshd_loglevel QUIET\nlog_written=/var/log/auth.log\n"
-    )
+def test_the_probes_journald_and_sshd_settings_are_parsed():
+    doc = recorded()
+    doc["journald"] = {"storage": "auto", "maxlevelstore": "info"}
+    doc["sshd"] = {**doc["sshd"], "loglevel": "quiet"}
+    facts = parse_node(json.dumps(doc))
     assert (facts["journald_storage"], facts["journald_maxlevelstore"]) == ("auto", "info")
-    assert facts["sshd_loglevel"] == "QUIET" and facts["logs_written"] == ["/var/log/auth.log"]
+    assert facts["sshd_loglevel"] == "QUIET" and facts["logs_written"] == []
 
 
 def test_peers_are_every_address_of_every_node_but_never_a_node_we_cannot_serve():
@@ -263,8 +246,8 @@ def test_peers_are_every_address_of_every_node_but_never_a_node_we_cannot_serve(
         SimpleNamespace(name="@docker/abc", data={}),
     ]
     facts = {
-        "pve1": node(PVE8 + "addr=10.0.0.1\naddr=fd00::1\n"),
-        "@docker/abc": node(PVE8 + "addr=10.0.0.200\naddr=fd00::200\n", systemd=False),
+        "pve1": node(addresses=["10.0.0.1", "fd00::1"]),
+        "@docker/abc": node(addresses=["10.0.0.200", "fd00::200"], systemd=False),
         "pve2": None,  # could not be read: only its inventory address, if any
     }
     assert cluster_addresses(hosts, facts) == ["10.0.0.1", "fd00::1"]
@@ -279,84 +262,98 @@ def test_the_admins_own_proxmox_local_is_never_removed():
     assert files_to_remove(files, theirs) == []
 
 
-PBS = PVE8.replace("unit=pvedaemon.service\n", "") + (
-    "unit=proxmox-backup.service\nunit=proxmox-backup-proxy.service\npbs_authlog=yes\n"
-)
-PBS_FIXED = "pbs_version=4.1.9-1\npbs_date=Tue, 14 Jul 2026 10:00:00 +0200\n"
-
-
 def test_products_are_read_from_their_units():
-    assert node()["products"] == ["pve"]
-    assert node(PBS + "unit=pvedaemon.service\n")["products"] == ["pbs", "pve"]
-    facts = node(PBS + PBS_FIXED)
-    assert facts["pbs_authlog"] and facts["pbs_version"] == "4.1.9-1"
-    assert node(PVE8.replace("unit=pvedaemon.service\n", "unit=pmgdaemon.service\n"))[
-        "products"
-    ] == ["pmg"]
+    assert [node(v)["products"] for v in ("pve8", "pbs", "pmg", "pvepbs", "pdm")] == [
+        ["pve"], ["pbs"], ["pmg"], ["pve", "pbs"], ["pdm"]
+    ]  # fmt: skip
+    assert node("pbs")["releases"]["pbs"]["version"] == "4.1.99~lab-1"
+    assert node("pbs")["logs"] == ["/var/log/proxmox-backup/api/auth.log"]
+    masked = recorded()
+    masked["units"]["pvedaemon.service"]["load"] = "masked"
+    assert parse_node(json.dumps(masked))["products"] == []
 
 
 def test_a_pbs_node_gets_the_pbs_jail_on_the_journal_and_no_proxmox_jail():
-    plan = plan_node(DEFAULTS, node(PBS + PBS_FIXED), ["10.213.77.11"])
+    plan = plan_node(DEFAULTS, node("pbs", sshd_maxauthtries=3), ["10.213.77.11"])
     assert [(j.name, j.backend, j.ports) for j in plan.jails] == [
         ("sshd", "systemd", ["22"]),
         ("pbs", "systemd", ["8007"]),
     ]
-    assert plan.off["proxmox"][1] == "this node does not run Proxmox VE (no pvedaemon unit)"
+    assert plan.off["proxmox"][1] == "this node does not run Proxmox VE (no pvedaemon.service)"
     assert plan.warnings == []
     files = render_files(plan, DEFAULTS)
-    assert PBS_FILTER in files and PMG_FILTER not in files and FILTER in files
+    assert (
+        PBS_FILTER in files and REST_FILTER in files and FILTER in files and PMG_FILTER not in files
+    )
     jail = files[PBS_JAIL].decode()
     assert "[pbs]\n" in jail and "filter    = pbs\n" in jail and "port      = 8007\n" in jail
     assert "backend   = systemd" in jail and "logpath" not in jail
     assert "does not run Proxmox VE" in files[PROXMOX_JAIL].decode()
 
 
-def test_pbs_reads_its_auth_log_where_journald_drops_its_lines():
-    blind = node(PBS + PBS_FIXED, journald_maxlevelstore="crit")  # sshd's jail would be blind too
+@pytest.mark.parametrize("variant, product", [("pbs", PBS), ("pdm", PDM)])
+def test_a_product_reads_its_auth_log_where_journald_drops_its_lines(variant, product):
+    blind = node(variant, journald_maxlevelstore="crit")  # sshd's jail would be blind too
     plan = plan_node(settings(sshd_enabled=False), blind, [])
-    assert [(j.name, j.backend, j.logpath) for j in plan.jails] == [("pbs", "file", PBS_AUTH_LOG)]
-    with pytest.raises(NodeError, match="MaxLevelStore=crit: the pbs jail"):
-        plan_node(settings(sshd_enabled=False), dict(blind, pbs_authlog=False), [])
+    assert [(j.name, j.backend, j.logpath) for j in plan.jails] == [
+        (product.jail, "file", product.auth_log)
+    ]
+    no_log = dict(blind, logs=[])
+    with pytest.raises(NodeError, match=f"MaxLevelStore=crit: the {product.jail} jail"):
+        plan_node(settings(sshd_enabled=False), no_log, [])
     with pytest.raises(NodeError, match="auth.log does not exist"):
-        plan_node(settings(backend="file"), node(PBS.replace("pbs_authlog=yes\n", "")), [])
+        plan_node(settings(backend="file"), node(variant, logs=[]), [])
 
 
-def test_an_old_or_unknown_pbs_release_is_warned_about_forged_addresses():
-    old = "pbs_version=3.2.4-1\npbs_date=Mon, 27 May 2024 15:01:02 +0200\n"
-    (warning,) = plan_node(DEFAULTS, node(PBS + old), []).warnings
-    assert warning.startswith("PBS 3.2.4-1 of 2024-05-27: ") and "Forwarded" in warning
-    (warning,) = plan_node(DEFAULTS, node(PBS), []).warnings
-    assert warning.startswith("the PBS release cannot be read")
+@pytest.mark.parametrize("variant, product", [("pbs", PBS), ("pdm", PDM)])
+def test_an_old_or_unknown_release_is_warned_about_forged_addresses(variant, product):
+    old = {product.key: {"version": "3.2.4-1", "date": "Mon, 27 May 2024 15:01:02 +0200"}}
+    (warning,) = plan_node(DEFAULTS, node(variant, sshd_maxauthtries=3, releases=old), []).warnings
+    assert warning.startswith(f"{product.short} 3.2.4-1 of 2024-05-27: ") and "Forwarded" in warning
+    (warning,) = plan_node(DEFAULTS, node(variant, sshd_maxauthtries=3, releases={}), []).warnings
+    assert warning.startswith(f"the {product.short} release cannot be read")
+    assert (
+        plan_node(DEFAULTS, node(variant, sshd_maxauthtries=3), []).warnings == []
+    )  # the lab's: fixed
 
 
 def test_pmg_pve_and_pbs_together_and_a_node_running_none():
-    pmg = node(PVE8.replace("unit=pvedaemon.service\n", "unit=pmgdaemon.service\n"))
-    plan = plan_node(DEFAULTS, pmg, [])
+    plan = plan_node(DEFAULTS, node("pmg"), [])
     assert [(j.name, j.ports, j.filter) for j in plan.jails] == [
         ("sshd", ["22"], "sshd"),
         ("pmg", ["8006"], "pmg"),
     ]
     assert PMG_FILTER in render_files(plan, DEFAULTS)
-    both = plan_node(DEFAULTS, node(PBS + PBS_FIXED + "unit=pvedaemon.service\n"), [])
+    both = plan_node(DEFAULTS, node("pvepbs"), [])
     assert [j.name for j in both.jails] == ["sshd", "proxmox", "pbs"] and "proxmox" not in both.off
-    bare = plan_node(DEFAULTS, node(PVE8.replace("unit=pvedaemon.service\n", "")), [])
+    bare = plan_node(DEFAULTS, node(products=[]), [])
     assert [j.name for j in bare.jails] == ["sshd"]
-    assert any("none of Proxmox VE, Backup Server or Mail Gateway" in w for w in bare.warnings)
-    off = plan_node(settings(pbs_enabled=False), node(PBS + PBS_FIXED), [])
+    assert any("none of Proxmox VE, Proxmox Backup Server" in w for w in bare.warnings)
+    off = plan_node(settings(pbs_enabled=False), node("pbs"), [])
     assert [j.name for j in off.jails] == ["sshd"]
     assert PBS_FILTER not in render_files(off, DEFAULTS)
 
 
-def test_the_apt_lists_age_is_the_newest_refresh_and_no_lists_are_ancient():
-    assert node(PVE8 + "apt_mtime=1000\napt_mtime=1600\nnow=1700\n")["apt_lists_age"] == 100
-    assert node(PVE8 + "now=1700\n")["apt_lists_age"] == 1700  # no lists: older than any cache time
-    assert node(PVE8)["apt_lists_age"] is None  # not read: the lists are refreshed
+def test_a_pdm_node_gets_the_pdm_jail_with_its_filters_on_8443():
+    plan = plan_node(DEFAULTS, node("pdm", sshd_maxauthtries=3), [])
+    assert [(j.name, j.backend, j.ports, j.filter) for j in plan.jails] == [
+        ("sshd", "systemd", ["22"], "sshd"),
+        ("pdm", "systemd", ["8443"], "pdm"),
+    ]
+    files = render_files(plan, DEFAULTS)
+    assert {PDM_FILTER, REST_FILTER, FILTER} <= set(files) and PBS_FILTER not in files
+    jail = files[PDM_JAIL].decode()
+    assert jail.splitlines()[1] == f"# {PDM.about}" and "[pdm]\n" in jail
 
 
-def test_unit_states_come_from_one_systemctl_call_with_a_prefix_each():
-    facts = node(
-        PVE8 + "rsyslog_ActiveState=active\nshare_ActiveState=active\nshare_MainPID=7\n"
-        "events_UnitFileState=enabled\nexporter_ActiveState=inactive\n"
-    )
-    assert facts["share_activestate"] == "active" and facts["events_unitfilestate"] == "enabled"
+def test_the_apt_lists_age_is_read_and_no_lists_are_refreshed():
+    assert node()["apt_lists_age"] > 0
+    assert node(apt_lists_age=None)["apt_lists_age"] is None  # no lists: refreshed
+
+
+def test_unit_states_come_from_one_systemctl_call():
+    facts = node()
+    assert facts["share_activestate"] == "active" and facts["fail2ban_unitfilestate"] == "enabled"
     assert facts["exporter_activestate"] == "inactive" and "rsyslog_activestate" not in facts
+    fresh = node(fresh=True)
+    assert fresh["fail2ban_activestate"] == "inactive" and fresh["share_activestate"] == "inactive"

@@ -1,39 +1,51 @@
-from pvefail2ban.jailstatus import parse_verify, problems, summary
+"""The check's answer (scripts/probe.py) read and judged: jailstatus.check_result, problems and
+summary."""
 
-GOOD = """ping=yes
-Fail2Ban v1.0.2 reads log file that contains password failure report
-and bans the corresponding IP addresses using firewall rules.
+import copy
 
-fail2ban> Status
-|- Number of jail:\t2
-`- Jail list:\tproxmox, sshd
-fail2ban> Status for the jail: sshd
-|- Filter
-|  |- Currently failed:\t1
-|  |- Total failed:\t6
-|  `- Journal matches:\t_SYSTEMD_UNIT=ssh.service + _COMM=sshd
-`- Actions
-   |- Currently banned:\t1
-   |- Total banned:\t2
-   `- Banned IP list:\t10.213.77.200
-fail2ban> Status for the jail: proxmox
-|- Filter
-|  |- Currently failed:\t0
-|  |- Total failed:\t0
-|  `- File list:\t/var/log/daemon.log
-`- Actions
-   |- Currently banned:\t0
-   |- Total banned:\t0
-   `- Banned IP list:\t
-fail2ban> 
-firewall=ok
-rules sshd=ok
-rules proxmox=ok
-"""
+from pvefail2ban.jailstatus import check_result, complete, problems, summary
+
+GOOD = {
+    "tool": "nft",
+    "ping": True,
+    "version": "1.0.2",
+    "names": ["proxmox", "sshd"],
+    "jails": {
+        "sshd": {
+            "failed": 1,
+            "total_failed": 6,
+            "banned": 1,
+            "total_banned": 2,
+            "banned_ips": ["10.213.77.200"],
+            "journal_matches": "_SYSTEMD_UNIT=ssh.service + _COMM=sshd",
+            "file_list": None,
+        },
+        "proxmox": {
+            "failed": 0,
+            "total_failed": 0,
+            "banned": 0,
+            "total_banned": 0,
+            "banned_ips": [],
+            "journal_matches": None,
+            "file_list": ["/var/log/daemon.log"],
+        },
+    },
+    "firewall": "ok",
+    "rules": {"sshd": True, "proxmox": True},
+    "action_errors": {},
+    "seen": {},
+    "config": {"state": "untested", "when": None, "errors": []},
+}
+
+
+def good(**changes):
+    doc = copy.deepcopy(GOOD)
+    doc.update(changes)
+    return doc
 
 
 def test_a_healthy_node_has_no_problems_and_a_summary():
-    result = parse_verify(GOOD)
+    result = check_result(GOOD)
     assert result["jails"] == ["proxmox", "sshd"]
     assert result["status"]["sshd"]["banned_ips"] == ["10.213.77.200"]
     assert result["status"]["proxmox"]["file_list"] == ["/var/log/daemon.log"]
@@ -45,10 +57,8 @@ def test_a_healthy_node_has_no_problems_and_a_summary():
 
 
 def test_a_missing_jail_a_dead_firewall_and_a_broken_config_are_named():
-    text = GOOD.replace("Jail list:\tproxmox, sshd", "Jail list:\tsshd").replace(
-        "firewall=ok", "firewall=nft: not found"
-    )
-    result = parse_verify(text + "config=broken\nconfig: ERROR No file(s) found for glob /nope\n")
+    broken = {"state": "broken", "errors": ["ERROR No file(s) found for glob /nope"]}
+    result = check_result(good(names=["sshd"], firewall="nft: not found", config=broken))
     found = problems(result, ["sshd", "proxmox"], [], "nft")
     assert any("jail proxmox is not running" in p for p in found)
     assert any("bans would not be enforced" in p for p in found)
@@ -56,14 +66,16 @@ def test_a_missing_jail_a_dead_firewall_and_a_broken_config_are_named():
 
 
 def test_a_silent_fail2ban_is_named():
-    result = parse_verify("ping=no\nstatus: Active: failed (Result: exit-code)\n")
+    result = check_result(
+        {"tool": "nft", "ping": False, "service": ["Active: failed (Result: exit-code)"]}
+    )
     assert problems(result, ["sshd"], [], "nft") == [
         "fail2ban does not answer `fail2ban-client ping`: Active: failed (Result: exit-code)"
     ]
 
 
 def test_a_jail_switched_off_that_runs_is_named_and_every_running_jail_is_summarised():
-    result = parse_verify(GOOD)
+    result = check_result(GOOD)
     assert problems(result, ["proxmox"], ["sshd"], "nft") == [
         "jail sshd runs although the settings switch it off"
     ]
@@ -78,15 +90,12 @@ def test_a_jail_whose_firewall_rules_are_missing_is_named_with_fail2bans_error()
         "2026-11-26 02:00:01,123 fail2ban.actions [99]: ERROR   Failed to start jail 'proxmox' action "
         "'nftables-multiport': Error starting action Jail('proxmox')/nftables-multiport: 'Script error'"
     )
-    text = GOOD.replace("rules proxmox=ok", f"rules proxmox=missing\nactionerror proxmox {error}")
-    found = problems(parse_verify(text), ["sshd", "proxmox"], [], "nft")
-    assert found == [
+    doc = good(rules={"sshd": True, "proxmox": False}, action_errors={"proxmox": error})
+    assert problems(check_result(doc), ["sshd", "proxmox"], [], "nft") == [
         "jail proxmox runs but its firewall rules are not in place, so its bans would not be enforced: "
         + error
     ]
-    bare = problems(
-        parse_verify(GOOD.replace("rules sshd=ok", "rules sshd=missing")), ["sshd"], [], "nft"
-    )
+    bare = problems(check_result(good(rules={"sshd": False})), ["sshd"], [], "nft")
     assert bare == [
         "jail sshd runs but its firewall rules are not in place, so its bans would not be "
         "enforced: no rule for it in the nft ruleset"
@@ -94,10 +103,8 @@ def test_a_jail_whose_firewall_rules_are_missing_is_named_with_fail2bans_error()
 
 
 def test_a_jail_whose_filter_finds_none_of_its_sources_failures_is_blind():
-    result = parse_verify(GOOD + "seen proxmox 3 0\nseen sshd 2 2\nsource sshd=empty\n")
-    assert result["seen"] == {"proxmox": (3, 0), "sshd": (2, 2)} and result["empty_sources"] == [
-        "sshd"
-    ]
+    result = check_result(good(seen={"proxmox": [3, 0], "sshd": None, "pbs": [0, 0]}))
+    assert result["seen"] == {"proxmox": (3, 0)} and result["empty_sources"] == ["sshd"]
     found = problems(result, ["sshd", "proxmox"], [], "nft")
     assert len(found) == 1 and found[0].startswith(
         "jail proxmox is blind: its source holds 3 failure line(s)"
@@ -105,9 +112,30 @@ def test_a_jail_whose_filter_finds_none_of_its_sources_failures_is_blind():
 
 
 def test_the_summary_says_whether_the_config_was_tested_now_or_is_unchanged():
-    now = parse_verify(GOOD + "config=tested\n")
+    now = check_result(good(config={"state": "tested", "when": "2026-11-26T02:00:00Z"}))
     assert summary(now, ["sshd"]).endswith("; config test passed (now)")
-    cached = parse_verify(GOOD + "config=unchanged 2026-11-26T02:00:00Z\n")
+    cached = check_result(good(config={"state": "unchanged", "when": "2026-11-26T02:00:00Z"}))
     assert summary(cached, ["sshd"]).endswith(
         "; config test passed (unchanged since 2026-11-26T02:00:00Z)"
     )
+
+
+def test_the_check_read_with_the_facts_stands_only_when_nothing_is_left_to_test():
+    recorded = good(config={"state": "unchanged", "when": "2026-11-26T09:53:43Z"})
+    share = {"pve-fail2ban-share": "bans shared"}
+    read = {**check_result(recorded), "daemons": {"pve-fail2ban-share": "active"}}
+    assert complete(read, "nft", share)
+    assert not complete(read, "iptables", share)  # read for another tool
+    untested = {**check_result(good()), "daemons": read["daemons"]}
+    assert not complete(untested, "nft", share)  # changed since its last test
+    unchecked = {
+        **check_result({**recorded, "seen": {"sshd": "unchecked"}}),
+        "daemons": read["daemons"],
+    }
+    assert not complete(unchecked, "nft", share)
+    assert not complete(read, "nft", {**share, "pve-fail2ban-events": "x"})
+
+
+def test_what_a_node_says_is_shown_printable_only():
+    result = check_result(good(version="1.0\x1b[2J", names=["sshd\n\x1b]0;x\x07"]))
+    assert result["version"] == "1.0?[2J" and result["jails"] == ["sshd??]0;x?"]

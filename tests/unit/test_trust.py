@@ -22,7 +22,7 @@ from pvefail2ban.cluster_bans import MARK, RECEIVER, authorized_line, members
 from pvefail2ban.day2 import parse_addresses, parse_jails, parse_state
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.facts import SCRIPTS, parse_node
-from pvefail2ban.jailstatus import parse_verify
+from pvefail2ban.jailstatus import check_result, problems, summary
 from pvefail2ban.settings import SettingsError, validate
 from tests.unit.sshkeys import ssh_key
 
@@ -105,17 +105,38 @@ def test_scope_ids_networks_and_mapped_addresses():
 
 # ---- what a node reports: its facts -------------------------------------------------------------
 
-FACT_KEYS = [
-    "addr", "client", "share_key", "hostkey", "share_peers", "textfile_dir", "file", "share_file",
-    "pkg", "os_id", "journald_MaxLevelStore", "fail2ban_ActiveState", "fail2ban_MainPID", "unit",
-]  # fmt: skip
+BASE = {"python3": True, "os": {"id": "debian"}, "systemd": True}
+# where a hostile value can sit in the probe's answer (each key: how it is put there)
+PLACES = {
+    "addresses": lambda v: {"addresses": [v]},
+    "client": lambda v: {"client": v},
+    "share_key": lambda v: {"share_key": v},
+    "hostkeys": lambda v: {"hostkeys": [v]},
+    "share_peers": lambda v: {"share_peers": v},
+    "share_peers json": lambda v: {"share_peers": json.dumps({"peers": [{"name": "pve2", "address": v, "port": 22, "hostkeys": [ssh_key(2)]}]})},
+    "textfile_dir": lambda v: {"textfile_dir": v},
+    "files": lambda v: {"files": {v: ["0" * 40, "644", "root:root"]}},
+    "file owner": lambda v: {"files": {"/etc/fail2ban/jail.d/01_sshd.local": ["0" * 40, "644", v]}},
+    "packages": lambda v: {"packages": {"fail2ban": v}},
+    "os": lambda v: {"os": {"id": v}},
+    "journald": lambda v: {"journald": {"maxlevelstore": v}},
+    "units": lambda v: {"units": {"fail2ban.service": {"load": "loaded", "active": v, "enabled": "x", "pid": 1}}},
+    "unit name": lambda v: {"units": {v: {"load": "loaded"}}},
+    "sshd ports": lambda v: {"sshd": {"ports": [v]}},
+    "sshd loglevel": lambda v: {"sshd": {"loglevel": v}},
+    "releases": lambda v: {"releases": {"pbs": {"version": v, "date": v}}},
+}  # fmt: skip
+
+
+def node_said(**doc):
+    return json.dumps({**BASE, **doc})
 
 
 @QUICK
-@given(st.sampled_from(FACT_KEYS), HOSTILE)
-def test_node_facts_are_canonical_or_the_node_fails(key, value):
+@given(st.sampled_from(sorted(PLACES)), HOSTILE | st.integers() | st.none())
+def test_node_facts_are_canonical_or_the_node_fails(place, value):
     try:
-        node = parse_node(["os_id=debian", f"{key}={value}"])
+        node = parse_node(node_said(**PLACES[place](value)))
     except ValueError:
         return  # the node fails, alone, with the reason (FactProcessError)
     assert all(is_canonical(a) for a in node["addresses"])
@@ -125,22 +146,27 @@ def test_node_facts_are_canonical_or_the_node_fails(key, value):
     for peer in node["share_peers"] or []:
         assert reported.peer_record(peer) == peer
     assert node["textfile_dir"] is None or reported.safe_path(node["textfile_dir"])
+    assert all(re.fullmatch(r"\d{1,5}", p) for p in node["sshd_ports"])
+    for text in (node["os_id"], node["journald_maxlevelstore"], node["fail2ban_activestate"]):
+        assert text is None or re.fullmatch(r"[A-Za-z0-9_.+-]*", text)
+    assert all(
+        v is None or v.isprintable() for r in node["releases"].values() if r for v in r.values()
+    )
 
 
 @QUICK
-@given(HOSTILE)
-def test_sshd_ports_are_ports_or_the_node_fails(value):
+@given(st.text(max_size=300))
+def test_whatever_a_node_prints_is_facts_or_a_refusal(text):
     try:
-        node = parse_node(["os_id=debian", f"sshd_port {value}"])
+        parse_node(text)
     except ValueError:
-        return
-    assert all(p.isdigit() and 1 <= int(p) <= 65535 for p in node["sshd_ports"])
+        pass
 
 
 def test_a_forged_address_fails_the_node_naming_it():
     for forged in ('fe80::1%x",from="*', "0.0.0.0/0", "::/0", "0.0.0.0"):
         with pytest.raises(ValueError, match=re.escape(repr(forged)[:30])):
-            parse_node(["os_id=debian", f"addr={forged}"])
+            parse_node(node_said(addresses=[forged]))
 
 
 @QUICK
@@ -200,10 +226,28 @@ def test_a_state_with_an_injected_address_is_refused():
         parse_state(text)
 
 
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | HOSTILE,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(HOSTILE, children, max_size=3)
+    ),
+    max_leaves=12,
+)
+CHECK_KEYS = ["tool", "ping", "version", "names", "jails", "firewall", "rules", "seen", "config"]
+CHECK_KEYS += ["daemons", "service", "action_errors"]
+
+
 @QUICK
-@given(st.text(max_size=400))
-def test_the_checks_output_is_read_whatever_it_says(text):
-    parse_verify(text)  # never raises: what it cannot read is a problem the check reports
+@given(st.dictionaries(st.sampled_from(CHECK_KEYS), JSONISH))
+def test_the_checks_answer_is_read_or_refused_whatever_it_says(doc):
+    try:
+        result = check_result(doc)
+    except ValueError:
+        return  # the check reports it (NOT PROTECTED: its answer is not the check's)
+    problems(result, ["sshd"], [], "nft")
+    summary(result, ["sshd"])
+    shown = [result["version"], *result["jails"], *result["service"], *result["status"]]
+    assert all(isinstance(t, str) and t.isprintable() for t in shown)
 
 
 # ---- --data: every key a day-2 command takes ----------------------------------------------------
@@ -278,10 +322,11 @@ def test_each_authorized_line_is_restrict_from_command_and_our_key(addresses, ke
     addresses, one command= running the receiver for that node, then its ed25519 key."""
     facts = []
     for n, reported_key in ((1, key), (2, ssh_key("KEY2"))):
-        lines = ["os_id=debian", f"share_key={reported_key}", f"hostkey={ssh_key(n)}"]
-        lines += [f"addr={a}" for a in addresses] + [f"addr=192.0.2.{n}"]
+        said = node_said(
+            share_key=reported_key, hostkeys=[ssh_key(n)], addresses=[*addresses, f"192.0.2.{n}"]
+        )
         try:
-            facts.append(parse_node(lines))
+            facts.append(parse_node(said))
         except ValueError:
             facts.append(None)  # that node fails; what it said is not used
     on = validate(dict(DEFAULTS))
