@@ -15,12 +15,10 @@ import json
 from dataclasses import dataclass
 
 from .reported import NAME, canonical_address, host_name, public_key
-from .scripts.nodelib import SHARE_STATE
+from .scripts.nodelib import KEY as KEY  # the share key's paths: the node scripts' own
+from .scripts.nodelib import KNOWN_HOSTS, PEERS, SHARE_STATE
+from .scripts.nodelib import SHARE_DIR as SHARE_DIR
 
-SHARE_DIR = "/etc/pve-fail2ban/share"  # root only (0700): the key, the peers, their host keys
-KEY = f"{SHARE_DIR}/id_ed25519"
-PEERS = f"{SHARE_DIR}/peers.json"
-KNOWN_HOSTS = f"{SHARE_DIR}/known_hosts"
 LIB = "/usr/local/lib/pve-fail2ban"
 DAEMON = f"{LIB}/share.py"
 RECEIVER = f"{LIB}/receive.py"

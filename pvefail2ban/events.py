@@ -11,13 +11,14 @@ pvefail2ban.tasks.events; the node side is scripts/events.py).
 import json
 import shlex
 
-CONFIG_DIR = "/etc/pve-fail2ban"  # root only (0700)
-CONFIG = f"{CONFIG_DIR}/events.json"  # 0600: it may hold the webhook's token
+from .scripts.nodelib import CONFIG_DIR, EVENTS_CONFIG, EVENTS_STATE
+
+CONFIG = EVENTS_CONFIG  # 0600: it may hold the webhook's token
 LIB = "/usr/local/lib/pve-fail2ban-events"
 DAEMON = f"{LIB}/events.py"
 UNIT = "/etc/systemd/system/pve-fail2ban-events.service"
 SERVICE = "pve-fail2ban-events"
-STATE_DIR = "/var/lib/pve-fail2ban/events"  # the outbox
+STATE_DIR = EVENTS_STATE  # the outbox
 ACTION = "/etc/fail2ban/action.d/pve-fail2ban-events.conf"
 PROM = "pve-fail2ban.prom"  # in the textfile directory
 EXPORTER = "prometheus-node-exporter"  # Debian's node_exporter package and unit

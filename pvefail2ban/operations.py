@@ -14,8 +14,9 @@ from .jailstatus import check_result, complete, problems, summary
 from .plan import files_differ
 from .products import SELF_TESTS
 from .reported import public_key
+from .scripts.nodelib import STATE_DIR
 
-STAGE = "/var/lib/pve-fail2ban/stage"
+STAGE = f"{STATE_DIR}/stage"  # what configure stages, tested, before it goes live
 
 
 def shipped_script(name, *args):

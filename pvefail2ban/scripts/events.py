@@ -37,11 +37,14 @@ from email.message import EmailMessage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nodelib import (  # noqa: E402
+    EVENTS_CONFIG,
+    EVENTS_STATE,
     IN_CREATE,
     IN_DELETE,
     NAME,
     NEW_DATA,
     RECEIVED,
+    RECEIVED_WINDOW,
     Fail2ban,
     Tail,
     canonical_address,
@@ -53,8 +56,8 @@ from nodelib import (  # noqa: E402
     watch,
 )
 
-CONFIG = "/etc/pve-fail2ban/events.json"
-VAR = "/var/lib/pve-fail2ban/events"
+CONFIG = EVENTS_CONFIG
+VAR = EVENTS_STATE
 OUTBOX = f"{VAR}/outbox"
 FAIL2BAN_RUN = "/run/fail2ban"  # its socket appears and goes away here
 PROM = "pve-fail2ban.prom"  # the file's name in the textfile directory
@@ -65,7 +68,6 @@ TIMEOUT = 10  # seconds for one webhook request or one sendmail
 # Cluster-wide bans: a ban this node received from a peer is told by the peer that made it, not
 # again by every node. The receiver records it (end, jail, address, origin, time) just before it
 # bans; a ban made this soon after such a record is that one.
-RECEIVED_WINDOW = 30
 
 
 def log(message):

@@ -22,9 +22,19 @@ MAX_LINE = 4096  # bytes: a longer line in a file of ours is no line of ours (dr
 IN_MODIFY, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x2, 0x80, 0x100, 0x200
 NEW_DATA = IN_MODIFY | IN_CREATE | IN_MOVED_TO
 SOCKET = "/var/run/fail2ban/fail2ban.sock"
-SHARE_STATE = "/var/lib/pve-fail2ban/share"  # cluster-wide bans: outbox, queue, what was received
+# Where pve-fail2ban keeps its things on a node, once for the node scripts and the controller
+CONFIG_DIR = "/etc/pve-fail2ban"  # root only (0700)
+SHARE_DIR = f"{CONFIG_DIR}/share"  # cluster-wide bans: the share key, the peers, their host keys
+PEERS = f"{SHARE_DIR}/peers.json"  # {"node", "jails", "peers": [{name, address, port, hostkeys}]}
+KEY = f"{SHARE_DIR}/id_ed25519"
+KNOWN_HOSTS = f"{SHARE_DIR}/known_hosts"
+EVENTS_CONFIG = f"{CONFIG_DIR}/events.json"  # 0600: it may hold the webhook's token
+STATE_DIR = "/var/lib/pve-fail2ban"  # the check's records
+SHARE_STATE = f"{STATE_DIR}/share"  # cluster-wide bans: outbox, queue, what was received
+EVENTS_STATE = f"{STATE_DIR}/events"  # metrics and notifications: the outbox
 RECEIVED = f"{SHARE_STATE}/received"
 LIFTED = f"{SHARE_STATE}/lifted"  # "<address> <time>": lifted here by unban.py at that time
+RECEIVED_WINDOW = 30  # seconds: a ban made this soon after the receiver recorded it is that one
 # A node's, a jail's or a peer's name as our files and requests carry it.
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 ADDRESS_TEXT = re.compile(r"[0-9A-Fa-f:.]{2,45}")  # what an IPv4 or IPv6 address is written with

@@ -30,9 +30,9 @@ import sys
 import time
 
 # nodelib's text is put in front of this one by the controller (facts.bundled)
-from nodelib import Fail2ban, jail_names, jail_status, read_tail
+from nodelib import STATE_DIR, Fail2ban, jail_names, jail_status, read_tail
 
-STATE = "/var/lib/pve-fail2ban"
+STATE = STATE_DIR
 CONFIG = "/etc/fail2ban"
 INSTALLED = "/var/lib/dpkg/info/fail2ban.list"  # rewritten by every install or upgrade of fail2ban
 LOG = "/var/log/fail2ban.log"

@@ -39,6 +39,7 @@ import time
 from nodelib import (
     LIFTED,
     NAME,
+    PEERS,
     RECEIVED,
     Fail2ban,
     Received,
@@ -52,7 +53,6 @@ from nodelib import (
     shown,
 )
 
-CONFIG = "/etc/pve-fail2ban/share/peers.json"
 REQUEST = re.compile(
     r"ban ([A-Za-z0-9_.-]{1,32}) ([0-9A-Fa-f:.]{2,45}) (-1|[0-9]{1,10}) ([0-9]{1,10}(?:\.[0-9]{1,6})?)"
 )
@@ -245,7 +245,7 @@ def serve(origin, jails, requests):
 
 def main(origin):
     try:
-        with open(CONFIG) as config:
+        with open(PEERS) as config:
             jails = json.load(config)["jails"]
     except (OSError, ValueError, KeyError) as error:
         print(f"refused this node has no share configuration ({error})", flush=True)

@@ -21,7 +21,7 @@ bans for less (fail2ban moves the end of a ban that is made again while it runs)
 node's own is never lifted here.
 
 Only the standard library and nodelib beside it; the peers, their addresses and host keys come
-from CONFIG (written by the deploy).
+from PEERS (written by the deploy).
 """
 
 import fcntl
@@ -35,9 +35,13 @@ import sys
 import time
 
 from nodelib import (  # beside this script
+    KEY,
+    KNOWN_HOSTS,
     LIFTED,
     NAME,
+    PEERS,
     RECEIVED,
+    RECEIVED_WINDOW,
     ROTATE,
     SHARE_STATE,
     Fail2ban,
@@ -51,9 +55,6 @@ from nodelib import (  # beside this script
     received_line,
 )
 
-CONFIG = "/etc/pve-fail2ban/share/peers.json"
-KEY = "/etc/pve-fail2ban/share/id_ed25519"
-KNOWN_HOSTS = "/etc/pve-fail2ban/share/known_hosts"
 VAR = SHARE_STATE
 OUTBOX = f"{VAR}/outbox"
 PENDING = f"{VAR}/pending.json"
@@ -63,7 +64,6 @@ LINGER = 30  # seconds a connection stays open after its last request
 RETRY_MAX = 10  # a peer (or fail2ban) that does not answer is tried again at most this much later
 ACK_TIMEOUT = 20  # a peer that leaves a request unanswered this long is reconnected
 CONNECT_TIMEOUT = 3
-RECEIVED_WINDOW = 30  # a ban made this soon after the receiver recorded it is the received one
 CHUNK = 100  # addresses per fail2ban request when many bans are lifted at once
 LIFTED_SIZE = 64 << 10  # bytes of LIFTED after which it is rewritten, one line per address ...
 LIFTED_KEEP = 10_000  # ... the latest lifts only
@@ -431,7 +431,7 @@ class Share:
 def main():
     os.umask(0o077)
     os.makedirs(VAR, mode=0o700, exist_ok=True)
-    with open(CONFIG) as config:
+    with open(PEERS) as config:
         share = Share(json.load(config))
     log(f"sharing bans with {', '.join(p.name for p in share.peers) or 'no peer'}")
     watch = inotify(VAR)

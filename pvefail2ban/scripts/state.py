@@ -15,10 +15,17 @@ import subprocess
 import sys
 import time
 
-from nodelib import RECEIVED, Fail2ban, jail_names, jail_status, parse_received, read_tail
+from nodelib import (
+    RECEIVED,
+    SHARE_STATE,
+    Fail2ban,
+    jail_names,
+    jail_status,
+    parse_received,
+    read_tail,
+)
 
 LOG = "/var/log/fail2ban.log"
-SHARE = "/var/lib/pve-fail2ban/share"  # cluster-wide bans: where this node keeps what it received
 UNIT_DIRS = (
     "/etc/systemd/system",
     "/run/systemd/system",
@@ -99,7 +106,7 @@ def read(units):
         "active": None,
         "jails": {},
         "events": last_events(),
-        "shares": os.path.isdir(SHARE),
+        "shares": os.path.isdir(SHARE_STATE),
         "products": products(units),
     }
     try:
