@@ -7,9 +7,15 @@ Day-2 operations, cluster-wide: status_fail2ban, ban_fail2ban, unban_fail2ban, s
 remove_fail2ban. Defaults of every setting: DEFAULTS (pvefail2ban/defaults.py).
 """
 
-from .cluster import ban_fail2ban, remove_fail2ban, status_fail2ban, sync_fail2ban, unban_fail2ban
+from .day2.deploys import (
+    ban_fail2ban,
+    remove_fail2ban,
+    status_fail2ban,
+    sync_fail2ban,
+    unban_fail2ban,
+)
 from .defaults import DEFAULTS
-from .protect import deploy_fail2ban
+from .deploy import deploy_fail2ban
 
 __all__ = [
     "DEFAULTS",

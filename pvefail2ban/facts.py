@@ -16,13 +16,12 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
 from . import reported
-from .cluster_bans import KEY, MARK, PEERS, SERVICE, SHARE_FILES
-from .day2 import parse_state
-from .events import ACTION as EVENTS_ACTION
-from .events import EVENTS_FILES, EXPORTER
-from .events import SERVICE as EVENTS_SERVICE
 from .jailstatus import check_result
 from .products import PRODUCTS, UNITS
+from .reporting import ACTION as EVENTS_ACTION
+from .reporting import EVENTS_FILES, EXPORTER
+from .reporting import SERVICE as EVENTS_SERVICE
+from .sharing import KEY, MARK, PEERS, SERVICE, SHARE_FILES
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
 NODELIB_IMPORT = re.compile(r"^from nodelib import (?:\([^)]*\)|[^\n]*)\n", re.M)
@@ -349,41 +348,3 @@ class NodeFacts(FactBase):
             return parse_node(output)
         except ValueError as error:
             raise FactProcessError(f"{error}; nothing it said was used") from error
-
-
-# fail2ban's state, read by python3 on the node (fail2ban needs python3; without it, fail2ban is
-# not installed and the node says so in the same JSON shape). The products' units: products.UNITS.
-STATE_COMMAND = StringCommand(
-    "if command -v python3 >/dev/null 2>&1; then python3 -c",
-    QuoteString(bundled("state.py")),
-    QuoteString(json.dumps(UNITS, sort_keys=True)),
-    """; else echo '{"running": false, "active": "not installed", "jails": {}, "events": []}'; fi""",
-)
-
-
-class Fail2banState(FactBase):
-    """fail2ban as it runs on the node, read-only: the JSON that scripts/state.py prints there,
-    checked by day2.parse_state::
-
-    {
-        "running": True,          # fail2ban-server answers ping on its socket
-        "active": None,           # `systemctl is-active fail2ban` when it does not answer
-        "jails": {"sshd": {"failed": 0, "total_failed": 3, "banned": 1, "total_banned": 1,
-                           "banned_ips": ["192.0.2.7"], "journal_matches": "...", "file_list": None,
-                           "ignoreip": ["127.0.0.1/8"], "firewall": ["192.0.2.7"],
-                           "not_enforced": [],
-                           "from": {"192.0.2.7": "pve2"}}},  # bans received from that peer
-        "shares": True,           # this node shares bans (cluster-wide bans)
-        "products": ["pve"],      # the Proxmox products it runs (products.UNITS)
-        "events": ["2026-11-24 23:01:54,344 ... [sshd] Ban 192.0.2.7"],  # last Ban/Unban lines
-    }
-    """
-
-    def command(self):
-        return STATE_COMMAND
-
-    def process(self, output):
-        try:
-            return parse_state("\n".join(output))
-        except (ValueError, KeyError, TypeError) as error:
-            raise FactProcessError(f"unexpected output from the node: {error}") from error

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from pyinfra.api.exceptions import DeployError
 
-from .cluster_bans import ShareError, members
 from .defaults import DEFAULTS
 from .facts import NodeFacts
 from .plan import NodeError, Plan, plan_node, unsupported
 from .render import render_files
 from .settings import SettingsError, check_address, validate
+from .sharing import ShareError, members
 from .turns import reach
 
 

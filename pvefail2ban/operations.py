@@ -8,13 +8,13 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.operations import server
 
-from .cluster_bans import authorized_as_wanted
 from .facts import FAILURES, FILTER_DIR, SCRIPTS, bundled
 from .jailstatus import check_result, complete, problems, summary
 from .plan import files_differ
 from .products import SELF_TESTS
 from .reported import public_key
 from .scripts.nodelib import STATE_DIR
+from .sharing import authorized_as_wanted
 
 STAGE = f"{STATE_DIR}/stage"  # what configure stages, tested, before it goes live
 

@@ -9,9 +9,9 @@ import hashlib
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
-from .events import EXPORTER, events_config
 from .facts import FILTER_DIR, RECIDIVE_JAIL, SSHD_JAIL
 from .products import PRODUCTS, PVE
+from .reporting import EXPORTER, events_config
 
 AUTH_LOG = "/var/log/auth.log"
 DAEMON_LOG = "/var/log/daemon.log"
@@ -104,11 +104,11 @@ def _level(value):
     return LEVELS.index(aliases.get(value, value)) if aliases.get(value, value) in LEVELS else 7
 
 
-def _backend(choice, log, node):
+def _backend(choice, log, facts):
     """'systemd' or 'file' for a jail whose classic log file is `log`: the file only where it exists
     and an active rsyslog still writes it (a stale file would leave the jail blind)."""
-    has_log = log in node["logs"]
-    written = log in node["logs_written"]
+    has_log = log in facts["logs"]
+    written = log in facts["logs_written"]
     if choice == "file" and not (has_log and written):
         why = (
             "does not exist on this node (journald only, like PVE 8/9)"
@@ -121,7 +121,7 @@ def _backend(choice, log, node):
             f"fail2ban_backend = 'file' but {log} {why}: use 'auto' or 'systemd', or restore the "
             f"rsyslog rule that writes {log} and restart rsyslog"
         )
-    if choice == "systemd" and not node["journal"]:
+    if choice == "systemd" and not facts["journal"]:
         raise NodeError("fail2ban_backend = 'systemd' but this node has no journal (journalctl)")
     if choice == "auto":
         if has_log and written:
@@ -132,47 +132,49 @@ def _backend(choice, log, node):
     return choice, f"fail2ban_backend = {choice!r}"
 
 
-def _journal_keeps(node, jail, priority):
+def _journal_keeps(facts, jail, priority):
     """NodeError when journald's effective settings drop what `jail` reads at `priority`."""
     fix = (
         f"Fix: a drop-in such as {JOURNALD_DROPIN} with [Journal] Storage=auto and "
         f"MaxLevelStore=info, then `systemctl restart systemd-journald`"
     )
-    if node.get("journald_storage") == "none":
+    if facts.get("journald_storage") == "none":
         raise NodeError(
             f"journald has Storage=none (systemd-analyze cat-config systemd/journald.conf): the journal "
             f"keeps nothing, so the {jail} jail would never see a failure. {fix}"
         )
-    if _level(node.get("journald_maxlevelstore")) < LEVELS.index(priority):
+    if _level(facts.get("journald_maxlevelstore")) < LEVELS.index(priority):
         raise NodeError(
-            f"journald has MaxLevelStore={node['journald_maxlevelstore']}: the {jail} jail reads "
+            f"journald has MaxLevelStore={facts['journald_maxlevelstore']}: the {jail} jail reads "
             f"{priority}-level messages, which the journal drops, so it would never see a failure. {fix}"
         )
 
 
-def _banaction(choice, node):
+def _banaction(choice, facts):
     if choice == "auto":
         choice = (
-            "nftables" if "nft" in node["tools"] or "iptables" not in node["tools"] else "iptables"
+            "nftables"
+            if "nft" in facts["tools"] or "iptables" not in facts["tools"]
+            else "iptables"
         )
     return choice
 
 
-def log_source(product, settings, node):
+def log_source(product, settings, facts):
     """(backend, logpath, why) of `product`'s jail (products.SOURCES): its daemons' err lines in
     the journal or daemon.log ("daemon"); the journal of its units or its own auth log ("authlog")."""
     if product.source == "daemon":
-        backend, why = _backend(settings["backend"], DAEMON_LOG, node)
+        backend, why = _backend(settings["backend"], DAEMON_LOG, facts)
         if backend == "systemd":
-            _journal_keeps(node, product.jail, "err")
+            _journal_keeps(facts, product.jail, "err")
         return backend, DAEMON_LOG if backend == "file" else None, why
-    return _authlog_source(product, settings["backend"], node)
+    return _authlog_source(product, settings["backend"], facts)
 
 
-def _authlog_source(product, choice, node):
+def _authlog_source(product, choice, facts):
     """'systemd' (the journal of the product's units) or 'file' (the auth log its API server always
     writes). `auto` takes the journal unless journald drops the product's err lines."""
-    log, has_log, short = product.auth_log, product.auth_log in node["logs"], product.short
+    log, has_log, short = product.auth_log, product.auth_log in facts["logs"], product.short
     if choice == "file" and not has_log:
         raise NodeError(
             f"fail2ban_backend = 'file' but {log} does not exist on this node: use 'auto' or "
@@ -180,14 +182,14 @@ def _authlog_source(product, choice, node):
         )
     if choice == "file":
         return "file", log, f"fail2ban_backend = 'file': {log}"
-    if not node["journal"]:
+    if not facts["journal"]:
         if choice == "auto" and has_log:
             return "file", log, f"no journal: {log}"
         raise NodeError(
             f"the {product.jail} jail reads the journal, but this node has no journal (journalctl)"
         )
     try:
-        _journal_keeps(node, product.jail, "err")
+        _journal_keeps(facts, product.jail, "err")
     except NodeError:
         if choice == "auto" and has_log:
             return "file", log, f"journald drops {short}'s err lines here: {log}"
@@ -195,10 +197,10 @@ def _authlog_source(product, choice, node):
     return "systemd", None, f"the journal of {short}'s units"
 
 
-def product_jail(product, settings, node):
+def product_jail(product, settings, facts):
     """The jail of a product's web UI / API: its fail2ban_<jail>_* settings, its filter, its
     source (log_source)."""
-    backend, logpath, why = log_source(product, settings, node)
+    backend, logpath, why = log_source(product, settings, facts)
     return Jail(
         name=product.jail,
         path=product.jail_file,
@@ -214,13 +216,13 @@ def product_jail(product, settings, node):
     )
 
 
-def client_address_risk(product, node):
+def client_address_risk(product, facts):
     """Why the addresses this product logs on this node may have been chosen by a client, or None.
     Its releases before `forwarded_fixed` took them from a client-sent `Forwarded` header
     (proxmox-rest-server < 1.0.5); the release's date is read from its Debian changelog."""
     if not product.forwarded_fixed:
         return None
-    release = (node.get("releases") or {}).get(product.key) or {}
+    release = (facts.get("releases") or {}).get(product.key) or {}
     try:
         when = parsedate_to_datetime(release["date"]) if release.get("date") else None
     except (TypeError, ValueError):
@@ -240,41 +242,41 @@ def client_address_risk(product, node):
     )
 
 
-def unsupported(node):
+def unsupported(facts):
     """Why a node (Facts) is no Proxmox node we can serve, or None. Such a node is never anybody's
     peer either."""
-    if node.get("python3") is False:
+    if facts.get("python3") is False:
         return (
             "python3 is not installed on this node (fail2ban needs it too, and the deploy reads "
             "the node with it): `apt install python3`, then run again"
         )
-    if not node.get("systemd"):
+    if not facts.get("systemd"):
         return (
             "systemd is not running as init on this node: only Debian-based nodes with "
             "systemd (Proxmox VE 7/8/9) are supported"
         )
-    family = f"{node.get('os_id') or ''} {node.get('os_like') or ''}".split()
+    family = f"{facts.get('os_id') or ''} {facts.get('os_like') or ''}".split()
     if "debian" not in family:
         return (
-            f"this node runs {node.get('os_id') or 'an unknown OS'!r}, not Debian: "
+            f"this node runs {facts.get('os_id') or 'an unknown OS'!r}, not Debian: "
             "only Debian-based nodes (Proxmox VE) are supported"
         )
     return None
 
 
-def sshd_jail(settings, node, warnings):
+def sshd_jail(settings, facts, warnings):
     """The sshd jail: the journal or auth.log, on sshd's own ports (sshd -T) unless set."""
-    backend, why = _backend(settings["backend"], AUTH_LOG, node)
+    backend, why = _backend(settings["backend"], AUTH_LOG, facts)
     if backend == "systemd":
-        _journal_keeps(node, "sshd", "info")
-    if node.get("sshd_loglevel") in QUIET_SSHD:
+        _journal_keeps(facts, "sshd", "info")
+    if facts.get("sshd_loglevel") in QUIET_SSHD:
         raise NodeError(
-            f"sshd has LogLevel {node['sshd_loglevel']} (sshd -T): it does not log failed logins, "
+            f"sshd has LogLevel {facts['sshd_loglevel']} (sshd -T): it does not log failed logins, "
             "so the sshd jail would never see one. Fix: LogLevel INFO (or VERBOSE) in "
             "/etc/ssh/sshd_config, then `systemctl reload ssh`"
         )
-    ports = settings["sshd_port"] or node["sshd_ports"] or ["22"]
-    maxauthtries = node.get("sshd_maxauthtries")
+    ports = settings["sshd_port"] or facts["sshd_ports"] or ["22"]
+    maxauthtries = facts.get("sshd_maxauthtries")
     if maxauthtries is not None and maxauthtries != settings["sshd_maxretry"]:
         warnings.append(
             f"sshd MaxAuthTries is {maxauthtries} but fail2ban_sshd_maxretry is "
@@ -311,21 +313,21 @@ def recidive_jail(settings):
     )
 
 
-def jails_of(settings, node, warnings):
+def jails_of(settings, facts, warnings):
     """(the jails that run here, {jail of OUR_JAILS that does not: (path, why)}). A jail switched
     off is written as `enabled = false`: the distribution's own jail of that name (Debian 13
     enables sshd in jail.d/defaults-debian.conf) does not run either."""
-    runs = node.get("products") or []
+    runs = facts.get("products") or []
     if not runs:
         warnings.append(
             f"this node runs none of {', '.join(p.name for p in PRODUCTS)} (no unit of theirs: "
             f"{', '.join(u for p in PRODUCTS for u in p.units)}): it gets the sshd jail only"
         )
-    jails = [sshd_jail(settings, node, warnings)] if settings["sshd_enabled"] else []
+    jails = [sshd_jail(settings, facts, warnings)] if settings["sshd_enabled"] else []
     for product in PRODUCTS:
         if settings[f"{product.jail}_enabled"] and product.key in runs:
-            jails.append(product_jail(product, settings, node))
-            risk = client_address_risk(product, node)
+            jails.append(product_jail(product, settings, facts))
+            risk = client_address_risk(product, facts)
             warnings += [risk] if risk else []
     jails += [recidive_jail(settings)] if settings["recidive_enabled"] else []
     running = {jail.name for jail in jails}
@@ -343,24 +345,24 @@ def jails_of(settings, node, warnings):
     return jails, off
 
 
-def filters_of(jails, node):
+def filters_of(jails, facts):
     """{path on the node: our filter file} for the products whose jail runs here, and PVE's
     everywhere (fail2ban-regex by hand needs it). Where the fail2ban package ships a filter of the
     same name, ours goes beside it as .local (read after the package's .conf)."""
     running = {jail.name for jail in jails}
     names = [n for p in PRODUCTS if p is PVE or p.jail in running for n in p.filters]
-    return {filter_path(name, node): name for name in dict.fromkeys(names)}
+    return {filter_path(name, facts): name for name in dict.fromkeys(names)}
 
 
-def filter_path(name, node):
+def filter_path(name, facts):
     """Where our filter file `name` goes on this node: filter.d/<name>, or its .local where the
     fail2ban package owns <name> (NodeFacts packaged_filters)."""
-    if name in (node.get("packaged_filters") or []):
+    if name in (facts.get("packaged_filters") or []):
         return f"{FILTER_DIR}/{name.removesuffix('.conf')}.local"
     return f"{FILTER_DIR}/{name}"
 
 
-def packages_of(jails, tool_package, settings, node):
+def packages_of(jails, tool_package, settings, facts):
     """The packages this node still needs: fail2ban, what its jails' sources need, the ban
     action's firewall tool, node_exporter where metrics are `on`."""
     packages = ["fail2ban"]
@@ -368,48 +370,48 @@ def packages_of(jails, tool_package, settings, node):
         packages.append("python3-systemd")
     if any(j.backend == "file" for j in jails):
         packages.append("python3-pyinotify")  # file changes seen at once, not on the next poll
-    if tool_package[0] not in node["tools"]:
+    if tool_package[0] not in facts["tools"]:
         packages.append(tool_package[1])
     if settings["metrics"] == "on":
         packages.append(EXPORTER)
-    return [p for p in packages if p not in node["packages"]]
+    return [p for p in packages if p not in facts["packages"]]
 
 
-def never_banned(settings, node, peers, controller):
+def never_banned(settings, facts, peers, controller):
     """ignoreip: loopback; with lockout protection this controller (as the node sees it and its
     own addresses) and every inventory node; then fail2ban_ignoreip. Once each, order kept: the
     same input gives the same bytes."""
     ignoreip = list(LOOPBACK)
     if settings["lockout_protection"]:
-        if not node.get("client"):
+        if not facts.get("client"):
             raise NodeError(
                 "cannot tell this controller's address as the node sees it (no SSH_CLIENT); "
                 "set fail2ban_lockout_protection = False to go on without it"
             )
-        ignoreip += [node["client"], *controller, *peers]
+        ignoreip += [facts["client"], *controller, *peers]
     ignoreip += settings["ignoreip"]
     return list(dict.fromkeys(ignoreip))
 
 
-def plan_node(settings, node, peers=(), controller=(), share=False, name="node"):
-    """settings: validated (settings.validate); node: Facts; peers: every address of every
+def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"):
+    """settings: validated (settings.validate); facts: Facts of the node; peers: every address of every
     inventory node (node.cluster_addresses); controller: this controller's own stable addresses;
     share: this node shares bans with its peers (cluster_bans.members); name: the node's
     inventory name (it names the node in notifications)."""
-    reason = unsupported(node)
+    reason = unsupported(facts)
     if reason:
         raise NodeError(reason)
     warnings = []
-    jails, off = jails_of(settings, node, warnings)
-    banaction = _banaction(settings["banaction"], node)
+    jails, off = jails_of(settings, facts, warnings)
+    banaction = _banaction(settings["banaction"], facts)
     multiport, allports, tool, package = BANACTIONS[banaction]
-    events = events_config(name, settings, node)
-    if events and events["notify"] and events["notify"]["mail"] and not node.get("sendmail"):
+    events = events_config(name, settings, facts)
+    if events and events["notify"] and events["notify"]["mail"] and not facts.get("sendmail"):
         warnings.append(
             "fail2ban_notify_mail is set but this node has no /usr/sbin/sendmail (no MTA): its "
             "ban mails cannot be delivered (PVE installs postfix; `apt install postfix`)"
         )
-    if share and node.get("sshd_permitrootlogin") == "no":
+    if share and facts.get("sshd_permitrootlogin") == "no":
         warnings.append(
             "sshd has PermitRootLogin no: this node cannot receive its peers' bans (their key runs "
             "one forced command as root; PermitRootLogin forced-commands-only is enough)"
@@ -421,9 +423,9 @@ def plan_node(settings, node, peers=(), controller=(), share=False, name="node")
         banaction_allports=allports,
         blocktype=BLOCKTYPES[banaction],
         firewall_tool=tool,
-        ignoreip=never_banned(settings, node, peers, controller),
-        packages=packages_of(jails, (tool, package), settings, node),
-        filters=filters_of(jails, node),
+        ignoreip=never_banned(settings, facts, peers, controller),
+        packages=packages_of(jails, (tool, package), settings, facts),
+        filters=filters_of(jails, facts),
         share=share,
         events=events,
         warnings=warnings,
@@ -434,12 +436,12 @@ def sha1(data):
     return hashlib.sha1(data).hexdigest()
 
 
-def files_to_change(wanted, node):
+def files_to_change(wanted, facts):
     """Paths of `wanted` ({path: bytes}) whose bytes, mode or owner differ on the node."""
     return [
         path
         for path, data in wanted.items()
-        if node["files"].get(path) != (sha1(data), "644", "root:root")
+        if facts["files"].get(path) != (sha1(data), "644", "root:root")
     ]
 
 
@@ -451,11 +453,11 @@ def files_differ(files, present):
     ]
 
 
-def files_to_remove(wanted, node):
+def files_to_remove(wanted, facts):
     """Files of ours on the node that this run no longer wants (a jail switched off, a filter that
     moved to .local). Never a file the fail2ban package owns, and never the admin's own .local of
     a filter: a filter's .local is ours only where the package owns its .conf."""
-    packaged = set(node.get("packaged_filters") or [])
+    packaged = set(facts.get("packaged_filters") or [])
     not_ours = {
         f"{FILTER_DIR}/{name}"
         if name in packaged
@@ -463,4 +465,4 @@ def files_to_remove(wanted, node):
         for p in PRODUCTS
         for name in p.filters
     }
-    return [path for path in node["files"] if path not in wanted and path not in not_ours]
+    return [path for path in facts["files"] if path not in wanted and path not in not_ours]

@@ -2,6 +2,7 @@
 action's firewall tool). The apt lists are refreshed only when older than fail2ban_apt_cache_time,
 whoever refreshed them last; a held apt lock is waited for (bounded). fail2ban is not started on the
 package's default configuration (which fails on PVE 8): configure starts it once its files are in."""
+
 from pyinfra.operations import server
 
 from ..operations import shipped_script
@@ -15,7 +16,11 @@ def install(node):
     stale = age is None or age > node.settings["apt_cache_time"]
     op = server.shell(
         name=f"Packages present: {', '.join(node.plan.packages)}",
-        commands=[shipped_script("apt-install.sh", "yes" if stale else "no", lock_wait, *node.plan.packages)],
+        commands=[
+            shipped_script(
+                "apt-install.sh", "yes" if stale else "no", lock_wait, *node.plan.packages
+            )
+        ],
         # `apt-get update` may not wait for a lock as install does: retry it (bounded) meanwhile.
         _retries=lock_wait // 10,
         _retry_delay=10,

@@ -2,6 +2,7 @@
 tools, our address as it sees us) decides whether it can be protected. A node that cannot is
 failed with the reason and left untouched; the other nodes go on. (The settings were checked for
 every node before this: a bad one stops the run before any node changes.)"""
+
 from pyinfra import logger
 
 from ..operations import fail

@@ -3,24 +3,26 @@ settings switched off, the ban action's firewall tool works, the configuration p
 test; the daemons of cluster-wide bans and of metrics and notifications run where they should.
 One summary line per node, naming every jail that runs, ours or not. In a run that changes nothing
 on the node, the same check read with its facts answers (one SSH command per node)."""
-from .. import cluster_bans, events
+
+from .. import reporting, sharing
 from ..operations import verified
 
-
 # our daemons and the prefix of their state in NodeFacts (share_activestate, ...)
-DAEMON_FACTS = {cluster_bans.SERVICE: "share", events.SERVICE: "events"}
+DAEMON_FACTS = {sharing.SERVICE: "share", reporting.SERVICE: "events"}
 
 
 def verify(node, ops):
     """`ops`: the operations this run added for the node. Where none of them changes anything,
     what the node said with its facts is the check, if it holds all the check needs."""
     daemons = {
-        **({cluster_bans.SERVICE: "bans shared with the other nodes"} if node.plan.share else {}),
-        **({events.SERVICE: events_summary(node.plan.events)} if node.plan.events else {}),
+        **({sharing.SERVICE: "bans shared with the other nodes"} if node.plan.share else {}),
+        **({reporting.SERVICE: events_summary(node.plan.events)} if node.plan.events else {}),
     }
     recorded = node.facts.get("check")
     if recorded is not None:  # our daemons' state, as the facts read it (systemctl show)
-        states = {d: node.facts.get(f"{DAEMON_FACTS[d]}_activestate") or "inactive" for d in daemons}
+        states = {
+            d: node.facts.get(f"{DAEMON_FACTS[d]}_activestate") or "inactive" for d in daemons
+        }
         recorded = {**recorded, "daemons": states}
     verified(
         name="Check: fail2ban protects this node",

@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-from pvefail2ban.cluster_bans import (
+from pvefail2ban.defaults import DEFAULTS
+from pvefail2ban.facts import SCRIPTS, parse_node
+from pvefail2ban.settings import validate
+from pvefail2ban.sharing import (
     RECEIVER,
     ShareError,
     authorization,
@@ -16,9 +19,6 @@ from pvefail2ban.cluster_bans import (
     members,
     share_files,
 )
-from pvefail2ban.defaults import DEFAULTS
-from pvefail2ban.facts import SCRIPTS, parse_node
-from pvefail2ban.settings import validate
 from tests.unit.nodes import said
 from tests.unit.sshkeys import ssh_key
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from pyinfra.api.exceptions import DeployError, FactProcessError
 
-from pvefail2ban.day2 import (
+from pvefail2ban.day2.model import (
+    Fail2banState,
     bans_to_sync,
     check_ban_allowed,
     cluster_report,
@@ -18,7 +19,6 @@ from pvefail2ban.day2 import (
     status_rows,
     unreadable,
 )
-from pvefail2ban.facts import Fail2banState
 
 STATE_SCRIPT = Path(__file__).resolve().parents[2] / "pvefail2ban/scripts/state.py"
 spec = importlib.util.spec_from_file_location("node_state_script", STATE_SCRIPT)

@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from pvefail2ban.defaults import DEFAULTS
-from pvefail2ban.events import CONFIG, EXPORTER, TEXTFILE_DIR, events_config, events_files
 from pvefail2ban.facts import SCRIPTS
 from pvefail2ban.plan import plan_node
 from pvefail2ban.render import render_files
+from pvefail2ban.reporting import CONFIG, EXPORTER, TEXTFILE_DIR, events_config, events_files
 from pvefail2ban.settings import SettingsError, validate
 from tests.unit.nodes import node
 

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from pyinfra.api.exceptions import DeployError
 
 from pvefail2ban import reported
-from pvefail2ban.cluster_bans import MARK, RECEIVER, authorized_line, members
-from pvefail2ban.day2 import parse_addresses, parse_jails, parse_state
+from pvefail2ban.day2.model import parse_addresses, parse_jails, parse_state
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.facts import SCRIPTS, parse_node
 from pvefail2ban.jailstatus import check_result, problems, summary
 from pvefail2ban.settings import SettingsError, validate
+from pvefail2ban.sharing import MARK, RECEIVER, authorized_line, members
 from tests.unit.sshkeys import ssh_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -367,6 +367,7 @@ def test_a_node_outside_the_run_keeps_only_what_every_record_agrees_on():
 # ---- no shell string built from data --------------------------------------------------------------
 
 SINKS = {"shell", "StringCommand", "run_shell_command", "shipped_script", "python_script"}
+CONTROLLER = sorted(p for p in PACKAGE.rglob("*.py") if "scripts" not in p.parts)
 
 
 def _safe(node):
@@ -386,7 +387,7 @@ def _safe(node):
 
 def _functions():
     found = {}
-    for path in [*PACKAGE.glob("*.py"), *PACKAGE.glob("tasks/*.py")]:
+    for path in CONTROLLER:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef):
                 found[node.name] = (path, node)
@@ -437,7 +438,8 @@ def test_no_command_interpolates_data_unquoted():
     script runners, through the functions of ours that build them) quotes what it interpolates
     (QuoteString, shlex.quote), or interpolates constants only."""
     functions, problems = _functions(), []
-    for path in [*PACKAGE.glob("*.py"), *PACKAGE.glob("tasks/*.py")]:
+    assert len(CONTROLLER) > 15 and PACKAGE / "day2/deploys.py" in CONTROLLER
+    for path in CONTROLLER:
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call):
                 continue

@@ -13,7 +13,17 @@ from pyinfra.api import QuoteString, StringCommand, deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server
 
-from .day2 import (
+from ..facts import NodeFacts
+from ..node import inventory_addresses
+from ..operations import STAGE, peers_authorized, script_reported
+from ..plan import files_to_remove
+from ..reported import shown
+from ..reporting import removal
+from ..scripts.nodelib import LIFTED, SHARE_STATE
+from ..sharing import removal as unshare
+from ..turns import acting_as, first_turn, in_parallel, reach
+from .model import (
+    Fail2banState,
     bans_to_sync,
     check_ban_allowed,
     cluster_report,
@@ -21,15 +31,6 @@ from .day2 import (
     parse_jails,
     unreadable,
 )
-from .events import removal
-from .facts import Fail2banState, NodeFacts
-from .node import inventory_addresses
-from .operations import STAGE, peers_authorized, script_reported
-from .plan import files_to_remove
-from .reported import shown
-from .scripts.nodelib import LIFTED, SHARE_STATE
-from .tasks.share import UNSHARE
-from .turns import acting_as, first_turn, in_parallel, reach
 
 
 def _flag(value, key):
@@ -185,7 +186,9 @@ def remove_fail2ban(purge=False):
     if facts is None:
         return
     if facts["share_files"] or facts.get("share_activestate") == "active":
-        server.shell(name="Cluster-wide bans taken away (service, key, peers)", commands=[UNSHARE])
+        server.shell(
+            name="Cluster-wide bans taken away (service, key, peers)", commands=[unshare()]
+        )
     if facts["events_files"] or facts.get("events_activestate") == "active":
         server.shell(
             name="Metrics and notifications taken away (service, configuration, metrics file)",

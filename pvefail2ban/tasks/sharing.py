@@ -1,28 +1,22 @@
-"""Share: cluster-wide bans (pvefail2ban.cluster_bans). Each node's own share key, made on the
+"""Share: cluster-wide bans (pvefail2ban.sharing). Each node's own share key, made on the
 node; its peers' keys allowed to run the receiver and nothing else (root's authorized_keys,
 edited one node at a time: on PVE that file is shared by the whole cluster); the peers and their
 host keys; pve-fail2ban-share.service running. Off (or no peer): all of it taken away again."""
+
 from dataclasses import replace
 
 from pyinfra.operations import server
 
-from ..cluster_bans import (
-    KEY,
-    LIB,
-    SERVICE,
-    SHARE_DIR,
-    STATE_DIR,
-    UNIT,
-    authorization,
-    authorized_as_wanted,
-    share_files,
-)
 from ..facts import SCRIPTS
 from ..operations import daemon_running, files_in_place, peers_authorized, share_key
-
-UNSHARE = (
-    f"systemctl disable --now {SERVICE} 2>/dev/null; rm -f {UNIT}; systemctl daemon-reload; "
-    f"rm -rf {SHARE_DIR} {LIB} {STATE_DIR}; rmdir {SHARE_DIR.rsplit('/', 1)[0]} 2>/dev/null; true"
+from ..sharing import (
+    KEY,
+    SERVICE,
+    SHARE_DIR,
+    authorization,
+    authorized_as_wanted,
+    removal,
+    share_files,
 )
 
 
@@ -52,7 +46,9 @@ def share(node, sharing, keys, coming):
     if not node.plan.share:
         if facts["share_files"] or facts.get("share_activestate") == "active":
             ops.append(
-                server.shell(name="Cluster-wide bans switched off on this node", commands=[UNSHARE])
+                server.shell(
+                    name="Cluster-wide bans switched off on this node", commands=[removal()]
+                )
             )
         if not sharing and facts["authorized"]:
             ops.append(authorize(node, sharing, keys, coming))
@@ -78,5 +74,7 @@ def share(node, sharing, keys, coming):
     )
     ops += [placed, authorize(node, sharing, keys, coming)]
     changed = placed is not None
-    ops.append(daemon_running("Share service running with its peers", SERVICE, changed, facts, "share"))
+    ops.append(
+        daemon_running("Share service running with its peers", SERVICE, changed, facts, "share")
+    )
     return [op for op in ops if op is not None]

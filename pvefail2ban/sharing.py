@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 
 from .reported import NAME, canonical_address, host_name, public_key
+from .scripts.nodelib import CONFIG_DIR, KNOWN_HOSTS, PEERS, SHARE_STATE
 from .scripts.nodelib import KEY as KEY  # the share key's paths: the node scripts' own
-from .scripts.nodelib import KNOWN_HOSTS, PEERS, SHARE_STATE
 from .scripts.nodelib import SHARE_DIR as SHARE_DIR
 
 LIB = "/usr/local/lib/pve-fail2ban"
@@ -159,6 +159,14 @@ def known_hosts(peers):
         where = peer.address if peer.port == 22 else f"[{peer.address}]:{peer.port}"
         lines += [f"{where} {key}" for key in peer.hostkeys]
     return "".join(line + "\n" for line in lines)
+
+
+def removal():
+    """The shell command that takes cluster-wide bans away from a node (service, key, peers, state)."""
+    return (
+        f"systemctl disable --now {SERVICE} 2>/dev/null; rm -f {UNIT}; systemctl daemon-reload; "
+        f"rm -rf {SHARE_DIR} {LIB} {STATE_DIR}; rmdir {CONFIG_DIR} 2>/dev/null; true"
+    )
 
 
 UNIT_TEXT = f"""\

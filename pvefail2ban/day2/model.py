@@ -4,10 +4,12 @@ node's fail2ban state (facts.Fail2banState), judging it and planning bans. Unit-
 import ipaddress
 import json
 
-from pyinfra.api.exceptions import DeployError
+from pyinfra.api import FactBase, QuoteString, StringCommand
+from pyinfra.api.exceptions import DeployError, FactProcessError
 
-from .products import PRODUCTS
-from .reported import (
+from ..facts import bundled
+from ..products import PRODUCTS, UNITS
+from ..reported import (
     HOSTNAME,
     NAME,
     bannable_address,
@@ -320,3 +322,41 @@ def bans_to_sync(node, states):
             ):
                 todo.append((jail, address, sources[address]))
     return todo
+
+
+# fail2ban's state, read by python3 on the node (fail2ban needs python3; without it, fail2ban is
+# not installed and the node says so in the same JSON shape). The products' units: products.UNITS.
+STATE_COMMAND = StringCommand(
+    "if command -v python3 >/dev/null 2>&1; then python3 -c",
+    QuoteString(bundled("state.py")),
+    QuoteString(json.dumps(UNITS, sort_keys=True)),
+    """; else echo '{"running": false, "active": "not installed", "jails": {}, "events": []}'; fi""",
+)
+
+
+class Fail2banState(FactBase):
+    """fail2ban as it runs on the node, read-only: the JSON that scripts/state.py prints there,
+    checked by day2.parse_state::
+
+    {
+        "running": True,          # fail2ban-server answers ping on its socket
+        "active": None,           # `systemctl is-active fail2ban` when it does not answer
+        "jails": {"sshd": {"failed": 0, "total_failed": 3, "banned": 1, "total_banned": 1,
+                           "banned_ips": ["192.0.2.7"], "journal_matches": "...", "file_list": None,
+                           "ignoreip": ["127.0.0.1/8"], "firewall": ["192.0.2.7"],
+                           "not_enforced": [],
+                           "from": {"192.0.2.7": "pve2"}}},  # bans received from that peer
+        "shares": True,           # this node shares bans (cluster-wide bans)
+        "products": ["pve"],      # the Proxmox products it runs (products.UNITS)
+        "events": ["2026-11-24 23:01:54,344 ... [sshd] Ban 192.0.2.7"],  # last Ban/Unban lines
+    }
+    """
+
+    def command(self):
+        return STATE_COMMAND
+
+    def process(self, output):
+        try:
+            return parse_state("\n".join(output))
+        except (ValueError, KeyError, TypeError) as error:
+            raise FactProcessError(f"unexpected output from the node: {error}") from error

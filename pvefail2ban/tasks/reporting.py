@@ -1,12 +1,13 @@
-"""Events: metrics and notifications (pvefail2ban.events). node_exporter where metrics are `on`
+"""Events: metrics and notifications (pvefail2ban.reporting). node_exporter where metrics are `on`
 (installed by install, started here: its package start was held back with fail2ban's); the
 events daemon's files and configuration (root only: it may hold the webhook's token);
 pve-fail2ban-events.service running. Nothing to do with events: all of it taken away again."""
+
 from pyinfra.operations import server, systemd
 
-from ..events import CONFIG_DIR, EXPORTER, SERVICE, events_files, removal
 from ..facts import SCRIPTS
 from ..operations import daemon_running, files_in_place
+from ..reporting import CONFIG_DIR, EXPORTER, SERVICE, events_files, removal
 
 
 def events(node):
@@ -21,9 +22,13 @@ def events(node):
                 )
             )
         return ops
-    if config["metrics"] and node.settings["metrics"] == "on" and (
-        facts.get("exporter_activestate") != "active"
-        or facts.get("exporter_unitfilestate") != "enabled"
+    if (
+        config["metrics"]
+        and node.settings["metrics"] == "on"
+        and (
+            facts.get("exporter_activestate") != "active"
+            or facts.get("exporter_unitfilestate") != "enabled"
+        )
     ):
         ops.append(
             systemd.service(
@@ -40,5 +45,7 @@ def events(node):
         CONFIG_DIR,
     )
     ops.append(placed)
-    ops.append(daemon_running("Events daemon running", SERVICE, placed is not None, facts, "events"))
+    ops.append(
+        daemon_running("Events daemon running", SERVICE, placed is not None, facts, "events")
+    )
     return [op for op in ops if op is not None]
