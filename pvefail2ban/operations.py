@@ -1,6 +1,7 @@
 """The deploy's own pyinfra operations, for what pyinfra's built-in ones cannot say."""
 
 import json
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
@@ -70,34 +71,32 @@ def tested_files(files: dict, change: list, remove: list = ()):
     )  # fmt: skip
 
 
-@operation(is_idempotent=False)
-def verified(
-    jails: list,
-    off: list,
-    tool: str,
-    ping_timeout: int = 30,
-    daemons: dict = None,
-    recorded: dict = None,
-    ops: list = (),
-):
-    """Check, every run: fail2ban answers, each of `jails` runs, reads a live source and has its
-    firewall rules in place (else fail2ban's own error line is shown), none of `off` runs, the
-    firewall tool of the ban action works, the configuration on disk passes `fail2ban-client -t`
-    and has no ignoreip entry that would kill fail2ban at its next start;
-    `daemons`: {service of ours that must run: what the summary says it does}.
-    Prints a one-line summary of every running jail; fails the node with the reasons otherwise.
+@dataclass(frozen=True)
+class Expected:
+    """What the check must find on a node (tasks/verify.py, from its plan)."""
 
-    `recorded`: the check as read with the facts (Facts "check", jailstatus.check_result), and
-    `ops`: the operations this run added for the node. Where none of them changed anything and the
-    record shows everything in order, with nothing left to test (the configuration tested as it is,
-    every failure line checked), the record is the check: no command. Otherwise the node is checked
-    now (scripts/probe.py `check`)."""
+    jails: tuple  # our jails that must run, each on a live source with its firewall rules
+    off: tuple  # our jails the settings switched off, which must not run
+    tool: str  # the ban action's firewall tool: nft or iptables
+    ping_timeout: int = 30  # seconds fail2ban gets to answer after a (re)start
+    daemons: dict = field(default_factory=dict)  # {service of ours that must run: what it does}
 
-    def report(host, result):
-        found = problems(result, jails, off, tool)
+    def config(self):
+        """What scripts/probe.py `check` is asked."""
+        return {
+            "ping_timeout": self.ping_timeout,
+            "tool": self.tool,
+            "jails": list(self.jails),
+            "daemons": list(self.daemons),
+            "failures": {jail: FAILURES[jail] for jail in self.jails if jail in FAILURES},
+        }
+
+    def report(self, host, result):
+        """Log the check's `result` (jailstatus.check_result) for `host`; True when protected."""
+        found = problems(result, list(self.jails), list(self.off), self.tool)
+        for problem in found:
+            host.log_styled(f"NOT PROTECTED: {problem}", fg="red", log_func=logger.error)
         if found:
-            for problem in found:
-                host.log_styled(f"NOT PROTECTED: {problem}", fg="red", log_func=logger.error)
             return False
         for jail in result["empty_sources"]:
             host.log_styled(
@@ -106,36 +105,50 @@ def verified(
                 fg="yellow",
                 log_func=logger.warning,
             )
-        host.log_styled(summary(result, jails, daemons or {}), fg="green", log_func=logger.info)
+        summary_line = summary(result, list(self.jails), self.daemons)
+        host.log_styled(summary_line, fg="green", log_func=logger.info)
         return True
+
+
+@operation(is_idempotent=False)
+def verified(expected: Expected, recorded: dict = None, ops: list = ()):
+    """Check, every run, that the node is as `expected` says: fail2ban answers, each of its jails
+    runs, reads a live source and has its firewall rules in place (else fail2ban's own error line
+    is shown), none of the jails switched off runs, the ban action's tool works, the configuration
+    on disk passes `fail2ban-client -t` and has no ignoreip entry that would kill fail2ban at its
+    next start, our daemons run. Prints a one-line summary of every running jail; fails the node
+    with the reasons otherwise.
+
+    `recorded`: the check as read with the facts (Facts "check", jailstatus.check_result), and
+    `ops`: the operations this run added for the node. Where none of them changed anything and the
+    record shows everything in order, with nothing left to test (the configuration tested as it is,
+    every failure line checked), the record is the check: no command. Otherwise the node is checked
+    now (scripts/probe.py `check`)."""
 
     def check(state, host):
         if recorded is not None and not any(op.did_change() for op in ops):
-            if complete(recorded, tool, daemons or {}) and not problems(recorded, jails, off, tool):
-                return report(host, recorded)
-        config = {
-            "ping_timeout": ping_timeout,
-            "tool": tool,
-            "jails": jails,
-            "daemons": list(daemons or {}),
-            "failures": {jail: FAILURES[jail] for jail in jails if jail in FAILURES},
-        }
+            jails, off, tool = list(expected.jails), list(expected.off), expected.tool
+            if complete(recorded, tool, expected.daemons) and not problems(
+                recorded, jails, off, tool
+            ):
+                return expected.report(host, recorded)
+        config = json.dumps(expected.config(), sort_keys=True)
         ok, output = host.run_shell_command(
-            python_script("probe.py", "check", json.dumps(config, sort_keys=True), flags=("-S",)),
+            python_script("probe.py", "check", config, flags=("-S",)),
             print_output=state.print_output,
             print_input=state.print_input,
         )
         try:
             result = check_result(json.loads("\n".join(output.stdout_lines))) if ok else None
+            why = " ".join(output.stderr_lines)[-500:]
         except ValueError as error:
-            result, output = None, f"its answer is not the check's: {error}"
+            result, why = None, f"its answer is not the check's: {error}"
         if result is None:
-            why = output if isinstance(output, str) else " ".join(output.stderr_lines)[-500:]
             host.log_styled(
                 f"NOT PROTECTED: the check failed: {why}", fg="red", log_func=logger.error
             )
             return False
-        return report(host, result)
+        return expected.report(host, result)
 
     yield FunctionCommand(check, (), {})
 

@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 from lab import config  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 from pvefail2ban.facts import NODE_COMMAND  # noqa: E402
+from pvefail2ban.node import controller_addresses  # noqa: E402
 
 OUT = ROOT / "tests/files/facts"
 
@@ -42,6 +43,13 @@ def main():
     lab = Lab()
     lab.up(variants=list(config.VARIANTS))
     try:
+        # the run's own inventory and this controller's addresses: with them, the recordings
+        # give the same plan on any machine (tests/unit/test_operations.py)
+        run = {
+            "nodes": {n.name: {"variant": n.variant, "ssh_hostname": n.ip} for n in lab.nodes()},
+            "controller": controller_addresses(),
+        }
+        (OUT / "lab.json").write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
         record(lab, "-fresh")
         run = lab.pyinfra()
         if run.returncode != 0:

@@ -5,7 +5,7 @@ One summary line per node, naming every jail that runs, ours or not. In a run th
 on the node, the same check read with its facts answers (one SSH command per node)."""
 
 from .. import reporting, sharing
-from ..operations import verified
+from ..operations import Expected, verified
 
 # our daemons and the prefix of their state in NodeFacts (share_activestate, ...)
 DAEMON_FACTS = {sharing.SERVICE: "share", reporting.SERVICE: "events"}
@@ -24,15 +24,15 @@ def verify(node, ops):
             d: node.facts.get(f"{DAEMON_FACTS[d]}_activestate") or "inactive" for d in daemons
         }
         recorded = {**recorded, "daemons": states}
-    verified(
-        name="Check: fail2ban protects this node",
-        jails=[jail.name for jail in node.plan.jails],
-        off=sorted(node.plan.off),
+    expected = Expected(
+        jails=tuple(jail.name for jail in node.plan.jails),
+        off=tuple(sorted(node.plan.off)),
         tool=node.plan.firewall_tool,
         ping_timeout=node.settings["ping_timeout"],
         daemons=daemons,
-        recorded=recorded,
-        ops=ops,
+    )
+    verified(
+        name="Check: fail2ban protects this node", expected=expected, recorded=recorded, ops=ops
     )
 
 
