@@ -8,17 +8,23 @@ from pvefail2ban.products import PRODUCTS as PRODUCT_LIST
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXT = Path(__file__).resolve().parent / "context"
 # Per-checkout state: the lab's SSH key, known_hosts and generated inventory (git-ignored).
-STATE_DIR = Path(os.environ.get("PVELAB_STATE_DIR", ROOT / ".lab"))
+# Labs of different namespaces run side by side (`pytest -n`: one per test worker, gw0, gw1, ...),
+# each with its own containers, network, addresses and state; "" is the default lab.
+NAMESPACE = os.environ.get("PVELAB_NS", "")
+_NUMBER = int("".join(c for c in NAMESPACE if c.isdigit()) or 0) + 1 if NAMESPACE else 0
+STATE_DIR = Path(os.environ.get("PVELAB_STATE_DIR", ROOT / ".lab" / NAMESPACE))
 
 LABEL = "pvelab"  # every container, network and image the lab creates carries this label
-PREFIX = "pvelab"  # ... and this name prefix
+NS_LABEL, NS_VALUE = "pvelab.ns", NAMESPACE or "default"  # ... and its namespace's
+IMAGES = "pvelab"  # the images are shared by every namespace: pvelab/<name>:latest
+PREFIX = "pvelab" + (f"-{NAMESPACE}" if NAMESPACE else "")  # containers and network names
 NETWORK = f"{PREFIX}-net"
-SUBNET = os.environ.get("PVELAB_SUBNET", "10.213.77.0/24")
+SUBNET = os.environ.get("PVELAB_SUBNET", f"10.213.{77 + _NUMBER}.0/24")
 GATEWAY = SUBNET.rsplit(".", 1)[0] + ".1"  # the controller (this machine) as the nodes see it
 NODE_IP_BASE = 11  # node k gets .(10+k)
 ATTACKER_IP = SUBNET.rsplit(".", 1)[0] + ".200"
 # IPv6 beside it (a ULA /64): node k at ::1k (hex), the attacker at ::200, the controller at ::1.
-SUBNET6 = os.environ.get("PVELAB_SUBNET6", "fd42:7ab:77::/64")
+SUBNET6 = os.environ.get("PVELAB_SUBNET6", f"fd42:7ab:{77 + _NUMBER}::/64")
 GATEWAY6 = SUBNET6.split("/")[0] + "1"
 ATTACKER_IP6 = SUBNET6.split("/")[0] + "200"
 # Seconds the simulated PVE waits before it answers a failed login (PVE: 3). The test suite sets

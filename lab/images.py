@@ -18,7 +18,7 @@ from docker.errors import ImageNotFound
 
 from . import config
 
-IMAGE_REPO = f"{config.PREFIX}"  # images are pvelab/<name>:latest
+IMAGE_REPO = config.IMAGES  # images are pvelab/<name>:latest, whatever the namespace
 HASH_LABEL = "pvelab.hash"
 
 

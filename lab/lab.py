@@ -21,6 +21,7 @@ from . import config
 from .images import ensure_images
 
 ROLE = "pvelab.role"
+NS = config.NS_LABEL  # the lab's namespace: labs of other namespaces are never touched
 VARIANT = "pvelab.variant"
 SHARED_PRIV = "/etc/pve/priv"  # where PVE's pmxcfs keeps the cluster's authorized_keys
 
@@ -161,7 +162,7 @@ class Lab:
     def _containers(self, role=None):
         # Containers are known by the role label they get at creation: images carry `pvelab` too, so a
         # container someone else runs from a lab image is not the lab's and is never touched.
-        filters = {"label": [f"{ROLE}={role}" if role else ROLE]}
+        filters = {"label": [f"{ROLE}={role}" if role else ROLE, f"{NS}={config.NS_VALUE}"]}
         return self.client.containers.list(all=True, filters=filters)
 
     def _member(self, container):
@@ -194,7 +195,8 @@ class Lab:
                 container.remove(force=True, v=True)
             except NotFound:
                 pass
-        for network in self.client.networks.list(filters={"label": config.LABEL}):
+        ours = {"label": [config.LABEL, f"{NS}={config.NS_VALUE}"]}
+        for network in self.client.networks.list(filters=ours):
             network.remove()
 
     def up(
@@ -299,7 +301,7 @@ class Lab:
             return self.client.networks.create(
                 config.NETWORK,
                 driver="bridge",
-                labels={config.LABEL: "1"},
+                labels={config.LABEL: "1", NS: config.NS_VALUE},
                 enable_ipv6=True,  # dual stack: a ULA /64 beside the IPv4 /24
                 ipam=docker.types.IPAMConfig(
                     pool_configs=[
@@ -323,7 +325,13 @@ class Lab:
             name=f"{config.PREFIX}-{name}",
             hostname=name,
             detach=True,
-            labels={config.LABEL: "1", ROLE: role, VARIANT: variant, "pvelab.name": name},
+            labels={
+                config.LABEL: "1",
+                ROLE: role,
+                VARIANT: variant,
+                "pvelab.name": name,
+                NS: config.NS_VALUE,
+            },  # fmt: skip
             network=network.name,
             networking_config={
                 network.name: self.client.api.create_endpoint_config(

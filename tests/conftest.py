@@ -11,9 +11,13 @@ sys.path.insert(0, str(ROOT))
 # The simulated PVE answers failed logins after PVE's 3 s; the suite's labs use a short delay so it
 # stays quick (tests/lab/test_01_lab.py checks the real one on a node of its own).
 os.environ.setdefault("PVELAB_FAIL_DELAY", "0.2")
+# `pytest -n N`: each worker runs its own lab, side by side (lab/config.py NAMESPACE)
+os.environ.setdefault("PVELAB_NS", os.environ.get("PYTEST_XDIST_WORKER", ""))
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/lab/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.lab)
+        if "fail2ban_regex" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.fail2ban_regex)

@@ -60,10 +60,14 @@ def test_the_wheel_carries_everything_the_deploy_reads(user_repo):
     for needed in (
         "pvefail2ban/templates/etc/fail2ban/jail.d/_jail.j2",
         "pvefail2ban/files/etc/fail2ban/filter.d/proxmox.conf",
+        "pvefail2ban/files/etc/fail2ban/filter.d/proxmox-rest-server.conf",
+        "pvefail2ban/files/etc/fail2ban/filter.d/pdm.conf",
         "pvefail2ban/scripts/apply.sh",
-        "pvefail2ban/scripts/verify.py",
-        "pvefail2ban/scripts/ignoreip_check.py",
+        "pvefail2ban/scripts/probe.py",
+        "pvefail2ban/scripts/nodelib.py",
         "pvefail2ban/tasks/configure.py",
+        "pvefail2ban/day2/deploys.py",
+        "pvefail2ban/products.py",
         "pvefail2ban/defaults.py",
     ):
         assert needed in names, needed

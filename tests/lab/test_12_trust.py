@@ -14,10 +14,11 @@ from lab.checks import banned, wait_for
 KEY = "/etc/pve-fail2ban/share/id_ed25519"
 SHARE = "/var/lib/pve-fail2ban/share"
 FORGED_IP = """#!/bin/sh
-# a hostile node's `ip`: the real addresses, then forged ones
-/usr/bin/ip "$@"
-case "$*" in *addr*show*) echo '9: x    inet6 fe80::1%x",from="*/64 scope global x'
-                          echo '9: x    inet 0.0.0.0/0 scope global x' ;; esac
+# a hostile node's `ip`: the real addresses, then forged ones (the probe reads `ip -j`'s JSON)
+/usr/bin/ip "$@" | python3 -c 'import json, sys
+found = json.load(sys.stdin)
+found.append({"addr_info": [{"local": "fe80::1%x\\",from=\\"*"}, {"local": "0.0.0.0/0"}]})
+print(json.dumps(found))'
 """
 FORGED_SSHD = """#!/bin/sh
 # a hostile node's `sshd -T`: a port that is an ssh option
