@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 LAB_INVENTORY := .lab/inventory.py
 
-.PHONY: demo test unit lint bench lab-up lab-down lab-build docker venv tools
+.PHONY: demo test check unit lint bench lab-up lab-down lab-build docker venv tools
+# Test workers, each with a lab of its own side by side (lab/config.py NAMESPACE): a lab test mostly
+# waits (for SSH, apt, a ban), so more workers than cores still shortens the run
+WORKERS ?= 3
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -39,8 +42,13 @@ lint: venv                   ## ruff: format and lint (pyproject.toml)
 unit: venv tools
 	$(PY) -m pytest tests/unit
 
-test: venv docker tools
-	$(PY) -m pytest
+test: venv docker tools     ## the whole suite; the lab's images are built first, once
+	$(PY) -m lab build
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile
+
+check: lint tools docker   ## the fast loop: lint, the unit tests, a lab slice (one converge, a ban, a day-2 op)
+	$(PY) -m lab build
+	$(PY) -m pytest -n 2 --dist loadfile -m "not lab or slice"
 
 bench: venv docker tools       ## writes bench/results/latest.json
 	$(PY) bench/run.py
