@@ -57,6 +57,7 @@ def unban_all(node):
     node.sh("fail2ban-client unban --all")
 
 
+@pytest.mark.slice
 def test_first_run_converges_every_variant(converged):
     lab, first = converged
     assert first.returncode == 0, first.text
@@ -248,7 +249,9 @@ def test_jails_in_the_place_of_earlier_releases_are_moved_in_one_tested_step(lab
     assert "Jail list:\tproxmox, sshd" in node.sh("fail2ban-client status")[1]
 
 
-@pytest.mark.parametrize("variant", ["pve8", "pve9", "legacy"])
+@pytest.mark.parametrize(
+    "variant", [pytest.param("pve8", marks=pytest.mark.slice), "pve9", "legacy"]
+)
 def test_ssh_brute_force_is_refused_then_unbanned(lab, nodes, attacker, variant):
     node = next(n for n in nodes if n.variant == variant)
     unban_all(node)

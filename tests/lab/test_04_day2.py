@@ -52,6 +52,7 @@ def table_row(text, node, jail):
     return match.groups()
 
 
+@pytest.mark.slice
 def test_status_matches_a_provoked_ban_and_changes_nothing(lab, tmp_path):
     nodes, attacker = lab.nodes(), lab.attacker()
     ban_attacker_on(nodes[0], attacker)
