@@ -11,8 +11,10 @@ sys.path.insert(0, str(ROOT))
 # The simulated PVE answers failed logins after PVE's 3 s; the suite's labs use a short delay so it
 # stays quick (tests/lab/test_01_lab.py checks the real one on a node of its own).
 os.environ.setdefault("PVELAB_FAIL_DELAY", "0.2")
-# `pytest -n N`: each worker runs its own lab, side by side (lab/config.py NAMESPACE)
-os.environ.setdefault("PVELAB_NS", os.environ.get("PYTEST_XDIST_WORKER", ""))
+# `pytest -n N`: each worker runs its own lab, side by side (lab/config.py NAMESPACE). Set, not
+# defaulted: the workers inherit the environment of the process that started them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["PVELAB_NS"] = os.environ["PYTEST_XDIST_WORKER"]
 
 
 def pytest_collection_modifyitems(items):
