@@ -1,1 +1,1 @@
-"""Docker lab of simulated Proxmox VE nodes (see README, "The lab")."""
+"""Docker lab of simulated Proxmox VE nodes (see docs/lab-and-tests.md)."""

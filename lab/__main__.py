@@ -1,4 +1,4 @@
-"""Lab control: python -m lab {build,up,down,status} (see README, "The lab")."""
+"""Lab control: python -m lab {build,up,down,status} (see docs/lab-and-tests.md)."""
 
 import argparse
 import sys

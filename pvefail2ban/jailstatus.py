@@ -73,7 +73,7 @@ def _dict(value):
 
 
 def complete(result, tool, daemons):
-    """True when `result` (of `verify.py read`, with the facts) holds all a check needs: read with
+    """True when `result` (the check read with the facts, scripts/probe.py `facts`) holds all a check needs: read with
     `tool`, the configuration tested as it is now, every failure line checked, each of `daemons`
     read."""
     return (

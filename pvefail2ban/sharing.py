@@ -1,6 +1,6 @@
 """Cluster-wide bans: what each node needs so that a ban on one node reaches every other at once.
 Pure: the nodes' settings and facts in, files and authorized_keys lines out (the flow is
-pvefail2ban.tasks.share; the node side is scripts/share.py and scripts/receive.py).
+pvefail2ban.tasks.sharing; the node side is scripts/share.py and scripts/receive.py).
 
 How it works, on every node that shares:
 - fail2ban's `pve-fail2ban-share` action (in each of our jails) appends every ban to an outbox;

@@ -235,7 +235,7 @@ def test_a_changed_host_key_is_refused_and_recovery_works(lab):
     assert (
         "dpkg" not in fresh.sh("ls /etc/fail2ban 2>&1")[1] and fresh.sh("dpkg -s fail2ban")[0] != 0
     )
-    # the README's recovery: check the new key, replace the old one, run again
+    # docs/how-it-works.md's recovery: check the new key, replace the old one, run again
     lab.write_known_hosts(lab.nodes())
     assert lab.pyinfra("--limit", node.name).returncode == 0
 

@@ -221,7 +221,7 @@ def test_a_node_running_no_proxmox_product_gets_the_sshd_jail_and_a_note(mixed):
 
 
 def test_the_readme_commands_test_the_filters_against_a_nodes_own_log(mixed):
-    """README: fail2ban-regex on the node, against PBS's and PDM's auth.log, and the units'
+    """docs/products.md: fail2ban-regex on the node, against PBS's and PDM's auth.log, and the units'
     journal of PBS, PMG and PDM."""
     lab, _ = mixed
     pbs, pmg = node_of(lab, "pbs"), node_of(lab, "pmg")
