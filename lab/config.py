@@ -11,20 +11,31 @@ CONTEXT = Path(__file__).resolve().parent / "context"
 # Labs of different namespaces run side by side (`pytest -n`: one per test worker, gw0, gw1, ...),
 # each with its own containers, network, addresses and state; "" is the default lab.
 NAMESPACE = os.environ.get("PVELAB_NS", "")
-_NUMBER = int("".join(c for c in NAMESPACE if c.isdigit()) or 0) + 1 if NAMESPACE else 0
 STATE_DIR = Path(os.environ.get("PVELAB_STATE_DIR", ROOT / ".lab" / NAMESPACE))
 
 LABEL = "pvelab"  # every container, network and image the lab creates carries this label
 NS_LABEL, NS_VALUE = "pvelab.ns", NAMESPACE or "default"  # ... and its namespace's
 IMAGES = "pvelab"  # the images are shared by every namespace: pvelab/<name>:latest
 PREFIX = "pvelab" + (f"-{NAMESPACE}" if NAMESPACE else "")  # containers and network names
-NETWORK = f"{PREFIX}-net"
-SUBNET = os.environ.get("PVELAB_SUBNET", f"10.213.{77 + _NUMBER}.0/24")
+
+
+def network_of(namespace):
+    """(name, IPv4 /24, IPv6 /64) of a namespace's lab network: 10.213.77.0/24 for the default
+    lab, .78 for gw0, .79 for gw1, ... (PVELAB_SUBNET / PVELAB_SUBNET6 move the default lab)."""
+    number = int("".join(c for c in namespace if c.isdigit()) or 0) + 1 if namespace else 0
+    prefix = "pvelab" + (f"-{namespace}" if namespace else "")
+    subnet, subnet6 = f"10.213.{77 + number}.0/24", f"fd42:7ab:{77 + number}::/64"
+    if not namespace:
+        subnet = os.environ.get("PVELAB_SUBNET", subnet)
+        subnet6 = os.environ.get("PVELAB_SUBNET6", subnet6)
+    return f"{prefix}-net", subnet, subnet6
+
+
+NETWORK, SUBNET, SUBNET6 = network_of(NAMESPACE)
 GATEWAY = SUBNET.rsplit(".", 1)[0] + ".1"  # the controller (this machine) as the nodes see it
 NODE_IP_BASE = 11  # node k gets .(10+k)
 ATTACKER_IP = SUBNET.rsplit(".", 1)[0] + ".200"
 # IPv6 beside it (a ULA /64): node k at ::1k (hex), the attacker at ::200, the controller at ::1.
-SUBNET6 = os.environ.get("PVELAB_SUBNET6", f"fd42:7ab:{77 + _NUMBER}::/64")
 GATEWAY6 = SUBNET6.split("/")[0] + "1"
 ATTACKER_IP6 = SUBNET6.split("/")[0] + "200"
 # Seconds the simulated PVE waits before it answers a failed login (PVE: 3). The test suite sets

@@ -188,16 +188,17 @@ class Lab:
         return self._member(found[0])
 
     # ---- up and down -----------------------------------------------------------------------
-    def down(self):
-        """Remove every container and network labelled as ours (also a crashed run's leftovers)."""
+    def down(self, networks=True):
+        """Remove every container labelled as ours (also a crashed run's leftovers), and the
+        network unless `networks` is False (a lab coming up again keeps it: the controller's
+        addresses, which every node's ignoreip holds, stay the same)."""
         for container in self._containers():
             try:
                 container.remove(force=True, v=True)
             except NotFound:
                 pass
-        ours = {"label": [config.LABEL, f"{NS}={config.NS_VALUE}"]}
-        for network in self.client.networks.list(filters=ours):
-            network.remove()
+        if networks:
+            remove_networks(self.client, config.NS_VALUE)
 
     def up(
         self, count=None, variants=None, ipv4_only=(), delay=None, shared_keys=False, pbs="fixed"
@@ -217,7 +218,7 @@ class Lab:
                 "systemd takes several); `sysctl -w fs.inotify.max_user_instances=1024` as root, "
                 "or scripts/ensure-docker.sh"
             )
-        self.down()
+        self.down(networks=False)
         images = ensure_images(sorted(set(variants)) + ["attacker"], self.client)
         self._ensure_key()
         self.shared_keys = self._shared_keys_dir() if shared_keys else None
@@ -297,24 +298,7 @@ class Lab:
             )
 
     def _network(self):
-        try:
-            return self.client.networks.create(
-                config.NETWORK,
-                driver="bridge",
-                labels={config.LABEL: "1", NS: config.NS_VALUE},
-                enable_ipv6=True,  # dual stack: a ULA /64 beside the IPv4 /24
-                ipam=docker.types.IPAMConfig(
-                    pool_configs=[
-                        docker.types.IPAMPool(subnet=config.SUBNET, gateway=config.GATEWAY),
-                        docker.types.IPAMPool(subnet=config.SUBNET6, gateway=config.GATEWAY6),
-                    ]
-                ),
-            )
-        except APIError as error:
-            raise LabError(
-                f"cannot create the lab network {config.NETWORK} ({config.SUBNET}, {config.SUBNET6}): "
-                f"{error.explanation}. Set PVELAB_SUBNET / PVELAB_SUBNET6 to free ranges."
-            ) from error
+        return ensure_network(self.client, config.NAMESPACE)
 
     def _start(self, name, image, variant, ips, network, role, simulator=None):
         """Create and start a container at `ips` (IPv4, IPv6); `simulator`: the files its simulated
@@ -474,6 +458,46 @@ pve_nodes = [
             f"root@{ip or node.ip}",
             *command,
         ]
+
+
+def ensure_network(client, namespace):
+    """The lab network of `namespace` (config.network_of), made if it is not there yet. Test
+    workers make every worker's network before their first lab comes up (tests/conftest.py): the
+    controller's addresses then stay the same through the whole run."""
+    name, subnet, subnet6 = config.network_of(namespace)
+    for network in client.networks.list(names=[name]):
+        if network.name == name:
+            return network
+    try:
+        return client.networks.create(
+            name,
+            driver="bridge",
+            labels={config.LABEL: "1", NS: namespace or "default"},
+            enable_ipv6=True,  # dual stack: a ULA /64 beside the IPv4 /24
+            ipam=docker.types.IPAMConfig(
+                pool_configs=[
+                    docker.types.IPAMPool(subnet=subnet, gateway=subnet.rsplit(".", 1)[0] + ".1"),
+                    docker.types.IPAMPool(subnet=subnet6, gateway=subnet6.split("/")[0] + "1"),
+                ]
+            ),
+        )
+    except APIError as error:
+        if error.status_code == 409:  # another worker made it meanwhile
+            return client.networks.get(name)
+        raise LabError(
+            f"cannot create the lab network {name} ({subnet}, {subnet6}): {error.explanation}. "
+            "Set PVELAB_SUBNET / PVELAB_SUBNET6 to free ranges."
+        ) from error
+
+
+def remove_networks(client, namespace_value=None):
+    """Remove the lab's networks: of one namespace (its NS label value), or of every namespace."""
+    labels = [config.LABEL] + ([f"{NS}={namespace_value}"] if namespace_value else [])
+    for network in client.networks.list(filters={"label": labels}):
+        try:
+            network.remove()
+        except (NotFound, APIError):
+            pass  # gone already, or still in use by a lab of another run
 
 
 INOTIFY_PER_NODE = 8  # inotify instances a booted lab node holds, with room (about 5 measured)

@@ -23,3 +23,17 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.lab)
         if "fail2ban_regex" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.fail2ban_regex)
+
+
+def pytest_sessionfinish(session):
+    """The run is over, in the process that started the test workers: their labs' networks go
+    (each worker keeps its own until then: see lab.lab.ensure_network)."""
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and not os.environ.get("PYTEST_XDIST_WORKER"):
+        import docker
+
+        from lab.lab import remove_networks
+
+        try:
+            remove_networks(docker.from_env(), None)
+        except docker.errors.DockerException:
+            pass  # no engine: there is nothing of ours to take away

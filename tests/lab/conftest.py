@@ -3,10 +3,12 @@
 Lab tests never skip: without a Docker engine they fail, naming what to do (`make test` ensures one).
 """
 
+import os
+
 import docker
 import pytest
 
-from lab.lab import Lab
+from lab.lab import Lab, ensure_network
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +22,12 @@ def lab_control():
             pytrace=False,
         )
     lab = Lab(client)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    # every worker's network, before any lab comes up: the controller's addresses stay the same
+    for number in range(workers):
+        ensure_network(client, f"gw{number}")
     yield lab
-    lab.down()
+    lab.down(networks=not workers)  # with workers: the networks go when the whole run is over
 
 
 @pytest.fixture(scope="session")

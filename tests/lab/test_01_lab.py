@@ -314,10 +314,10 @@ def test_leftovers_of_a_crashed_run_are_cleaned_and_nothing_else_is_touched(lab)
     image = lab.attacker().container.image
     stray = lab.client.containers.run(
         image,
-        name="pvelab-stray",
+        name=f"{config.PREFIX}-stray",
         command="sleep 600",
         detach=True,
-        labels={config.LABEL: "1", "pvelab.role": "node"},
+        labels={config.LABEL: "1", "pvelab.role": "node", config.NS_LABEL: config.NS_VALUE},
     )
     ours_not = lab.client.containers.run(
         image, name="not-the-labs", command="sleep 600", detach=True
@@ -325,9 +325,9 @@ def test_leftovers_of_a_crashed_run_are_cleaned_and_nothing_else_is_touched(lab)
     try:
         nodes = lab.up()
         names = {c.name for c in lab.client.containers.list(all=True)}
-        assert "pvelab-stray" not in names and "not-the-labs" in names
+        assert f"{config.PREFIX}-stray" not in names and "not-the-labs" in names
         assert [n.variant for n in nodes] == ["pve8", "pve9", "legacy"]
     finally:
         ours_not.remove(force=True)
-        if "pvelab-stray" in {c.name for c in lab.client.containers.list(all=True)}:
+        if f"{config.PREFIX}-stray" in {c.name for c in lab.client.containers.list(all=True)}:
             stray.remove(force=True)
