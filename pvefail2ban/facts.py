@@ -154,8 +154,14 @@ MAX_BYTES = 4 << 20  # the probe's answer is a few KB; far more is no answer of 
 
 
 def _kind(doc, key, kind, default=None):
-    value = doc.get(key, default)
-    if value is not None and not isinstance(value, kind):
+    """`doc[key]` when it is a `kind` (or `default` when it is not there); ValueError otherwise
+    (null included: a key the probe always writes is never null)."""
+    if key not in doc:
+        return default
+    value = doc[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        if value is None and default is None:
+            return None  # a value the probe writes as null when it has none
         raise ValueError(f"the node reported {key}={reported.shown(value)}: not a {kind.__name__}")
     return value
 
@@ -246,11 +252,17 @@ def _peers(text):
     ours (it is rewritten); ValueError when a record in it is forged."""
     try:
         peers = json.loads(text)["peers"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
     if not isinstance(peers, list):
         return None
-    return [reported.peer_record(peer) for peer in peers]
+    found = []
+    for peer in peers[:1024]:  # a record that is none is left out: it names no peer
+        try:
+            found.append(reported.peer_record(peer))
+        except ValueError:
+            continue
+    return found
 
 
 def parse_node(output):
@@ -262,13 +274,16 @@ def parse_node(output):
         raise ValueError(f"{len(text)} bytes: far more than the probe prints")
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError(f"not the probe's JSON: {reported.shown(text, 200)}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"not the probe's JSON: {reported.shown(text, 200)}")
-    if doc.get("python3") is False:
-        return Facts(python3=False, products=[], addresses=[], hostkeys=[], share_peers=None)
-    return _parse(doc)
+    if doc.get("python3") is False:  # nothing else was read: every fact as on a bare node
+        return Facts(_parse({}), python3=False)
+    try:
+        return _parse(doc)
+    except (TypeError, AttributeError, KeyError) as error:  # a value of the wrong shape
+        raise ValueError(f"not the probe's answer ({error!r})") from None
 
 
 def _parse(doc):
@@ -312,7 +327,7 @@ def _parse(doc):
         },
         apt_lists_age=_kind(doc, "apt_lists_age", int),
         share_key=_one(doc.get("share_key"), reported.share_key, "its share key"),
-        hostkeys=_listed(doc, "hostkeys", reported.public_key, "host key", 32),
+        hostkeys=_listed(doc, "hostkeys", reported.public_key, "host key", 16),
         share_peers=_peers(doc["share_peers"]) if isinstance(doc.get("share_peers"), str) else None,
         authorized=[line for line in _kind(doc, "authorized", list, []) if isinstance(line, str)],
         textfile_dir=_one(doc.get("textfile_dir"), reported.safe_path, "a textfile directory"),
@@ -346,5 +361,5 @@ class NodeFacts(FactBase):
     def process(self, output):
         try:
             return parse_node(output)
-        except ValueError as error:
+        except Exception as error:  # noqa: BLE001 - whatever a node says fails that node alone
             raise FactProcessError(f"{error}; nothing it said was used") from error

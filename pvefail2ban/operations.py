@@ -13,7 +13,7 @@ from .facts import FAILURES, FILTER_DIR, SCRIPTS, bundled
 from .jailstatus import check_result, complete, problems, summary
 from .plan import files_differ
 from .products import SELF_TESTS
-from .reported import public_key
+from .reported import printable, public_key
 from .scripts.nodelib import STATE_DIR
 from .sharing import authorized_as_wanted
 
@@ -140,7 +140,7 @@ def verified(expected: Expected, recorded: dict = None, ops: list = ()):
         )
         try:
             result = check_result(json.loads("\n".join(output.stdout_lines))) if ok else None
-            why = " ".join(output.stderr_lines)[-500:]
+            why = printable(" ".join(output.stderr_lines)[-500:])  # a node's words: shown safely
         except ValueError as error:
             result, why = None, f"its answer is not the check's: {error}"
         if result is None:
@@ -165,7 +165,9 @@ def script_reported(script: str):
         )
         for line in output.stdout_lines + output.stderr_lines:
             host.log_styled(
-                line, fg="green" if ok else "red", log_func=logger.info if ok else logger.error
+                printable(line, 1000),
+                fg="green" if ok else "red",
+                log_func=logger.info if ok else logger.error,
             )
         return ok
 

@@ -22,8 +22,8 @@ BANACTIONS = ("auto", "nftables", "iptables")
 METRICS = ("auto", "on", "off")
 WEBHOOK_FORMATS = ("ntfy", "gotify", "json")
 # A mail recipient: a local user (root) or an address; nothing that could end a mail header.
-MAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]{1,64}(?:@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*)?$")
-TOKEN_RE = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable, no space: it goes into an HTTP header
+MAIL_RE = re.compile(r"[A-Za-z0-9._%+-]{1,64}(?:@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*)?")
+TOKEN_RE = re.compile(r"[\x21-\x7e]{1,512}")  # printable, no space: it goes into an HTTP header
 
 
 class SettingsError(ValueError):
@@ -135,7 +135,7 @@ def normalise_addresses(value):
 def check_mail(value):
     if value == "":
         return None
-    if not isinstance(value, str) or not MAIL_RE.match(value):
+    if not isinstance(value, str) or not MAIL_RE.fullmatch(value):
         return "must be a mail address (admin@example.com), a local user (root) or empty"
 
 
@@ -161,7 +161,7 @@ def check_token(value):
     """The webhook's secret; its value is never repeated in an error."""
     if value == "":
         return None
-    if not isinstance(value, str) or not TOKEN_RE.match(value):
+    if not isinstance(value, str) or not TOKEN_RE.fullmatch(value):
         return "must be printable text without spaces (1-512 characters), or empty"
 
 

@@ -72,8 +72,8 @@ def members(nodes):
         if not settings["cluster_bans"]:
             continue
         if facts is None:  # not read this run, or not a node we can serve
-            last = agreed(known.get(name, []), address)
-            if last:
+            if name in known:  # its line stays; where the records disagree it gets no bans
+                last = agreed(known[name], address) or {"port": 22, "hostkeys": []}
                 found.append(Member(name=name, address=address, addresses=[], **last))
             continue
         if not NAME.fullmatch(name):
@@ -85,6 +85,8 @@ def members(nodes):
             address = host_name(address)
         except ValueError as error:
             raise ShareError(f"{name}: its address {error}") from None
+        if not 0 < len(facts["hostkeys"]) <= 16:
+            continue  # its peers could not check they reach it: it shares nothing
         ips = [a for a in [_canonical(address), *facts["addresses"]] if a]
         found.append(
             Member(
@@ -96,6 +98,10 @@ def members(nodes):
                 key=facts["share_key"],
             )
         )
+    keys = [m.key for m in found if m.key]
+    for member in found:  # a key two nodes claim is nobody's: each keeps its old line
+        if member.key and keys.count(member.key) > 1:
+            member.key = None
     return found if len(found) > 1 else []
 
 
@@ -123,10 +129,12 @@ def authorized_line(member):
     Built from canonical values only (sshd ends the options at the first unquoted space: a value
     with a quote or a space in it could add options, or a key of its own); ValueError otherwise."""
     addresses = [canonical_address(a) for a in member.addresses]
+    if not addresses:
+        raise ValueError(f"{member.name}: no address to allow its key from")
     if not NAME.fullmatch(member.name):
         raise ValueError(f"{member.name!r} is not a node name")
     key = public_key(member.key, ("ssh-ed25519",))
-    origin = f'from="{",".join(addresses)}",' if addresses else ""
+    origin = f'from="{",".join(addresses)}",'
     return f'restrict,{origin}command="{RECEIVER} {member.name}" {key} {MARK}{member.name}'
 
 
@@ -192,7 +200,8 @@ WantedBy=multi-user.target
 def share_files(name, jails, sharing, scripts):
     """{path: (bytes, mode)} of the share files for node `name`; `jails`: our jails running there;
     `scripts`: the folder of the node scripts (pvefail2ban/scripts)."""
-    peers = [m for m in sharing if m.name != name]
+    # a peer whose host keys are not known cannot be reached safely: it gets no bans (yet)
+    peers = [m for m in sharing if m.name != name and m.hostkeys]
     config = {
         "node": name,
         "jails": sorted(jails),

@@ -14,10 +14,10 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server
 
 from ..facts import NodeFacts
-from ..node import inventory_addresses
+from ..node import controller_addresses, inventory_addresses
 from ..operations import STAGE, peers_authorized, script_reported
 from ..plan import files_to_remove
-from ..reported import shown
+from ..reported import printable, shown
 from ..reporting import removal
 from ..scripts.nodelib import LIFTED, SHARE_STATE
 from ..sharing import removal as unshare
@@ -55,9 +55,8 @@ def read_state(node):
         fact.command(), print_output=state.print_fact_output, print_input=state.print_fact_input
     )
     if not ok:
-        return unreadable(
-            f"the state command failed: {' '.join(output.stderr_lines)[-300:] or 'no output'}"
-        )
+        said = printable(" ".join(output.stderr_lines)[-300:]) or "no output"
+        return unreadable(f"the state command failed: {said}")
     try:
         return fact.process(output.stdout_lines)
     except Exception as error:  # noqa: BLE001 - any parse failure is this node's alone
@@ -105,7 +104,22 @@ def ban_fail2ban(ip, jails=None, force=False):
     )
     for jail in chosen:
         for address in addresses:
-            if address in current["jails"][jail]["banned_ips"]:
+            status = current["jails"][jail]
+            if address in status["from"]:  # a copy of a peer's ban: lifted at that peer's end
+                server.shell(
+                    name=f"{address} banned in jail {jail}: its ban received from a peer claimed",
+                    commands=[
+                        StringCommand(
+                            "printf 'claim %s %s\\n'",
+                            QuoteString(jail),
+                            QuoteString(address),
+                            ">>",
+                            f"{SHARE_STATE}/outbox",
+                        )
+                    ],  # fmt: skip
+                )
+                continue
+            if address in status["banned_ips"]:
                 host.noop(f"{address} is already banned in {jail}")
                 continue
             server.shell(
@@ -167,9 +181,17 @@ def sync_fail2ban():
     for name, node_state in sorted(states.items()):
         if node_state.get("error"):
             logger.warning(f"{name}: its bans are not read ({node_state['error']})")
+    # as ban.py refuses them: a node's word never bans this controller or a node of the inventory
+    never = set(inventory_addresses(inventory)) | set(controller_addresses())
     for target in inventory.get_active_hosts():
         with acting_as(target):
             for jail, address, sources in bans_to_sync(target.name, states):
+                if address in never:
+                    logger.warning(
+                        f"{target.name}: {address} is banned in {jail} on {', '.join(sources)}, "
+                        "but it is this controller or a node of the inventory: not spread"
+                    )
+                    continue
                 server.shell(
                     name=f"{address} banned in jail {jail} (banned on {', '.join(sources)})",
                     commands=[fail2ban_client("set", jail, "banip", address)],

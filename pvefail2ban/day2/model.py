@@ -26,7 +26,10 @@ def parse_state(text):
     `not_enforced`: the addresses fail2ban lists as banned that the firewall does not hold. Every
     value is parsed (a jail's name, each address in canonical form, counts, ignoreip entries);
     ValueError naming the first value that is not what state.py prints: nothing of it is used."""
-    state = json.loads(text)
+    try:
+        state = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"not the state script's JSON: {shown(text, 200)}") from None
     if not isinstance(state, dict) or not {"running", "active", "jails", "events"} <= set(state):
         raise ValueError(f"not the state script's JSON: {shown(text, 200)}")
     if not isinstance(state["jails"], dict) or not isinstance(state["events"], list):
@@ -358,5 +361,5 @@ class Fail2banState(FactBase):
     def process(self, output):
         try:
             return parse_state("\n".join(output))
-        except (ValueError, KeyError, TypeError) as error:
+        except Exception as error:  # noqa: BLE001 - whatever a node says fails that node alone
             raise FactProcessError(f"unexpected output from the node: {error}") from error

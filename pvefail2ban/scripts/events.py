@@ -20,6 +20,7 @@ otherwise. The configuration (root only, 0600: it may hold the webhook token) is
 Python standard library only, with nodelib and state.py beside this file.
 """
 
+import http.client
 import json
 import os
 import queue
@@ -164,11 +165,12 @@ def write_atomically(directory, name, text):
     O_EXCL|O_NOFOLLOW, then renamed over `name` (a symlink planted there is replaced, never
     followed). A directory that is itself a symlink is refused with a log line (once), and nothing
     is written. True when written."""
-    os.makedirs(directory, mode=0o755, exist_ok=True)  # node_exporter's package makes it too
-    try:
+    try:  # node_exporter's package makes the directory: never made here (through whose links?)
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as error:
-        return refused(directory, f"cannot be opened without following a symlink ({error})")
+        return refused(
+            directory, f"cannot be opened as a directory without following a symlink ({error})"
+        )
     temp = f".{name}.{secrets.token_hex(8)}"
     try:
         out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
@@ -323,8 +325,8 @@ def send(config, node, events, folded=0, folded_bans=0):
         try:
             with OPENER.open(webhook_request(config, title, text, data), timeout=TIMEOUT):
                 pass
-        except (OSError, urllib.error.URLError, ValueError) as error:
-            log(f"notification not delivered to the webhook: {error}")
+        except (OSError, urllib.error.URLError, ValueError, http.client.HTTPException) as error:
+            log(f"notification not delivered to the webhook: {error!r}"[:500])
     if config.get("mail"):
         mail = EmailMessage()
         mail["To"], mail["From"], mail["Subject"] = config["mail"], "root", title

@@ -217,29 +217,6 @@ def later_end(a, b):
     return a != b and (a == 0 or (b != 0 and a > b))
 
 
-def parse_ban_ends(lines):
-    """{address: when its ban ends (0: never)} from fail2ban's `get JAIL banip --with-time` answer:
-    "<ip> \t<start, local time> + <ban time> = <end>" per ban (actions.py of 1.0 and 1.1)."""
-    import time
-
-    ends = {}
-    for line in lines:
-        match = BAN_WITH_TIME.fullmatch(str(line).strip())
-        if not match:
-            continue
-        try:
-            address = canonical_address(match.group(1))
-            start = time.mktime(time.strptime(match.group(2), "%Y-%m-%d %H:%M:%S"))
-        except (ValueError, OverflowError):
-            continue
-        bantime = int(match.group(3))
-        ends[address] = 0 if bantime < 0 else int(start) + bantime
-    return ends
-
-
-BAN_WITH_TIME = re.compile(r"(\S+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+ (-?\d{1,12}) = .*")
-
-
 def parse_lifted(lines):
     """{address: the last time it was lifted here} from LIFTED lines (damaged lines skipped)."""
     found = {}

@@ -17,12 +17,15 @@ Answers:  ok <jail> <ip> <what>           banned here at least that long: `made`
 
 No request can shorten or lift a ban. A ban is made only where the address is not banned in that
 jail yet; where it is, only a ban this receiver made for a peer can be made to last longer (never
-shorter), and a ban of this node's own is left as it is. What was made is recorded in RECEIVED
+shorter), and a ban of this node's own is left as it is (its end is this node's to decide: a
+request that made it longer would also have to know it, and fail2ban tells a ban's end only in its
+whole ban list). What was made is recorded in RECEIVED
 (nodelib.Received) just before the ban, so this node's share daemon never sends it on (no loops),
 lifts it when the origin's time is over and keeps it until then where this jail bans for less.
 
 Bounded: a request line is at most MAX_LINE bytes (a longer one ends the connection), a connection
-at most MAX_REQUESTS requests (the sender reconnects), the record file at most MAX_RECEIVED bytes.
+at most MAX_REQUESTS requests (the sender reconnects), the record file at most MAX_RECEIVED bytes,
+and one peer at most MAX_PER_ORIGIN bans here at once.
 Refusals are logged (journal, tag pve-fail2ban-receive). Standard library, nodelib beside this
 file, and fail2ban's own address logic for its ignoreip.
 """
@@ -45,7 +48,6 @@ from nodelib import (
     Received,
     bannable_address,
     later_end,
-    parse_ban_ends,
     parse_lifted,
     parse_received,
     read_tail,
@@ -59,6 +61,13 @@ REQUEST = re.compile(
 MAX_LINE = 128  # bytes of one request (the longest valid one is about 110)
 MAX_REQUESTS = 50_000  # per connection
 MAX_RECEIVED = 8 << 20  # bytes of RECEIVED: about 150,000 records (the share daemon compacts it)
+MAX_PER_ORIGIN = 50_000  # bans one peer may hold here at once: no peer fills RECEIVED for all
+
+
+class Full(Exception):
+    """No room for this ban now: the sender keeps it and tries again later."""
+
+
 MAX_SECONDS = 10 * 366 * 86400  # a ban longer than ten years is no ban time anyone sent
 
 
@@ -80,17 +89,15 @@ def parse(line, jails):
     return jail, address, seconds, age
 
 
-def decide(end, banned_here, record, now, own_end=None):
+def decide(end, banned_here, record, now):
     """What a valid request for a ban ending at `end` (0: never) does here: "made" (not banned in
-    the jail: ban it), "extended" (banned by an earlier request, `record`, or by this node itself
-    until `own_end`, and that ends sooner: it ends at `end` now) or "kept" (nothing changes: banned
-    here at least as long, or for how long is not known)."""
+    the jail: ban it), "extended" (banned by an earlier request, `record`, that ends sooner: it
+    ends at `end` now) or "kept" (nothing changes: banned here at least as long, or banned by this
+    node itself, which a request never touches: its end is this node's to decide)."""
     if not banned_here:
         return "made"
     if record is not None and (record.end == 0 or record.end > now):
         return "extended" if later_end(end, record.end) else "kept"
-    if own_end is not None and later_end(end, own_end):
-        return "extended"
     return "kept"
 
 
@@ -99,6 +106,13 @@ class Records:
 
     def __init__(self):
         self.by_key, self.inode, self.offset = {}, None, 0
+
+    def count(self, origin):
+        """Bans made here for `origin` that still run (a forever one included)."""
+        now = time.time()
+        return sum(
+            1 for r in self.by_key.values() if r.origin == origin and (r.end == 0 or r.end > now)
+        )
 
     def refresh(self, file):
         """Read what was added to `file` (RECEIVED, opened "a+b" and locked) since last time."""
@@ -137,7 +151,7 @@ class Here:
     """This node's fail2ban-server, over its socket (nodelib.Fail2ban)."""
 
     def __init__(self):
-        self.server, self.ignore, self.bantimes, self.ends = Fail2ban(), {}, {}, {}
+        self.server, self.ignore, self.bantimes = Fail2ban(), {}, {}
 
     def ignored(self, jail, address):
         """Why `address` is never banned in `jail` here, or None (fail2ban's own address logic)."""
@@ -158,16 +172,6 @@ class Here:
                 return f"in this node's ignoreip ({entry})"
         return None
 
-    def own_end(self, jail, address):
-        """When the ban of `address` in `jail` ends here (0: never), None when it is not listed;
-        fail2ban's ban list is asked at most every 2 seconds (a flood asks it a few times)."""
-        asked, ends = self.ends.get(jail, (None, None))
-        if asked is None or (time.monotonic() - asked > 2 and address not in ends):
-            answer = self.server.ask("get", jail, "banip", "--with-time")
-            asked, ends = time.monotonic(), parse_ban_ends(answer)
-            self.ends[jail] = (asked, ends)
-        return ends.get(address)
-
     def bantime(self, jail):
         """The jail's ban time here in seconds (-1: for ever)."""
         if jail not in self.bantimes:
@@ -181,22 +185,20 @@ def apply(here, records, jail, address, end, origin):
     with open(RECEIVED, "a+b") as file:
         fcntl.flock(file, fcntl.LOCK_EX)
         if records.refresh(file) > MAX_RECEIVED:
-            raise OSError(f"{RECEIVED} is full ({MAX_RECEIVED} bytes)")
+            raise Full(f"{RECEIVED} is full ({MAX_RECEIVED} bytes)")
         now = time.time()
         record = records.by_key.get((jail, address))
         if record is not None and record.end and record.end <= now:
             record = None  # over: lifted, or about to be
         banned_here = bool(here.server.ask("get", jail, "banned", address))
-        own = here.own_end(jail, address) if banned_here and record is None else None
-        what = decide(end, banned_here, record, now, own)
+        what = decide(end, banned_here, record, now)
+        if what == "made" and records.count(origin) >= MAX_PER_ORIGIN:
+            raise Full(f"{origin} holds {MAX_PER_ORIGIN} bans here already")
         if what == "made":
             made = math.floor(now * 1000) / 1000
             record = Received(end, jail, address, origin, made, here.bantime(jail))
-        elif what == "extended" and record is not None:
+        elif what == "extended":
             record = record._replace(end=end, origin=origin)  # made then: same time, same jail time
-        elif what == "extended":  # this node's own ban: made again before it ends, until `end`
-            bantime = here.bantime(jail)
-            record = Received(end, jail, address, origin, float(own - bantime), bantime)
         if what != "kept":
             file.write(received_line(record).encode())
             file.flush()
@@ -236,6 +238,10 @@ def serve(origin, jails, requests):
                 yield f"ignored {jail} {address} {why}"
                 continue
             what = apply(here, records, jail, address, end, origin)
+        except Full as error:
+            log(f"refused from {origin}: {error}")
+            yield f"refused {error}"
+            continue
         except Exception as error:  # noqa: BLE001 - fail2ban down or restarting: try again later
             here = None
             yield f"later {jail} {address} fail2ban does not answer: {shown(str(error), 200)}"

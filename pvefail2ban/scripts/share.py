@@ -11,6 +11,8 @@ most), minus the time that has passed; a ban whose time ran out is dropped.
 
     ban <jail> <ip> <time of ban> <ban time>   (the action's line; ban time -1 = for ever)
     forget <ip>                                (unban.py: drop what is queued for that address)
+    claim <jail> <ip>                          (ban.py: a ban received from a peer is this node's
+                                               own now: never lifted at the peer's end)
 
 Each request tells the peer the time left and how long ago the ban was made, so a peer where the
 address was lifted (unban.py) after that refuses it, whatever the network delayed.
@@ -100,7 +102,8 @@ def renewal(record, made):
 
 
 def outbox_line(line):
-    """An outbox line -> ("ban", jail, address, time, bantime) or ("forget", address), else None."""
+    """An outbox line -> ("ban", jail, address, time, bantime), ("forget", address) or ("claim",
+    jail, address), else None."""
     match = BAN.fullmatch(line)
     try:
         if match and NAME.fullmatch(match.group(1)):
@@ -109,6 +112,8 @@ def outbox_line(line):
         words = line.split()
         if len(words) == 2 and words[0] == "forget":
             return "forget", canonical_address(words[1])
+        if len(words) == 3 and words[0] == "claim" and NAME.fullmatch(words[1]):
+            return "claim", words[1], canonical_address(words[2])
     except ValueError:
         pass
     return None
@@ -182,15 +187,16 @@ class Peer:
         self.last_used = now
 
     def answers(self, now):
-        """Read the peer's answers; False when the connection ended."""
+        """Read the peer's answers; False when the connection ended (its end closed, even where
+        the ssh process lives on: select would wake on the closed pipe for ever)."""
         try:
             chunk = self.proc.stdout.read()
-        except (BlockingIOError, OSError):
-            chunk = b""
-        if chunk is None:
-            chunk = b""
-        ended = chunk == b"" and self.proc.poll() is not None
-        self.buffer += chunk
+        except BlockingIOError:
+            chunk = None  # nothing yet
+        except OSError:
+            return False
+        ended = chunk == b""
+        self.buffer += chunk or b""
         *complete, self.buffer = self.buffer.split(b"\n")
         self.buffer = self.buffer[-4096:]  # no answer of a receiver is that long
         for raw in complete:
@@ -305,6 +311,8 @@ class Share:
                     continue
                 for peer in self.peers:
                     peer.queue[(jail, ip)] = (end, banned_at)
+            elif entry and entry[0] == "claim":  # ban.py: the ban of a copy is this node's own now
+                rewrite |= self.drop_received(lambda key, k=entry[1:]: key == k)
             elif entry and entry[0] == "forget":
                 ip = entry[1]
                 for peer in self.peers:
@@ -326,7 +334,9 @@ class Share:
 
     def maintain(self, now):
         """Lift the bans made for a peer whose time on the origin is over, and make again those
-        that must outlast this jail's ban time; fail2ban not answering: again RETRY_MAX later."""
+        that must outlast this jail's ban time; fail2ban not answering: again RETRY_MAX later. A
+        jail fail2ban does not know (switched off since) takes its records along, and no other
+        jail waits for it."""
         if now < self.retry_at:
             return
         over = [k for k, r in self.received.items() if r.end and r.end <= now]
@@ -339,22 +349,34 @@ class Share:
             return
         try:
             server = self.fail2ban()
-            try:
-                for jail in sorted({jail for jail, _ in over}):
-                    ips = [ip for j, ip in over if j == jail]
-                    for start in range(0, len(ips), CHUNK):
-                        chunk = set(ips[start : start + CHUNK])
-                        server.ask("set", jail, "unbanip", *chunk)
-                        self.drop_received(lambda key, j=jail, c=chunk: key[0] == j and key[1] in c)
-                for key in renew:
-                    self.renew(server, key, now)
-            finally:
-                server.close()
-        except (OSError, RuntimeError) as error:
+        except OSError as error:
             log(
-                f"fail2ban does not answer ({error}): bans received from peers are kept and lifted later"
+                f"fail2ban does not answer ({error}): bans received from peers are kept, lifted later"
             )
             self.retry_at = now + RETRY_MAX
+            return
+        try:
+            for jail in sorted({jail for jail, _ in over + renew}):
+                try:
+                    self.lift(server, jail, [ip for j, ip in over if j == jail])
+                    for key in [k for k in renew if k[0] == jail]:
+                        self.renew(server, key, now)
+                except RuntimeError as error:  # fail2ban refused: e.g. the jail is gone
+                    log(f"jail {jail}: {error}; its bans received from peers are forgotten")
+                    self.drop_received(lambda key, j=jail: key[0] == j)
+        except OSError as error:
+            log(
+                f"fail2ban does not answer ({error}): bans received from peers are kept, lifted later"
+            )
+            self.retry_at = now + RETRY_MAX
+        finally:
+            server.close()
+
+    def lift(self, server, jail, ips):
+        for start in range(0, len(ips), CHUNK):
+            chunk = set(ips[start : start + CHUNK])
+            server.ask("set", jail, "unbanip", *chunk)
+            self.drop_received(lambda key, j=jail, c=chunk: key[0] == j and key[1] in c)
 
     def renew(self, server, key, now):
         jail, ip = key

@@ -24,9 +24,11 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from pyinfra.operations import server
 
 from pvefail2ban import deploy_fail2ban
-from pvefail2ban.facts import NodeFacts, parse_node
+from pvefail2ban.facts import SCRIPTS, NodeFacts, parse_node
+from pvefail2ban.plan import sha1
+from pvefail2ban.sharing import DAEMON, LIB, RECEIVER
 from pvefail2ban.turns import acting_as
-from tests.unit.nodes import RECORDINGS, VARIANTS, said
+from tests.unit.nodes import RECORDINGS, VARIANTS, recorded, said
 
 LAB = json.loads((RECORDINGS / "lab.json").read_text())  # the recording run's inventory
 
@@ -104,6 +106,12 @@ def test_a_converged_cluster_gets_the_check_alone_on_every_node(monkeypatch):
     """The no-op run: every task adds nothing where the facts show nothing to do, so each node
     gets one operation, the check, which is a function (no command: the facts' own reading of
     the check stands for it). One SSH command per node: the facts."""
+    shipped = {DAEMON: "share.py", RECEIVER: "receive.py", f"{LIB}/nodelib.py": "nodelib.py"}
+    recorded_files = recorded("pve8")["files"]
+    stale = [
+        n for p, n in shipped.items() if recorded_files[p][0] != sha1((SCRIPTS / n).read_bytes())
+    ]
+    assert not stale, f"{stale} changed since the recordings: run scripts/record-facts.py"
     ops = deployed(the_lab(), monkeypatch)
     assert set(ops) == set(LAB["nodes"]) and len(ops) == len(VARIANTS)
     for name, found in ops.items():
