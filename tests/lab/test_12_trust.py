@@ -212,3 +212,25 @@ def test_the_share_daemon_sleeps_after_a_flood_of_50k_received_records(lab):
         pve1.sh(
             f"systemctl stop pve-fail2ban-share && : > {SHARE}/received && systemctl start pve-fail2ban-share"
         )
+
+
+def test_an_admins_ban_of_an_address_a_peer_banned_outlasts_the_peers(lab):
+    """pve2 bans X for 15 s; pve1 and pve3 hold copies, lifted with pve2's ban. The admin's
+    ban.py of X meanwhile makes it theirs: it stays when pve2's ends."""
+    pve1, pve2, pve3 = lab.nodes()
+    address = "198.51.100.70"
+    pve2.sh(
+        f"fail2ban-client set proxmox bantime 15 && fail2ban-client set proxmox banip {address}"
+    )
+    try:
+        assert wait_for(
+            lambda: address in banned(pve1, "proxmox") and address in banned(pve3, "proxmox")
+        )
+        run = lab.pyinfra("--data", f"ip={address}", "--data", "jails=proxmox", deploy="ban.py")
+        assert run.returncode == 0 and "received from a peer claimed" in run.text, run.text[-3000:]
+        assert wait_for(lambda: address not in banned(pve2, "proxmox"), timeout=30)
+        time.sleep(3)  # the copies would be lifted within a second of the origin's end
+        assert address in banned(pve1, "proxmox") and address in banned(pve3, "proxmox")
+    finally:
+        pve2.sh("fail2ban-client set proxmox bantime 600")
+        lab.pyinfra("--data", f"ip={address}", deploy="unban.py")
