@@ -11,13 +11,18 @@ from email.utils import parsedate_to_datetime
 
 from .facts import FILTER_DIR, RECIDIVE_JAIL, SSHD_JAIL
 from .products import PRODUCTS, PVE
-from .reporting import EXPORTER, events_config
+from .reporting import CANARY_ADDRESS, EXPORTER, events_config
 
 AUTH_LOG = "/var/log/auth.log"
 DAEMON_LOG = "/var/log/daemon.log"
 FAIL2BAN_LOG = "/var/log/fail2ban.log"
-# sshd on Debian runs as ssh.service; OpenSSH >= 9.8 (Debian 13) logs from sshd-session.
-SSHD_JOURNALMATCH = "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session"
+# sshd on Debian runs as ssh.service; OpenSSH >= 9.8 (Debian 13) logs from sshd-session. A line of
+# a per-connection process that exited at once can lose its unit and _COMM in the journal (systemd
+# issue 2913): its name (SYSLOG_IDENTIFIER) is in the line itself. A line is read once.
+SSHD_JOURNALMATCH = (
+    "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session"
+    " + SYSLOG_IDENTIFIER=sshd + SYSLOG_IDENTIFIER=sshd-session"
+)
 LOOPBACK = ["127.0.0.1/8", "::1"]
 # Our jails whose name the distribution may define too (Debian 13 enables sshd; fail2ban 1.1 ships
 # a proxmox jail): where ours does not run, a `.local` file keeps the distribution's off as well.
@@ -405,7 +410,7 @@ def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"
     jails, off = jails_of(settings, facts, warnings)
     banaction = _banaction(settings["banaction"], facts)
     multiport, allports, tool, package = BANACTIONS[banaction]
-    events = events_config(name, settings, facts)
+    events = events_config(name, settings, facts, jails)
     if events and events["notify"] and events["notify"]["mail"] and not facts.get("sendmail"):
         warnings.append(
             "fail2ban_notify_mail is set but this node has no /usr/sbin/sendmail (no MTA): its "
@@ -423,7 +428,8 @@ def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"
         banaction_allports=allports,
         blocktype=BLOCKTYPES[banaction],
         firewall_tool=tool,
-        ignoreip=never_banned(settings, facts, peers, controller),
+        ignoreip=never_banned(settings, facts, peers, controller)
+        + ([CANARY_ADDRESS] if events and events["canary"] else []),
         packages=packages_of(jails, (tool, package), settings, facts),
         filters=filters_of(jails, facts),
         share=share,

@@ -42,6 +42,9 @@ class Product:
     # failure lines its daemons write, as the journal shows them and (authlog) as its auth log has
     # them: its filter must find every one before a configuration goes live (scripts/apply.sh)
     self_test: tuple = ()
+    # the detection canary (reporting.canary_of): (the daemon's name in the journal, the message
+    # of a failed login of it from {address}), written where the daemon writes, at err
+    canary: tuple = ()
 
     @property
     def filter(self):
@@ -68,6 +71,10 @@ PVE = Product(
         "Nov 24 21:52:11 pve1 pvedaemon[4242]: authentication failure; rhost=::ffff:192.0.2.1 "
         "user=root@pam msg=Authentication failure",
     ),
+    canary=(
+        "pvedaemon",
+        "authentication failure; rhost={address} user=canary@pve-fail2ban msg={why}",
+    ),
 )
 PBS = Product(
     key="pbs",
@@ -92,6 +99,10 @@ PBS = Product(
         "2026-11-24T21:52:11+00:00: authentication failure; rhost=[::ffff:192.0.2.1]:50412 "
         "msg=no authentication credentials provided.",
     ),
+    canary=(
+        "proxmox-backup-api",
+        "authentication failure; rhost=[::ffff:{address}]:9 user=canary@pve-fail2ban msg={why}",
+    ),
 )
 PMG = Product(
     key="pmg",
@@ -110,6 +121,10 @@ PMG = Product(
     self_test=(
         "Nov 24 21:52:11 pmg1 pmgdaemon[4242]: authentication failure; rhost=::ffff:192.0.2.1 "
         "user=root@pam msg=Authentication failure",
+    ),
+    canary=(
+        "pmgdaemon",
+        "authentication failure; rhost={address} user=canary@pve-fail2ban msg={why}",
     ),
 )
 # Proxmox Datacenter Manager: its API is built from PBS's crates (proxmox-rest-server,
@@ -137,6 +152,10 @@ PDM = Product(
         "2026-11-24T21:52:11+00:00: authentication failure; rhost=[::ffff:192.0.2.1]:50412 "
         "msg=no authentication credentials provided.",
     ),
+    canary=(
+        "proxmox-datacenter-privileged-api",
+        "authentication failure; rhost=[::ffff:{address}]:9 user=canary@pve-fail2ban msg={why}",
+    ),
 )
 PRODUCTS = (PVE, PBS, PMG, PDM)
 BY_KEY = {product.key: product for product in PRODUCTS}
@@ -144,6 +163,7 @@ UNITS = {unit: product.key for product in PRODUCTS for unit in product.units}
 SELF_TESTS = {product.filter: product.self_test for product in PRODUCTS}
 assert all(p.source in SOURCES and (p.source != "authlog" or p.auth_log) for p in PRODUCTS)
 assert all(p.self_test for p in PRODUCTS), "every filter is tested before it goes live"
+assert all(p.canary for p in PRODUCTS), "every jail's detection is proven while it runs"
 
 
 def settings_section(product):

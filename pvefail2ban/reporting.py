@@ -11,6 +11,7 @@ pvefail2ban.tasks.reporting; the node side is scripts/events.py).
 import json
 import shlex
 
+from .products import PRODUCTS
 from .scripts.nodelib import CONFIG_DIR, EVENTS_CONFIG, EVENTS_STATE
 
 CONFIG = EVENTS_CONFIG  # 0600: it may hold the webhook's token
@@ -46,10 +47,42 @@ WantedBy=multi-user.target
 """
 
 
-def events_config(name, settings, facts):
+# The detection canary: where metrics are on, the events daemon writes one failure line per jail of
+# ours every few minutes, where the jail's daemon writes, from this address, which every jail
+# ignores (RFC 5737 TEST-NET-3: nobody's on the Internet); fail2ban's `Ignore` of it proves the
+# jail sees its daemon's lines. Its age per jail is a metric (alert Fail2banJailBlind).
+CANARY_ADDRESS = "203.0.113.254"
+CANARY_WHY = "detection canary of pve-fail2ban, never banned"
+SSHD_CANARY = f"Invalid user pve-fail2ban-canary from {CANARY_ADDRESS} port 9"
+
+
+def canary_of(jails):
+    """{jail: {ident, facility, priority, line, file}}: how the canary of each jail of ours
+    (plan.Jail) is written: to syslog under its daemon's name (the journal, and rsyslog's files),
+    and where the jail reads a product's own auth log, to that file too."""
+    products = {p.jail: p for p in PRODUCTS}
+    found = {}
+    for jail in jails:
+        if jail.name == "sshd":
+            found["sshd"] = {
+                "ident": "sshd", "facility": "authpriv", "priority": "info", "line": SSHD_CANARY,
+                "file": None,
+            }  # fmt: skip
+        elif jail.name in products:
+            ident, line = products[jail.name].canary
+            found[jail.name] = {
+                "ident": ident, "facility": "daemon", "priority": "err",
+                "line": line.format(address=CANARY_ADDRESS, why=CANARY_WHY),
+                "file": jail.logpath if jail.logpath == products[jail.name].auth_log else None,
+            }  # fmt: skip
+    return found
+
+
+def events_config(name, settings, facts, jails=()):
     """What node `name` does with its ban events, or None when nothing: {"node", "metrics": the
-    textfile directory or None, "notify": {...} or None}. `settings`: validated; `facts`:
-    NodeFacts."""
+    textfile directory or None, "notify": {...} or None, "jails": our jails that run there, "canary":
+    canary_of(jails) where metrics are on, else None}. `settings`: validated; `facts`: Facts;
+    `jails`: plan.Jail of each jail of ours that runs there."""
     metrics = None
     if settings["metrics"] == "on" or (
         settings["metrics"] == "auto" and EXPORTER in facts["packages"]
@@ -66,7 +99,13 @@ def events_config(name, settings, facts):
         }
     if metrics is None and notify is None:
         return None
-    return {"node": name, "metrics": metrics, "notify": notify}
+    return {
+        "node": name,
+        "metrics": metrics,
+        "notify": notify,
+        "jails": [jail.name for jail in jails],
+        "canary": {"address": CANARY_ADDRESS, "jails": canary_of(jails)} if metrics else None,
+    }
 
 
 def events_files(config, scripts):

@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import secrets
 import select
 import subprocess
@@ -61,6 +62,7 @@ CONFIG = EVENTS_CONFIG
 VAR = EVENTS_STATE
 OUTBOX = f"{VAR}/outbox"
 FAIL2BAN_RUN = "/run/fail2ban"  # its socket appears and goes away here
+LOG = "/var/log/fail2ban.log"  # fail2ban's own log: its Ignore of the canary
 PROM = "pve-fail2ban.prom"  # the file's name in the textfile directory
 REFRESH = 60  # seconds: the metrics are rewritten at least this often
 BATCH_SECONDS = 10  # after a message, later events are folded into one message per this window
@@ -108,10 +110,20 @@ def label(value):
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def prom_text(up, jails):
+def prom_text(up, jails, expected=(), canary_ages=None):
     """The Prometheus text exposition of `up` (bool) and `jails` ({name: {field: number}}, the
-    fields of JAIL_FIELDS; a field missing is left out)."""
+    fields of JAIL_FIELDS; a field missing is left out); `expected`: our jails that must run here
+    (f2b_jail_expected); `canary_ages`: {jail: seconds since its canary was last seen}."""
     lines = []
+    if expected:
+        lines += ["# HELP f2b_jail_expected 1 for each jail of pve-fail2ban that must run here",
+                  "# TYPE f2b_jail_expected gauge",
+                  *(f'f2b_jail_expected{{jail="{label(j)}"}} 1' for j in sorted(expected))]  # fmt: skip
+    if canary_ages:
+        lines += ["# HELP f2b_jail_canary_age_seconds Seconds since the jail last saw its detection "
+                  "canary (fail2ban's Ignore of it)", "# TYPE f2b_jail_canary_age_seconds gauge",
+                  *(f'f2b_jail_canary_age_seconds{{jail="{label(j)}"}} {int(a)}'
+                    for j, a in sorted(canary_ages.items()))]  # fmt: skip
     for name, help_text in HELP.items():
         if name == "f2b_up":
             samples = [f"f2b_up {1 if up else 0}"]
@@ -201,6 +213,65 @@ def refused(directory, why):
         _REFUSED.add(directory)
         log(f"metrics not written: {directory} {why}")
     return False
+
+
+# ---- the detection canary -------------------------------------------------------------------------
+
+CANARY_EVERY = 300  # seconds between two canaries of each jail (the alert waits for four)
+CANARY_READ_AFTER = 5  # seconds: fail2ban has logged its Ignore by then (it reads within a second)
+FACILITIES = {"daemon": syslog.LOG_DAEMON, "authpriv": syslog.LOG_AUTHPRIV}
+PRIORITIES = {"err": syslog.LOG_ERR, "info": syslog.LOG_INFO}
+IGNORED = re.compile(r"\[([A-Za-z0-9_.-]+)\] Ignore (\S+) by ")
+
+
+class Canary:
+    """One synthetic failure line per jail of ours, every CANARY_EVERY seconds, where the jail's
+    daemon writes (`config`: reporting.canary_of), from an address every jail ignores; the age of
+    fail2ban's last `Ignore` of it, per jail, read from fail2ban's log. The address is ignored
+    before it is counted: it never counts toward a ban, is never banned, shared or told."""
+
+    def __init__(self, config, now):
+        self.address, self.jails = config["address"], config["jails"]
+        self.seen = dict.fromkeys(self.jails, now)  # a jail never seen: its age grows from now
+        self.sent, self.checked = 0.0, True
+        self.log = Tail(LOG)
+        try:  # what fail2ban logged before this start is no sign of a canary
+            info = os.stat(LOG)
+            self.log.resume((info.st_ino, info.st_size))
+        except OSError:
+            pass
+
+    def due(self):
+        """When the next canary goes (at once after a start)."""
+        return self.sent + CANARY_EVERY
+
+    def check_due(self):
+        """When fail2ban's Ignore of the last canary is read (a few seconds after it), or None."""
+        return None if self.checked else self.sent + CANARY_READ_AFTER
+
+    def send(self, now):
+        for jail, how in self.jails.items():
+            syslog.openlog(how["ident"], syslog.LOG_PID, FACILITIES[how["facility"]])
+            syslog.syslog(PRIORITIES[how["priority"]], how["line"])
+            if how.get("file"):  # a product's own auth log: as its API server writes it
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
+                stamp = stamp[:-2] + ":" + stamp[-2:]
+                try:
+                    with open(how["file"], "a") as out:
+                        out.write(f"{stamp}: {how['line']}\n")
+                except OSError as error:
+                    log(f"canary of jail {jail} not written to {how['file']}: {error}")
+        syslog.openlog("pve-fail2ban-events", syslog.LOG_PID, syslog.LOG_DAEMON)
+        self.sent, self.checked = now, False
+
+    def read(self, now):
+        for line in self.log.lines():
+            found = IGNORED.search(line)
+            if found and found.group(2) == self.address and found.group(1) in self.seen:
+                self.seen[found.group(1)] = now
+
+    def ages(self, now):
+        return {jail: max(0.0, now - seen) for jail, seen in self.seen.items()}
 
 
 # ---- notifications ------------------------------------------------------------------------------
@@ -377,6 +448,8 @@ def main():
     outbox = Tail(OUTBOX)
     log(f"metrics {'in ' + directory if directory else 'off'}; notifications "
         f"{'to ' + ', '.join(k for k in ('mail', 'webhook') if notify and notify.get(k)) if notify else 'off'}")  # fmt: skip
+    canary = Canary(config["canary"], time.time()) if directory and config.get("canary") else None
+    expected = config.get("jails") or []
     dirty, last = True, 0.0
     while True:
         for line in outbox.lines():
@@ -385,15 +458,26 @@ def main():
             if event and notify and (event["kind"] == "ban" or notify.get("unban")):
                 if not (event["kind"] == "ban" and received_from_a_peer(event, time.time())):
                     events.put(event)
+        if canary and time.time() >= canary.due():
+            canary.send(time.time())
+        if canary and canary.check_due() is not None and time.time() >= canary.check_due():
+            canary.checked, dirty = True, True  # its Ignore is read with the next metrics
         now = time.monotonic()
         if directory and (dirty or now - last >= REFRESH):
             up, jails = read_fail2ban()
-            write_atomically(directory, PROM, prom_text(up, jails))
+            ages = None
+            if canary:
+                canary.read(time.time())
+                ages = canary.ages(time.time())
+            write_atomically(directory, PROM, prom_text(up, jails, expected, ages))
             dirty, last = False, now
             if fd is not None and not watching_run:  # fail2ban made its run directory since
                 watching_run = watch(fd, FAIL2BAN_RUN, IN_CREATE | IN_DELETE)
         outbox.rotate()
         wait = max(0.0, REFRESH - (time.monotonic() - last)) if directory else None
+        if canary:  # the canary's own time, and its Ignore read a few seconds after it
+            times = [canary.due()] + ([canary.check_due()] if canary.check_due() else [])
+            wait = min(wait, max(0.0, min(times) - time.time()))
         if fd is None:  # no inotify: look twice a second
             wait = 0.5 if wait is None else min(wait, 0.5)
         ready, _, _ = select.select([fd] if fd is not None else [], [], [], wait)

@@ -61,6 +61,8 @@ def test_notifications_are_configured_and_the_jails_hand_every_ban_over():
             "token": "s3cret",
             "unban": False,
         },
+        "jails": ["sshd", "proxmox"],
+        "canary": None,  # it runs with the metrics
     }
     files = render_files(plan, chosen)
     assert "/etc/fail2ban/action.d/pve-fail2ban-events.conf" in files
@@ -341,3 +343,47 @@ def test_a_token_over_plain_http_goes_only_to_loopback(monkeypatch):
     with pytest.raises(SettingsError, match="clear text"):
         settings(fail2ban_notify_webhook="http://ntfy.example/x", fail2ban_notify_webhook_token="t")
     settings(fail2ban_notify_webhook="http://127.0.0.1:8080/x", fail2ban_notify_webhook_token="t")
+
+
+def test_the_canary_goes_where_each_jails_daemon_writes_and_is_ignored_everywhere():
+    on = plan_node(settings(fail2ban_metrics="on"), facts(), name="pve1")
+    canary = on.events["canary"]
+    assert canary["address"] == "203.0.113.254" and "203.0.113.254" in on.ignoreip
+    assert canary["jails"]["sshd"] == {
+        "ident": "sshd", "facility": "authpriv", "priority": "info", "file": None,
+        "line": "Invalid user pve-fail2ban-canary from 203.0.113.254 port 9",
+    }  # fmt: skip
+    assert canary["jails"]["proxmox"]["ident"] == "pvedaemon"
+    assert canary["jails"]["proxmox"]["priority"] == "err"  # the level the jail reads
+    pbs = plan_node(
+        settings(fail2ban_metrics="on", fail2ban_backend="file", fail2ban_sshd_enabled=False),
+        node("pbs", sshd_maxauthtries=3),
+        name="pve4",
+    )
+    assert pbs.events["canary"]["jails"]["pbs"]["file"] == "/var/log/proxmox-backup/api/auth.log"
+    assert "rhost=[::ffff:203.0.113.254]:9 " in pbs.events["canary"]["jails"]["pbs"]["line"]
+    off = plan_node(settings(fail2ban_notify_mail="root"), facts(sendmail=True), name="pve1")
+    assert off.events["canary"] is None and "203.0.113.254" not in off.ignoreip
+
+
+def test_each_canary_line_is_one_its_jails_filter_finds(fail2ban_regex, tmp_path):
+    """The canary's line, as its daemon's journal shows it, is found by the jail's filter: the
+    failure it stands for would be counted (were the address not ignored)."""
+    from pvefail2ban.plan import Jail
+    from pvefail2ban.products import PRODUCTS
+    from pvefail2ban.reporting import canary_of
+    from tests.unit.test_filter import FILTERS
+
+    products = {p.jail: p for p in PRODUCTS}
+
+    jails = [
+        Jail(
+            name=p.jail, path="", ports=[], maxretry=1, bantime="1", findtime="1", backend="systemd"
+        )
+        for p in PRODUCTS
+    ]
+    for jail, how in canary_of(jails).items():
+        sample = tmp_path / jail
+        sample.write_text(f"Nov 24 21:52:11 node1 {how['ident']}[4242]: {how['line']}\n")
+        out = fail2ban_regex(sample, FILTERS / f"{products[jail].filter}.conf")
+        assert "Lines: 1 lines, 0 ignored, 1 matched" in out, (jail, out)

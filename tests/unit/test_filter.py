@@ -3,7 +3,6 @@
 import ast
 import json
 import re
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,22 +21,6 @@ CASES = {
     "pmg": (12, 7, 4, {f"192.0.2.{n}" for n in range(66, 70)}),
     "pdm": (20, 12, 8, {f"192.0.2.{n}" for n in range(66, 72)}),
 }
-
-
-@pytest.fixture(scope="session")
-def fail2ban_regex():
-    tool = subprocess.run(
-        [str(ROOT / "scripts/ensure-fail2ban-regex.sh")], capture_output=True, text=True
-    )
-    assert tool.returncode == 0, f"cannot get fail2ban-regex: {tool.stderr}"
-    path = tool.stdout.strip()
-
-    def run(*args):
-        out = subprocess.run([path, *map(str, args)], capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
-    return run
 
 
 def annotations(samples=SAMPLES):
