@@ -88,3 +88,18 @@ def test_guide_filter_would_ban_the_injected_address(fail2ban_regex, tmp_path):
     )
     found = {ip for _, ip in matches(fail2ban_regex("-o", "row", SAMPLES, guide))}
     assert "192.0.2.68" in found or "192.0.2.70" in found
+
+
+@pytest.mark.parametrize("name", ["proxmox", "pbs", "pmg", "pdm"])
+def test_the_journal_match_is_one_line_of_alternatives_the_unit_or_the_daemons_name(name):
+    """journald can lose the unit of a line whose process exited at once (systemd issue 2913): each
+    filter also matches its daemons' names, as alternatives (`+`) on one line (fail2ban-regex
+    reads only the last line of a journalmatch written over several)."""
+    text = (FILTERS / f"{name}.conf").read_text()
+    (value,) = re.findall(r"^journalmatch = (.*)$", text, re.M)
+    following = text.split("journalmatch = ", 1)[1].splitlines()[1:2]
+    assert not following or not following[0].startswith(" ")
+    alternatives = [a.strip() for a in value.split(" + ")]
+    assert any(a.startswith("_SYSTEMD_UNIT=") for a in alternatives)
+    assert any(a.startswith("SYSLOG_IDENTIFIER=") for a in alternatives)
+    assert all(" " not in a for a in alternatives)  # no AND of two fields within an alternative
