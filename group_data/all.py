@@ -85,6 +85,8 @@ changes: a bad one stops the run and names the key and the value."""
 # fail2ban_notify_webhook_token = ''
 #   also notify when a ban ends or is lifted
 # fail2ban_notify_unban = False
+#   seconds between two detection canaries of each jail, where metrics are on (the alert Fail2banJailBlind fires after four missed)
+# fail2ban_canary_interval = 300
 
 # --- optional, off by default --------------------------------------------------------------------
 #   ban repeat offenders (banned again and again) for longer

@@ -51,6 +51,11 @@ VARIANTS = {
     "pmg": ("bookworm", "Debian 12, journald only, Proxmox Mail Gateway (8006), no PVE"),
     "pvepbs": ("bookworm", "Debian 12, journald only, PVE 8 and PBS on the same host"),
     "pdm": ("trixie", "Debian 13, journald only, Proxmox Datacenter Manager (8443), no PVE"),
+    "mon": (
+        "bookworm",
+        "Debian 12, no Proxmox product: an admin's monitoring host (monitoring.py)",
+    ),
+    "upgrade": ("bookworm", "a pve8 node with Debian 13's packages in apt's cache, to upgrade"),
 }
 # The Proxmox products each variant runs (their simulated daemons and units), and those units.
 PRODUCTS = {
@@ -61,6 +66,8 @@ PRODUCTS = {
     "pmg": "pmg",
     "pvepbs": "pve pbs",
     "pdm": "pdm",
+    "mon": "",
+    "upgrade": "pve",
 }
 # the units of each product, as the deploy knows them (pvefail2ban/products.py)
 UNITS = {p.key: [u.removesuffix(".service") for u in p.units] for p in PRODUCT_LIST}

@@ -120,6 +120,13 @@ IMAGES = {
     "pmg": ("Dockerfile.node", "base-bookworm", {"PRODUCTS": "pmg"}),
     "pvepbs": ("Dockerfile.node", "base-bookworm", {"PRODUCTS": "pve pbs"}),
     "pdm": ("Dockerfile.node", "base-trixie", {"PRODUCTS": "pdm"}),
+    # Debian's Prometheus and Alertmanager downloaded, not installed: monitoring.py installs them
+    "mon": (
+        "Dockerfile.node",
+        "base-bookworm",
+        {"PRODUCTS": "", "PREFETCH": "prometheus prometheus-alertmanager"},
+    ),
+    "upgrade": ("Dockerfile.upgrade", "pve8", {}),
     "attacker": ("Dockerfile.attacker", "base-bookworm", {}),
 }
 

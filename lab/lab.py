@@ -269,6 +269,14 @@ class Lab:
         self.wait_ready(fresh)
         return fresh
 
+    def reboot(self, node):
+        """Reboot one node (its container restarted: systemd shuts down and boots again, the same
+        disk, addresses and host keys)."""
+        node.container.restart(timeout=20)
+        fresh = next(n for n in self.nodes() if n.name == node.name)
+        self.wait_ready(fresh)
+        return fresh
+
     def _shared_keys_dir(self):
         """A fresh host directory standing in for /etc/pve/priv (pmxcfs), holding the controller's key."""
         shared = config.STATE_DIR / "pmxcfs-priv"
@@ -389,10 +397,10 @@ class Lab:
                 lines.append(f"{names} {keytype} {blob}")
         self.known_hosts.write_text("\n".join(lines) + "\n")
 
-    def write_inventory(self, nodes, host_data=None, path=None):
+    def write_inventory(self, nodes, host_data=None, path=None, groups=None):
         """A pyinfra inventory for the running lab: nodes in group pve_nodes, SSH as root by key.
         `host_data`: {name: {setting: value}} added to those nodes' data; `path`: where to write it
-        (default: the lab's inventory)."""
+        (default: the lab's inventory); `groups`: {name: group} of nodes in another group."""
         hosts = [
             (
                 n.name,
@@ -411,9 +419,15 @@ _ssh = {{
     "ssh_known_hosts_file": {str(self.known_hosts)!r},
     "ssh_strict_host_key_checking": "yes",
 }}
-pve_nodes = [
-{"".join(f"    ({name!r}, dict(_ssh, **{data!r})),{chr(10)}" for name, data in hosts)}]
 '''
+        groups = groups or {}
+        for group in ["pve_nodes", *sorted(set(groups.values()) - {"pve_nodes"})]:
+            members = [(n, d) for n, d in hosts if groups.get(n, "pve_nodes") == group]
+            text += (
+                f"{group} = [\n"
+                + "".join(f"    ({name!r}, dict(_ssh, **{data!r})),\n" for name, data in members)
+                + "]\n"
+            )
         path = path or self.inventory_path
         path.write_text(text)
         return path

@@ -4,7 +4,7 @@
     deploy_fail2ban()
 
 Day-2 operations, cluster-wide: status_fail2ban, ban_fail2ban, unban_fail2ban, sync_fail2ban,
-remove_fail2ban. Defaults of every setting: DEFAULTS (pvefail2ban/defaults.py).
+remove_fail2ban; monitor_fail2ban (Prometheus and Alertmanager). Defaults of every setting: DEFAULTS (pvefail2ban/defaults.py).
 """
 
 from .day2.deploys import (
@@ -14,6 +14,7 @@ from .day2.deploys import (
     sync_fail2ban,
     unban_fail2ban,
 )
+from .day2.monitoring import monitor_fail2ban
 from .defaults import DEFAULTS
 from .deploy import deploy_fail2ban
 
@@ -25,4 +26,5 @@ __all__ = [
     "unban_fail2ban",
     "sync_fail2ban",
     "remove_fail2ban",
+    "monitor_fail2ban",
 ]

@@ -102,6 +102,12 @@ SECTIONS = [
                 "kept on the node in a root-only file; empty = none",
             ),
             ("fail2ban_notify_unban", False, "also notify when a ban ends or is lifted"),
+            (
+                "fail2ban_canary_interval",
+                300,
+                "seconds between two detection canaries of each jail, where metrics are on (the "
+                "alert Fail2banJailBlind fires after four missed)",
+            ),
         ],
     ),
     (

@@ -104,7 +104,13 @@ def events_config(name, settings, facts, jails=()):
         "metrics": metrics,
         "notify": notify,
         "jails": [jail.name for jail in jails],
-        "canary": {"address": CANARY_ADDRESS, "jails": canary_of(jails)} if metrics else None,
+        "canary": {
+            "address": CANARY_ADDRESS,
+            "every": settings["canary_interval"],
+            "jails": canary_of(jails),
+        }
+        if metrics
+        else None,
     }
 
 

@@ -189,6 +189,7 @@ CHECKS = {
     "fail2ban_notify_webhook_format": _choice(WEBHOOK_FORMATS),
     "fail2ban_notify_webhook_token": check_token,
     "fail2ban_notify_unban": check_bool,
+    "fail2ban_canary_interval": lambda v: check_count(v, minimum=10),
     "fail2ban_recidive_enabled": check_bool,
     "fail2ban_recidive_bantime": lambda v: check_time(v, forever_allowed=True),
     "fail2ban_recidive_findtime": check_time,

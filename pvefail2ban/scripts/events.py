@@ -110,7 +110,7 @@ def label(value):
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def prom_text(up, jails, expected=(), canary_ages=None):
+def prom_text(up, jails, expected=(), canary_ages=None, canary_every=None):
     """The Prometheus text exposition of `up` (bool) and `jails` ({name: {field: number}}, the
     fields of JAIL_FIELDS; a field missing is left out); `expected`: our jails that must run here
     (f2b_jail_expected); `canary_ages`: {jail: seconds since its canary was last seen}."""
@@ -119,6 +119,9 @@ def prom_text(up, jails, expected=(), canary_ages=None):
         lines += ["# HELP f2b_jail_expected 1 for each jail of pve-fail2ban that must run here",
                   "# TYPE f2b_jail_expected gauge",
                   *(f'f2b_jail_expected{{jail="{label(j)}"}} 1' for j in sorted(expected))]  # fmt: skip
+    if canary_every:
+        lines += ["# HELP f2b_canary_interval_seconds Seconds between two detection canaries of a jail",
+                  "# TYPE f2b_canary_interval_seconds gauge", f"f2b_canary_interval_seconds {int(canary_every)}"]  # fmt: skip
     if canary_ages:
         lines += ["# HELP f2b_jail_canary_age_seconds Seconds since the jail last saw its detection "
                   "canary (fail2ban's Ignore of it)", "# TYPE f2b_jail_canary_age_seconds gauge",
@@ -217,7 +220,8 @@ def refused(directory, why):
 
 # ---- the detection canary -------------------------------------------------------------------------
 
-CANARY_EVERY = 300  # seconds between two canaries of each jail (the alert waits for four)
+# seconds between two canaries of each jail, unless set (fail2ban_canary_interval, at least 10)
+CANARY_EVERY = 300
 CANARY_READ_AFTER = 5  # seconds: fail2ban has logged its Ignore by then (it reads within a second)
 FACILITIES = {"daemon": syslog.LOG_DAEMON, "authpriv": syslog.LOG_AUTHPRIV}
 PRIORITIES = {"err": syslog.LOG_ERR, "info": syslog.LOG_INFO}
@@ -232,6 +236,7 @@ class Canary:
 
     def __init__(self, config, now):
         self.address, self.jails = config["address"], config["jails"]
+        self.every = max(10, int(config.get("every") or CANARY_EVERY))
         self.seen = dict.fromkeys(self.jails, now)  # a jail never seen: its age grows from now
         self.sent, self.checked = 0.0, True
         self.log = Tail(LOG)
@@ -243,7 +248,7 @@ class Canary:
 
     def due(self):
         """When the next canary goes (at once after a start)."""
-        return self.sent + CANARY_EVERY
+        return self.sent + self.every
 
     def check_due(self):
         """When fail2ban's Ignore of the last canary is read (a few seconds after it), or None."""
@@ -469,7 +474,8 @@ def main():
             if canary:
                 canary.read(time.time())
                 ages = canary.ages(time.time())
-            write_atomically(directory, PROM, prom_text(up, jails, expected, ages))
+            every = canary.every if canary else None
+            write_atomically(directory, PROM, prom_text(up, jails, expected, ages, every))
             dirty, last = False, now
             if fd is not None and not watching_run:  # fail2ban made its run directory since
                 watching_run = watch(fd, FAIL2BAN_RUN, IN_CREATE | IN_DELETE)

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import re
 import select
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -419,7 +420,7 @@ def test_a_node_outside_the_run_keeps_only_what_every_record_agrees_on():
 
 # ---- no shell string built from data --------------------------------------------------------------
 
-SINKS = {"shell", "StringCommand", "run_shell_command", "shipped_script", "python_script"}
+SINKS = {"shell", "StringCommand", "run_shell_command", "python_script"}  # shipped_script quotes
 CONTROLLER = sorted(p for p in PACKAGE.rglob("*.py") if "scripts" not in p.parts)
 
 
@@ -434,7 +435,9 @@ def _safe(node):
         func = (
             node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
         )
-        return func in ("quote", "QuoteString") or (func == "rsplit" and _safe(node.func.value))
+        # shipped_script quotes each of its arguments (test_shipped_scripts_quote_their_arguments)
+        quoting = ("quote", "QuoteString", "shipped_script")
+        return func in quoting or (func == "rsplit" and _safe(node.func.value))
     return False
 
 
@@ -506,6 +509,14 @@ def _unquoted(expression, code, path, seen):
                     if isinstance(ret, (ast.Return, ast.Yield)) and ret.value is not None:
                         found += _unquoted(ret.value, code, target[0], seen)
     return found
+
+
+def test_shipped_scripts_quote_their_arguments():
+    from pvefail2ban.operations import shipped_script
+
+    hostile = "/etc/x:644:root'; touch /tmp/owned; echo '"
+    command = shipped_script("monitoring-apply.sh", hostile).get_raw_value()
+    assert command.endswith(" monitoring-apply.sh " + shlex.quote(hostile))
 
 
 def test_no_command_interpolates_data_unquoted():
