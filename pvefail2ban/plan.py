@@ -18,10 +18,13 @@ DAEMON_LOG = "/var/log/daemon.log"
 FAIL2BAN_LOG = "/var/log/fail2ban.log"
 # sshd on Debian runs as ssh.service; OpenSSH >= 9.8 (Debian 13) logs from sshd-session. A line of
 # a per-connection process that exited at once can lose its unit and _COMM in the journal (systemd
-# issue 2913): its name (SYSLOG_IDENTIFIER) is in the line itself. A line is read once.
+# issue 2913): its name (SYSLOG_IDENTIFIER) is in the line itself. A line is read once. Any local
+# user can choose a process name and an identifier (`logger -t sshd`): those alternatives count
+# root's lines only (_UID, which journald takes from the kernel, never from the line; sshd logs as
+# root). Only root can write a line of the unit.
 SSHD_JOURNALMATCH = (
-    "_SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session"
-    " + SYSLOG_IDENTIFIER=sshd + SYSLOG_IDENTIFIER=sshd-session"
+    "_SYSTEMD_UNIT=ssh.service + _COMM=sshd _UID=0 + _COMM=sshd-session _UID=0"
+    " + SYSLOG_IDENTIFIER=sshd _UID=0 + SYSLOG_IDENTIFIER=sshd-session _UID=0"
 )
 LOOPBACK = ["127.0.0.1/8", "::1"]
 # Our jails whose name the distribution may define too (Debian 13 enables sshd; fail2ban 1.1 ships

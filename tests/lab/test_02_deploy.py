@@ -183,8 +183,9 @@ def test_every_setting_of_ours_is_what_fail2ban_applies_on_every_variant(lab, no
             assert got[("sshd", "backend")] == ("systemd" if journal else "auto"), node.name
             if journal:
                 assert got[("sshd", "addjournalmatch")] == [
-                    "_SYSTEMD_UNIT=ssh.service", "+", "_COMM=sshd", "+", "_COMM=sshd-session",
-                    "+", "SYSLOG_IDENTIFIER=sshd", "+", "SYSLOG_IDENTIFIER=sshd-session",
+                    "_SYSTEMD_UNIT=ssh.service", "+", "_COMM=sshd", "_UID=0", "+",
+                    "_COMM=sshd-session", "_UID=0", "+", "SYSLOG_IDENTIFIER=sshd", "_UID=0", "+",
+                    "SYSLOG_IDENTIFIER=sshd-session", "_UID=0",
                 ], node.name  # fmt: skip
             else:
                 assert got[("sshd", "addlogpath")] == ["/var/log/auth.log", "head"], node.name

@@ -234,3 +234,40 @@ def test_an_admins_ban_of_an_address_a_peer_banned_outlasts_the_peers(lab):
     finally:
         pve2.sh("fail2ban-client set proxmox bantime 600")
         lab.pyinfra("--data", f"ip={address}", deploy="unban.py")
+
+
+def total_failed(node, jail):
+    text = node.sh(f"fail2ban-client status {jail}")[1]
+    return int(re.search(r"Total failed:\s+(\d+)", text).group(1))
+
+
+def test_a_local_user_naming_a_line_after_a_daemon_bans_nobody(lab):
+    """Any local user can name a journal line (`logger -t pvedaemon`) or a process (`sshd`): the
+    jails read such lines from root only (_UID, which journald takes from the kernel). Root's own
+    line from a process that exits at once, whose unit journald cannot know (systemd issue 2913),
+    is read, once."""
+    node = next(n for n in lab.nodes() if n.variant == "pve8")
+    forged, real = "198.51.100.7", "198.51.100.9"
+    web = f"authentication failure; rhost={forged} user=root@pam msg=Authentication failure"
+    ssh = f"Failed password for root from {forged} port 4242 ssh2"
+    before = {jail: total_failed(node, jail) for jail in ("proxmox", "sshd")}
+    for _ in range(4):
+        node.sh(f"runuser -u nobody -- logger -t pvedaemon -p daemon.err '{web}'", check=True)
+        node.sh(f"runuser -u nobody -- logger -t sshd-session -p authpriv.info '{ssh}'", check=True)
+        # a process named sshd (its _COMM), not root's: a user's copy of logger (/tmp is noexec)
+        node.sh(
+            "mkdir -p /opt/user && cp /usr/bin/logger /opt/user/sshd && "
+            f"runuser -u nobody -- /opt/user/sshd -p auth.info '{ssh}'",
+            check=True,
+        )
+    time.sleep(3)  # fail2ban reads the journal within a second
+    assert {jail: total_failed(node, jail) for jail in ("proxmox", "sshd")} == before
+    assert forged not in banned(node, "proxmox") + banned(node, "sshd")
+
+    web = web.replace(forged, real)
+    for count in (1, 2):  # root's line, from a logger that exits at once: read, and once
+        node.sh(f"logger -t pvedaemon -p daemon.err '{web}'", check=True)
+        assert wait_for(lambda c=count: total_failed(node, "proxmox") == before["proxmox"] + c)
+    node.sh(f"logger -t pvedaemon -p daemon.err '{web}'", check=True)
+    assert wait_for(lambda: real in banned(node, "proxmox"))
+    node.sh(f"fail2ban-client set proxmox unbanip {real}", check=True)

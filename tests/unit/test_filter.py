@@ -101,5 +101,8 @@ def test_the_journal_match_is_one_line_of_alternatives_the_unit_or_the_daemons_n
     assert not following or not following[0].startswith(" ")
     alternatives = [a.strip() for a in value.split(" + ")]
     assert any(a.startswith("_SYSTEMD_UNIT=") for a in alternatives)
-    assert any(a.startswith("SYSLOG_IDENTIFIER=") for a in alternatives)
-    assert all(" " not in a for a in alternatives)  # no AND of two fields within an alternative
+    # by name: root's lines only (a local user can name a line, not choose its _UID)
+    named = [a for a in alternatives if not a.startswith("_SYSTEMD_UNIT=")]
+    assert any(a.startswith("SYSLOG_IDENTIFIER=") for a in named)
+    assert all(a.split() == [a.split()[0], "_UID=0"] for a in named), named
+    assert all(" " not in a for a in alternatives if a not in named)
