@@ -58,9 +58,7 @@ def main():
         after = {n.name: cpu_seconds(n) for n in (fast, slow)}
     finally:
         lab.down()
-    used = {
-        name: {u: round(after[name][u] - before[name][u], 4) for u in UNITS} for name in after
-    }
+    used = {name: {u: round(after[name][u] - before[name][u], 4) for u in UNITS} for name in after}
     extra_rounds = args.seconds / FAST - args.seconds / DEFAULT
     per_round = (sum(used[fast.name].values()) - sum(used[slow.name].values())) / extra_rounds
     result = {
