@@ -26,6 +26,12 @@ ARGS = {
 HEADER = "# Managed by pve-fail2ban (pyinfra monitoring.py): changes made here are replaced.\n"
 
 
+def quoted(text):
+    """A YAML double-quoted string (JSON's, which YAML reads; UTF-8 kept as it is: go-yaml refuses
+    JSON's surrogate pairs)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def targets(nodes):
     """[(name, "address:9100")] of the nodes to scrape (`nodes`: [(name, address)])."""
     found = []
@@ -41,8 +47,8 @@ def scrape_config(nodes):
     lines = [f"  - job_name: {JOB}", "    scrape_interval: 15s", "    static_configs:"]
     for name, target in targets(nodes):
         lines += [
-            f"      - targets: [{json.dumps(target)}]",
-            f"        labels: {{instance: {json.dumps(name)}}}",
+            f"      - targets: [{quoted(target)}]",
+            f"        labels: {{instance: {quoted(name)}}}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -74,18 +80,20 @@ def alertmanager_config(settings):
     if settings["notify_webhook"]:
         receiver += [
             "    webhook_configs:",
-            f"      - url: {json.dumps(settings['notify_webhook'])}",
+            f"      - url: {quoted(settings['notify_webhook'])}",
             "        send_resolved: true",
+            # a redirect could carry the token to another host: refused, as the nodes do
+            "        http_config:",
+            "          follow_redirects: false",
         ]
         if settings["notify_webhook_token"]:
             receiver += [
-                "        http_config:",
                 f"          authorization: {{type: Bearer, credentials_file: {TOKEN_PATH}}}",
             ]
     if settings["notify_mail"]:
         receiver += [
             "    email_configs:",
-            f"      - to: {json.dumps(mail_address(settings['notify_mail']))}",
+            f"      - to: {quoted(mail_address(settings['notify_mail']))}",
             '        from: "alertmanager@localhost"',
             "        smarthost: 127.0.0.1:25",
             "        require_tls: false",
@@ -112,7 +120,8 @@ def monitoring_files(settings, nodes):
     files = {
         PROMETHEUS: (prometheus_config(nodes).encode(), "644", "root:root"),
         RULES_PATH: (RULES.read_bytes(), "644", "root:root"),
-        ALERTMANAGER: (alertmanager_config(settings).encode(), "644", "root:root"),
+        # the webhook's URL may be a secret (an ntfy topic): root's and Alertmanager's only
+        ALERTMANAGER: (alertmanager_config(settings).encode(), "640", "root:prometheus"),
     }
     if settings["notify_webhook_token"]:  # Alertmanager runs as prometheus: it reads, nobody else
         files[TOKEN_PATH] = (settings["notify_webhook_token"].encode(), "640", "root:prometheus")

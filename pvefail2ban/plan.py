@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 
 from .facts import FILTER_DIR, RECIDIVE_JAIL, SSHD_JAIL
 from .products import PRODUCTS, PVE
-from .reporting import CANARY_ADDRESS, EXPORTER, events_config
+from .reporting import EXPORTER, events_config
 
 AUTH_LOG = "/var/log/auth.log"
 DAEMON_LOG = "/var/log/daemon.log"
@@ -431,8 +431,7 @@ def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"
         banaction_allports=allports,
         blocktype=BLOCKTYPES[banaction],
         firewall_tool=tool,
-        ignoreip=never_banned(settings, facts, peers, controller)
-        + ([CANARY_ADDRESS] if events and events["canary"] else []),
+        ignoreip=never_banned(settings, facts, peers, controller),  # the canary's included
         packages=packages_of(jails, (tool, package), settings, facts),
         filters=filters_of(jails, facts),
         share=share,

@@ -48,10 +48,12 @@ WantedBy=multi-user.target
 
 
 # The detection canary: where metrics are on, the events daemon writes one failure line per jail of
-# ours every few minutes, where the jail's daemon writes, from this address, which every jail
-# ignores (RFC 5737 TEST-NET-3: nobody's on the Internet); fail2ban's `Ignore` of it proves the
-# jail sees its daemon's lines. Its age per jail is a metric (alert Fail2banJailBlind).
-CANARY_ADDRESS = "203.0.113.254"
+# ours every few minutes, where the jail's daemon writes, from this loopback address, which every
+# jail ignores already (127.0.0.1/8 is in every ignoreip) and no client elsewhere can have (the
+# kernel drops loopback sources that arrive on another interface): it exempts nobody from anything.
+# fail2ban's `Ignore` of it proves the jail sees its daemon's lines. Its age per jail is a metric
+# (alert Fail2banJailBlind).
+CANARY_ADDRESS = "127.0.0.254"
 CANARY_WHY = "detection canary of pve-fail2ban, never banned"
 SSHD_CANARY = f"Invalid user pve-fail2ban-canary from {CANARY_ADDRESS} port 9"
 

@@ -143,7 +143,9 @@ def check_webhook(value):
     """An http(s) URL with a host, no credentials in it (they go in the token setting)."""
     if value == "":
         return None
-    if not isinstance(value, str) or any(c.isspace() or ord(c) < 32 for c in value):
+    if not isinstance(value, str) or any(
+        c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value
+    ):
         return "must be an http(s) URL without spaces, or empty"
     try:
         url = urllib.parse.urlsplit(value)

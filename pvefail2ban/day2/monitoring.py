@@ -5,20 +5,21 @@ package, routing every alert to the notification settings the nodes use. An admi
 Prometheus of his own gets the rules, the dashboard and the scrape job of his inventory written
 where he says (`write`), and no host is touched."""
 
+import os
 from io import BytesIO
 from pathlib import Path
 
 from pyinfra import host, inventory, logger
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.files import File
+from pyinfra.facts.files import File, Sha1File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from .. import alerting
 from ..defaults import DEFAULTS
 from ..node import settings_of
-from ..operations import shipped_script
+from ..operations import files_in_place, shipped_script
 from ..scripts.nodelib import STATE_DIR
 from ..turns import first_turn
 
@@ -31,6 +32,19 @@ def nodes_to_scrape():
     return [
         (h.name, h.data.get("ssh_hostname") or h.name) for h in inventory if GROUP not in h.groups
     ]
+
+
+def present_file(path):
+    """(sha1, mode, owner) of a file on this host, as plan.files_differ compares, or None."""
+    info = host.get_fact(File, path=path)
+    if not info:
+        return None
+    # pyinfra's File fact gives the mode as the digits of its octal form (600)
+    return (
+        host.get_fact(Sha1File, path=path),
+        str(info["mode"]),
+        f"{info['user']}:{info['group']}",
+    )
 
 
 def write_files(folder, nodes):
@@ -46,8 +60,12 @@ def write_files(folder, nodes):
             + alerting.scrape_config(nodes)
         ).encode(),
     }
-    for path, data in written.items():
-        path.write_bytes(data)
+    for path, data in written.items():  # a new file renamed over: a planted symlink is replaced
+        temp = path.with_name(f".{path.name}.new")
+        temp.unlink(missing_ok=True)
+        with open(temp, "xb") as out:
+            out.write(data)
+        os.replace(temp, path)
     return sorted(written)
 
 
@@ -72,6 +90,12 @@ def monitor_fail2ban(write=None):
             "/usr/sbin/sendmail): Alertmanager sends its mail through 127.0.0.1:25; install one "
             "(postfix, as on Proxmox nodes) or unset fail2ban_notify_mail for this host"
         )
+    if settings["notify_webhook"] and settings["notify_webhook_format"] == "gotify":
+        raise DeployError(
+            f"{host.name}: fail2ban_notify_webhook_format = 'gotify': Alertmanager posts its own "
+            "JSON to the webhook, which Gotify refuses; give this host a webhook that takes it "
+            "(ntfy, a JSON receiver) or fail2ban_notify_mail"
+        )
     if not (settings["notify_mail"] or settings["notify_webhook"]):
         logger.warning(
             f"{host.name}: neither fail2ban_notify_mail nor fail2ban_notify_webhook is set: the "
@@ -89,16 +113,15 @@ def monitor_fail2ban(write=None):
         cache_time=settings["apt_cache_time"],
     )
     wanted = alerting.monitoring_files(settings, nodes)
-    staged = [
-        files.put(
-            name=f"{path} staged",
-            src=BytesIO(data),
-            dest=f"{STAGE}{path}",
-            mode="600",
-            create_remote_dir=True,
-        )
-        for path, (data, _, _) in sorted(wanted.items())
-    ]
+    # staged in a root-only folder, each file 0600, never shown by `--diff` (the token is one);
+    # a failed apply removes the stage, so the next run stages and applies again
+    staged = {f"{STAGE}{path}": (data, "600") for path, (data, _, _) in wanted.items()}
+    changed = files_in_place(
+        "Prometheus and Alertmanager configuration staged",
+        staged,
+        {path: present_file(path) for path in staged},
+        private_dir=STAGE,
+    )
     server.shell(
         name="Prometheus and Alertmanager configuration live, tested by promtool and amtool",
         commands=[
@@ -108,8 +131,11 @@ def monitor_fail2ban(write=None):
                 *(f"{path}:{mode}:{owner}" for path, (_, mode, owner) in sorted(wanted.items())),
             )
         ],
-        _if=any_changed(*arguments, *staged),
+        **({} if changed else {"_if": any_changed(*arguments)}),
     )
+    if alerting.TOKEN_PATH not in wanted:  # the token setting removed: its copies go
+        for path in (alerting.TOKEN_PATH, f"{STAGE}{alerting.TOKEN_PATH}"):
+            files.file(name=f"{path} absent (no webhook token)", path=path, present=False)
     for service in ("prometheus", "prometheus-alertmanager"):
         systemd.service(
             name=f"{service} running and enabled at boot",

@@ -27,6 +27,7 @@ import queue
 import re
 import secrets
 import select
+import stat
 import subprocess
 import sys
 import syslog
@@ -225,7 +226,25 @@ CANARY_EVERY = 300
 CANARY_READ_AFTER = 5  # seconds: fail2ban has logged its Ignore by then (it reads within a second)
 FACILITIES = {"daemon": syslog.LOG_DAEMON, "authpriv": syslog.LOG_AUTHPRIV}
 PRIORITIES = {"err": syslog.LOG_ERR, "info": syslog.LOG_INFO}
-IGNORED = re.compile(r"\[([A-Za-z0-9_.-]+)\] Ignore (\S+) by ")
+# fail2ban's own line, whole: "2026-11-29 02:32:20,175 fail2ban.filter  [8763]: INFO  [sshd] Ignore
+# 127.0.0.254 by ip" (text quoted inside another line of its log is no Ignore)
+IGNORED = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.filter\s+\[\d+\]: \w+\s+"
+    r"\[([A-Za-z0-9_.-]+)\] Ignore (\S+) by \w+$"
+)
+
+
+def append_log(path, text):
+    """Append `text` to a product's log file as root, safely: the folder belongs to the product's
+    unprivileged user (PBS: backup), who could plant a symlink (root would append to any file) or a
+    FIFO (the daemon would block): only a regular file, not followed, never waited for."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 class Canary:
@@ -262,8 +281,7 @@ class Canary:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
                 stamp = stamp[:-2] + ":" + stamp[-2:]
                 try:
-                    with open(how["file"], "a") as out:
-                        out.write(f"{stamp}: {how['line']}\n")
+                    append_log(how["file"], f"{stamp}: {how['line']}\n")
                 except OSError as error:
                     log(f"canary of jail {jail} not written to {how['file']}: {error}")
         syslog.openlog("pve-fail2ban-events", syslog.LOG_PID, syslog.LOG_DAEMON)

@@ -130,6 +130,35 @@ def test_a_second_monitoring_run_changes_nothing(lab):
     assert ops_with_changes(again.text) == []
 
 
+def test_a_configuration_that_fails_its_check_changes_nothing_and_is_applied_next_run(lab):
+    host = mon(lab)
+    live = "sha1sum /etc/prometheus/prometheus.yml /etc/prometheus/alertmanager.yml"
+    before = host.sh(live, check=True)[1]
+    # promtool says no (as it would to a configuration Prometheus cannot take); the stage is gone,
+    # as after any failed apply
+    host.sh(
+        "printf '#!/bin/sh\necho lab: rejected >&2\nexit 1\n' > /usr/local/bin/promtool && "
+        "chmod 755 /usr/local/bin/promtool && rm -rf /var/lib/pve-fail2ban/monitoring",
+        check=True,
+    )
+    try:
+        failed = lab.pyinfra(deploy="monitoring.py", inventory=lab.alerts_inventory)
+        assert failed.returncode != 0
+        assert "Prometheus rejects the new configuration, nothing was changed" in failed.text
+        assert host.sh(live, check=True)[1] == before
+        assert host.sh("test -e /var/lib/pve-fail2ban/monitoring")[0] != 0  # tried again next run
+    finally:
+        host.sh("rm -f /usr/local/bin/promtool", check=True)
+    again = lab.pyinfra(deploy="monitoring.py", inventory=lab.alerts_inventory)
+    assert again.returncode == 0, again.text[-3000:]
+    assert "configuration live, tested by promtool and amtool" in again.text
+    assert (
+        ops_with_changes(lab.pyinfra(deploy="monitoring.py", inventory=lab.alerts_inventory).text)
+        == []
+    )
+    assert wait_for(lambda: sorted(query(lab, 'up{job="pve-fail2ban"} == 1')) == NODES, 90, 3)
+
+
 def test_faults_fire_their_alerts_within_the_documented_time_and_resolve(lab):
     pve1, pve2, pve3 = (n for n in lab.nodes() if n.name in ("pve1", "pve2", "pve3"))
     # healthy: each node's canaries are seen (pve3's every 10 s), and no alert is even pending

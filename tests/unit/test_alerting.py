@@ -58,7 +58,8 @@ def test_the_webhook_token_is_a_file_only_alertmanager_reads():
     assert files[alerting.TOKEN_PATH] == (TOKEN.encode(), "640", "root:prometheus")
     config = files[alerting.ALERTMANAGER][0].decode()
     assert TOKEN not in config and f"credentials_file: {alerting.TOKEN_PATH}" in config
-    assert "send_resolved: true" in config
+    assert "send_resolved: true" in config and "follow_redirects: false" in config
+    assert files[alerting.ALERTMANAGER][1:] == ("640", "root:prometheus")  # the URL may be a secret
     without = alerting.monitoring_files(
         settings(fail2ban_notify_webhook="https://hooks.example.com/x"), NODES
     )
@@ -96,6 +97,7 @@ def test_prometheus_accepts_its_configuration_with_our_rules(tools, tmp_path):
             "fail2ban_notify_webhook": "https://hooks.example.com/x?a=1&b='2'",
             "fail2ban_notify_webhook_token": TOKEN,
         },
+        {"fail2ban_notify_webhook": "https://ntfy.example/pve-bäns-\U0001f6a8"},
     ],
 )
 def test_alertmanager_accepts_its_configuration(tools, tmp_path, data):

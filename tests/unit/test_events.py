@@ -3,6 +3,7 @@ node daemon (scripts/events.py), without a node. Webhooks go to a real HTTP serv
 
 import importlib.util
 import json
+import os
 import queue
 import sys
 import threading
@@ -348,10 +349,12 @@ def test_a_token_over_plain_http_goes_only_to_loopback(monkeypatch):
 def test_the_canary_goes_where_each_jails_daemon_writes_and_is_ignored_everywhere():
     on = plan_node(settings(fail2ban_metrics="on"), facts(), name="pve1")
     canary = on.events["canary"]
-    assert canary["address"] == "203.0.113.254" and "203.0.113.254" in on.ignoreip
+    # a loopback address: every jail ignores it already, no client elsewhere can have it
+    assert canary["address"] == "127.0.0.254" and "127.0.0.1/8" in on.ignoreip
+    assert "127.0.0.254" not in on.ignoreip
     assert canary["jails"]["sshd"] == {
         "ident": "sshd", "facility": "authpriv", "priority": "info", "file": None,
-        "line": "Invalid user pve-fail2ban-canary from 203.0.113.254 port 9",
+        "line": "Invalid user pve-fail2ban-canary from 127.0.0.254 port 9",
     }  # fmt: skip
     assert canary["jails"]["proxmox"]["ident"] == "pvedaemon"
     assert canary["jails"]["proxmox"]["priority"] == "err"  # the level the jail reads
@@ -361,9 +364,9 @@ def test_the_canary_goes_where_each_jails_daemon_writes_and_is_ignored_everywher
         name="pve4",
     )
     assert pbs.events["canary"]["jails"]["pbs"]["file"] == "/var/log/proxmox-backup/api/auth.log"
-    assert "rhost=[::ffff:203.0.113.254]:9 " in pbs.events["canary"]["jails"]["pbs"]["line"]
+    assert "rhost=[::ffff:127.0.0.254]:9 " in pbs.events["canary"]["jails"]["pbs"]["line"]
     off = plan_node(settings(fail2ban_notify_mail="root"), facts(sendmail=True), name="pve1")
-    assert off.events["canary"] is None and "203.0.113.254" not in off.ignoreip
+    assert off.events["canary"] is None and off.ignoreip == on.ignoreip
 
 
 def test_each_canary_line_is_one_its_jails_filter_finds(fail2ban_regex, tmp_path):
@@ -387,3 +390,32 @@ def test_each_canary_line_is_one_its_jails_filter_finds(fail2ban_regex, tmp_path
         sample.write_text(f"Nov 24 21:52:11 node1 {how['ident']}[4242]: {how['line']}\n")
         out = fail2ban_regex(sample, FILTERS / f"{products[jail].filter}.conf")
         assert "Lines: 1 lines, 0 ignored, 1 matched" in out, (jail, out)
+
+
+def test_the_canary_is_appended_to_a_regular_file_only(tmp_path):
+    log = tmp_path / "auth.log"
+    log.write_text("before\n")
+    daemon.append_log(str(log), "canary\n")
+    assert log.read_text() == "before\ncanary\n"
+    target = tmp_path / "shadow"
+    target.write_text("root:x\n")
+    (tmp_path / "link.log").symlink_to(target)  # planted by the product's own user
+    with pytest.raises(OSError):
+        daemon.append_log(str(tmp_path / "link.log"), "canary\n")
+    assert target.read_text() == "root:x\n"
+    fifo = tmp_path / "fifo.log"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(OSError):  # no reader: refused at once, never waited for
+        daemon.append_log(str(fifo), "canary\n")
+    assert time.monotonic() - started < 1
+
+
+def test_only_fail2bans_own_ignore_line_counts_as_the_canary_seen():
+    line = "2026-11-29 02:32:20,175 fail2ban.filter         [8763]: INFO    [sshd] Ignore 127.0.0.254 by ip"
+    assert daemon.IGNORED.search(line).groups() == ("sshd", "127.0.0.254")
+    quoted = (
+        "2026-11-29 02:32:20,175 fail2ban.filter         [8763]: INFO    [sshd] Found 192.0.2.9 - "
+        "user [sshd] Ignore 127.0.0.254 by ip"
+    )
+    assert daemon.IGNORED.search(quoted) is None
