@@ -65,6 +65,8 @@ changes: a bad one stops the run and names the key and the value."""
 # fail2ban_banaction = 'auto'
 #   extra addresses, CIDRs or host names never banned
 # fail2ban_ignoreip = []
+#   a reverse proxy on the node in front of a product's web UI: auto (a jail on the access log of each nginx, HAProxy or Caddy found forwarding to 8006/8007/8443) | nginx | haproxy | caddy (that one only) | off (none: such a node fails verify)
+# fail2ban_web_proxy = 'auto'
 #   never ban loopback, this controller or any inventory node; False = off
 # fail2ban_lockout_protection = True
 

@@ -56,6 +56,7 @@ VARIANTS = {
         "Debian 12, no Proxmox product: an admin's monitoring host (monitoring.py)",
     ),
     "upgrade": ("bookworm", "a pve8 node with Debian 13's packages in apt's cache, to upgrade"),
+    "proxy": ("bookworm", "a pve8 node with nginx, HAProxy and Caddy in apt's cache, to front it"),
 }
 # The Proxmox products each variant runs (their simulated daemons and units), and those units.
 PRODUCTS = {
@@ -68,6 +69,7 @@ PRODUCTS = {
     "pdm": "pdm",
     "mon": "",
     "upgrade": "pve",
+    "proxy": "pve",
 }
 # the units of each product, as the deploy knows them (pvefail2ban/products.py)
 UNITS = {p.key: [u.removesuffix(".service") for u in p.units] for p in PRODUCT_LIST}

@@ -127,6 +127,12 @@ IMAGES = {
         {"PRODUCTS": "", "PREFETCH": "prometheus prometheus-alertmanager"},
     ),
     "upgrade": ("Dockerfile.upgrade", "pve8", {}),
+    # Debian's reverse proxies downloaded, not installed: the proxy test installs one per node
+    "proxy": (
+        "Dockerfile.node",
+        "base-bookworm",
+        {"PRODUCTS": "pve", "PREFETCH": "nginx haproxy caddy"},
+    ),
     "attacker": ("Dockerfile.attacker", "base-bookworm", {}),
 }
 

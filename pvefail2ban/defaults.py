@@ -53,6 +53,13 @@ SECTIONS = [
             ),
             ("fail2ban_ignoreip", [], "extra addresses, CIDRs or host names never banned"),
             (
+                "fail2ban_web_proxy",
+                "auto",
+                "a reverse proxy on the node in front of a product's web UI: auto (a jail on the "
+                "access log of each nginx, HAProxy or Caddy found forwarding to 8006/8007/8443) | "
+                "nginx | haproxy | caddy (that one only) | off (none: such a node fails verify)",
+            ),
+            (
                 "fail2ban_lockout_protection",
                 True,
                 "never ban loopback, this controller or any inventory node; False = off",

@@ -15,9 +15,10 @@ from typing import TypedDict
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
-from . import reported
+from . import proxies, reported
 from .jailstatus import check_result
 from .products import PRODUCTS, UNITS
+from .proxies import PROXIES
 from .reporting import ACTION as EVENTS_ACTION
 from .reporting import EVENTS_FILES, EXPORTER
 from .reporting import SERVICE as EVENTS_SERVICE
@@ -52,12 +53,17 @@ EARLIER_JAILS = (
 FILTER_DIR = "/etc/fail2ban/filter.d"
 # Our filters, by file name. Where the fail2ban package ships one of the same name (fail2ban 1.1:
 # proxmox.conf), ours goes beside it as .local, which fail2ban reads after it.
-FILTERS = tuple(dict.fromkeys(name for p in PRODUCTS for name in p.filters))
+FILTERS = tuple(
+    dict.fromkeys(
+        [*(name for p in PRODUCTS for name in p.filters), *(f"{p.filter}.conf" for p in PROXIES)]
+    )
+)
 SHARE_ACTION = "/etc/fail2ban/action.d/pve-fail2ban-share.conf"  # cluster-wide bans
 MANAGED = (
     SSHD_JAIL,
     RECIDIVE_JAIL,
     *(p.jail_file for p in PRODUCTS),
+    *(p.jail_file for p in PROXIES),
     *(f"{FILTER_DIR}/{name.removesuffix('.conf')}{ext}" for name in FILTERS for ext in (".conf", ".local")),
     SHARE_ACTION,
     EVENTS_ACTION,
@@ -73,18 +79,22 @@ UNIT_PREFIXES = {
     f"{EVENTS_SERVICE}.service": "events_",
 }
 # The lines of each jail of ours that are login failures: the check runs fail2ban-regex on them
-FAILURES = {"sshd": "Failed password for|Invalid user", **{p.jail: p.failure for p in PRODUCTS}}
+FAILURES = {
+    "sshd": "Failed password for|Invalid user",
+    **{p.jail: p.failure for p in (*PRODUCTS, *PROXIES)},
+}
 
 
 def probe_config():
     """What scripts/probe.py `facts` looks at on a node."""
     return {
-        "units": [*UNITS, *UNIT_PREFIXES, "rsyslog.service"],
+        "units": [*UNITS, *UNIT_PREFIXES, "rsyslog.service", *(p.unit for p in PROXIES)],
         "logs": [*LOGS, *(p.auth_log for p in PRODUCTS if p.auth_log)],
         "packages": list(PACKAGES),
         "filters": list(FILTERS),
         "files": [*MANAGED, *SHARE_FILES, *EVENTS_FILES],
         "changelogs": {p.key: p.changelog for p in PRODUCTS if p.changelog},
+        "proxies": {p.key: {"unit": p.unit, "configs": list(p.configs)} for p in PROXIES},
         "share_key": f"{KEY}.pub",
         "share_peers": PEERS,
         "mark": MARK,
@@ -108,6 +118,13 @@ class Unit(TypedDict):
     active: str  # ActiveState: active, inactive, failed, ...
     enabled: str  # UnitFileState: enabled, disabled, ...
     pid: int  # MainPID (0: none)
+
+
+class Proxied(TypedDict):
+    forwards: list  # the products' ports it sends requests to (8006, ...)
+    listens: list  # the ports it listens on
+    logs: list  # the access log files it writes that the jail can read ([]: the journal)
+    why: str  # why its log cannot be read, or None
 
 
 class Facts(TypedDict, total=False):
@@ -147,6 +164,7 @@ class Facts(TypedDict, total=False):
     authorized: list  # our lines in root's authorized_keys (only compared, never used)
     textfile_dir: str  # node_exporter's, where its ARGS name one
     sendmail: bool  # an MTA's /usr/sbin/sendmail exists
+    proxies: dict  # {proxy key: Proxied} of the reverse proxies that run here (proxies.py)
     check: dict  # the check as read with the facts (jailstatus.check_result), None: not read
 
 
@@ -332,6 +350,7 @@ def _parse(doc):
         authorized=[line for line in _kind(doc, "authorized", list, []) if isinstance(line, str)],
         textfile_dir=_one(doc.get("textfile_dir"), reported.safe_path, "a textfile directory"),
         sendmail=_kind(doc, "sendmail", bool, False),
+        proxies=_proxies(doc),
         check=_check(doc.get("check")),
     )  # fmt: skip
     for unit, prefix in UNIT_PREFIXES.items():
@@ -340,6 +359,35 @@ def _parse(doc):
         facts[f"{prefix}unitfilestate"] = state["enabled"]
         facts[f"{prefix}mainpid"] = state["pid"]
     return facts
+
+
+def _proxies(doc):
+    """{key: Proxied} of the proxies whose unit runs, from their configuration's text and
+    `ss -Hltnp`'s lines (both parsed here, hostile: proxies.py)."""
+    texts = _kind(doc, "proxies", dict, {})
+    lines = [line for line in _kind(doc, "listening", list, []) if isinstance(line, str)]
+    ports = proxies.listening(lines)
+    found = {}
+    for key, text in texts.items():
+        proxy = proxies.BY_KEY.get(key)
+        if proxy is None or not isinstance(text, str):
+            raise ValueError(
+                f"the node reported a proxy {reported.shown(key)} it was not asked for"
+            )
+        if proxy.key == "nginx":
+            logs, why = proxies.nginx_logs(text)
+        elif proxy.key == "caddy":
+            path, why = proxies.caddy_log(text)
+            logs = [path] if path else []
+        else:
+            logs, why = [], None
+        found[key] = Proxied(
+            forwards=proxies.forwards(proxy, text),
+            listens=ports.get(proxy.process, []),
+            logs=logs,
+            why=why,
+        )
+    return found
 
 
 def _check(doc):

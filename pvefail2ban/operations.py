@@ -80,6 +80,7 @@ class Expected:
     tool: str  # the ban action's firewall tool: nft or iptables
     ping_timeout: int = 30  # seconds fail2ban gets to answer after a (re)start
     daemons: dict = field(default_factory=dict)  # {service of ours that must run: what it does}
+    blind: tuple = ()  # why a jail cannot see its attackers (plan.Plan.blind): never protected
 
     def config(self):
         """What scripts/probe.py `check` is asked."""
@@ -93,7 +94,7 @@ class Expected:
 
     def report(self, host, result):
         """Log the check's `result` (jailstatus.check_result) for `host`; True when protected."""
-        found = problems(result, list(self.jails), list(self.off), self.tool)
+        found = [*problems(result, list(self.jails), list(self.off), self.tool), *self.blind]
         for problem in found:
             host.log_styled(f"NOT PROTECTED: {problem}", fg="red", log_func=logger.error)
         if found:

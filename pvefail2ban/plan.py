@@ -9,8 +9,10 @@ import hashlib
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
-from .facts import FILTER_DIR, RECIDIVE_JAIL, SSHD_JAIL
+from .facts import FILTER_DIR, FILTERS, RECIDIVE_JAIL, SSHD_JAIL
 from .products import PRODUCTS, PVE
+from .proxies import BY_KEY as PROXY_OF
+from .proxies import PROXIES
 from .reporting import EXPORTER, events_config
 
 AUTH_LOG = "/var/log/auth.log"
@@ -68,6 +70,7 @@ class Jail:
     filter: str = None
     why: str = ""
     about: str = ""  # a product's jail: what it protects (its jail file's comment)
+    share_as: str = None  # the jail its bans are made in on the peers (a proxy's: the product's)
 
 
 @dataclass(kw_only=True)
@@ -86,6 +89,7 @@ class Plan:
     share: bool = False  # our jails send their bans to the peers (cluster_bans.py)
     events: dict = None  # metrics and notifications (events.events_config), or None
     warnings: list = field(default_factory=list)
+    blind: list = field(default_factory=list)  # why a jail cannot see its attackers: not protected
 
 
 QUIET_SSHD = ("QUIET", "SILENT", "FATAL", "ERROR")  # sshd LogLevels that drop failed logins (INFO)
@@ -337,6 +341,8 @@ def jails_of(settings, facts, warnings):
             jails.append(product_jail(product, settings, facts))
             risk = client_address_risk(product, facts)
             warnings += [risk] if risk else []
+    proxied, blind = proxy_jails(settings, facts, jails)
+    jails += proxied
     jails += [recidive_jail(settings)] if settings["recidive_enabled"] else []
     running = {jail.name for jail in jails}
     products = {p.jail: p for p in PRODUCTS}
@@ -350,7 +356,75 @@ def jails_of(settings, facts, warnings):
         for name, path in OUR_JAILS.items()
         if name not in running
     }
-    return jails, off
+    return jails, off, blind
+
+
+# the products' ports a proxy may send requests to, and the products that listen there
+PORT_PRODUCTS = {"8006": ("pve", "pmg"), "8007": ("pbs",), "8443": ("pdm",)}
+
+
+def proxy_jails(settings, facts, product_jails):
+    """(a jail on the access log of each reverse proxy of this node that forwards to a product
+    whose jail runs here, why a product's jail is blind behind a proxy: [sentence]). Behind a
+    proxy the product logs the proxy as its client, which is never banned (loopback, the node):
+    only the proxy's log names the client (proxies.py). fail2ban_web_proxy says which proxies get a
+    jail; one it leaves out leaves the product's jail blind, and the node is not protected."""
+    products = {p.key: p for p in PRODUCTS}
+    by_jail = {jail.name: jail for jail in product_jails}
+    choice, jails, blind = settings["web_proxy"], [], []
+    for key, seen in sorted((facts.get("proxies") or {}).items()):
+        proxy = PROXY_OF[key]
+        fronted = [
+            by_jail[products[p].jail]
+            for port in seen["forwards"]
+            for p in PORT_PRODUCTS.get(str(port), ())
+            if products[p].jail in by_jail
+        ]
+        fronted = list({jail.name: jail for jail in fronted}.values())
+        if not fronted:
+            continue
+        names = ", ".join(jail.name for jail in fronted)
+        listens = ", ".join(map(str, seen["listens"])) or "no port found"
+        where = (
+            f"{proxy.name} (listening on {listens}) forwards to "
+            f"{', '.join(map(str, seen['forwards']))} here, so the {names} jail sees the proxy's "
+            "address (loopback or this node: never banned), not the client's"
+        )
+        if choice not in ("auto", key):
+            blind.append(
+                f"{where}; fail2ban_web_proxy = {choice!r}: set it to 'auto' (or {key!r}) to ban "
+                f"on {proxy.name}'s access log"
+            )
+            continue
+        if seen["why"] or (not seen["logs"] and not proxy.journalmatch):
+            blind.append(f"{where}; {seen['why'] or proxy.name + ' writes no access log'}")
+            continue
+        if not seen["logs"] and not facts["journal"]:
+            blind.append(f"{where}; {proxy.name} logs to the journal and this node has none")
+            continue
+        ports = list(
+            dict.fromkeys([*map(str, seen["listens"]), *(p for j in fronted for p in j.ports)])
+        )
+        jails.append(
+            Jail(
+                name=proxy.jail,
+                path=proxy.jail_file,
+                ports=ports,
+                maxretry=min(jail.maxretry for jail in fronted),
+                bantime=fronted[0].bantime,
+                findtime=settings["findtime"],
+                backend="file" if seen["logs"] else "systemd",
+                logpath="\n            ".join(seen["logs"]) or None,
+                journalmatch=None if seen["logs"] else proxy.journalmatch,
+                filter=proxy.filter,
+                why=f"{proxy.name}'s access log: "
+                + (", ".join(seen["logs"]) if seen["logs"] else "the journal of its unit"),
+                about=f"Logins to {names} through {proxy.name}, the reverse proxy in front of it "
+                f"on this node: their clients' addresses are in {proxy.name}'s log only.",
+                share_as=fronted[0].name,
+            )
+        )
+    return jails, blind
 
 
 def filters_of(jails, facts):
@@ -359,6 +433,7 @@ def filters_of(jails, facts):
     same name, ours goes beside it as .local (read after the package's .conf)."""
     running = {jail.name for jail in jails}
     names = [n for p in PRODUCTS if p is PVE or p.jail in running for n in p.filters]
+    names += [f"{p.filter}.conf" for p in PROXIES if p.jail in running]
     return {filter_path(name, facts): name for name in dict.fromkeys(names)}
 
 
@@ -410,7 +485,7 @@ def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"
     if reason:
         raise NodeError(reason)
     warnings = []
-    jails, off = jails_of(settings, facts, warnings)
+    jails, off, blind = jails_of(settings, facts, warnings)
     banaction = _banaction(settings["banaction"], facts)
     multiport, allports, tool, package = BANACTIONS[banaction]
     events = events_config(name, settings, facts, jails)
@@ -437,6 +512,7 @@ def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"
         share=share,
         events=events,
         warnings=warnings,
+        blind=blind,
     )
 
 
@@ -470,7 +546,6 @@ def files_to_remove(wanted, facts):
         f"{FILTER_DIR}/{name}"
         if name in packaged
         else f"{FILTER_DIR}/{name.removesuffix('.conf')}.local"
-        for p in PRODUCTS
-        for name in p.filters
+        for name in FILTERS
     }
     return [path for path in facts["files"] if path not in wanted and path not in not_ours]

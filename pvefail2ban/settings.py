@@ -19,6 +19,7 @@ HOSTNAME_RE = re.compile(
 )
 BACKENDS = ("auto", "systemd", "file")
 BANACTIONS = ("auto", "nftables", "iptables")
+WEB_PROXIES = ("auto", "off", "nginx", "haproxy", "caddy")  # proxies.PROXIES
 METRICS = ("auto", "on", "off")
 WEBHOOK_FORMATS = ("ntfy", "gotify", "json")
 # A mail recipient: a local user (root) or an address; nothing that could end a mail header.
@@ -183,6 +184,7 @@ CHECKS = {
     "fail2ban_findtime": check_time,
     "fail2ban_backend": _choice(BACKENDS),
     "fail2ban_banaction": _choice(BANACTIONS),
+    "fail2ban_web_proxy": _choice(WEB_PROXIES),
     "fail2ban_lockout_protection": check_bool,
     "fail2ban_cluster_bans": check_bool,
     "fail2ban_metrics": _choice(METRICS),

@@ -9,6 +9,7 @@ from pyinfra.api.exceptions import DeployError, FactProcessError
 
 from ..facts import bundled
 from ..products import PRODUCTS, UNITS
+from ..proxies import PROXIES
 from ..reported import (
     HOSTNAME,
     NAME,
@@ -209,8 +210,9 @@ def format_table(
     return "\n".join(lines)
 
 
-# Our login jails: sshd everywhere, one per Proxmox product a node runs (its `products`).
-LOGIN_JAILS = ("sshd", *(p.jail for p in PRODUCTS))
+# Our login jails: sshd everywhere, one per Proxmox product a node runs (its `products`), one per
+# reverse proxy in front of one (proxies.py).
+LOGIN_JAILS = ("sshd", *(p.jail for p in PRODUCTS), *(p.jail for p in PROXIES))
 PRODUCT_JAILS = {p.key: p.jail for p in PRODUCTS}
 
 

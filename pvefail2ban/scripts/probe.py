@@ -21,6 +21,7 @@ test that passed.
 Standard library only, nodelib's text in front (facts.bundled).
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -227,6 +228,24 @@ def release(changelog):
     return {"version": head.group(1) if head else None, "date": date}
 
 
+def proxies(config, state):
+    """The configuration text of each reverse proxy whose unit runs ({key: text}), and what
+    listens where (`ss -Hltnp`'s lines) when one does: the controller parses both."""
+    texts = {}
+    for key, how in config.items():
+        if state.get(how["unit"], {}).get("active") != "active":
+            continue
+        text = ""
+        for pattern in how["configs"]:
+            for path in sorted(glob.glob(pattern)):
+                if os.path.isfile(path) and len(text) < 256 << 10:
+                    text += read(path, 256 << 10) + "\n"
+        texts[key] = text[: 256 << 10]
+    if not texts:
+        return {}
+    return {"proxies": texts, "listening": run("ss", "-Hltnp")[1].splitlines()[:4096]}
+
+
 def facts(config):
     now = time.time()
     state = units(config["units"])
@@ -270,6 +289,7 @@ def facts(config):
         ],
         "textfile_dir": textfile_dir(config["exporter_defaults"]),
         "sendmail": os.access("/usr/sbin/sendmail", os.X_OK),
+        **proxies(config["proxies"], state),
         "apt_lists_age": apt_lists_age(now),
     }
 

@@ -30,6 +30,7 @@ def verify(node, ops):
         tool=node.plan.firewall_tool,
         ping_timeout=node.settings["ping_timeout"],
         daemons=daemons,
+        blind=tuple(node.plan.blind),
     )
     verified(
         name="Check: fail2ban protects this node", expected=expected, recorded=recorded, ops=ops

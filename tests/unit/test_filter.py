@@ -1,4 +1,4 @@
-"""Our filters (proxmox, pbs, pmg, pdm) against their annotated sample logs, with the real fail2ban-regex."""
+"""Our filters (proxmox, pbs, pmg, pdm, and the reverse proxies') against their annotated sample logs, with the real fail2ban-regex."""
 
 import ast
 import json
@@ -20,6 +20,10 @@ CASES = {
     "pbs": (20, 12, 7, {f"192.0.2.{n}" for n in range(66, 71)}),
     "pmg": (12, 7, 4, {f"192.0.2.{n}" for n in range(66, 70)}),
     "pdm": (20, 12, 8, {f"192.0.2.{n}" for n in range(66, 72)}),
+    # reverse proxies in front of a product (proxies.py): their own access logs
+    "proxy-nginx": (13, 7, 6, {"192.0.2.66", "192.0.2.67", "192.0.2.68"}),
+    "proxy-haproxy": (9, 5, 4, {"192.0.2.66", "192.0.2.67", "192.0.2.68"}),
+    "proxy-caddy": (10, 6, 4, {"192.0.2.66", "192.0.2.67"}),
 }
 
 

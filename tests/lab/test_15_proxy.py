@@ -1,0 +1,196 @@
+"""Behind a reverse proxy: Debian's nginx (Proxmox's wiki example), HAProxy and Caddy, each on its
+own PVE 8 node in front of the simulated pveproxy on 8006 (which then sees the proxy as its client,
+as the real one does: rhost=::ffff:127.0.0.1, never banned). The deploy finds each proxy and bans
+on its access log; an attacker through the proxy is refused on 443 and 8006, here and on the
+peers; a forged X-Forwarded-For bans only its sender; the admin behind the proxy is never banned;
+a proxy node with fail2ban_web_proxy = "off" fails verify with the reason.
+
+pve1: nginx (443, 80), pve2: HAProxy (443), pve3: Caddy (443, its log in a file), pve4: a plain
+pve8 peer. Cluster-wide bans on."""
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from lab import attack, config
+from lab.checks import banned, verified_nodes, wait_for
+
+A = config.ATTACKER_IP
+PEM, KEY = "/etc/pvelab/pve-ssl.pem", "/etc/pvelab/pve-ssl.key"
+SETUP = {
+    "nginx": f"""cat > /etc/nginx/sites-enabled/default <<'EOF'
+server {{
+    listen 80 default_server;
+    rewrite ^(.*) https://$host$1 permanent;
+}}
+server {{
+    listen 443 ssl;
+    server_name _;
+    ssl_certificate {PEM};
+    ssl_certificate_key {KEY};
+    proxy_redirect off;
+    location / {{
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_pass https://localhost:8006;
+        proxy_buffering off;
+        client_max_body_size 0;
+    }}
+}}
+EOF
+systemctl restart nginx""",
+    "haproxy": f"""cat {PEM} {KEY} > /etc/haproxy/pve.pem && cat >> /etc/haproxy/haproxy.cfg <<'EOF'
+
+frontend fe_https
+    bind :443 ssl crt /etc/haproxy/pve.pem
+    default_backend be_pve
+
+backend be_pve
+    server pve1 127.0.0.1:8006 ssl verify none
+EOF
+systemctl restart haproxy""",
+    "caddy": f"""install -o caddy -g caddy -m 600 {KEY} /etc/caddy/pve.key &&
+install -o caddy -g caddy -m 644 {PEM} /etc/caddy/pve.pem && cat > /etc/caddy/Caddyfile <<'EOF'
+{{
+    auto_https off
+}}
+:443 {{
+    tls /etc/caddy/pve.pem /etc/caddy/pve.key
+    reverse_proxy https://127.0.0.1:8006 {{
+        transport http {{
+            tls_insecure_skip_verify
+        }}
+    }}
+    log {{
+        output file /var/log/caddy/access.log
+    }}
+}}
+EOF
+systemctl restart caddy""",
+}
+PROXY = {"pve1": "nginx", "pve2": "haproxy", "pve3": "caddy"}
+
+
+@pytest.fixture(scope="module")
+def lab(lab_control):
+    nodes = lab_control.up(variants=["proxy", "proxy", "proxy", "pve8"])
+    for node in nodes[:3]:
+        proxy = PROXY[node.name]
+        node.sh(
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+            f"{proxy} >/tmp/apt.log 2>&1 || {{ tail -20 /tmp/apt.log; exit 1; }}",
+            timeout=300,
+            check=True,
+        )
+        node.sh(SETUP[proxy], check=True)
+        assert wait_for(lambda n=node: attack.port_open(lab_control.attacker(), n, 443), 20)
+    run = lab_control.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    lab_control.first_run = run
+    return lab_control
+
+
+def node_named(lab, name):
+    return next(n for n in lab.nodes() if n.name == name)
+
+
+def unban_everywhere(lab, address):
+    run = lab.pyinfra("--data", f"ip={address}", deploy="unban.py")
+    assert run.returncode == 0, run.text[-3000:]
+
+
+def test_each_proxy_gets_a_jail_on_its_log_and_every_node_is_verified(lab):
+    assert verified_nodes(lab.first_run.text, lab.nodes()) == ["pve1", "pve2", "pve3", "pve4"]
+    for name, proxy in PROXY.items():
+        node = node_named(lab, name)
+        status = node.sh(f"fail2ban-client status proxy-{proxy}")[1]
+        assert "Currently banned:\t0" in status, status
+        ports = node.sh(f"fail2ban-client get proxy-{proxy} action nftables-multiport port")[1]
+        assert "443" in ports and "8006" in ports, ports
+    assert "proxy-" not in node_named(lab, "pve4").sh("fail2ban-client status")[1]
+
+
+@pytest.mark.parametrize("name", ["pve1", "pve2", "pve3"])
+def test_an_attacker_through_the_proxy_is_refused_on_443_and_8006_here_and_on_the_peers(lab, name):
+    node, attacker, peer = node_named(lab, name), lab.attacker(), node_named(lab, "pve4")
+    jail = f"proxy-{PROXY[name]}"
+    unban_everywhere(lab, A)
+    before = node.sh("fail2ban-client status proxmox")[1]
+    started = time.monotonic()
+    codes = attack.web_login(attacker, node, "root@pam", count=3, port=443)
+    assert codes[:2] == ["401", "401"], codes
+    assert wait_for(lambda: A in banned(node, jail), timeout=10), node.sh(
+        f"fail2ban-client status {jail}"
+    )[1]
+    assert wait_for(lambda: not attack.port_open(attacker, node, 443), timeout=5)
+    took = time.monotonic() - started
+    assert not attack.port_open(attacker, node, 8006)
+    # the product saw the proxy: its jail counted nothing (loopback is never banned)
+    line = node.journal("pvedaemon").splitlines()[-1]
+    assert re.search(r"rhost=(::ffff:127\.0\.0\.1|::1|127\.0\.0\.1) ", line), line
+    assert node.sh("fail2ban-client status proxmox")[1] == before
+    # the peer bans it in its proxmox jail
+    assert wait_for(lambda: A in banned(peer, "proxmox"), timeout=10)
+    assert not attack.port_open(attacker, peer, 8006)
+    print(f"{name} ({PROXY[name]}): refused on 443 {took:.1f} s after the first try")
+    unban_everywhere(lab, A)
+    assert wait_for(lambda: attack.port_open(attacker, node, 443), timeout=10)
+
+
+@pytest.mark.parametrize("name", ["pve1", "pve3"])  # HAProxy cannot tell them (its byte count)
+def test_failed_web_ui_logins_through_the_proxy_are_counted(lab, name):
+    node, attacker = node_named(lab, name), lab.attacker()
+    codes = attack.web_post(
+        attacker,
+        node,
+        "/api2/extjs/access/ticket",
+        {"username": "root@pam", "password": "wrong"},
+        count=3,
+        port=443,
+    )
+    assert codes[:2] == ["200", "200"], codes  # extjs: the failure inside a 200
+    assert wait_for(lambda: A in banned(node, f"proxy-{PROXY[name]}"), timeout=10)
+    unban_everywhere(lab, A)
+
+
+def test_a_forged_x_forwarded_for_bans_only_its_sender(lab):
+    node, attacker = node_named(lab, "pve1"), lab.attacker()
+    victim = node_named(lab, "pve4").ip  # the sender claims to be a peer
+    forged = "X-Forwarded-For: 198.51.100.23"
+    for header in (forged, f"X-Forwarded-For: {victim}", f"X-Real-IP: {victim}"):
+        attack.web_login(attacker, node, "root@pam", count=1, port=443, headers=(header,))
+    assert wait_for(lambda: banned(node, "proxy-nginx") == [A], timeout=10)
+    unban_everywhere(lab, A)
+
+
+def test_the_admin_behind_the_proxy_is_never_banned(lab):
+    node = node_named(lab, "pve1")
+    for _ in range(4):  # from this controller, through nginx
+        subprocess.run(
+            ["curl", "-sk", "-o", "/dev/null", "--max-time", "5", "-d",
+             "username=root@pam&password=wrong",
+             f"https://{node.ip}:443/api2/json/access/ticket"],
+            check=False,
+        )  # fmt: skip
+    time.sleep(2)
+    assert banned(node, "proxy-nginx") == []
+    log = node.sh("fail2ban-client status proxy-nginx")[1]
+    assert "Total failed:\t0" in log, log  # ignored before it is counted
+
+
+def test_a_proxy_node_without_the_setting_fails_verify_with_the_reason(lab, tmp_path):
+    inventory = tmp_path / "inventory.py"
+    lab.write_inventory(lab.nodes(), {"pve1": {"fail2ban_web_proxy": "off"}}, path=inventory)
+    run = lab.pyinfra("--limit", "pve1", inventory=inventory)
+    assert run.returncode != 0
+    assert re.search(
+        r"NOT PROTECTED: nginx \(listening on [0-9, ]*443[0-9, ]*\) forwards to 8006 here, "
+        r"so the proxmox jail sees the proxy's address",
+        run.text,
+    ), run.text[-3000:]
+    assert "fail2ban_web_proxy = 'off'" in run.text
+    again = lab.pyinfra("--limit", "pve1")
+    assert again.returncode == 0, again.text[-3000:]

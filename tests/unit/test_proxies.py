@@ -1,0 +1,174 @@
+"""Reverse proxies in front of a product (pvefail2ban/proxies.py): what a node's proxy
+configuration and `ss` say, parsed (hostile input: hypothesis), and what the plan makes of it."""
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pvefail2ban import proxies
+from pvefail2ban.defaults import DEFAULTS
+from pvefail2ban.facts import parse_node
+from pvefail2ban.plan import plan_node
+from pvefail2ban.render import render_files
+from pvefail2ban.settings import validate
+from tests.unit.nodes import recorded
+
+# Proxmox's wiki example (pve.proxmox.com/wiki/Web_Interface_Via_Nginx_Proxy), as Debian's nginx
+# reads it from sites-enabled
+NGINX_WIKI = """
+upstream proxmox {
+    server "pve1.example.com";
+}
+server {
+    listen 80 default_server;
+    rewrite ^(.*) https://$host$1 permanent;
+}
+server {
+    listen 443 ssl;
+    server_name _;
+    ssl_certificate /etc/pve/local/pve-ssl.pem;
+    ssl_certificate_key /etc/pve/local/pve-ssl.key;
+    proxy_redirect off;
+    location / {
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_pass https://localhost:8006;
+        proxy_buffering off;
+    }
+}
+"""
+DEBIAN_NGINX = "http {\n    access_log /var/log/nginx/access.log;\n    include /etc/nginx/sites-enabled/*;\n}\n"
+HAPROXY = """
+frontend fe_https
+    bind :::443 v4v6 ssl crt /etc/haproxy/pve.pem
+    default_backend be_pve
+backend be_pve
+    # server old 127.0.0.1:8007
+    server pve1 127.0.0.1:8006 ssl verify none
+"""
+CADDY = """
+:443 {
+    tls internal
+    reverse_proxy https://127.0.0.1:8006 {
+        transport http {
+            tls_insecure_skip_verify
+        }
+    }
+    log {
+        output file /var/log/caddy/access.log
+    }
+}
+"""
+SS = [
+    'LISTEN 0 511 0.0.0.0:443 0.0.0.0:* users:(("nginx",pid=812,fd=6),("nginx",pid=811,fd=6))',
+    'LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:(("nginx",pid=812,fd=5))',
+    'LISTEN 0 4096 *:8006 *:* users:(("pveproxy worker",pid=900,fd=6))',
+    'LISTEN 0 128 [::]:22 [::]:* users:(("sshd",pid=300,fd=4))',
+]
+
+
+def test_each_proxy_names_the_products_port_it_forwards_to():
+    assert proxies.forwards(proxies.NGINX, DEBIAN_NGINX + NGINX_WIKI) == [8006]
+    assert proxies.forwards(proxies.HAPROXY, HAPROXY) == [8006]  # the commented server is none
+    assert proxies.forwards(proxies.CADDY, CADDY) == [8006]
+    assert proxies.forwards(proxies.CADDY, "x {\n  reverse_proxy localhost:8007\n}") == [8007]
+    assert proxies.forwards(proxies.NGINX, "listen 8006;\nproxy_pass http://[::1]:8443/;") == [8443]
+    assert proxies.forwards(proxies.NGINX, "proxy_pass http://127.0.0.1:18006;") == []
+
+
+def test_where_each_proxy_logs():
+    assert proxies.nginx_logs(DEBIAN_NGINX + NGINX_WIKI) == (["/var/log/nginx/access.log"], None)
+    assert proxies.nginx_logs("server {}") == (["/var/log/nginx/access.log"], None)
+    paths, why = proxies.nginx_logs("access_log /var/log/nginx/pve.log main;")
+    assert paths == [] and "log format of its own (main)" in why
+    assert proxies.nginx_logs("access_log /var/log/nginx/a.log combined;\naccess_log off;") == (
+        ["/var/log/nginx/a.log"],
+        None,
+    )
+    assert proxies.caddy_log(CADDY) == ("/var/log/caddy/access.log", None)
+    assert proxies.caddy_log(":443 {\n  log\n}") == (None, None)  # the journal
+    path, why = proxies.caddy_log(":443 {\n  reverse_proxy localhost:8006\n}")
+    assert path is None and "no `log` directive" in why
+    path, why = proxies.caddy_log("x {\n log {\n  format console\n }\n}")
+    assert path is None and "console" in why
+
+
+def test_what_listens_where():
+    assert proxies.listening(SS) == {
+        "nginx": [80, 443],
+        "sshd": [22],
+    }  # a name with a space is no process of ours
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=2000), st.lists(st.text(max_size=300), max_size=20))
+def test_hostile_configuration_gives_canonical_values_or_nothing(text, lines):
+    for proxy in proxies.PROXIES:
+        assert set(proxies.forwards(proxy, text)) <= set(proxies.PRODUCT_PORTS)
+    paths, why = proxies.nginx_logs(text)
+    assert all(proxies._PATH.fullmatch(p) for p in paths) and (why is None or isinstance(why, str))
+    path, why = proxies.caddy_log(text)
+    assert path is None or proxies._PATH.fullmatch(path)
+    for name, ports in proxies.listening(lines).items():
+        assert all(0 < p < 65536 for p in ports) and len(name) <= 32
+
+
+def facts_with(**texts):
+    """The recorded pve8 node, converged, with these proxies running (their configuration)."""
+    doc = recorded("pve8")
+    doc["proxies"], doc["listening"] = texts, SS
+    return parse_node(json.dumps(doc))
+
+
+def plan(facts, **data):
+    return plan_node(validate({**DEFAULTS, **data}), facts, share=True)
+
+
+def test_a_proxy_in_front_of_pve_gets_a_jail_on_its_log_banning_on_its_ports_too():
+    facts = facts_with(nginx=DEBIAN_NGINX + NGINX_WIKI)
+    assert facts["proxies"] == {
+        "nginx": {
+            "forwards": [8006],
+            "listens": [80, 443],
+            "logs": ["/var/log/nginx/access.log"],
+            "why": None,
+        }
+    }
+    node = plan(facts)
+    jail = next(j for j in node.jails if j.name == "proxy-nginx")
+    assert jail.ports == ["80", "443", "8006"]  # its own, then the product's (443, 80, 8006)
+    assert (jail.backend, jail.logpath, jail.filter) == (
+        "file",
+        "/var/log/nginx/access.log",
+        "proxy-nginx",
+    )
+    assert node.blind == []
+    files = render_files(node, validate(DEFAULTS))
+    text = files[proxies.NGINX.jail_file].decode()
+    assert "pve-fail2ban-share[name=proxmox]" in text  # the peers ban it in their proxmox jail
+    assert "logpath   = /var/log/nginx/access.log" in text
+    assert "/etc/fail2ban/filter.d/proxy-nginx.conf" in files
+
+
+def test_a_proxy_logging_to_the_journal_is_read_there():
+    node = plan(facts_with(haproxy=HAPROXY))
+    jail = next(j for j in node.jails if j.name == "proxy-haproxy")
+    assert (jail.backend, jail.journalmatch) == ("systemd", "_SYSTEMD_UNIT=haproxy.service")
+
+
+def test_a_proxy_left_out_by_the_setting_or_unreadable_leaves_the_node_not_protected():
+    off = plan(facts_with(nginx=NGINX_WIKI), fail2ban_web_proxy="off")
+    assert not [j for j in off.jails if j.name.startswith("proxy-")]
+    (why,) = off.blind
+    assert "nginx (listening on 80, 443) forwards to 8006" in why and "'auto'" in why
+    other = plan(facts_with(nginx=NGINX_WIKI), fail2ban_web_proxy="caddy")
+    assert other.blind and "nginx" in other.blind[0]
+    silent = plan(facts_with(caddy=":443 {\n  reverse_proxy https://127.0.0.1:8006\n}"))
+    assert silent.blind and "no `log` directive" in silent.blind[0]
+
+
+def test_a_proxy_in_front_of_nothing_here_changes_nothing():
+    node = plan(facts_with(nginx="location / {\n  proxy_pass http://127.0.0.1:3000;\n}"))
+    assert not [j for j in node.jails if j.name.startswith("proxy-")] and node.blind == []
