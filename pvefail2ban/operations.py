@@ -44,13 +44,17 @@ def fail(reason: str):
 
 
 @operation()
-def tested_files(files: dict, change: list, remove: list = ()):
+def tested_files(files: dict, change: list, remove: list = (), logs: list = ()):
     """Put `files` ({path: bytes}) live, root:root 0644, only after fail2ban accepted the result.
 
     `change`: the paths that differ on the node, `remove`: ours no longer wanted (both from
     pvefail2ban.plan). They are staged, the whole configuration is tested as it will be
     (fail2ban-client -t, fail2ban-regex on the proxmox filter), and only then put live: a failed
     test fails the node with fail2ban's own words and leaves its live files untouched.
+
+    `logs`: log files a jail reads that another program writes and may not have made yet (Caddy
+    makes its access log at its first request; fail2ban refuses a jail without its file): made
+    empty, owned as their folder, where they are missing.
 
     Added only where something changes (tasks/configure.py): no operation at all otherwise.
     """
@@ -68,6 +72,7 @@ def tested_files(files: dict, change: list, remove: list = ()):
     yield StringCommand(
         "sh", f"{STAGE}/apply.sh", STAGE, *map(QuoteString, change),
         *(["--", *map(QuoteString, remove)] if remove else []),
+        *(["--logs", *map(QuoteString, logs)] if logs else []),
     )  # fmt: skip
 
 

@@ -71,6 +71,7 @@ class Jail:
     why: str = ""
     about: str = ""  # a product's jail: what it protects (its jail file's comment)
     share_as: str = None  # the jail its bans are made in on the peers (a proxy's: the product's)
+    log_made_late: bool = False  # its log files' program makes them at its first line (Caddy)
 
 
 @dataclass(kw_only=True)
@@ -422,6 +423,7 @@ def proxy_jails(settings, facts, product_jails):
                 about=f"Logins to {names} through {proxy.name}, the reverse proxy in front of it "
                 f"on this node: their clients' addresses are in {proxy.name}'s log only.",
                 share_as=fronted[0].name,
+                log_made_late=bool(seen["logs"]),
             )
         )
     return jails, blind

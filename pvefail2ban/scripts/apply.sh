@@ -1,7 +1,7 @@
 #!/bin/sh
 # Put staged fail2ban files live only if fail2ban accepts the result. Uploaded and run by the
 # deploy (pvefail2ban.operations.tested_files); removed again when it ends.
-#   apply.sh STAGE PATH... [-- REMOVE_PATH...]
+#   apply.sh STAGE PATH... [-- REMOVE_PATH...] [--logs LOG...]
 # Every PATH is staged at STAGE/PATH. A PATH the fail2ban package owns is never overwritten: the
 # file goes beside it as .local, which fail2ban reads after the package's .conf.
 set -u
@@ -17,6 +17,15 @@ cp -a /etc/fail2ban/. "$work/"
 installs=""; removes=""; mode=install
 for path in "$@"; do
   if [ "$path" = "--" ]; then mode=remove; continue; fi
+  if [ "$path" = "--logs" ]; then mode=logs; continue; fi
+  if [ "$mode" = logs ]; then
+    # a log a proxy writes, not made yet: made empty, as its own folder's owner (0600)
+    dir=${path%/*}
+    if [ ! -e "$path" ] && [ -d "$dir" ] && [ ! -L "$dir" ]; then
+      install -m 0600 -o "$(stat -c %U "$dir")" -g "$(stat -c %G "$dir")" /dev/null "$path"
+    fi
+    continue
+  fi
   if [ "$mode" = install ]; then
     dest=$(dest_of "$path")
     installs="$installs $path:$dest"

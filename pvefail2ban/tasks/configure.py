@@ -25,6 +25,12 @@ def configure(node):
             files=node.files,
             change=change,
             remove=remove,
+            logs=[
+                path
+                for jail in node.plan.jails
+                if jail.backend == "file" and jail.log_made_late
+                for path in jail.logpath.split()
+            ],
         )
         ops += (
             config,
