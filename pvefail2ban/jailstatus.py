@@ -28,7 +28,7 @@ def check_result(doc):
         "service": [printable(line, 300) for line in _list(doc.get("service"))],
         "rules": {printable(j, 64): v is True for j, v in _dict(doc.get("rules")).items()},
         "empty_sources": [],  # our jails whose source holds no line at all
-        "seen": {},  # {our jail: (failure lines in its source's last lines, of those its filter finds)}
+        "seen": {},  # {our jail: (failure lines in its source's last lines, of those its filter finds, of those from loopback)}
         "action_errors": {printable(j, 64): printable(e, 500) for j, e in _dict(doc.get("action_errors")).items()},
         "daemons": {printable(d, 64): printable(v, 40) for d, v in _dict(doc.get("daemons")).items()},
         "tool": printable(doc["tool"], 20),
@@ -47,10 +47,15 @@ def check_result(doc):
             out["empty_sources"].append(printable(jail, 64))
         elif counts == "unchecked":
             out["unchecked"].append(printable(jail, 64))
-        elif isinstance(counts, list) and len(counts) == 2 and all(type(c) is int for c in counts):
+        elif (
+            isinstance(counts, list)
+            and len(counts) in (2, 3)
+            and all(type(c) is int for c in counts)
+        ):
             if not counts[0]:
                 continue  # no failure line in its source
-            out["seen"][printable(jail, 64)] = (int(counts[0]), int(counts[1]))
+            counts = [*counts, 0][:3]  # an earlier probe's record: no loopback count
+            out["seen"][printable(jail, 64)] = tuple(int(c) for c in counts)
     config = _dict(doc.get("config"))
     if config.get("state") == "tested":
         out["config_tested"] = "now"
@@ -84,6 +89,9 @@ def complete(result, tool, daemons):
     )
 
 
+LOOPBACK_ONLY = 3  # failures from loopback, and none from elsewhere: a proxy stands in front
+
+
 def problems(result, expected_jails, off_jails, tool):
     """Why this node's fail2ban does not protect it as the settings say, as readable sentences
     (empty = all good). `off_jails`: jails the settings switched off, which must not run."""
@@ -108,12 +116,22 @@ def problems(result, expected_jails, off_jails, tool):
                 f"jail {jail} runs but its firewall rules are not in place, so its bans would "
                 f"not be enforced: {error}"
             )
-    for jail, (lines, matched) in sorted(result["seen"].items()):
+    proxied = any(jail.startswith("proxy-") for jail in expected_jails)  # proxies.PROXIES
+    for jail, (lines, matched, loopback) in sorted(result["seen"].items()):
         if jail in expected_jails and lines and not matched:
             found.append(
                 f"jail {jail} is blind: its source holds {lines} failure line(s) of its daemon in its last "
                 "lines, and its filter finds none of them (fail2ban-regex); a filter or journal match of "
                 "the node's own (a .local file?) overrides the deploy's"
+            )
+        elif (
+            jail in expected_jails and not proxied and lines >= LOOPBACK_ONLY and loopback == lines
+        ):
+            found.append(
+                f"jail {jail} sees only loopback: the last {lines} failures its daemon logged all came "
+                "from 127.0.0.1 or ::1, which is never banned; a reverse proxy stands in front of it "
+                "and only the proxy's log names the clients: see fail2ban_web_proxy "
+                "(docs/reverse-proxy.md)"
             )
     found += [
         f"jail {jail} runs although the settings switch it off"

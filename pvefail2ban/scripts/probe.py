@@ -392,10 +392,15 @@ def content():
     return digest.hexdigest()
 
 
+# a failure a daemon logged from loopback: its client was a proxy on the node (never banned);
+# the detection canary's own address (127.0.0.254) is none
+FROM_LOOPBACK = re.compile(r"rhost=\[?(?:::ffff:)?(?:127\.(?!0\.0\.254\b)[0-9.]+|::1)\b")
+
+
 def seen(jail, source, failure, config, test=True):
-    """[failure lines in the last lines of `source`, of them found by the jail's filter]; [0, 0]
-    when there are none; None when the source is empty; "unchecked" when they were not checked
-    before and `test` is off."""
+    """[failure lines in the last lines of `source`, of them found by the jail's filter, of them
+    from loopback (FROM_LOOPBACK)]; [0, 0, 0] when there are none; None when the source is empty;
+    "unchecked" when they were not checked before and `test` is off."""
     kind, where = source
     if kind == "journal":
         _, out, _ = run("journalctl", "-q", "-o", "short", "--no-pager", "-n", "100", *where)
@@ -406,12 +411,13 @@ def seen(jail, source, failure, config, test=True):
         return None
     failures = [line for line in lines if re.search(failure, line)]
     if not failures:
-        return [0, 0]
+        return [0, 0, 0]
+    loopback = sum(1 for line in failures if FROM_LOOPBACK.search(line))
     key = hashlib.sha1("\n".join([config, *failures]).encode()).hexdigest()
     record = os.path.join(STATE, f"seen-{jail}")
     known, _, counts = read(record).strip().partition(" ")
     if known == key and len(counts.split()) == 2:
-        return [int(n) for n in counts.split()]
+        return [*(int(n) for n in counts.split()), loopback]
     if not test:
         return "unchecked"
     import tempfile  # here: only where fail2ban-regex runs
@@ -425,7 +431,7 @@ def seen(jail, source, failure, config, test=True):
     os.makedirs(STATE, exist_ok=True)
     with open(record, "w") as f:
         f.write(f"{key} {counts[0]} {counts[1]}\n")
-    return counts
+    return [*counts, loopback]
 
 
 def bad_ignoreip(dump):

@@ -104,3 +104,20 @@ def test_a_node_without_python3_says_so(tmp_path):
         timeout=60,
     )
     assert parse_node(done.stdout)["python3"] is False
+
+
+def test_a_failure_from_loopback_is_told_but_not_the_canarys():
+    from_loopback = probe.FROM_LOOPBACK.search
+    for line in (
+        "pvedaemon[1]: authentication failure; rhost=::ffff:127.0.0.1 user=root@pam msg=x",
+        "pvedaemon[1]: authentication failure; rhost=127.0.0.1 user=root@pam msg=x",
+        "pvedaemon[1]: authentication failure; rhost=::1 user=root@pam msg=x",
+        "proxmox-backup-api[1]: authentication failure; rhost=[::ffff:127.0.0.1]:4 user=x msg=y",
+    ):
+        assert from_loopback(line), line
+    for line in (
+        "pvedaemon[1]: authentication failure; rhost=::ffff:127.0.0.254 user=canary msg=x",
+        "pvedaemon[1]: authentication failure; rhost=::ffff:192.0.2.1 user=root@pam msg=x",
+        "pvedaemon[1]: authentication failure; rhost=::10 user=root@pam msg=x",
+    ):
+        assert not from_loopback(line), line

@@ -104,11 +104,27 @@ def test_a_jail_whose_firewall_rules_are_missing_is_named_with_fail2bans_error()
 
 def test_a_jail_whose_filter_finds_none_of_its_sources_failures_is_blind():
     result = check_result(good(seen={"proxmox": [3, 0], "sshd": None, "pbs": [0, 0]}))
-    assert result["seen"] == {"proxmox": (3, 0)} and result["empty_sources"] == ["sshd"]
+    # an earlier probe's record (two counts) reads as no failure from loopback
+    assert result["seen"] == {"proxmox": (3, 0, 0)} and result["empty_sources"] == ["sshd"]
     found = problems(result, ["sshd", "proxmox"], [], "nft")
     assert len(found) == 1 and found[0].startswith(
         "jail proxmox is blind: its source holds 3 failure line(s)"
     )
+
+
+def test_a_jail_whose_failures_all_come_from_loopback_stands_behind_a_proxy():
+    """Behind a reverse proxy the daemon logs the proxy (loopback) as every client: never banned.
+    Unless a proxy jail of ours reads the proxy's log, the node is not protected."""
+    result = check_result(good(seen={"proxmox": [4, 4, 4], "sshd": [2, 2, 0]}))
+    (found,) = problems(result, ["sshd", "proxmox"], [], "nft")
+    assert found.startswith("jail proxmox sees only loopback: the last 4 failures")
+    assert "fail2ban_web_proxy" in found
+    behind = problems(result, ["sshd", "proxmox", "proxy-nginx"], [], "nft")
+    assert not [p for p in behind if "loopback" in p]  # the proxy's jail reads the clients
+    mixed = check_result(good(seen={"proxmox": [4, 4, 3]}))  # a client from elsewhere too
+    assert problems(mixed, ["sshd", "proxmox"], [], "nft") == []
+    few = check_result(good(seen={"proxmox": [2, 2, 2]}))
+    assert problems(few, ["sshd", "proxmox"], [], "nft") == []
 
 
 def test_the_summary_says_whether_the_config_was_tested_now_or_is_unchanged():
