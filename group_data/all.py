@@ -25,6 +25,10 @@ changes: a bad one stops the run and names the key and the value."""
 # fail2ban_proxmox_maxretry = 3
 #   PVE ban length (seconds, fail2ban forms, or -1 = forever)
 # fail2ban_proxmox_bantime = 600
+#   also ban failed API tokens and tickets and spiceproxy's SPICE tickets, read from pveproxy's access log (jail pveproxy: its ports and 3128, its bantime)
+# fail2ban_proxmox_access_log = True
+#   401s there within findtime before a ban: more than a login's, as a browser whose ticket expired (a laptop waking up) sends one from each open tab
+# fail2ban_proxmox_access_log_maxretry = 10
 
 # --- pbs jail (Proxmox Backup Server: proxmox-backup-api / -proxy logins) ------------------------
 #   protect the PBS web UI / API where PBS runs (proxmox-backup / proxmox-backup-proxy)
@@ -45,6 +49,10 @@ changes: a bad one stops the run and names the key and the value."""
 # fail2ban_pmg_maxretry = 3
 #   PMG ban length (seconds, fail2ban forms, or -1 = forever)
 # fail2ban_pmg_bantime = 600
+#   also ban failed API tokens and tickets, read from pmgproxy's access log (jail pmgproxy: its ports, its bantime)
+# fail2ban_pmg_access_log = True
+#   401s there within findtime before a ban: more than a login's, as a browser whose ticket expired (a laptop waking up) sends one from each open tab
+# fail2ban_pmg_access_log_maxretry = 10
 
 # --- pdm jail (Proxmox Datacenter Manager: proxmox-datacenter-(privileged-)api logins) -----------
 #   protect the PDM web UI / API where PDM runs (proxmox-datacenter-api / proxmox-datacenter-privileged-api)

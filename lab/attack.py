@@ -31,6 +31,28 @@ def web_post(
     return attacker.sh(cmd, timeout=count * (timeout + 1) + 5)[1].split()
 
 
+def web_get(attacker, node, path, count=1, timeout=5, port=8006, headers=()):
+    """GET `path` `count` times with extra `headers` ("Name: value", e.g. a bad API token);
+    return the HTTP codes."""
+    extra = "".join(f"-H {shlex.quote(h)} " for h in headers)
+    cmd = (
+        f"for i in $(seq {int(count)}); do curl -gsk -o /dev/null -w '%{{http_code}}\\n' "
+        f"--max-time {timeout} {extra}{shlex.quote(_url(node, path, None, port))}; done"
+    )
+    return attacker.sh(cmd, timeout=count * (timeout + 1) + 5)[1].split()
+
+
+def spice_connect(attacker, node, count=1, timeout=5):
+    """CONNECT through the node's spiceproxy (3128) `count` times, as remote-viewer does with a
+    (here: bad) ticket; return the proxy's HTTP codes."""
+    proxy = shlex.quote(f"http://{node.ip}:3128")
+    cmd = (
+        f"for i in $(seq {int(count)}); do curl -s -o /dev/null -w '%{{http_connect}}\\n' "
+        f"--max-time {timeout} -p -x {proxy} http://pvespiceproxy.invalid:61000/; done"
+    )
+    return attacker.sh(cmd, timeout=count * (timeout + 1) + 5)[1].split()
+
+
 def web_login(
     attacker,
     node,

@@ -17,7 +17,7 @@ from pyinfra.api.exceptions import FactProcessError
 
 from . import proxies, reported
 from .jailstatus import check_result
-from .products import PRODUCTS, UNITS
+from .products import ACCESS_FAILURE, ACCESS_FILTER, ACCESS_LOGS, BY_KEY, PRODUCTS, UNITS
 from .proxies import PROXIES
 from .reporting import ACTION as EVENTS_ACTION
 from .reporting import EVENTS_FILES, EXPORTER
@@ -55,7 +55,11 @@ FILTER_DIR = "/etc/fail2ban/filter.d"
 # proxmox.conf), ours goes beside it as .local, which fail2ban reads after it.
 FILTERS = tuple(
     dict.fromkeys(
-        [*(name for p in PRODUCTS for name in p.filters), *(f"{p.filter}.conf" for p in PROXIES)]
+        [
+            *(name for p in PRODUCTS for name in p.filters),
+            *(f"{p.filter}.conf" for p in PROXIES),
+            f"{ACCESS_FILTER}.conf",
+        ]
     )
 )
 SHARE_ACTION = "/etc/fail2ban/action.d/pve-fail2ban-share.conf"  # cluster-wide bans
@@ -64,6 +68,7 @@ MANAGED = (
     RECIDIVE_JAIL,
     *(p.jail_file for p in PRODUCTS),
     *(p.jail_file for p in PROXIES),
+    *(a.jail_file for a in ACCESS_LOGS),
     *(f"{FILTER_DIR}/{name.removesuffix('.conf')}{ext}" for name in FILTERS for ext in (".conf", ".local")),
     SHARE_ACTION,
     EVENTS_ACTION,
@@ -82,6 +87,7 @@ UNIT_PREFIXES = {
 FAILURES = {
     "sshd": "Failed password for|Invalid user",
     **{p.jail: p.failure for p in (*PRODUCTS, *PROXIES)},
+    **{a.jail: ACCESS_FAILURE for a in ACCESS_LOGS},
 }
 
 
@@ -89,12 +95,21 @@ def probe_config():
     """What scripts/probe.py `facts` looks at on a node."""
     return {
         "units": [*UNITS, *UNIT_PREFIXES, "rsyslog.service", *(p.unit for p in PROXIES)],
-        "logs": [*LOGS, *(p.auth_log for p in PRODUCTS if p.auth_log)],
+        "logs": [
+            *LOGS,
+            *(p.auth_log for p in PRODUCTS if p.auth_log),
+            *(a.path for a in ACCESS_LOGS),
+        ],
         "packages": list(PACKAGES),
         "filters": list(FILTERS),
         "files": [*MANAGED, *SHARE_FILES, *EVENTS_FILES],
         "changelogs": {p.key: p.changelog for p in PRODUCTS if p.changelog},
         "proxies": {p.key: {"unit": p.unit, "configs": list(p.configs)} for p in PROXIES},
+        "access_defaults": {
+            p.key: p.access.real_ip_defaults
+            for p in PRODUCTS
+            if p.access and p.access.real_ip_defaults
+        },
         "share_key": f"{KEY}.pub",
         "share_peers": PEERS,
         "mark": MARK,
@@ -165,6 +180,7 @@ class Facts(TypedDict, total=False):
     textfile_dir: str  # node_exporter's, where its ARGS name one
     sendmail: bool  # an MTA's /usr/sbin/sendmail exists
     proxies: dict  # {proxy key: Proxied} of the reverse proxies that run here (proxies.py)
+    real_ip: dict  # {product key: proxies.real_ip} of its web proxy (/etc/default/pveproxy)
     check: dict  # the check as read with the facts (jailstatus.check_result), None: not read
 
 
@@ -351,6 +367,7 @@ def _parse(doc):
         textfile_dir=_one(doc.get("textfile_dir"), reported.safe_path, "a textfile directory"),
         sendmail=_kind(doc, "sendmail", bool, False),
         proxies=_proxies(doc),
+        real_ip=_real_ip(doc),
         check=_check(doc.get("check")),
     )  # fmt: skip
     for unit, prefix in UNIT_PREFIXES.items():
@@ -387,6 +404,17 @@ def _proxies(doc):
             logs=logs,
             why=why,
         )
+    return found
+
+
+def _real_ip(doc):
+    """{product key: proxies.real_ip} of the products whose web proxy settings the node reported."""
+    found = {}
+    for key, text in _kind(doc, "access_defaults", dict, {}).items():
+        product = BY_KEY.get(key)
+        if product is None or not product.access or not isinstance(text, str):
+            raise ValueError(f"the node reported web proxy settings of {reported.shown(key)}")
+        found[key] = proxies.real_ip(text)
     return found
 
 

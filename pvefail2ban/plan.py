@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
 from .facts import FILTER_DIR, FILTERS, RECIDIVE_JAIL, SSHD_JAIL
-from .products import PRODUCTS, PVE
+from .products import ACCESS_FILTER, PRODUCTS, PVE
 from .proxies import BY_KEY as PROXY_OF
 from .proxies import PROXIES
 from .reporting import EXPORTER, events_config
@@ -343,7 +343,7 @@ def jails_of(settings, facts, warnings):
             risk = client_address_risk(product, facts)
             warnings += [risk] if risk else []
     proxied, blind = proxy_jails(settings, facts, jails)
-    jails += proxied
+    jails += proxied + access_jails(settings, facts, jails, warnings)
     jails += [recidive_jail(settings)] if settings["recidive_enabled"] else []
     running = {jail.name for jail in jails}
     products = {p.jail: p for p in PRODUCTS}
@@ -429,6 +429,51 @@ def proxy_jails(settings, facts, product_jails):
     return jails, blind
 
 
+def access_jails(settings, facts, product_jails, warnings):
+    """A jail on the access log of the web proxy of each product whose jail runs here
+    (products.AccessLog: failed API tokens, tickets, SPICE tickets; the product jail's bantime and
+    ports), where the address that log names is the client's: pveproxy takes it from
+    PROXY_REAL_IP_HEADER only with PROXY_REAL_IP_ALLOW_FROM naming the proxies that may set it;
+    without, any client chooses it, and the jail would ban whom a client names: none then."""
+    by_jail, jails = {jail.name: jail for jail in product_jails}, []
+    for product in PRODUCTS:
+        access, fronted = product.access, by_jail.get(product.jail)
+        if not access or not fronted or not settings[f"{product.jail}_access_log"]:
+            continue
+        real = (facts.get("real_ip") or {}).get(product.key) or {}
+        if real.get("why") or (real.get("header") and not real.get("allow_from")):
+            warnings.append(
+                f"{access.real_ip_defaults}: "
+                + (real.get("why") or f"PROXY_REAL_IP_HEADER={real['header']} without "
+                   "PROXY_REAL_IP_ALLOW_FROM")
+                + f": {access.daemon} logs the address any client names in that header, so a "
+                f"jail on its access log would ban whom a client chooses; the {access.jail} jail "
+                "(API tokens, tickets) is not set up. Set PROXY_REAL_IP_ALLOW_FROM to your "
+                f"proxies' addresses and restart {access.daemon} (docs/reverse-proxy.md)"
+            )  # fmt: skip
+            continue
+        jails.append(
+            Jail(
+                name=access.jail,
+                path=access.jail_file,
+                ports=list(dict.fromkeys([*map(str, fronted.ports), *map(str, access.ports)])),
+                maxretry=settings[f"{product.jail}_access_log_maxretry"],
+                bantime=fronted.bantime,
+                findtime=fronted.findtime,
+                backend="file",  # the daemon writes no journal line with the client in it
+                logpath=access.path,
+                filter=ACCESS_FILTER,
+                why=f"{access.daemon}'s access log: {access.path}"
+                + (f" (addresses from {real['header']})" if real.get("header") else ""),
+                about=f"Failed API tokens and tickets of {product.name}, which only "
+                f"{access.daemon}'s access log names with their client (the logins are the "
+                f"{product.jail} jail's).",
+                log_made_late=True,
+            )
+        )
+    return jails
+
+
 def filters_of(jails, facts):
     """{path on the node: our filter file} for the products whose jail runs here, and PVE's
     everywhere (fail2ban-regex by hand needs it). Where the fail2ban package ships a filter of the
@@ -436,6 +481,7 @@ def filters_of(jails, facts):
     running = {jail.name for jail in jails}
     names = [n for p in PRODUCTS if p is PVE or p.jail in running for n in p.filters]
     names += [f"{p.filter}.conf" for p in PROXIES if p.jail in running]
+    names += [f"{ACCESS_FILTER}.conf" for p in PRODUCTS if p.access and p.access.jail in running]
     return {filter_path(name, facts): name for name in dict.fromkeys(names)}
 
 

@@ -16,6 +16,26 @@ SOURCES = ("daemon", "authlog")
 
 
 @dataclass(frozen=True, kw_only=True)
+class AccessLog:
+    """A product's own web proxy (pveproxy, pmgproxy) logs every request it answers to an access
+    log, the only place where a failed API token, ticket or SPICE ticket has its client's address
+    (pveproxy checks those itself: no daemon line names the client). Its jail counts those 401s;
+    the password logins there are the product jail's (its daemon names the client), counted once.
+    """
+
+    daemon: str  # the proxy daemon that writes it
+    path: str
+    jail: str  # its jail's name
+    jail_file: str
+    ports: tuple  # beyond the product's ports: spiceproxy's (it writes the same log)
+    # PROXY_REAL_IP_HEADER / _ALLOW_FROM are read from this file (pveproxy >= 8.3.4): the logged
+    # address is then a header's; None: the TCP peer's, always (pmgproxy)
+    real_ip_defaults: str = None
+    # a failure line the jail's filter must find before a configuration goes live (apply.sh)
+    self_test: tuple = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Product:
     key: str  # how facts, status and the lab name it
     name: str  # what the admin calls it
@@ -45,6 +65,7 @@ class Product:
     # the detection canary (reporting.canary_of): (the daemon's name in the journal, the message
     # of a failed login of it from {address}), written where the daemon writes, at err
     canary: tuple = ()
+    access: AccessLog = None  # its web proxy's access log (API tokens, tickets), if it has one
 
     @property
     def filter(self):
@@ -74,6 +95,17 @@ PVE = Product(
     canary=(
         "pvedaemon",
         "authentication failure; rhost={address} user=canary@pve-fail2ban msg={why}",
+    ),
+    access=AccessLog(
+        daemon="pveproxy",
+        path="/var/log/pveproxy/access.log",
+        jail="pveproxy",
+        jail_file="/etc/fail2ban/jail.d/10_pveproxy.local",
+        ports=(3128,),  # spiceproxy
+        real_ip_defaults="/etc/default/pveproxy",
+        self_test=(
+            '::ffff:192.0.2.1 - - [24/11/2026:21:52:11 +0000] "GET /api2/json/nodes HTTP/1.1" 401 -',
+        ),
     ),
 )
 PBS = Product(
@@ -126,6 +158,16 @@ PMG = Product(
         "pmgdaemon",
         "authentication failure; rhost={address} user=canary@pve-fail2ban msg={why}",
     ),
+    access=AccessLog(
+        daemon="pmgproxy",
+        path="/var/log/pmgproxy/pmgproxy.log",
+        jail="pmgproxy",
+        jail_file="/etc/fail2ban/jail.d/11_pmgproxy.local",
+        ports=(),
+        self_test=(
+            '::ffff:192.0.2.1 - - [24/11/2026:21:52:11 +0000] "GET /api2/json/nodes HTTP/1.1" 401 -',
+        ),
+    ),
 )
 # Proxmox Datacenter Manager: its API is built from PBS's crates (proxmox-rest-server,
 # proxmox-auth-api), so it logs PBS's lines under its own daemons' names (shared/PROXMOX-LOGS.md).
@@ -158,9 +200,16 @@ PDM = Product(
     ),
 )
 PRODUCTS = (PVE, PBS, PMG, PDM)
+ACCESS_LOGS = tuple(p.access for p in PRODUCTS if p.access)
+ACCESS_FILTER = "proxmox-access"  # files/etc/fail2ban/filter.d/proxmox-access.conf
+# what verify's check runs fail2ban-regex on in an access log: a 401 that is no password login
+ACCESS_FAILURE = r'^(?!.*"POST /+api2/+(?:json|extjs)/+access/+ticket/*[ ?]).*" 401 (?:[0-9]+|-)$'
 BY_KEY = {product.key: product for product in PRODUCTS}
 UNITS = {unit: product.key for product in PRODUCTS for unit in product.units}
-SELF_TESTS = {product.filter: product.self_test for product in PRODUCTS}
+SELF_TESTS = {
+    **{product.filter: product.self_test for product in PRODUCTS},
+    ACCESS_FILTER: tuple(line for access in ACCESS_LOGS for line in access.self_test),
+}
 assert all(p.source in SOURCES and (p.source != "authlog" or p.auth_log) for p in PRODUCTS)
 assert all(p.self_test for p in PRODUCTS), "every filter is tested before it goes live"
 assert all(p.canary for p in PRODUCTS), "every jail's detection is proven while it runs"
@@ -178,5 +227,30 @@ def settings_section(product):
             (f"{key}_port", list(product.ports), f"ports to ban on (names or numbers; {short}: {ports})"),
             (f"{key}_maxretry", 3, f"failed {short} logins within findtime before a ban"),
             (f"{key}_bantime", 600, f"{short} ban length (seconds, fail2ban forms, or -1 = forever)"),
+            *access_setting(product),
         ],
     )  # fmt: skip
+
+
+def access_setting(product):
+    """[(key, default, meaning)] of the product's access-log jail (AccessLog), if it has one."""
+    access = product.access
+    if access is None:
+        return []
+    spice = " and spiceproxy's SPICE tickets" if access.ports else ""
+    key = f"fail2ban_{product.jail}_access_log"
+    return [
+        (
+            key,
+            True,
+            f"also ban failed API tokens and tickets{spice}, read from {access.daemon}'s access "
+            f"log (jail {access.jail}: its ports{''.join(f' and {p}' for p in access.ports)}, "
+            "its bantime)",
+        ),
+        (
+            f"{key}_maxretry",
+            10,
+            "401s there within findtime before a ban: more than a login's, as a browser whose "
+            "ticket expired (a laptop waking up) sends one from each open tab",
+        ),
+    ]

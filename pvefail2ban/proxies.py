@@ -8,6 +8,7 @@ Pure: what the probe read on a node (configuration text, `ss -Hltnp` lines: host
 canonical values out.
 """
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -163,3 +164,44 @@ def listening(lines):
         for name in re.findall(r'\("([A-Za-z0-9_.-]{1,32})",pid=', line):
             found.setdefault(name, set()).add(int(port))
     return {name: sorted(ports) for name, ports in found.items()}
+
+
+_ASSIGNMENT = re.compile(r"(?:export\s+)?(PROXY_REAL_IP_HEADER|PROXY_REAL_IP_ALLOW_FROM)=(.*)")
+
+
+def real_ip(text):
+    """{"header": the header pveproxy logs the client's address from, or None; "allow_from": the
+    proxies' networks it takes it from (canonical), None when unset (then from any client: the
+    address is the client's choice), "why": why the file cannot be read as such, or None}, from
+    /etc/default/pveproxy (a shell file; its last plain assignment of each wins, as sourced)."""
+    found = {}
+    for line in _lines(text or ""):
+        match = _ASSIGNMENT.fullmatch(line)
+        if match:
+            value = match.group(2).strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            found[match.group(1)] = value
+    header, allowed = (
+        found.get("PROXY_REAL_IP_HEADER") or None,
+        found.get("PROXY_REAL_IP_ALLOW_FROM"),
+    )
+    result = {"header": None, "allow_from": None, "why": None}
+    if header is None:
+        return result
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header):
+        return {**result, "why": "PROXY_REAL_IP_HEADER is not a plain header name"}
+    result["header"] = header
+    if not allowed:
+        return result
+    networks = []
+    for item in allowed.split(","):
+        item = item.strip()
+        if item == "all":
+            return result  # every client may set it: as unset
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            return {**result, "why": f"PROXY_REAL_IP_ALLOW_FROM holds {item[:60]!r}: no network"}
+    result["allow_from"] = sorted(set(networks))[:64] if networks else None
+    return result

@@ -211,6 +211,12 @@ CHECKS = {
             ("bantime", lambda v: check_time(v, forever_allowed=True)),
         )
     },
+    **{f"fail2ban_{product.jail}_access_log": check_bool for product in PRODUCTS if product.access},
+    **{
+        f"fail2ban_{product.jail}_access_log_maxretry": check_count
+        for product in PRODUCTS
+        if product.access
+    },
 }
 FAIL2BAN_TIMES = {
     "fail2ban_sshd_bantime",

@@ -10,6 +10,16 @@ extjs formatter), pve-common (Ticket.pm, OTP.pm); facts in shared/PROXMOX-LOGS.m
   POST /api2/json/access/tfa               response (PVE 7 only: the second factor, own endpoint)
   POST /api2/json/access/openid/login      always fails (the lab has no OpenID realm)
   POST /api2/json/access/oidc/login        PMG: always fails ("openid connect authentication failure")
+  GET  /api2/json/<path>                   pveproxy's own check of an API token or ticket: 401,
+                                           no body, no line but the access log's (the token
+                                           root@pam!lab=LAB-TOKEN is valid; PMG has no tokens)
+  CONNECT on 3128 (PVE)                    spiceproxy: every ticket is invalid, 401 at once
+
+Every request gets pveproxy's access log line (pmgproxy's on PMG), written when it is answered:
+  <address> - <user> [dd/mm/YYYY:HH:MM:SS +zzzz] "<request line>" <status> <length or ->
+with the address from the header PROXY_REAL_IP_HEADER names in /etc/default/pveproxy, where the
+TCP peer is in PROXY_REAL_IP_ALLOW_FROM (or that is unset) and the header holds one address, as
+pve-http-server's AnyEvent.pm does (PVE >= 8.3.4; never pvedaemon's rhost).
 
 Lines go through syslog, ident "pvedaemon" with its PID, facility daemon; failures at priority
 err. The client address is logged as PVE logs it: from a dual-stack socket, IPv4 clients as
@@ -23,6 +33,7 @@ Environment (the lab writes /etc/pvelab/pvedaemon.env per node):
   PVE_SIM_PRODUCT  pve (default: ident pvedaemon) or pmg (ident pmgdaemon, PMG's lines)
 """
 
+import ipaddress
 import json
 import os
 import re
@@ -41,6 +52,9 @@ LISTEN = os.environ.get("PVE_SIM_LISTEN", "::")
 DELAY = float(os.environ.get("PVE_SIM_DELAY", "3"))
 PMG = os.environ.get("PVE_SIM_PRODUCT", "pve") == "pmg"
 DAEMON = "pmgdaemon" if PMG else "pvedaemon"
+ACCESS_LOG = "/var/log/pmgproxy/pmgproxy.log" if PMG else "/var/log/pveproxy/access.log"
+SPICE_PORT = int(os.environ.get("PVE_SIM_SPICE_PORT", "0" if PMG else "3128"))
+TOKEN = "PVEAPIToken=root@pam!lab=LAB-TOKEN"  # the lab's one valid API token
 CERT = "/etc/pvelab/pve-ssl.pem"
 KEY = "/etc/pvelab/pve-ssl.key"
 PASSWORD = "lab-secret"
@@ -63,6 +77,66 @@ def log(ident, facility, priority, message):
     with _log_lock:
         syslog.openlog(ident, syslog.LOG_PID, facility)
         syslog.syslog(priority, message)
+
+
+def proxy_config(path="/etc/default/pveproxy"):
+    """PROXY_REAL_IP_HEADER and PROXY_REAL_IP_ALLOW_FROM as pveproxy reads them (PVE only)."""
+    found = {}
+    try:
+        with open(path) as file:
+            for line in file:
+                match = re.match(r"\s*(?:export\s+)?(PROXY_REAL_IP_\w+)=(.*)$", line.strip())
+                if match:
+                    found[match.group(1)] = match.group(2).strip().strip("\"'")
+    except OSError:
+        pass
+    return found
+
+
+REAL_IP = {} if PMG else proxy_config()
+
+
+def _ip(text):
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def real_ip(peer, headers):
+    """The address pveproxy logs: the real-IP header's single address where the peer may set it
+    (AnyEvent.pm check_allowed_proxy: every peer when PROXY_REAL_IP_ALLOW_FROM is unset)."""
+    name = REAL_IP.get("PROXY_REAL_IP_HEADER")
+    value = headers.get(name) if name else None
+    claimed = _ip(", ".join(headers.get_all(name))) if value else None  # a list is no address
+    if claimed is None:
+        return peer
+    allowed = REAL_IP.get("PROXY_REAL_IP_ALLOW_FROM")
+    if allowed:
+        source = _ip(peer)
+        if source.version == 6 and source.ipv4_mapped:
+            source = source.ipv4_mapped  # normalize_v4_in_v6
+        nets = []
+        for item in allowed.split(","):
+            try:
+                nets.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                pass
+        if allowed.strip() != "all" and not any(source in net for net in nets):
+            return peer
+    return str(claimed)
+
+
+_access_lock = threading.Lock()
+
+
+def access_log(address, requestline, code, length, user="-"):
+    stamp = time.strftime("%d/%m/%Y:%H:%M:%S %z")
+    line = f'{address} - {user} [{stamp}] "{requestline}" {code} {length if length else "-"}\n'
+    with _access_lock:
+        os.makedirs(os.path.dirname(ACCESS_LOG), exist_ok=True)
+        with open(ACCESS_LOG, "a") as file:
+            file.write(line)
 
 
 def auth_failure(line):
@@ -115,11 +189,25 @@ class Handler(BaseHTTPRequestHandler):
         # compact, as Perl's JSON writes it: the extjs failure is 75 bytes, the JSON one 50, as
         # from PVE (a proxy's access log tells a failed web UI login by that size)
         raw = json.dumps(body, separators=(",", ":")).encode()
+        self._logged(code, len(raw))
         self.send_response(code)
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
+
+    def _logged(self, code, length, user="-"):
+        peer = client_address(self.client_address[0])
+        access_log(real_ip(peer, self.headers), self.requestline, code, length, user)
+
+    def _empty(self, code, delay_from=None):
+        """An answer without a body (pveproxy's own 401), logged at once, sent after the delay."""
+        self._logged(code, 0)
+        if delay_from is not None:
+            time.sleep(max(0.0, DELAY - (time.monotonic() - delay_from)))
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _form(self):
         length = min(int(self.headers.get("Content-Length") or 0), 65536)
@@ -138,9 +226,20 @@ class Handler(BaseHTTPRequestHandler):
         return urllib.parse.unquote(match.group(1)) if match else None
 
     def do_GET(self):
+        started = time.monotonic()
         if self.path.startswith("/api2/json/version"):
             return self._reply(200, {"version": "lab", "release": str(RELEASE)})
-        return self._reply(200, {"lab": "pvedaemon simulator"})
+        if not self.path.startswith("/api2/"):
+            return self._reply(200, {"lab": "pvedaemon simulator"})
+        # pveproxy checks the token or ticket itself (PVE/HTTPServer.pm auth_handler): a failure
+        # is a 401 without a body, after the delay; its warning names no address
+        token = self.headers.get("Authorization") or ""
+        if token and not PMG and token == TOKEN:
+            return self._reply(200, {"lab": "authenticated"})
+        if token and not PMG:
+            log("pveproxy", syslog.LOG_DAEMON, syslog.LOG_WARNING,
+                "authentication failure: invalid token value!")  # fmt: skip
+        return self._empty(401, started)
 
     def do_POST(self):
         started = time.monotonic()
@@ -284,7 +383,43 @@ class DualStackServer(TLSServer):
         super().server_bind()
 
 
+class SpiceHandler(BaseHTTPRequestHandler):
+    """spiceproxy on 3128 (plain HTTP, CONNECT only): a bad ticket is a 401 "invalid ticket"
+    (14 bytes) at once, without the delay; its line has the TCP peer (no real-IP support)."""
+
+    timeout = 15
+
+    def log_message(self, *args):
+        pass
+
+    def do_CONNECT(self):
+        raw = b"invalid ticket"
+        access_log(client_address(self.client_address[0]), self.requestline, 401, len(raw))
+        self.send_response(401)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+class PlainDualStack(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
 def main():
+    os.makedirs(os.path.dirname(ACCESS_LOG), exist_ok=True)  # the package's folder, its log
+    open(ACCESS_LOG, "a").close()
+    if SPICE_PORT:
+        spice = (
+            ThreadingHTTPServer(("0.0.0.0", SPICE_PORT), SpiceHandler)
+            if LISTEN == "0.0.0.0"
+            else PlainDualStack((LISTEN, SPICE_PORT), SpiceHandler)
+        )
+        threading.Thread(target=spice.serve_forever, daemon=True).start()
     if LISTEN == "0.0.0.0":
         server = TLSServer(("0.0.0.0", PORT), Handler)
     else:

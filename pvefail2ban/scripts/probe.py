@@ -290,6 +290,10 @@ def facts(config):
         "textfile_dir": textfile_dir(config["exporter_defaults"]),
         "sendmail": os.access("/usr/sbin/sendmail", os.X_OK),
         **proxies(config["proxies"], state),
+        # the products' web proxy settings that choose the address their access log names
+        "access_defaults": {
+            key: read(path, 64 << 10) for key, path in config.get("access_defaults", {}).items()
+        },
         "apt_lists_age": apt_lists_age(now),
     }
 
@@ -392,9 +396,9 @@ def content():
     return digest.hexdigest()
 
 
-# a failure a daemon logged from loopback: its client was a proxy on the node (never banned);
-# the detection canary's own address (127.0.0.254) is none
-FROM_LOOPBACK = re.compile(r"rhost=\[?(?:::ffff:)?(?:127\.(?!0\.0\.254\b)[0-9.]+|::1)\b")
+# a failure a daemon logged from loopback (its rhost=, or an access log's first field): its client
+# was a proxy on the node (never banned); the detection canary's own address (127.0.0.254) is none
+FROM_LOOPBACK = re.compile(r"(?:rhost=\[?|^)(?:::ffff:)?(?:127\.(?!0\.0\.254\b)[0-9.]+|::1)\b")
 
 
 def seen(jail, source, failure, config, test=True):

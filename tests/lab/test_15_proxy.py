@@ -9,6 +9,7 @@ pve1: nginx (443, 80), pve2: HAProxy (443), pve3: Caddy (443, its log in a file)
 pve8 peer. Cluster-wide bans on."""
 
 import re
+import shlex
 import subprocess
 import time
 
@@ -201,3 +202,80 @@ def test_a_proxy_node_without_the_setting_fails_verify_with_the_reason(lab, tmp_
     assert "NOT PROTECTED: jail proxmox sees only loopback" in run.text
     again = lab.pyinfra("--limit", "pve1")
     assert again.returncode == 0, again.text[-3000:]
+
+
+# ---- pveproxy's own access log: API tokens, tickets, SPICE (pve4: no proxy in front) -----------
+
+BAD_TOKEN = "Authorization: PVEAPIToken=root@pam!lab=not-the-secret"
+
+
+def test_an_api_token_brute_force_and_bad_spice_tickets_are_banned(lab):
+    node, attacker, peer = node_named(lab, "pve4"), lab.attacker(), node_named(lab, "pve1")
+    unban_everywhere(lab, A)
+    before = total_failed(node, "proxmox")
+    codes = attack.web_get(attacker, node, "/api2/json/nodes", count=10, headers=(BAD_TOKEN,))
+    assert codes[:9] == ["401"] * 9, codes
+    assert wait_for(lambda: A in banned(node, "pveproxy"), timeout=10), node.sh(
+        "fail2ban-client status pveproxy"
+    )[1]
+    assert wait_for(lambda: not attack.port_open(attacker, node, 8006), timeout=5)
+    assert not attack.port_open(attacker, node, 3128)  # spiceproxy's port too
+    assert total_failed(node, "proxmox") == before  # no daemon line names a token's client
+    assert wait_for(lambda: A in banned(peer, "pveproxy"), timeout=10)  # cluster-wide
+    unban_everywhere(lab, A)
+    assert wait_for(lambda: attack.port_open(attacker, node, 3128), timeout=10)
+    codes = attack.spice_connect(attacker, node, count=10)
+    assert codes[:9] == ["401"] * 9, codes
+    assert wait_for(lambda: A in banned(node, "pveproxy"), timeout=10)
+    unban_everywhere(lab, A)
+
+
+def test_a_password_login_counts_once_in_the_proxmox_jail_not_twice(lab):
+    node, attacker = node_named(lab, "pve4"), lab.attacker()
+    unban_everywhere(lab, A)
+    login, access = total_failed(node, "proxmox"), total_failed(node, "pveproxy")
+    attack.web_login(attacker, node, "root@pam", count=2)
+    assert wait_for(lambda: total_failed(node, "proxmox") == login + 2, timeout=10)
+    log = node.sh("tail -n 2 /var/log/pveproxy/access.log")[1]
+    assert log.count('POST /api2/json/access/ticket HTTP/1.1" 401 50') == 2, log
+    assert total_failed(node, "pveproxy") == access  # logged there too, counted once
+    unban_everywhere(lab, A)
+
+
+def write_real_ip(node, text):
+    node.sh(
+        f"printf '%s' {shlex.quote(text)} > /etc/default/pveproxy && systemctl restart pvedaemon",
+        check=True,
+    )
+
+
+def test_the_real_ip_header_counts_only_from_the_proxies_pveproxy_allows(lab):
+    node, attacker = node_named(lab, "pve4"), lab.attacker()
+    claimed = ("X-Forwarded-For: 198.51.100.23",)
+    try:
+        # a proxy elsewhere is allowed: a client that is not it chooses nothing, bans itself
+        write_real_ip(node, 'PROXY_REAL_IP_HEADER="X-Forwarded-For"\n'
+                      'PROXY_REAL_IP_ALLOW_FROM="192.0.2.80"\n')  # fmt: skip
+        run = lab.pyinfra("--limit", "pve4")
+        assert run.returncode == 0 and "PROXY_REAL_IP" not in run.text, run.text[-3000:]
+        unban_everywhere(lab, A)
+        attack.web_get(attacker, node, "/api2/json/nodes", count=10, headers=(BAD_TOKEN, *claimed))
+        assert wait_for(lambda: banned(node, "pveproxy") == [A], timeout=10)
+        unban_everywhere(lab, A)
+        # the attacker's address allowed (a trusted proxy's): the header names the client
+        write_real_ip(node, 'PROXY_REAL_IP_HEADER="X-Forwarded-For"\n'
+                      f'PROXY_REAL_IP_ALLOW_FROM="{A}"\n')  # fmt: skip
+        attack.web_get(attacker, node, "/api2/json/nodes", count=10, headers=(BAD_TOKEN, *claimed))
+        assert wait_for(lambda: banned(node, "pveproxy") == ["198.51.100.23"], timeout=10)
+        unban_everywhere(lab, "198.51.100.23")
+        # no allow-list: any client chooses the logged address, so there is no jail on it
+        write_real_ip(node, 'PROXY_REAL_IP_HEADER="X-Forwarded-For"\n')
+        run = lab.pyinfra("--limit", "pve4")
+        assert run.returncode == 0, run.text[-3000:]
+        assert "PROXY_REAL_IP_HEADER=X-Forwarded-For without PROXY_REAL_IP_ALLOW_FROM" in run.text
+        assert "pveproxy" not in node.sh("fail2ban-client status")[1]
+    finally:
+        node.sh("rm -f /etc/default/pveproxy && systemctl restart pvedaemon")
+    run = lab.pyinfra("--limit", "pve4")
+    assert run.returncode == 0, run.text[-3000:]
+    assert "pveproxy" in node.sh("fail2ban-client status")[1]

@@ -24,6 +24,8 @@ CASES = {
     "proxy-nginx": (13, 7, 6, {"192.0.2.66", "192.0.2.67", "192.0.2.68"}),
     "proxy-haproxy": (9, 5, 4, {"192.0.2.66", "192.0.2.67", "192.0.2.68"}),
     "proxy-caddy": (10, 6, 4, {"192.0.2.66", "192.0.2.67"}),
+    # the products' own web proxy (pveproxy, pmgproxy): API tokens, tickets, SPICE
+    "proxmox-access": (16, 9, 7, {"192.0.2.66"}),
 }
 
 

@@ -33,7 +33,10 @@ def settings(**changes):
 def test_facts_are_parsed():
     facts = node("legacy")
     assert facts["sshd_ports"] == ["22"] and facts["sshd_maxauthtries"] == 6
-    assert facts["logs"] == ["/var/log/auth.log", "/var/log/daemon.log"] == facts["logs_written"]
+    assert (
+        facts["logs"][:2] == ["/var/log/auth.log", "/var/log/daemon.log"] == facts["logs_written"]
+    )
+    assert facts["logs"][2:] == ["/var/log/pveproxy/access.log"]  # pveproxy's, no rsyslog's
     assert facts["files"][SSHD_JAIL][1:] == ("644", "root:root")
     assert facts["packages"]["fail2ban"] == "1.0.2-2" and facts["fail2ban_mainpid"] > 1
     assert facts["client"] == "10.213.77.1" and facts["addresses"][0] == "10.213.77.13"
@@ -50,9 +53,10 @@ def test_journal_node_gets_systemd_backends_and_nftables():
     assert [(j.name, j.backend, j.logpath) for j in plan.jails] == [
         ("sshd", "systemd", None),
         ("proxmox", "systemd", None),
+        ("pveproxy", "file", "/var/log/pveproxy/access.log"),  # API tokens: pveproxy's log only
     ]
     assert plan.banaction == "nftables-multiport"
-    assert plan.packages == ["python3-systemd"]
+    assert plan.packages == ["python3-systemd", "python3-pyinotify"]
     assert plan.warnings == []
 
 
@@ -61,6 +65,7 @@ def test_legacy_node_reads_the_guides_log_files():
     assert [(j.backend, j.logpath) for j in plan.jails] == [
         ("file", "/var/log/auth.log"),
         ("file", "/var/log/daemon.log"),
+        ("file", "/var/log/pveproxy/access.log"),
     ]
     assert "python3-pyinotify" in plan.packages and "python3-systemd" not in plan.packages
 
@@ -144,7 +149,8 @@ def test_files_to_change_and_remove():
 
 def test_a_jail_switched_off_is_written_off_so_the_distributions_own_does_not_run():
     plan = plan_node(settings(sshd_enabled=False), node())
-    assert [j.name for j in plan.jails] == ["proxmox"] and sorted(plan.off) == ["recidive", "sshd"]
+    assert [j.name for j in plan.jails] == ["proxmox", "pveproxy"]
+    assert sorted(plan.off) == ["recidive", "sshd"]
     files = render_files(plan, DEFAULTS)
     assert files[SSHD_JAIL].decode().endswith("[sshd]\nenabled = false\n")
     assert "enabled = false" not in files[PROXMOX_JAIL].decode()
@@ -191,7 +197,10 @@ def test_peers_are_only_real_addresses_or_host_names():
 def test_a_log_file_rsyslog_no_longer_writes_is_not_read():
     stale = node("legacy", logs_written=["/var/log/auth.log"])
     plan = plan_node(DEFAULTS, stale)
-    assert [(j.name, j.backend) for j in plan.jails] == [("sshd", "file"), ("proxmox", "systemd")]
+    assert [(j.name, j.backend) for j in plan.jails][:2] == [
+        ("sshd", "file"),
+        ("proxmox", "systemd"),
+    ]
     assert "no longer written by rsyslog" in plan.jails[1].why
     with pytest.raises(NodeError, match="no active rsyslog rule writes it"):
         plan_node(settings(backend="file"), stale)
@@ -322,10 +331,12 @@ def test_pmg_pve_and_pbs_together_and_a_node_running_none():
     assert [(j.name, j.ports, j.filter) for j in plan.jails] == [
         ("sshd", ["22"], "sshd"),
         ("pmg", ["8006"], "pmg"),
+        ("pmgproxy", ["8006"], "proxmox-access"),  # pmgproxy's log: failed tickets
     ]
     assert PMG_FILTER in render_files(plan, DEFAULTS)
     both = plan_node(DEFAULTS, node("pvepbs"), [])
-    assert [j.name for j in both.jails] == ["sshd", "proxmox", "pbs"] and "proxmox" not in both.off
+    assert [j.name for j in both.jails] == ["sshd", "proxmox", "pbs", "pveproxy"]
+    assert "proxmox" not in both.off
     bare = plan_node(DEFAULTS, node(products=[]), [])
     assert [j.name for j in bare.jails] == ["sshd"]
     assert any("none of Proxmox VE, Proxmox Backup Server" in w for w in bare.warnings)

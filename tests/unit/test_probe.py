@@ -113,11 +113,15 @@ def test_a_failure_from_loopback_is_told_but_not_the_canarys():
         "pvedaemon[1]: authentication failure; rhost=127.0.0.1 user=root@pam msg=x",
         "pvedaemon[1]: authentication failure; rhost=::1 user=root@pam msg=x",
         "proxmox-backup-api[1]: authentication failure; rhost=[::ffff:127.0.0.1]:4 user=x msg=y",
+        '::ffff:127.0.0.1 - - [24/11/2026:21:52:11 +0000] "GET /api2/json/nodes HTTP/1.1" 401 -',
+        '::1 - - [24/11/2026:21:52:11 +0000] "GET /api2/json/nodes HTTP/1.1" 401 -',
     ):
         assert from_loopback(line), line
     for line in (
         "pvedaemon[1]: authentication failure; rhost=::ffff:127.0.0.254 user=canary msg=x",
         "pvedaemon[1]: authentication failure; rhost=::ffff:192.0.2.1 user=root@pam msg=x",
         "pvedaemon[1]: authentication failure; rhost=::10 user=root@pam msg=x",
+        '::ffff:192.0.2.1 - - [24/11/2026:21:52:11 +0000] "GET /127.0.0.1 HTTP/1.1" 401 -',
+        '::10 - - [24/11/2026:21:52:11 +0000] "GET /api2/json/nodes HTTP/1.1" 401 -',
     ):
         assert not from_loopback(line), line

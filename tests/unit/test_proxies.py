@@ -172,3 +172,69 @@ def test_a_proxy_left_out_by_the_setting_or_unreadable_leaves_the_node_not_prote
 def test_a_proxy_in_front_of_nothing_here_changes_nothing():
     node = plan(facts_with(nginx="location / {\n  proxy_pass http://127.0.0.1:3000;\n}"))
     assert not [j for j in node.jails if j.name.startswith("proxy-")] and node.blind == []
+
+
+# ---- the products' own web proxy: pveproxy's access log (API tokens, tickets, SPICE) ------------
+
+
+def facts_real_ip(text):
+    """The recorded pve8 node, converged, with this /etc/default/pveproxy."""
+    doc = recorded("pve8")
+    doc["access_defaults"] = {"pve": text}
+    return parse_node(json.dumps(doc))
+
+
+def test_pveproxy_s_real_ip_settings_are_read_as_pveproxy_reads_them():
+    assert proxies.real_ip("") == {"header": None, "allow_from": None, "why": None}
+    assert proxies.real_ip('LISTEN_IP="::"\n# PROXY_REAL_IP_HEADER="X-Real-IP"\n')["header"] is None
+    doc = 'PROXY_REAL_IP_HEADER="X-Forwarded-For"\nPROXY_REAL_IP_ALLOW_FROM="192.168.0.2, 10.1.0.0/16"'
+    assert proxies.real_ip(doc) == {
+        "header": "X-Forwarded-For",
+        "allow_from": ["10.1.0.0/16", "192.168.0.2/32"],
+        "why": None,
+    }
+    # the last assignment wins, as the shell sources it; `all` allows every client: as unset
+    assert proxies.real_ip(doc + "\nPROXY_REAL_IP_ALLOW_FROM=all")["allow_from"] is None
+    assert (
+        proxies.real_ip("PROXY_REAL_IP_HEADER=X-Real-IP\nPROXY_REAL_IP_ALLOW_FROM=$NETS")["why"]
+        == "PROXY_REAL_IP_ALLOW_FROM holds '$NETS': no network"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=2000))
+def test_hostile_pveproxy_settings_give_a_header_name_and_networks_or_a_reason(text):
+    found = proxies.real_ip(text)
+    assert found["header"] is None or proxies.re.fullmatch(r"[A-Za-z0-9-]{1,64}", found["header"])
+    for net in found["allow_from"] or []:
+        assert str(proxies.ipaddress.ip_network(net)) == net  # canonical
+    assert found["why"] is None or found["allow_from"] is None
+
+
+def test_a_pve_node_gets_a_jail_on_pveproxy_s_access_log_for_tokens_tickets_and_spice():
+    node = plan(facts_real_ip(""))
+    jail = next(j for j in node.jails if j.name == "pveproxy")
+    assert (jail.backend, jail.logpath, jail.filter) == (
+        "file",
+        "/var/log/pveproxy/access.log",
+        "proxmox-access",
+    )
+    assert jail.ports == ["443", "80", "8006", "3128"] and jail.maxretry == 10
+    files = render_files(node, validate(DEFAULTS))
+    text = files["/etc/fail2ban/jail.d/10_pveproxy.local"].decode()
+    assert "[pveproxy]" in text and "logpath   = /var/log/pveproxy/access.log" in text
+    assert "/etc/fail2ban/filter.d/proxmox-access.conf" in files
+    off = plan(facts_real_ip(""), fail2ban_proxmox_access_log=False)
+    assert "pveproxy" not in [j.name for j in off.jails]
+
+
+def test_an_address_any_client_may_choose_gets_no_jail_and_a_warning():
+    chosen = 'PROXY_REAL_IP_HEADER="X-Forwarded-For"\n'
+    node = plan(facts_real_ip(chosen))
+    assert "pveproxy" not in [j.name for j in node.jails]
+    (warning,) = [w for w in node.warnings if "PROXY_REAL_IP" in w]
+    assert "without PROXY_REAL_IP_ALLOW_FROM" in warning and "not set up" in warning
+    trusted = plan(facts_real_ip(chosen + 'PROXY_REAL_IP_ALLOW_FROM="192.0.2.80"\n'))
+    jail = next(j for j in trusted.jails if j.name == "pveproxy")
+    assert "addresses from X-Forwarded-For" in jail.why
+    assert not [w for w in trusted.warnings if "PROXY_REAL_IP" in w]
