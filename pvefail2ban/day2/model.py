@@ -8,7 +8,7 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import DeployError, FactProcessError
 
 from ..facts import bundled
-from ..products import PRODUCTS, UNITS
+from ..products import ACCESS_LOGS, PRODUCTS, UNITS
 from ..proxies import PROXIES
 from ..reported import (
     HOSTNAME,
@@ -211,8 +211,13 @@ def format_table(
 
 
 # Our login jails: sshd everywhere, one per Proxmox product a node runs (its `products`), one per
-# reverse proxy in front of one (proxies.py).
-LOGIN_JAILS = ("sshd", *(p.jail for p in PRODUCTS), *(p.jail for p in PROXIES))
+# reverse proxy in front of one (proxies.py), one per product's web proxy access log (API tokens).
+LOGIN_JAILS = (
+    "sshd",
+    *(p.jail for p in PRODUCTS),
+    *(p.jail for p in PROXIES),
+    *(a.jail for a in ACCESS_LOGS),
+)
 PRODUCT_JAILS = {p.key: p.jail for p in PRODUCTS}
 
 
