@@ -83,11 +83,12 @@ UNIT_PREFIXES = {
     f"{EXPORTER}.service": "exporter_",
     f"{EVENTS_SERVICE}.service": "events_",
 }
-# The lines of each jail of ours that are login failures: the check runs fail2ban-regex on them
+# The lines of each jail of ours that are login failures, and its filter: the check runs
+# fail2ban-regex with that filter on them (fail2ban-regex takes a filter's name, not a jail's)
 FAILURES = {
-    "sshd": "Failed password for|Invalid user",
-    **{p.jail: p.failure for p in (*PRODUCTS, *PROXIES)},
-    **{a.jail: ACCESS_FAILURE for a in ACCESS_LOGS},
+    "sshd": ["Failed password for|Invalid user", "sshd"],
+    **{p.jail: [p.failure, p.filter] for p in (*PRODUCTS, *PROXIES)},
+    **{a.jail: [ACCESS_FAILURE, ACCESS_FILTER] for a in ACCESS_LOGS},
 }
 
 

@@ -463,8 +463,7 @@ def access_jails(settings, facts, product_jails, warnings):
                 backend="file",  # the daemon writes no journal line with the client in it
                 logpath=access.path,
                 filter=ACCESS_FILTER,
-                why=f"{access.daemon}'s access log: {access.path}"
-                + (f" (addresses from {real['header']})" if real.get("header") else ""),
+                why=f"{access.daemon}'s access log: {access.path}",
                 about=f"Failed API tokens and tickets of {product.name}, which only "
                 f"{access.daemon}'s access log names with their client (the logins are the "
                 f"{product.jail} jail's).",

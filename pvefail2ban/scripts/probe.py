@@ -401,7 +401,7 @@ def content():
 FROM_LOOPBACK = re.compile(r"(?:rhost=\[?|^)(?:::ffff:)?(?:127\.(?!0\.0\.254\b)[0-9.]+|::1)\b")
 
 
-def seen(jail, source, failure, config, test=True):
+def seen(jail, source, failure, config, test=True, filter_=None):
     """[failure lines in the last lines of `source`, of them found by the jail's filter, of them
     from loopback (FROM_LOOPBACK)]; [0, 0, 0] when there are none; None when the source is empty;
     "unchecked" when they were not checked before and `test` is off."""
@@ -429,7 +429,7 @@ def seen(jail, source, failure, config, test=True):
     with tempfile.NamedTemporaryFile("w", suffix=".log") as sample:
         sample.write("\n".join(failures) + "\n")
         sample.flush()
-        _, out, _ = run("fail2ban-regex", sample.name, jail)
+        _, out, _ = run("fail2ban-regex", sample.name, filter_ or jail)
     match = re.search(r"^Lines: .*, (\d+) matched", out, re.M)
     counts = [len(failures), int(match.group(1)) if match else 0]
     os.makedirs(STATE, exist_ok=True)
@@ -532,7 +532,8 @@ def check(config, test):
     for jail in ours:
         source = source_of(jails.get(jail, {}))
         if jail in config["failures"] and source is not None:
-            seen_[jail] = seen(jail, source, config["failures"][jail], state, test)
+            failure, filter_ = config["failures"][jail]
+            seen_[jail] = seen(jail, source, failure, state, test, filter_)
     result.update(seen=seen_, config=config_test(state, test))
     return result
 

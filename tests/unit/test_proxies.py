@@ -235,6 +235,5 @@ def test_an_address_any_client_may_choose_gets_no_jail_and_a_warning():
     (warning,) = [w for w in node.warnings if "PROXY_REAL_IP" in w]
     assert "without PROXY_REAL_IP_ALLOW_FROM" in warning and "not set up" in warning
     trusted = plan(facts_real_ip(chosen + 'PROXY_REAL_IP_ALLOW_FROM="192.0.2.80"\n'))
-    jail = next(j for j in trusted.jails if j.name == "pveproxy")
-    assert "addresses from X-Forwarded-For" in jail.why
+    assert "pveproxy" in [j.name for j in trusted.jails]
     assert not [w for w in trusted.warnings if "PROXY_REAL_IP" in w]
