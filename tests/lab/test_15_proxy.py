@@ -259,14 +259,22 @@ def test_the_real_ip_header_counts_only_from_the_proxies_pveproxy_allows(lab):
         run = lab.pyinfra("--limit", "pve4")
         assert run.returncode == 0 and "PROXY_REAL_IP" not in run.text, run.text[-3000:]
         unban_everywhere(lab, A)
-        attack.web_get(attacker, node, "/api2/json/nodes", count=10, headers=(BAD_TOKEN, *claimed))
+        assert wait_for(lambda: attack.port_open(attacker, node, 8006), timeout=10)
+        codes = attack.web_get(attacker, node, "/api2/json/nodes", count=10,
+                               headers=(BAD_TOKEN, *claimed))  # fmt: skip
+        assert codes[:9] == ["401"] * 9, codes
         assert wait_for(lambda: banned(node, "pveproxy") == [A], timeout=10)
         unban_everywhere(lab, A)
+        assert wait_for(lambda: attack.port_open(attacker, node, 8006), timeout=10)
         # the attacker's address allowed (a trusted proxy's): the header names the client
         write_real_ip(node, 'PROXY_REAL_IP_HEADER="X-Forwarded-For"\n'
                       f'PROXY_REAL_IP_ALLOW_FROM="{A}"\n')  # fmt: skip
-        attack.web_get(attacker, node, "/api2/json/nodes", count=10, headers=(BAD_TOKEN, *claimed))
-        assert wait_for(lambda: banned(node, "pveproxy") == ["198.51.100.23"], timeout=10)
+        codes = attack.web_get(attacker, node, "/api2/json/nodes", count=10,
+                               headers=(BAD_TOKEN, *claimed))  # fmt: skip
+        assert codes == ["401"] * 10, codes  # the client named is banned, not its sender
+        assert wait_for(lambda: banned(node, "pveproxy") == ["198.51.100.23"], timeout=10), node.sh(
+            "tail -n 12 /var/log/pveproxy/access.log; tail -n 20 /var/log/fail2ban.log"
+        )[1]
         unban_everywhere(lab, "198.51.100.23")
         # no allow-list: any client chooses the logged address, so there is no jail on it
         write_real_ip(node, 'PROXY_REAL_IP_HEADER="X-Forwarded-For"\n')
