@@ -243,8 +243,10 @@ def test_a_password_login_counts_once_in_the_proxmox_jail_not_twice(lab):
 
 
 def write_real_ip(node, text):
+    """/etc/default/pveproxy as `text`, pveproxy restarted on it and answering again."""
     node.sh(
-        f"printf '%s' {shlex.quote(text)} > /etc/default/pveproxy && systemctl restart pvedaemon",
+        f"printf '%s' {shlex.quote(text)} > /etc/default/pveproxy && systemctl restart pvedaemon "
+        "&& for i in $(seq 50); do ss -Hltn | grep -q ':8006 ' && exit 0; sleep 0.1; done; exit 1",
         check=True,
     )
 
@@ -283,7 +285,7 @@ def test_the_real_ip_header_counts_only_from_the_proxies_pveproxy_allows(lab):
         assert "PROXY_REAL_IP_HEADER=X-Forwarded-For without PROXY_REAL_IP_ALLOW_FROM" in run.text
         assert "pveproxy" not in node.sh("fail2ban-client status")[1]
     finally:
-        node.sh("rm -f /etc/default/pveproxy && systemctl restart pvedaemon")
+        write_real_ip(node, "")
     run = lab.pyinfra("--limit", "pve4")
     assert run.returncode == 0, run.text[-3000:]
     assert "pveproxy" in node.sh("fail2ban-client status")[1]
