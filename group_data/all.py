@@ -75,6 +75,8 @@ changes: a bad one stops the run and names the key and the value."""
 # fail2ban_ignoreip = []
 #   a reverse proxy on the node in front of a product's web UI: auto (a jail on the access log of each nginx, HAProxy or Caddy found forwarding to 8006/8007/8443) | nginx | haproxy | caddy (that one only) | off (none: such a node fails verify)
 # fail2ban_web_proxy = 'auto'
+#   reverse proxies on other hosts in front of the nodes' web UI (IP addresses or networks): never banned, and on PVE nodes pveproxy logs their clients' address from the X-Forwarded-For they set (PROXY_REAL_IP_*, PVE 8.3.4+), where the proxmox and pveproxy jails read it
+# fail2ban_trusted_proxies = []
 #   never ban loopback, this controller or any inventory node; False = off
 # fail2ban_lockout_protection = True
 

@@ -60,6 +60,14 @@ SECTIONS = [
                 "nginx | haproxy | caddy (that one only) | off (none: such a node fails verify)",
             ),
             (
+                "fail2ban_trusted_proxies",
+                [],
+                "reverse proxies on other hosts in front of the nodes' web UI (IP addresses or "
+                "networks): never banned, and on PVE nodes pveproxy logs their clients' address "
+                "from the X-Forwarded-For they set (PROXY_REAL_IP_*, PVE 8.3.4+), where the "
+                "proxmox and pveproxy jails read it",
+            ),
+            (
                 "fail2ban_lockout_protection",
                 True,
                 "never ban loopback, this controller or any inventory node; False = off",

@@ -23,6 +23,7 @@ from .node import (
 from .tasks.configure import configure
 from .tasks.install import install
 from .tasks.preflight import preflight
+from .tasks.pveproxy import real_ip
 from .tasks.reporting import events
 from .tasks.sharing import share
 from .tasks.verify import verify
@@ -31,7 +32,7 @@ from .turns import acting_as, first_turn, in_parallel
 
 @deploy("fail2ban for Proxmox", data_defaults=DEFAULTS)
 def deploy_fail2ban():
-    """preflight -> install -> share -> events -> configure -> verify on every node of the run. A node that fails
+    """preflight -> install -> share -> events -> pveproxy -> configure -> verify on every node of the run. A node that fails
     preflight is left untouched, and a failure on one node never stops the others.
 
     Done once, on the first turn: every node's settings are checked (a bad one stops the run before
@@ -62,6 +63,7 @@ def deploy_fail2ban():
                     *install(node),
                     *share(node, sharing, keys, coming),
                     *events(node),
+                    *real_ip(node),
                     *configure(node),
                 ]
                 verify(node, ops)

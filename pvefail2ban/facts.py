@@ -415,7 +415,7 @@ def _real_ip(doc):
         product = BY_KEY.get(key)
         if product is None or not product.access or not isinstance(text, str):
             raise ValueError(f"the node reported web proxy settings of {reported.shown(key)}")
-        found[key] = proxies.real_ip(text)
+        found[key] = {**proxies.real_ip(text), "text": text}  # rewritten for trusted proxies
     return found
 
 

@@ -128,9 +128,10 @@ def problems(result, expected_jails, off_jails, tool):
             jail in expected_jails and not proxied and lines >= LOOPBACK_ONLY and loopback == lines
         ):
             found.append(
-                f"jail {jail} sees only loopback: the last {lines} failures its daemon logged all came "
-                "from 127.0.0.1 or ::1, which is never banned; a reverse proxy stands in front of it "
-                "and only the proxy's log names the clients: see fail2ban_web_proxy "
+                f"jail {jail} sees only loopback or a trusted proxy: the last {lines} failures its "
+                "daemon logged all came from 127.0.0.1, ::1 or fail2ban_trusted_proxies, which are "
+                "never banned; a reverse proxy stands in front of it and its clients go unseen: see "
+                "fail2ban_web_proxy, and for a proxy elsewhere the header it must set "
                 "(docs/reverse-proxy.md)"
             )
     found += [

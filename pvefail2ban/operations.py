@@ -76,6 +76,17 @@ def tested_files(files: dict, change: list, remove: list = (), logs: list = ()):
     )  # fmt: skip
 
 
+@operation(is_idempotent=False)
+def pveproxy_real_ip(text: str):
+    """/etc/default/pveproxy as `text` (plan.pveproxy_defaults: PROXY_REAL_IP_* for
+    fail2ban_trusted_proxies), pveproxy restarted once on it; the previous file back if pveproxy
+    does not come back (scripts/pveproxy-real-ip.sh). Added only where the text differs."""
+    new = f"{STATE_DIR}/pveproxy.new"
+    yield StringCommand("mkdir", "-p", "-m", "0700", STATE_DIR)
+    yield FileUploadCommand(BytesIO(text.encode()), new)
+    yield shipped_script("pveproxy-real-ip.sh", new)
+
+
 @dataclass(frozen=True)
 class Expected:
     """What the check must find on a node (tasks/verify.py, from its plan)."""
@@ -86,6 +97,8 @@ class Expected:
     ping_timeout: int = 30  # seconds fail2ban gets to answer after a (re)start
     daemons: dict = field(default_factory=dict)  # {service of ours that must run: what it does}
     blind: tuple = ()  # why a jail cannot see its attackers (plan.Plan.blind): never protected
+    failures: dict = field(default_factory=dict)  # {jail: [regex, filter]} where not FAILURES's
+    proxies: tuple = ()  # fail2ban_trusted_proxies: a jail that sees only them sees nobody
 
     def config(self):
         """What scripts/probe.py `check` is asked."""
@@ -94,7 +107,12 @@ class Expected:
             "tool": self.tool,
             "jails": list(self.jails),
             "daemons": list(self.daemons),
-            "failures": {jail: FAILURES[jail] for jail in self.jails if jail in FAILURES},
+            "failures": {
+                jail: self.failures.get(jail) or FAILURES[jail]
+                for jail in self.jails
+                if jail in self.failures or jail in FAILURES
+            },
+            "proxies": list(self.proxies),
         }
 
     def report(self, host, result):

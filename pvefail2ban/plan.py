@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
 from .facts import FILTER_DIR, FILTERS, RECIDIVE_JAIL, SSHD_JAIL
-from .products import ACCESS_FILTER, PRODUCTS, PVE
+from .products import ACCESS_FILTER, ACCESS_LOGIN_FAILURE, PRODUCTS, PVE
 from .proxies import BY_KEY as PROXY_OF
-from .proxies import PROXIES
+from .proxies import PROXIES, REAL_IP_HEADER, REAL_IP_MARK, with_real_ip
 from .reporting import EXPORTER, events_config
 
 AUTH_LOG = "/var/log/auth.log"
@@ -29,6 +29,7 @@ SSHD_JOURNALMATCH = (
     " + SYSLOG_IDENTIFIER=sshd _UID=0 + SYSLOG_IDENTIFIER=sshd-session _UID=0"
 )
 LOOPBACK = ["127.0.0.1/8", "::1"]
+REAL_IP_MAX = 64 << 10  # bytes of /etc/default/pveproxy the probe reads (a bigger one: not ours)
 # Our jails whose name the distribution may define too (Debian 13 enables sshd; fail2ban 1.1 ships
 # a proxmox jail): where ours does not run, a `.local` file keeps the distribution's off as well.
 OUR_JAILS = {
@@ -71,6 +72,7 @@ class Jail:
     why: str = ""
     about: str = ""  # a product's jail: what it protects (its jail file's comment)
     share_as: str = None  # the jail its bans are made in on the peers (a proxy's: the product's)
+    failure: list = None  # [failure line regex, filter] of verify's check, where not FAILURES's
     log_made_late: bool = False  # its log files' program makes them at its first line (Caddy)
 
 
@@ -91,6 +93,9 @@ class Plan:
     events: dict = None  # metrics and notifications (events.events_config), or None
     warnings: list = field(default_factory=list)
     blind: list = field(default_factory=list)  # why a jail cannot see its attackers: not protected
+    # /etc/default/pveproxy as fail2ban_trusted_proxies wants it, where that differs; else None
+    pveproxy_defaults: str = None
+    trusted_proxies: list = field(default_factory=list)  # fail2ban_trusted_proxies (never banned)
 
 
 QUIET_SSHD = ("QUIET", "SILENT", "FATAL", "ERROR")  # sshd LogLevels that drop failed logins (INFO)
@@ -210,9 +215,33 @@ def _authlog_source(product, choice, facts):
     return "systemd", None, f"the journal of {short}'s units"
 
 
+def real_ip_logged(product, settings):
+    """True where the product's web proxy logs the clients of fail2ban_trusted_proxies (pveproxy,
+    which the deploy sets up for them): its daemon logs the proxy, only that access log the client."""
+    return bool(settings["trusted_proxies"] and product.access and product.access.real_ip_defaults)
+
+
 def product_jail(product, settings, facts):
     """The jail of a product's web UI / API: its fail2ban_<jail>_* settings, its filter, its
-    source (log_source)."""
+    source (log_source); behind trusted proxies on PVE, the logins in pveproxy's access log."""
+    if real_ip_logged(product, settings):
+        access = product.access
+        return Jail(
+            name=product.jail,
+            path=product.jail_file,
+            ports=settings[f"{product.jail}_port"],
+            maxretry=settings[f"{product.jail}_maxretry"],
+            bantime=settings[f"{product.jail}_bantime"],
+            findtime=settings["findtime"],
+            backend="file",
+            logpath=access.path,
+            filter=f"{ACCESS_FILTER}[mode=logins]",
+            why=f"{access.daemon}'s access log: behind fail2ban_trusted_proxies {product.short}'s "
+            f"daemon logs the proxy, {access.daemon} the client (PROXY_REAL_IP_*)",
+            about=product.about,
+            failure=[ACCESS_LOGIN_FAILURE, f"{ACCESS_FILTER}[mode=logins]"],
+            log_made_late=True,
+        )
     backend, logpath, why = log_source(product, settings, facts)
     return Jail(
         name=product.jail,
@@ -441,6 +470,8 @@ def access_jails(settings, facts, product_jails, warnings):
         if not access or not fronted or not settings[f"{product.jail}_access_log"]:
             continue
         real = (facts.get("real_ip") or {}).get(product.key) or {}
+        if real_ip_logged(product, settings):  # as this run sets it
+            real = {"header": REAL_IP_HEADER, "allow_from": settings["trusted_proxies"]}
         if real.get("why") or (real.get("header") and not real.get("allow_from")):
             warnings.append(
                 f"{access.real_ip_defaults}: "
@@ -480,7 +511,7 @@ def filters_of(jails, facts):
     running = {jail.name for jail in jails}
     names = [n for p in PRODUCTS if p is PVE or p.jail in running for n in p.filters]
     names += [f"{p.filter}.conf" for p in PROXIES if p.jail in running]
-    names += [f"{ACCESS_FILTER}.conf" for p in PRODUCTS if p.access and p.access.jail in running]
+    names += [f"{ACCESS_FILTER}.conf" for j in jails if (j.filter or "").startswith(ACCESS_FILTER)]
     return {filter_path(name, facts): name for name in dict.fromkeys(names)}
 
 
@@ -519,6 +550,7 @@ def never_banned(settings, facts, peers, controller):
                 "set fail2ban_lockout_protection = False to go on without it"
             )
         ignoreip += [facts["client"], *controller, *peers]
+    ignoreip += settings["trusted_proxies"]  # a proxy is never banned for its clients
     ignoreip += settings["ignoreip"]
     return list(dict.fromkeys(ignoreip))
 
@@ -547,6 +579,8 @@ def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"
             "one forced command as root; PermitRootLogin forced-commands-only is enough)"
         )
     return Plan(
+        pveproxy_defaults=pveproxy_defaults(settings, facts, warnings),
+        trusted_proxies=settings["trusted_proxies"],
         jails=jails,
         off=off,
         banaction=multiport,
@@ -561,6 +595,32 @@ def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"
         warnings=warnings,
         blind=blind,
     )
+
+
+def pveproxy_defaults(settings, facts, warnings):
+    """The text /etc/default/pveproxy gets on a PVE node for fail2ban_trusted_proxies
+    (proxies.with_real_ip), where it differs from the node's; None otherwise. The other products
+    cannot log the client behind a proxy elsewhere: a warning says so."""
+    trusted, runs = settings["trusted_proxies"], facts.get("products") or []
+    for product in PRODUCTS:
+        if trusted and product.key in runs and not real_ip_logged(product, settings):
+            warnings.append(
+                f"fail2ban_trusted_proxies: {product.name} cannot log the client of a proxy on "
+                f"another host (no real-IP setting), so its {product.jail} jail sees the proxy, "
+                "which is never banned: ban on the proxy host itself (docs/reverse-proxy.md)"
+            )
+    if "pve" not in runs:
+        return None
+    current = ((facts.get("real_ip") or {}).get("pve") or {}).get("text") or ""
+    if not trusted and REAL_IP_MARK not in current:
+        return None  # nothing of ours there: the admin's file is left as it is
+    if len(current) >= REAL_IP_MAX:
+        raise NodeError(
+            f"/etc/default/pveproxy is {len(current)} bytes or more: too large to rewrite for "
+            "fail2ban_trusted_proxies; set PROXY_REAL_IP_* there by hand"
+        )
+    wanted = with_real_ip(current, trusted)
+    return wanted if wanted != current else None
 
 
 def sha1(data):

@@ -205,3 +205,38 @@ def real_ip(text):
             return {**result, "why": f"PROXY_REAL_IP_ALLOW_FROM holds {item[:60]!r}: no network"}
     result["allow_from"] = sorted(set(networks))[:64] if networks else None
     return result
+
+
+# fail2ban_trusted_proxies on a PVE node: pveproxy logs the address their X-Forwarded-For names
+REAL_IP_HEADER = "X-Forwarded-For"
+REAL_IP_MARK = (
+    "# pve-fail2ban: fail2ban_trusted_proxies (these lines are its own, rewritten each run)"
+)
+
+
+def with_real_ip(text, trusted):
+    """/etc/default/pveproxy's `text` with the PROXY_REAL_IP_* lines fail2ban_trusted_proxies
+    gives (`trusted`: canonical addresses/networks): the header and the allow-list of those proxies
+    only, under our mark, replacing any other PROXY_REAL_IP_* line (a client must never choose the
+    logged address); `trusted` empty: our lines removed, the admin's own kept. Every other line as
+    it was."""
+    lines, kept, skip = (text or "").splitlines(), [], 0
+    for line in lines:
+        if line == REAL_IP_MARK:
+            skip = 2  # our two lines after the mark
+            continue
+        assignment = _ASSIGNMENT.fullmatch(line.split("#", 1)[0].strip())
+        if skip and assignment:
+            skip -= 1
+            continue
+        skip = 0
+        if trusted and assignment:
+            continue
+        kept.append(line)
+    if trusted:
+        kept += [
+            REAL_IP_MARK,
+            f'PROXY_REAL_IP_HEADER="{REAL_IP_HEADER}"',
+            f'PROXY_REAL_IP_ALLOW_FROM="{",".join(trusted)}"',
+        ]
+    return "\n".join(kept) + "\n" if kept else ""

@@ -1,5 +1,6 @@
 """Check every fail2ban_* setting before any node is touched; return them normalised."""
 
+import ipaddress
 import re
 import socket
 import urllib.parse
@@ -133,6 +134,33 @@ def normalise_addresses(value):
     return out
 
 
+def normalise_proxies(value):
+    """fail2ban_trusted_proxies: IP addresses or networks (pveproxy's PROXY_REAL_IP_ALLOW_FROM
+    takes no host names), canonical, at most 64."""
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or len(items) > 64:
+        raise ValueError("must be a list of at most 64 IP addresses or networks")
+    out = []
+    for item in items:
+        try:
+            if "%" in item:
+                raise ValueError("a scope")
+            network = ipaddress.ip_network(item.strip(), strict=True)
+            mapped = getattr(network.network_address, "ipv4_mapped", None)
+            if mapped and network.num_addresses == 1:
+                network = ipaddress.ip_network(mapped)
+        except (ValueError, TypeError, AttributeError):
+            raise ValueError(
+                f"{shown_value(item)} is not an IP address or network (a.b.c.d, a.b.c.0/24, "
+                "2001:db8::/64; no host name: pveproxy's PROXY_REAL_IP_ALLOW_FROM takes none)"
+            ) from None
+        if network.num_addresses == 1:
+            out.append(str(network.network_address))
+        else:
+            out.append(str(network))
+    return list(dict.fromkeys(out))
+
+
 def check_mail(value):
     if value == "":
         return None
@@ -227,7 +255,7 @@ FAIL2BAN_TIMES = {
 }  # written as text into jails
 SECRETS = {"fail2ban_notify_webhook_token"}  # never shown, not even in an error
 PORT_KEYS = ("fail2ban_sshd_port", *(f"fail2ban_{product.jail}_port" for product in PRODUCTS))
-KNOWN = set(CHECKS) | set(PORT_KEYS) | {"fail2ban_ignoreip"}
+KNOWN = set(CHECKS) | set(PORT_KEYS) | {"fail2ban_ignoreip", "fail2ban_trusted_proxies"}
 assert KNOWN == set(DEFAULTS), "every setting has a default and a check"
 
 
@@ -264,6 +292,12 @@ def validate(data):
             out[key[len("fail2ban_") :]] = normalise_ports(value)
         except ValueError as error:
             errors.append(f"{key} = {value!r}: {error}")
+    try:
+        out["trusted_proxies"] = normalise_proxies(data.get("fail2ban_trusted_proxies", []))
+    except ValueError as error:
+        errors.append(
+            f"fail2ban_trusted_proxies = {shown_value(data.get('fail2ban_trusted_proxies'))}: {error}"
+        )
     try:
         out["ignoreip"] = normalise_addresses(data.get("fail2ban_ignoreip", []))
     except ValueError as error:

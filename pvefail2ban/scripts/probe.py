@@ -399,9 +399,45 @@ def content():
 # a failure a daemon logged from loopback (its rhost=, or an access log's first field): its client
 # was a proxy on the node (never banned); the detection canary's own address (127.0.0.254) is none
 FROM_LOOPBACK = re.compile(r"(?:rhost=\[?|^)(?:::ffff:)?(?:127\.(?!0\.0\.254\b)[0-9.]+|::1)\b")
+CLIENT = re.compile(r"(?:rhost=\[?|^)(?:::ffff:)?([0-9A-Fa-f.:]{2,45})")  # a failure's address
 
 
-def seen(jail, source, failure, config, test=True, filter_=None):
+PVEPROXY_DEFAULTS = "/etc/default/pveproxy"  # PROXY_REAL_IP_*: what pveproxy's log names
+ACCESS_TIME = re.compile(r"^\S+ - \S+ \[(\d\d/\d\d/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\]")
+
+
+def logged_before(line, when):
+    """True when an access log line (pveproxy's format) was written before `when` (epoch)."""
+    found = ACCESS_TIME.search(line)
+    if not found or when is None:
+        return False
+    import datetime  # here: only where proxies are named
+
+    try:
+        stamp = datetime.datetime.strptime(found.group(1), "%d/%m/%Y:%H:%M:%S %z")
+    except ValueError:
+        return False
+    return stamp.timestamp() < when
+
+
+def from_proxy(line, networks):
+    """True when a failure line names loopback or one of fail2ban_trusted_proxies (`networks`):
+    its client is a proxy, never banned."""
+    if FROM_LOOPBACK.search(line):
+        return True
+    found = CLIENT.search(line) if networks else None
+    if not found:
+        return False
+    import ipaddress  # here: only where proxies are named
+
+    try:
+        address = ipaddress.ip_address(found.group(1).rstrip(":"))
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def seen(jail, source, failure, config, test=True, filter_=None, proxies=()):
     """[failure lines in the last lines of `source`, of them found by the jail's filter, of them
     from loopback (FROM_LOOPBACK)]; [0, 0, 0] when there are none; None when the source is empty;
     "unchecked" when they were not checked before and `test` is off."""
@@ -416,7 +452,18 @@ def seen(jail, source, failure, config, test=True, filter_=None):
     failures = [line for line in lines if re.search(failure, line)]
     if not failures:
         return [0, 0, 0]
-    loopback = sum(1 for line in failures if FROM_LOOPBACK.search(line))
+    since = None
+    if proxies:
+        import ipaddress
+
+        proxies = [ipaddress.ip_network(p) for p in proxies]
+        try:  # lines pveproxy wrote before its real-IP settings name the proxy: no evidence
+            since = os.path.getmtime(PVEPROXY_DEFAULTS)
+        except OSError:
+            pass
+    loopback = sum(
+        1 for line in failures if not logged_before(line, since) and from_proxy(line, proxies)
+    )
     key = hashlib.sha1("\n".join([config, *failures]).encode()).hexdigest()
     record = os.path.join(STATE, f"seen-{jail}")
     known, _, counts = read(record).strip().partition(" ")
@@ -533,7 +580,9 @@ def check(config, test):
         source = source_of(jails.get(jail, {}))
         if jail in config["failures"] and source is not None:
             failure, filter_ = config["failures"][jail]
-            seen_[jail] = seen(jail, source, failure, state, test, filter_)
+            seen_[jail] = seen(
+                jail, source, failure, state, test, filter_, config.get("proxies") or ()
+            )
     result.update(seen=seen_, config=config_test(state, test))
     return result
 

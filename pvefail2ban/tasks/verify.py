@@ -31,6 +31,8 @@ def verify(node, ops):
         ping_timeout=node.settings["ping_timeout"],
         daemons=daemons,
         blind=tuple(node.plan.blind),
+        failures={jail.name: jail.failure for jail in node.plan.jails if jail.failure},
+        proxies=tuple(node.plan.trusted_proxies),
     )
     verified(
         name="Check: fail2ban protects this node", expected=expected, recorded=recorded, ops=ops

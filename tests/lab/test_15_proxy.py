@@ -289,3 +289,44 @@ def test_the_real_ip_header_counts_only_from_the_proxies_pveproxy_allows(lab):
     run = lab.pyinfra("--limit", "pve4")
     assert run.returncode == 0, run.text[-3000:]
     assert "pveproxy" in node.sh("fail2ban-client status")[1]
+
+
+def test_behind_a_trusted_proxy_elsewhere_its_clients_are_banned_never_the_proxy(lab, tmp_path):
+    """fail2ban_trusted_proxies: the attacker container plays the proxy on another host; the
+    deploy sets pveproxy's PROXY_REAL_IP_* for it, and the proxmox jail reads pveproxy's log."""
+    node, proxy, peer = node_named(lab, "pve4"), lab.attacker(), node_named(lab, "pve1")
+    inventory = tmp_path / "inventory.py"
+    lab.write_inventory(lab.nodes(), {"pve4": {"fail2ban_trusted_proxies": [A]}}, path=inventory)
+    unban_everywhere(lab, A)
+    try:
+        run = lab.pyinfra("--limit", "pve4", inventory=inventory)
+        assert run.returncode == 0, run.text[-3000:]
+        assert "pveproxy logs the clients of fail2ban_trusted_proxies" in run.text
+        defaults = node.sh("cat /etc/default/pveproxy")[1]
+        assert f'PROXY_REAL_IP_ALLOW_FROM="{A}"' in defaults, defaults
+        for client, path, code in (
+            ("198.51.100.31", "/api2/json/access/ticket", "401"),
+            ("198.51.100.32", "/api2/extjs/access/ticket", "200"),  # the web UI's
+        ):
+            codes = attack.web_post(
+                proxy, node, path, {"username": "root@pam", "password": "wrong"}, count=3,
+                headers=(f"X-Forwarded-For: {client}",),
+            )  # fmt: skip
+            assert codes == [code] * 3, codes
+            assert wait_for(lambda c=client: c in banned(node, "proxmox"), timeout=10), node.sh(
+                "tail -n 5 /var/log/pveproxy/access.log; fail2ban-client status proxmox"
+            )[1]
+            assert wait_for(lambda c=client: c in banned(peer, "proxmox"), timeout=10)
+        assert A not in banned(node, "proxmox") and attack.port_open(proxy, node, 8006)
+        # the admin's web UI still answers (pveproxy was restarted once), and a second run
+        # changes nothing
+        again = lab.pyinfra("--limit", "pve4", inventory=inventory)
+        assert again.returncode == 0 and "PROXY_REAL_IP" not in again.text, again.text[-3000:]
+        assert "pveproxy logs the clients" not in again.text
+    finally:
+        for client in ("198.51.100.31", "198.51.100.32"):
+            unban_everywhere(lab, client)
+        back = lab.pyinfra("--limit", "pve4")  # the setting emptied: our lines go
+    assert back.returncode == 0, back.text[-3000:]
+    assert "PROXY_REAL_IP" not in node.sh("cat /etc/default/pveproxy")[1]
+    assert "journal" in node.sh("fail2ban-client status proxmox")[1].lower()  # pvedaemon's again

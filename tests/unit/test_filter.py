@@ -112,3 +112,13 @@ def test_the_journal_match_is_one_line_of_alternatives_the_unit_or_the_daemons_n
     assert any(a.startswith("SYSLOG_IDENTIFIER=") for a in named)
     assert all(a.split() == [a.split()[0], "_UID=0"] for a in named), named
     assert all(" " not in a for a in alternatives if a not in named)
+
+
+def test_the_access_filter_s_logins_mode_counts_the_password_logins_alone(fail2ban_regex):
+    """mode=logins (a node behind fail2ban_trusted_proxies: its proxmox jail reads pveproxy's
+    log): the sample's three failed logins, JSON and web UI, and none of its 401s of tokens."""
+    samples = SAMPLE_LOGS / "proxmox-access"
+    found = matches(
+        fail2ban_regex("-o", "row", samples, f"{FILTERS / 'proxmox-access.conf'}[mode=logins]")
+    )
+    assert [ip for _, ip in found] == ["192.0.2.43"] * 3

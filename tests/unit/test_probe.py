@@ -125,3 +125,21 @@ def test_a_failure_from_loopback_is_told_but_not_the_canarys():
         '::10 - - [24/11/2026:21:52:11 +0000] "GET /api2/json/nodes HTTP/1.1" 401 -',
     ):
         assert not from_loopback(line), line
+
+
+def test_a_failure_from_a_trusted_proxy_is_told_but_not_before_pveproxy_named_the_clients():
+    import ipaddress
+
+    nets = [ipaddress.ip_network("192.0.2.80/32"), ipaddress.ip_network("10.10.0.0/24")]
+    line = '::ffff:192.0.2.80 - - [24/11/2026:21:52:11 +0000] "GET /api2/json/nodes HTTP/1.1" 401 -'
+    assert probe.from_proxy(line, nets) and probe.from_proxy(
+        line.replace("192.0.2.80", "10.10.0.9"), nets
+    )
+    assert probe.from_proxy(
+        "pbs-api[1]: authentication failure; rhost=[::ffff:192.0.2.80]:4 msg=x", nets
+    )
+    assert not probe.from_proxy(line.replace("192.0.2.80", "192.0.2.81"), nets)
+    assert not probe.from_proxy('x - - [24/11/2026:21:52:11 +0000] "GET / HTTP/1.1" 401 -', nets)
+    written = 1795557131  # 2026-11-24 21:52:11 UTC
+    assert probe.logged_before(line, written + 1) and not probe.logged_before(line, written)
+    assert not probe.logged_before("pvedaemon[1]: authentication failure; rhost=::1", written + 1)

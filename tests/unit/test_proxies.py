@@ -10,6 +10,7 @@ from pvefail2ban import proxies
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.facts import parse_node
 from pvefail2ban.plan import plan_node
+from pvefail2ban.products import PVE
 from pvefail2ban.render import render_files
 from pvefail2ban.settings import validate
 from tests.unit.nodes import recorded
@@ -237,3 +238,71 @@ def test_an_address_any_client_may_choose_gets_no_jail_and_a_warning():
     trusted = plan(facts_real_ip(chosen + 'PROXY_REAL_IP_ALLOW_FROM="192.0.2.80"\n'))
     assert "pveproxy" in [j.name for j in trusted.jails]
     assert not [w for w in trusted.warnings if "PROXY_REAL_IP" in w]
+
+
+# ---- fail2ban_trusted_proxies: a proxy on another host ------------------------------------------
+
+
+def test_trusted_proxies_are_never_banned_and_pveproxy_logs_their_clients():
+    facts = facts_real_ip('LISTEN_IP="::"\nPROXY_REAL_IP_HEADER="X-Real-IP"\n')
+    node = plan(facts, fail2ban_trusted_proxies=["192.0.2.80", "10.10.0.0/24"])
+    assert "192.0.2.80" in node.ignoreip and "10.10.0.0/24" in node.ignoreip
+    assert node.pveproxy_defaults == (
+        'LISTEN_IP="::"\n'
+        f"{proxies.REAL_IP_MARK}\n"
+        'PROXY_REAL_IP_HEADER="X-Forwarded-For"\n'
+        'PROXY_REAL_IP_ALLOW_FROM="192.0.2.80,10.10.0.0/24"\n'
+    )  # the admin's other lines kept, its own real-IP header replaced: no client chooses
+    jails = {j.name: j for j in node.jails}
+    assert (jails["proxmox"].logpath, jails["proxmox"].filter) == (
+        "/var/log/pveproxy/access.log",
+        "proxmox-access[mode=logins]",
+    )  # pvedaemon logs the proxy: the logins are counted where pveproxy names the client
+    assert jails["pveproxy"].filter == "proxmox-access"  # and the rest of the 401s, once
+    files = render_files(node, validate(DEFAULTS))
+    assert "filter    = proxmox-access[mode=logins]" in files[PVE.jail_file].decode()
+    # once written, nothing to do; emptied, our lines go and the admin's stay
+    done = facts_real_ip(node.pveproxy_defaults)
+    assert (
+        plan(done, fail2ban_trusted_proxies=["192.0.2.80", "10.10.0.0/24"]).pveproxy_defaults
+        is None
+    )
+    back = plan(done)
+    assert back.pveproxy_defaults == 'LISTEN_IP="::"\n'
+    assert next(j for j in back.jails if j.name == "proxmox").filter == "proxmox"
+    assert plan(facts).pveproxy_defaults is None  # never ours: left as it is
+
+
+def test_trusted_proxies_are_checked_before_any_node_is_touched():
+    for bad in (["proxy.example.com"], ["10.0.0.1/8"], ["fe80::1%eth0"], "x y"):
+        try:
+            validate({**DEFAULTS, "fail2ban_trusted_proxies": bad})
+        except Exception as error:  # noqa: BLE001
+            assert "fail2ban_trusted_proxies" in str(error) and "nothing was changed" in str(error)
+        else:
+            raise AssertionError(bad)
+    ok = validate({**DEFAULTS, "fail2ban_trusted_proxies": ["::ffff:192.0.2.80", "10.0.0.0/8"]})
+    assert ok["trusted_proxies"] == ["192.0.2.80", "10.0.0.0/8"]
+
+
+def test_a_product_without_real_ip_support_behind_trusted_proxies_is_told():
+    doc = recorded("pmg")
+    node = plan_node(
+        validate({**DEFAULTS, "fail2ban_trusted_proxies": ["192.0.2.80"]}),
+        parse_node(json.dumps(doc)),
+    )
+    assert any("Proxmox Mail Gateway cannot log the client" in w for w in node.warnings)
+    assert node.pveproxy_defaults is None and "192.0.2.80" in node.ignoreip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=3000))
+def test_whatever_the_file_holds_the_rewrite_leaves_only_our_real_ip_lines(text):
+    out = proxies.with_real_ip(text, ["192.0.2.80"])
+    assert proxies.real_ip(out) == {
+        "header": "X-Forwarded-For",
+        "allow_from": ["192.0.2.80/32"],
+        "why": None,
+    }
+    assert proxies.with_real_ip(out, ["192.0.2.80"]) == out  # a second run changes nothing
+    assert proxies.real_ip(proxies.with_real_ip(out, []))["header"] is None

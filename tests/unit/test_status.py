@@ -117,7 +117,9 @@ def test_a_jail_whose_failures_all_come_from_loopback_stands_behind_a_proxy():
     Unless a proxy jail of ours reads the proxy's log, the node is not protected."""
     result = check_result(good(seen={"proxmox": [4, 4, 4], "sshd": [2, 2, 0]}))
     (found,) = problems(result, ["sshd", "proxmox"], [], "nft")
-    assert found.startswith("jail proxmox sees only loopback: the last 4 failures")
+    assert found.startswith(
+        "jail proxmox sees only loopback or a trusted proxy: the last 4 failures"
+    )
     assert "fail2ban_web_proxy" in found
     behind = problems(result, ["sshd", "proxmox", "proxy-nginx"], [], "nft")
     assert not [p for p in behind if "loopback" in p]  # the proxy's jail reads the clients
