@@ -56,6 +56,13 @@ WantedBy=multi-user.target
 CANARY_ADDRESS = "127.0.0.254"
 CANARY_WHY = "detection canary of pve-fail2ban, never banned"
 SSHD_CANARY = f"Invalid user pve-fail2ban-canary from {CANARY_ADDRESS} port 9"
+# ... in a product web proxy's access log (pveproxy's format, after "<address> - - [<date>] "): a
+# failed login for a product jail that reads it (behind fail2ban_trusted_proxies), a 401 of
+# another request for the access-log jail (products.AccessLog)
+ACCESS_CANARY = {
+    "login": '"POST /api2/json/access/ticket HTTP/1.1" 401 50',
+    "other": '"GET /api2/json/pve-fail2ban-canary HTTP/1.1" 401 -',
+}
 
 
 def canary_of(jails):
@@ -63,9 +70,16 @@ def canary_of(jails):
     (plan.Jail) is written: to syslog under its daemon's name (the journal, and rsyslog's files),
     and where the jail reads a product's own auth log, to that file too."""
     products = {p.jail: p for p in PRODUCTS}
+    access_logs = {p.access.path for p in PRODUCTS if p.access}
     found = {}
     for jail in jails:
-        if jail.name == "sshd":
+        if jail.logpath in access_logs:  # written to that file alone, as pveproxy does
+            found[jail.name] = {
+                "ident": None, "facility": "daemon", "priority": "err", "file": jail.logpath,
+                "line": ACCESS_CANARY["login" if jail.name in products else "other"],
+                "access": True,
+            }  # fmt: skip
+        elif jail.name == "sshd":
             found["sshd"] = {
                 "ident": "sshd", "facility": "authpriv", "priority": "info", "line": SSHD_CANARY,
                 "file": None,

@@ -275,13 +275,18 @@ class Canary:
 
     def send(self, now):
         for jail, how in self.jails.items():
-            syslog.openlog(how["ident"], syslog.LOG_PID, FACILITIES[how["facility"]])
-            syslog.syslog(PRIORITIES[how["priority"]], how["line"])
-            if how.get("file"):  # a product's own auth log: as its API server writes it
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
-                stamp = stamp[:-2] + ":" + stamp[-2:]
+            if how.get("ident"):
+                syslog.openlog(how["ident"], syslog.LOG_PID, FACILITIES[how["facility"]])
+                syslog.syslog(PRIORITIES[how["priority"]], how["line"])
+            if how.get("file"):  # a product's own log: as its API server (web proxy) writes it
+                if how.get("access"):
+                    stamp = time.strftime("%d/%m/%Y:%H:%M:%S %z", time.localtime(now))
+                    text = f"{self.address} - - [{stamp}] {how['line']}\n"
+                else:
+                    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
+                    text = f"{stamp[:-2]}:{stamp[-2:]}: {how['line']}\n"
                 try:
-                    append_log(how["file"], f"{stamp}: {how['line']}\n")
+                    append_log(how["file"], text)
                 except OSError as error:
                     log(f"canary of jail {jail} not written to {how['file']}: {error}")
         syslog.openlog("pve-fail2ban-events", syslog.LOG_PID, syslog.LOG_DAEMON)

@@ -419,3 +419,23 @@ def test_only_fail2bans_own_ignore_line_counts_as_the_canary_seen():
         "user [sshd] Ignore 127.0.0.254 by ip"
     )
     assert daemon.IGNORED.search(quoted) is None
+
+
+def test_the_canary_in_pveproxy_s_log_is_one_its_jails_filter_finds(fail2ban_regex, tmp_path):
+    """The access-log jail's canary, and the proxmox jail's behind fail2ban_trusted_proxies, are
+    written to pveproxy's log in its format, each found by its jail's filter (mode) alone."""
+    from tests.unit.test_filter import FILTERS
+
+    on = plan_node(
+        settings(fail2ban_metrics="on", fail2ban_trusted_proxies=["192.0.2.80"]), facts(), name="p"
+    )
+    canary = on.events["canary"]
+    stamp = time.strftime("%d/%m/%Y:%H:%M:%S %z")
+    for jail, mode, other in (("pveproxy", "tokens", "logins"), ("proxmox", "logins", "tokens")):
+        how = canary["jails"][jail]
+        assert how["file"] == "/var/log/pveproxy/access.log" and how["ident"] is None
+        sample = tmp_path / jail
+        sample.write_text(f"{canary['address']} - - [{stamp}] {how['line']}\n")
+        for name, found in ((mode, 1), (other, 0)):
+            out = fail2ban_regex(sample, f"{FILTERS / 'proxmox-access.conf'}[mode={name}]")
+            assert f"Lines: 1 lines, 0 ignored, {found} matched" in out, (jail, name, out)
