@@ -244,7 +244,7 @@ def test_jails_in_the_place_of_earlier_releases_are_moved_in_one_tested_step(lab
     listing = node.sh("ls /etc/fail2ban/jail.d")[1].split()
     assert "01_sshd.conf" not in listing and "02_proxmox.conf" not in listing
     assert {"01_sshd.local", "02_proxmox.local"} <= set(listing)
-    assert "Jail list:\tproxmox, sshd" in node.sh("fail2ban-client status")[1]
+    assert "Jail list:\tproxmox, pveproxy, sshd" in node.sh("fail2ban-client status")[1]
 
 
 @pytest.mark.parametrize(

@@ -92,7 +92,7 @@ def test_a_users_own_deploy_file_converges_and_the_second_run_changes_nothing(
         assert re.search(
             rf"\[{node.name}\] fail2ban [\d.]+; sshd \[[^]]+\] failed .*; proxmox \[", first.text
         ), node.name
-        assert "Jail list:\tproxmox, sshd" in node.sh("fail2ban-client status")[1]
+        assert "Jail list:\tproxmox, pveproxy, sshd" in node.sh("fail2ban-client status")[1]
         assert (
             "maxretry  = 3" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
         )  # the package's default

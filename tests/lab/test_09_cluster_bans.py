@@ -53,13 +53,13 @@ def with_share_key(node, peer, *options, stdin="", timeout=20):
 
 
 def test_sharing_opens_no_listening_port(lab):
-    """Only sshd (22) and the simulated PVE (8006) listen, as before the deploy (127.0.0.11 is
+    """Only sshd (22) and the simulated PVE (8006, spiceproxy 3128) listen, as before the deploy (127.0.0.11 is
     Docker's own DNS resolver inside each container)."""
     for node in lab.nodes():
         assert node.sh("systemctl is-active pve-fail2ban-share")[1].strip() == "active"
         sockets = node.sh("ss -Hltnu | awk '{print $5}'")[1].split()
         ports = {s.rsplit(":", 1)[1] for s in sockets if not s.startswith("127.0.0.11:")}
-        assert ports == {"22", "8006"}, (node.name, sockets)
+        assert ports == {"22", "8006", "3128"}, (node.name, sockets)
 
 
 def test_an_attacker_banned_on_one_node_is_refused_by_every_node_once(lab):

@@ -16,13 +16,13 @@ from lab import attack, config
 from lab.checks import banned, ops_with_changes, wait_for
 
 VARIANTS = ["pve8", "pve9", "legacy", "pbs", "pmg", "pvepbs", "pdm"]
-JAILS = {
-    "pve8": {"sshd", "proxmox"},
-    "pve9": {"sshd", "proxmox"},
-    "legacy": {"sshd", "proxmox"},
+JAILS = {  # pveproxy, pmgproxy: their web proxy's access log (API tokens, tickets)
+    "pve8": {"sshd", "proxmox", "pveproxy"},
+    "pve9": {"sshd", "proxmox", "pveproxy"},
+    "legacy": {"sshd", "proxmox", "pveproxy"},
     "pbs": {"sshd", "pbs"},
-    "pmg": {"sshd", "pmg"},
-    "pvepbs": {"sshd", "proxmox", "pbs"},
+    "pmg": {"sshd", "pmg", "pmgproxy"},
+    "pvepbs": {"sshd", "proxmox", "pbs", "pveproxy"},
     "pdm": {"sshd", "pdm"},
 }
 FORGED = "192.0.2.99"  # an address the attacker claims in a Forwarded header
@@ -217,7 +217,7 @@ def test_a_node_running_no_proxmox_product_gets_the_sshd_jail_and_a_note(mixed):
         pmg.sh("mv /root/pmgdaemon.service /etc/systemd/system/ && systemctl daemon-reload")
         pmg.sh("systemctl enable --now pmgdaemon")
         run_ok(lab, "--limit", pmg.name)
-    assert jails(pmg) == {"sshd", "pmg"}
+    assert jails(pmg) == {"sshd", "pmg", "pmgproxy"}
 
 
 def test_the_readme_commands_test_the_filters_against_a_nodes_own_log(mixed):
