@@ -411,11 +411,19 @@ def _proxies(doc):
 def _real_ip(doc):
     """{product key: proxies.real_ip} of the products whose web proxy settings the node reported."""
     found = {}
-    for key, text in _kind(doc, "access_defaults", dict, {}).items():
+    for key, value in _kind(doc, "access_defaults", dict, {}).items():
         product = BY_KEY.get(key)
-        if product is None or not product.access or not isinstance(text, str):
+        if (
+            product is None
+            or not product.access
+            or not isinstance(value, dict)
+            or not all(isinstance(value.get(k), str) for k in ("text", "header", "allow_from"))
+        ):
             raise ValueError(f"the node reported web proxy settings of {reported.shown(key)}")
-        found[key] = {**proxies.real_ip(text), "text": text}  # rewritten for trusted proxies
+        found[key] = {
+            **proxies.real_ip(value["header"], value["allow_from"]),
+            "text": value["text"],  # rewritten for fail2ban_trusted_proxies
+        }
     return found
 
 

@@ -116,7 +116,14 @@ def problems(result, expected_jails, off_jails, tool):
                 f"jail {jail} runs but its firewall rules are not in place, so its bans would "
                 f"not be enforced: {error}"
             )
-    proxied = any(jail.startswith("proxy-") for jail in expected_jails)  # proxies.PROXIES
+    # a proxy jail (proxies.PROXIES) that finds failures in its log sees the proxy's clients; one
+    # that finds none may read the wrong log (`access_log off`, another site's): the product
+    # jail's loopback-only failures then still tell
+    proxied = any(
+        isinstance(result["seen"].get(jail), (list, tuple)) and result["seen"][jail][1] > 0
+        for jail in expected_jails
+        if jail.startswith("proxy-")
+    )
     for jail, (lines, matched, loopback) in sorted(result["seen"].items()):
         if jail in expected_jails and lines and not matched:
             found.append(

@@ -77,14 +77,15 @@ def tested_files(files: dict, change: list, remove: list = (), logs: list = ()):
 
 
 @operation(is_idempotent=False)
-def pveproxy_real_ip(text: str):
+def pveproxy_real_ip(text: str, header: str = "-", allow: str = "-"):
     """/etc/default/pveproxy as `text` (plan.pveproxy_defaults: PROXY_REAL_IP_* for
-    fail2ban_trusted_proxies), pveproxy restarted once on it; the previous file back if pveproxy
-    does not come back (scripts/pveproxy-real-ip.sh). Added only where the text differs."""
+    fail2ban_trusted_proxies), put live only where bash reads `header` and `allow` from it (as
+    pveproxy will; "-": unchecked), pveproxy restarted once on it; the previous file back if
+    pveproxy does not come back (scripts/pveproxy-real-ip.sh). Added only where the text differs."""
     new = f"{STATE_DIR}/pveproxy.new"
     yield StringCommand("mkdir", "-p", "-m", "0700", STATE_DIR)
     yield FileUploadCommand(BytesIO(text.encode()), new)
-    yield shipped_script("pveproxy-real-ip.sh", new)
+    yield shipped_script("pveproxy-real-ip.sh", new, header, allow)
 
 
 @dataclass(frozen=True)

@@ -203,9 +203,14 @@ PRODUCTS = (PVE, PBS, PMG, PDM)
 ACCESS_LOGS = tuple(p.access for p in PRODUCTS if p.access)
 ACCESS_FILTER = "proxmox-access"  # files/etc/fail2ban/filter.d/proxmox-access.conf
 # what verify's check runs fail2ban-regex on in an access log: a 401 that is no password login
-# ... and a failed password login there (mode=logins: behind fail2ban_trusted_proxies)
-ACCESS_LOGIN_FAILURE = r'"POST /+api2/+(?:json/+access/+ticket/*[ ?].*" 401 [0-9]+|extjs/+access/+ticket/*[ ?].*" 200 75)$'
-ACCESS_FAILURE = r'^(?!.*"POST /+api2/+(?:json|extjs)/+access/+ticket/*[ ?]).*" 401 (?:[0-9]+|-)$'
+# what verify's check runs fail2ban-regex on in an access log: pveproxy's own 401 (no body), and
+# spiceproxy's (filter.d/proxmox-access.conf) ...
+ACCESS_FAILURE = r'" 401 -$|^\S+ - \S+ \[[^\]]*\] "CONNECT .*" 401 [0-9]+$'
+# ... and (mode=logins, behind fail2ban_trusted_proxies) the daemon's 401s and a web UI login's 200
+ACCESS_LOGIN_FAILURE = (
+    r'^\S+ - \S+ \[[^\]]*\] "(?!CONNECT ).*" 401 [0-9]+$'
+    r'|"POST /+api2/+extjs/+(?:access/+ticket/*[ ?]|\S*%).*" 200 75$'
+)
 BY_KEY = {product.key: product for product in PRODUCTS}
 UNITS = {unit: product.key for product in PRODUCTS for unit in product.units}
 SELF_TESTS = {

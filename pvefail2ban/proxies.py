@@ -42,7 +42,7 @@ NGINX = Proxy(
     jail="proxy-nginx",
     jail_file="/etc/fail2ban/jail.d/07_proxy-nginx.local",
     filter="proxy-nginx",
-    failure=r'"POST /+api2/+json/+access/+ticket[^"]*" 401 ',
+    failure=r'"POST [^"]*" 401 [1-9]',
     default_log="/var/log/nginx/access.log",
 )
 HAPROXY = Proxy(
@@ -54,7 +54,7 @@ HAPROXY = Proxy(
     jail="proxy-haproxy",
     jail_file="/etc/fail2ban/jail.d/08_proxy-haproxy.local",
     filter="proxy-haproxy",
-    failure=r' 401 .*"POST /+api2/+json/+access/+ticket',
+    failure=r' 401 .*"POST ',
     journalmatch="_SYSTEMD_UNIT=haproxy.service",
 )
 CADDY = Proxy(
@@ -66,7 +66,7 @@ CADDY = Proxy(
     jail="proxy-caddy",
     jail_file="/etc/fail2ban/jail.d/09_proxy-caddy.local",
     filter="proxy-caddy",
-    failure=r'"uri":"/+api2/+json/+access/+ticket.*"status":401,',
+    failure=r'"method":"POST".*"size":[1-9][0-9]*,"status":401,',
     journalmatch="_SYSTEMD_UNIT=caddy.service",
 )
 PROXIES = (NGINX, HAPROXY, CADDY)
@@ -86,16 +86,21 @@ def _lines(text):
 def forwards(proxy, text):
     """The products' ports (PRODUCT_PORTS) the proxy's configuration sends requests to: a
     `proxy_pass` (nginx), `server` (HAProxy) or `reverse_proxy`/`to` (Caddy) line naming one."""
-    words = {"nginx": ("proxy_pass",), "haproxy": ("server",), "caddy": ("reverse_proxy", "to")}
+    words = {
+        "nginx": ("proxy_pass", "server"),  # `server host:port;` in an `upstream` block
+        "haproxy": ("server",),
+        "caddy": ("reverse_proxy", "to"),
+    }
     found = set()
     for line in _lines(text):
-        first = line.split(None, 1)[0] if line else ""
-        if first not in words[proxy.key]:
-            continue
-        for match in _UPSTREAM.finditer(line):
-            port = int(match.group(1))
-            if port in PRODUCT_PORTS:
-                found.add(port)
+        for statement in re.split(r"[;{}]", line):  # `location / { proxy_pass ...; }` on a line
+            first = statement.split(None, 1)[0] if statement.strip() else ""
+            if first not in words[proxy.key]:
+                continue
+            for match in _UPSTREAM.finditer(statement):
+                port = int(match.group(1))
+                if port in PRODUCT_PORTS:
+                    found.add(port)
     return sorted(found)
 
 
@@ -166,43 +171,35 @@ def listening(lines):
     return {name: sorted(ports) for name, ports in found.items()}
 
 
-_ASSIGNMENT = re.compile(r"(?:export\s+)?(PROXY_REAL_IP_HEADER|PROXY_REAL_IP_ALLOW_FROM)=(.*)")
+_REAL_IP_NAMES = re.compile(r"PROXY_REAL_IP_(?:HEADER|ALLOW_FROM)")
 
 
-def real_ip(text):
+def real_ip(header, allowed):
     """{"header": the header pveproxy logs the client's address from, or None; "allow_from": the
     proxies' networks it takes it from (canonical), None when unset (then from any client: the
-    address is the client's choice), "why": why the file cannot be read as such, or None}, from
-    /etc/default/pveproxy (a shell file; its last plain assignment of each wins, as sourced)."""
-    found = {}
-    for line in _lines(text or ""):
-        match = _ASSIGNMENT.fullmatch(line)
-        if match:
-            value = match.group(2).strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-            found[match.group(1)] = value
-    header, allowed = (
-        found.get("PROXY_REAL_IP_HEADER") or None,
-        found.get("PROXY_REAL_IP_ALLOW_FROM"),
-    )
+    address is the client's choice), "why": why the values cannot be trusted, or None}, from
+    PROXY_REAL_IP_HEADER and PROXY_REAL_IP_ALLOW_FROM as bash sourced them (the probe), as
+    pve-http-server reads them: the allow-list split on commas, `all` (or every address) = unset."""
     result = {"header": None, "allow_from": None, "why": None}
-    if header is None:
+    if not header:
         return result
     if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header):
         return {**result, "why": "PROXY_REAL_IP_HEADER is not a plain header name"}
     result["header"] = header
-    if not allowed:
-        return result
     networks = []
-    for item in allowed.split(","):
+    for item in (allowed or "").split(","):
         item = item.strip()
+        if not item:
+            continue
         if item == "all":
             return result  # every client may set it: as unset
         try:
-            networks.append(str(ipaddress.ip_network(item, strict=False)))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             return {**result, "why": f"PROXY_REAL_IP_ALLOW_FROM holds {item[:60]!r}: no network"}
+        if network.prefixlen == 0:
+            return result  # 0.0.0.0/0, ::/0: every client
+        networks.append(str(network))
     result["allow_from"] = sorted(set(networks))[:64] if networks else None
     return result
 
@@ -216,16 +213,16 @@ REAL_IP_MARK = (
 
 def with_real_ip(text, trusted):
     """/etc/default/pveproxy's `text` with the PROXY_REAL_IP_* lines fail2ban_trusted_proxies
-    gives (`trusted`: canonical addresses/networks): the header and the allow-list of those proxies
-    only, under our mark, replacing any other PROXY_REAL_IP_* line (a client must never choose the
-    logged address); `trusted` empty: our lines removed, the admin's own kept. Every other line as
-    it was."""
-    lines, kept, skip = (text or "").splitlines(), [], 0
+    gives (`trusted`: canonical addresses/networks): the header and the allow-list of those
+    proxies only, under our mark, replacing any other line that names them (a client must never
+    choose the logged address; scripts/pveproxy-real-ip.sh checks what bash then reads);
+    `trusted` empty: our lines removed, the admin's own kept. Every other line as it was."""
+    lines, kept, skip = (text or "").rstrip("\n").split("\n"), [], 0  # bash's lines: \n only
     for line in lines:
         if line == REAL_IP_MARK:
             skip = 2  # our two lines after the mark
             continue
-        assignment = _ASSIGNMENT.fullmatch(line.split("#", 1)[0].strip())
+        assignment = _REAL_IP_NAMES.search(line.split("#", 1)[0])  # set, unset, declared...
         if skip and assignment:
             skip -= 1
             continue
@@ -239,4 +236,5 @@ def with_real_ip(text, trusted):
             f'PROXY_REAL_IP_HEADER="{REAL_IP_HEADER}"',
             f'PROXY_REAL_IP_ALLOW_FROM="{",".join(trusted)}"',
         ]
+    kept = kept if kept != [""] else []
     return "\n".join(kept) + "\n" if kept else ""

@@ -228,6 +228,34 @@ def release(changelog):
     return {"version": head.group(1) if head else None, "date": date}
 
 
+# pveproxy reads /etc/default/pveproxy by sourcing it with bash (PVE::APIServer::Utils::
+# read_proxy_config): its values are read the same way, never parsed here, so that no shell trick
+# (an `unset`, a `readonly`, a space after `=`) makes them differ from what pveproxy takes
+REAL_IP_VALUES = '. "$1" >/dev/null 2>&1 </dev/null; printf "%s\\0%s" "${PROXY_REAL_IP_HEADER-}" "${PROXY_REAL_IP_ALLOW_FROM-}"'
+
+
+def access_defaults(paths):
+    """{product: {"text", "header", "allow_from"}} of each web proxy settings file (pveproxy's)."""
+    found = {}
+    for key, path in paths.items():
+        header = allow = ""
+        if os.path.isfile(path):
+            try:
+                done = subprocess.run(
+                    ["bash", "-c", REAL_IP_VALUES, "bash", path],
+                    capture_output=True, text=True, errors="replace", timeout=10,
+                )  # fmt: skip
+                header, _, allow = done.stdout.partition("\0")
+            except (OSError, subprocess.TimeoutExpired):
+                header, allow = "?", ""  # unknown: no jail trusts it
+        found[key] = {
+            "text": read(path, 64 << 10),
+            "header": header[:256],
+            "allow_from": allow[:4096],
+        }
+    return found
+
+
 def proxies(config, state):
     """The configuration text of each reverse proxy whose unit runs ({key: text}), and what
     listens where (`ss -Hltnp`'s lines) when one does: the controller parses both."""
@@ -291,9 +319,7 @@ def facts(config):
         "sendmail": os.access("/usr/sbin/sendmail", os.X_OK),
         **proxies(config["proxies"], state),
         # the products' web proxy settings that choose the address their access log names
-        "access_defaults": {
-            key: read(path, 64 << 10) for key, path in config.get("access_defaults", {}).items()
-        },
+        "access_defaults": access_defaults(config.get("access_defaults", {})),
         "apt_lists_age": apt_lists_age(now),
     }
 
@@ -398,8 +424,11 @@ def content():
 
 # a failure a daemon logged from loopback (its rhost=, or an access log's first field): its client
 # was a proxy on the node (never banned); the detection canary's own address (127.0.0.254) is none
-FROM_LOOPBACK = re.compile(r"(?:rhost=\[?|^)(?:::ffff:)?(?:127\.(?!0\.0\.254\b)[0-9.]+|::1)\b")
-CLIENT = re.compile(r"(?:rhost=\[?|^)(?:::ffff:)?([0-9A-Fa-f.:]{2,45})")  # a failure's address
+# (the daemon's own `failure; rhost=`, not a user name that reads like one)
+FROM_LOOPBACK = re.compile(
+    r"(?:failure; rhost=\[?|^)(?:::ffff:)?(?:127\.(?!0\.0\.254\b)[0-9.]+|::1)\b"
+)
+CLIENT = re.compile(r"(?:failure; rhost=\[?|^)(?:::ffff:)?([0-9A-Fa-f.:]{2,45})")  # its address
 
 
 PVEPROXY_DEFAULTS = "/etc/default/pveproxy"  # PROXY_REAL_IP_*: what pveproxy's log names

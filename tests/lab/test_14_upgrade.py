@@ -66,8 +66,14 @@ def protects(lab, node, peers):
         assert wait_for(lambda p=peer: A6 in banned(p, "sshd") and A6 in banned(p, "proxmox"))
     peers[0].sh(f"fail2ban-client set sshd banip {PEER_BAN}", check=True)
     assert wait_for(lambda: PEER_BAN in banned(node, "sshd"))
-    found = wait_for(lambda: metrics(node).get("f2b_up") == "1" and metrics(node), timeout=70)
-    assert found and found['f2b_jail_banned_enforced{jail="proxmox"}'] == "1", found
+    # fail2ban logs a ban (which the events daemon writes at once) before its action adds the
+    # firewall rule: enforced within a refresh (60 s; Fail2banBanNotEnforced waits 1 min too)
+    enforced = 'f2b_jail_banned_enforced{jail="proxmox"}'
+    found = wait_for(
+        lambda: (m := metrics(node)).get("f2b_up") == "1" and m.get(enforced) == "1" and m,
+        timeout=70,
+    )
+    assert found, metrics(node)
     pyinfra(lab, "--data", f"ip={A6},{PEER_BAN}", deploy="unban.py")
     for each in (node, *peers):
         assert A6 not in banned(each, "sshd") + banned(each, "proxmox")

@@ -25,7 +25,7 @@ CASES = {
     "proxy-haproxy": (9, 5, 4, {"192.0.2.66", "192.0.2.67", "192.0.2.68"}),
     "proxy-caddy": (10, 6, 4, {"192.0.2.66", "192.0.2.67"}),
     # the products' own web proxy (pveproxy, pmgproxy): API tokens, tickets, SPICE
-    "proxmox-access": (16, 9, 7, {"192.0.2.66"}),
+    "proxmox-access": (19, 10, 9, {"192.0.2.66"}),
 }
 
 
@@ -116,9 +116,9 @@ def test_the_journal_match_is_one_line_of_alternatives_the_unit_or_the_daemons_n
 
 def test_the_access_filter_s_logins_mode_counts_the_password_logins_alone(fail2ban_regex):
     """mode=logins (a node behind fail2ban_trusted_proxies: its proxmox jail reads pveproxy's
-    log): the sample's three failed logins, JSON and web UI, and none of its 401s of tokens."""
+    log): the sample's failed logins, JSON and web UI, paths with %xx too, none of its tokens'."""
     samples = SAMPLE_LOGS / "proxmox-access"
     found = matches(
         fail2ban_regex("-o", "row", samples, f"{FILTERS / 'proxmox-access.conf'}[mode=logins]")
     )
-    assert [ip for _, ip in found] == ["192.0.2.43"] * 3
+    assert [ip for _, ip in found] == ["192.0.2.43"] * 5  # with their %xx paths

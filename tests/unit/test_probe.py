@@ -143,3 +143,8 @@ def test_a_failure_from_a_trusted_proxy_is_told_but_not_before_pveproxy_named_th
     written = 1795557131  # 2026-11-24 21:52:11 UTC
     assert probe.logged_before(line, written + 1) and not probe.logged_before(line, written)
     assert not probe.logged_before("pvedaemon[1]: authentication failure; rhost=::1", written + 1)
+
+
+def test_a_user_name_that_reads_like_loopback_is_no_loopback():
+    line = "pvedaemon[1]: authentication failure; rhost=::ffff:203.0.113.50 user=rhost=127.0.0.1@pam msg=x"
+    assert not probe.FROM_LOOPBACK.search(line)

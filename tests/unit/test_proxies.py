@@ -178,34 +178,74 @@ def test_a_proxy_in_front_of_nothing_here_changes_nothing():
 # ---- the products' own web proxy: pveproxy's access log (API tokens, tickets, SPICE) ------------
 
 
+def as_bash_reads(text, tmp=None):
+    """{"text", "header", "allow_from"} of /etc/default/pveproxy holding `text`, read the probe's
+    way: sourced by bash, as pveproxy reads it."""
+    import tempfile
+    import types
+
+    from pvefail2ban.facts import bundled
+
+    probe = types.ModuleType("probe")  # as the node runs it (tests/unit/test_probe.py)
+    exec(compile(bundled("probe.py"), "probe.py", "exec"), probe.__dict__)
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/pveproxy"
+        with open(path, "w") as file:
+            file.write(text)
+        return probe.access_defaults({"pve": path})["pve"]
+
+
 def facts_real_ip(text):
     """The recorded pve8 node, converged, with this /etc/default/pveproxy."""
     doc = recorded("pve8")
-    doc["access_defaults"] = {"pve": text}
+    doc["access_defaults"] = {"pve": as_bash_reads(text)}
     return parse_node(json.dumps(doc))
 
 
+def pveproxy_reads(text):
+    values = as_bash_reads(text)
+    return proxies.real_ip(values["header"], values["allow_from"])
+
+
 def test_pveproxy_s_real_ip_settings_are_read_as_pveproxy_reads_them():
-    assert proxies.real_ip("") == {"header": None, "allow_from": None, "why": None}
-    assert proxies.real_ip('LISTEN_IP="::"\n# PROXY_REAL_IP_HEADER="X-Real-IP"\n')["header"] is None
+    unset = {"header": None, "allow_from": None, "why": None}
+    assert pveproxy_reads("") == unset
+    assert pveproxy_reads('LISTEN_IP="::"\n# PROXY_REAL_IP_HEADER="X-Real-IP"\n') == unset
     doc = 'PROXY_REAL_IP_HEADER="X-Forwarded-For"\nPROXY_REAL_IP_ALLOW_FROM="192.168.0.2, 10.1.0.0/16"'
-    assert proxies.real_ip(doc) == {
+    assert pveproxy_reads(doc) == {
         "header": "X-Forwarded-For",
         "allow_from": ["10.1.0.0/16", "192.168.0.2/32"],
         "why": None,
     }
-    # the last assignment wins, as the shell sources it; `all` allows every client: as unset
-    assert proxies.real_ip(doc + "\nPROXY_REAL_IP_ALLOW_FROM=all")["allow_from"] is None
-    assert (
-        proxies.real_ip("PROXY_REAL_IP_HEADER=X-Real-IP\nPROXY_REAL_IP_ALLOW_FROM=$NETS")["why"]
-        == "PROXY_REAL_IP_ALLOW_FROM holds '$NETS': no network"
+    # whatever bash makes of the file: the last assignment, `all`, every address, an unset, a
+    # space after `=` (an empty value for one command), a form feed (no line break for bash)
+    header = 'PROXY_REAL_IP_HEADER="X-Forwarded-For"\n'
+    for tail in (
+        "PROXY_REAL_IP_ALLOW_FROM=all",
+        "PROXY_REAL_IP_ALLOW_FROM=0.0.0.0/0,::/0",
+        "unset PROXY_REAL_IP_ALLOW_FROM",
+        "PROXY_REAL_IP_ALLOW_FROM= 192.0.2.80",
+        "# old\x0cPROXY_REAL_IP_ALLOW_FROM=192.0.2.80",
+        "if false; then PROXY_REAL_IP_ALLOW_FROM=192.0.2.80; fi",
+    ):
+        found = pveproxy_reads(f'{header}PROXY_REAL_IP_ALLOW_FROM="192.0.2.9"\n{tail}\n')
+        assert found == {
+            "header": "X-Forwarded-For",
+            "allow_from": ["192.0.2.9/32"],
+            "why": None,
+        } or (found["allow_from"] is None), tail
+    assert pveproxy_reads(header + "unset PROXY_REAL_IP_ALLOW_FROM\n")["allow_from"] is None
+    assert pveproxy_reads(header + "PROXY_REAL_IP_ALLOW_FROM= 192.0.2.80\n")["allow_from"] is None
+    assert pveproxy_reads("declare -x PROXY_REAL_IP_HEADER=X-Real-IP\n")["header"] == "X-Real-IP"
+    assert pveproxy_reads(header + "PROXY_REAL_IP_ALLOW_FROM='$NETS'\n")["why"] == (
+        "PROXY_REAL_IP_ALLOW_FROM holds '$NETS': no network"
     )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=2000))
-def test_hostile_pveproxy_settings_give_a_header_name_and_networks_or_a_reason(text):
-    found = proxies.real_ip(text)
+@given(st.text(max_size=300), st.text(max_size=600))
+def test_hostile_pveproxy_values_give_a_header_name_and_networks_or_a_reason(header, allowed):
+    found = proxies.real_ip(header, allowed)
     assert found["header"] is None or proxies.re.fullmatch(r"[A-Za-z0-9-]{1,64}", found["header"])
     for net in found["allow_from"] or []:
         assert str(proxies.ipaddress.ip_network(net)) == net  # canonical
@@ -299,10 +339,20 @@ def test_a_product_without_real_ip_support_behind_trusted_proxies_is_told():
 @given(st.text(max_size=3000))
 def test_whatever_the_file_holds_the_rewrite_leaves_only_our_real_ip_lines(text):
     out = proxies.with_real_ip(text, ["192.0.2.80"])
-    assert proxies.real_ip(out) == {
-        "header": "X-Forwarded-For",
-        "allow_from": ["192.0.2.80/32"],
-        "why": None,
-    }
+    named = [line for line in out.split("\n") if "PROXY_REAL_IP_" in line.split("#", 1)[0]]
+    assert named == [
+        'PROXY_REAL_IP_HEADER="X-Forwarded-For"',
+        'PROXY_REAL_IP_ALLOW_FROM="192.0.2.80"',
+    ]  # what bash makes of the rest is checked before it goes live (pveproxy-real-ip.sh)
     assert proxies.with_real_ip(out, ["192.0.2.80"]) == out  # a second run changes nothing
-    assert proxies.real_ip(proxies.with_real_ip(out, []))["header"] is None
+    back = proxies.with_real_ip(out, [])
+    assert proxies.REAL_IP_MARK not in back and 'ALLOW_FROM="192.0.2.80"' not in back
+
+
+def test_an_upstream_block_or_a_one_line_location_is_read_too():
+    upstream = "upstream pve {\n    server 127.0.0.1:8006;\n}\nserver {\n  listen 443 ssl;\n"
+    upstream += "  location / { proxy_pass https://pve; }\n}\n"
+    assert proxies.forwards(proxies.NGINX, upstream) == [8006]
+    one_line = "server { listen 443; location / { proxy_pass https://127.0.0.1:8006; } }"
+    assert proxies.forwards(proxies.NGINX, one_line) == [8006]
+    assert proxies.forwards(proxies.NGINX, "server {\n  listen 8006;\n}") == []

@@ -121,8 +121,12 @@ def test_a_jail_whose_failures_all_come_from_loopback_stands_behind_a_proxy():
         "jail proxmox sees only loopback or a trusted proxy: the last 4 failures"
     )
     assert "fail2ban_web_proxy" in found
-    behind = problems(result, ["sshd", "proxmox", "proxy-nginx"], [], "nft")
+    seen = {"proxmox": [4, 4, 4], "sshd": [2, 2, 0], "proxy-nginx": [4, 4, 0]}
+    behind = problems(check_result(good(seen=seen)), ["sshd", "proxmox", "proxy-nginx"], [], "nft")
     assert not [p for p in behind if "loopback" in p]  # the proxy's jail reads the clients
+    seen["proxy-nginx"] = [0, 0, 0]  # ... unless its log holds none of them (the wrong log)
+    wrong = problems(check_result(good(seen=seen)), ["sshd", "proxmox", "proxy-nginx"], [], "nft")
+    assert [p for p in wrong if "sees only loopback" in p]
     mixed = check_result(good(seen={"proxmox": [4, 4, 3]}))  # a client from elsewhere too
     assert problems(mixed, ["sshd", "proxmox"], [], "nft") == []
     few = check_result(good(seen={"proxmox": [2, 2, 2]}))
