@@ -417,12 +417,13 @@ def _real_ip(doc):
             product is None
             or not product.access
             or not isinstance(value, dict)
-            or not all(isinstance(value.get(k), str) for k in ("text", "header", "allow_from"))
+            or not all(isinstance(value.get(k), str) for k in ("header", "allow_from"))
+            or not isinstance(value.get("text"), (str, type(None)))
         ):
             raise ValueError(f"the node reported web proxy settings of {reported.shown(key)}")
         found[key] = {
             **proxies.real_ip(value["header"], value["allow_from"]),
-            "text": value["text"],  # rewritten for fail2ban_trusted_proxies
+            "text": value["text"],  # rewritten for fail2ban_trusted_proxies; None: not whole UTF-8
         }
     return found
 

@@ -611,14 +611,16 @@ def pveproxy_defaults(settings, facts, warnings):
             )
     if "pve" not in runs:
         return None
-    current = ((facts.get("real_ip") or {}).get("pve") or {}).get("text") or ""
+    current = ((facts.get("real_ip") or {}).get("pve") or {"text": ""}).get("text")
+    if current is None:  # bigger than the probe reads, or not UTF-8: never rewritten
+        if trusted:
+            raise NodeError(
+                f"/etc/default/pveproxy is over {REAL_IP_MAX} bytes or not UTF-8 text: the deploy "
+                "does not rewrite it for fail2ban_trusted_proxies; set PROXY_REAL_IP_* there by hand"
+            )
+        return None
     if not trusted and REAL_IP_MARK not in current:
         return None  # nothing of ours there: the admin's file is left as it is
-    if len(current) >= REAL_IP_MAX:
-        raise NodeError(
-            f"/etc/default/pveproxy is {len(current)} bytes or more: too large to rewrite for "
-            "fail2ban_trusted_proxies; set PROXY_REAL_IP_* there by hand"
-        )
     wanted = with_real_ip(current, trusted)
     return wanted if wanted != current else None
 

@@ -205,11 +205,16 @@ ACCESS_FILTER = "proxmox-access"  # files/etc/fail2ban/filter.d/proxmox-access.c
 # what verify's check runs fail2ban-regex on in an access log: a 401 that is no password login
 # what verify's check runs fail2ban-regex on in an access log: pveproxy's own 401 (no body), and
 # spiceproxy's (filter.d/proxmox-access.conf) ...
-ACCESS_FAILURE = r'" 401 -$|^\S+ - \S+ \[[^\]]*\] "CONNECT .*" 401 [0-9]+$'
+_LOGIN_401 = r'"POST /+api2/+[a-z]+/+access/+(?:vnc)?ticket/*(?:\?\S*)? HTTP/1\.[01]" 401 -$'
+ACCESS_FAILURE = (
+    r"^(?!\S+ - \S+ \[[^\]]*\] " + _LOGIN_401 + r')\S+ - .*" 401 -$'
+    r'|^\S+ - \S+ \[[^\]]*\] "CONNECT .*" 401 [0-9]+$'
+)
 # ... and (mode=logins, behind fail2ban_trusted_proxies) the daemon's 401s and a web UI login's 200
 ACCESS_LOGIN_FAILURE = (
-    r'^\S+ - \S+ \[[^\]]*\] "(?!CONNECT ).*" 401 [0-9]+$'
-    r'|"POST /+api2/+extjs/+(?:access/+ticket/*[ ?]|\S*%).*" 200 75$'
+    r'^\S+ - \S+ \[[^\]]*\] "(?!CONNECT ).*" 401 [0-9]+$|' + _LOGIN_401 + "|"
+    r'"POST /+api2/+extjs/+(?:access/+ticket/*[ ?]|\S*%).*" 200 75$|'
+    r'"POST /+api2/+htmljs/+(?:access/+ticket/*[ ?]|\S*%).*" 200 (?:[1-9][0-9]?|[12][0-9][0-9])$'
 )
 BY_KEY = {product.key: product for product in PRODUCTS}
 UNITS = {unit: product.key for product in PRODUCTS for unit in product.units}

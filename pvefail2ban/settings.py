@@ -154,6 +154,18 @@ def normalise_proxies(value):
                 f"{shown_value(item)} is not an IP address or network (a.b.c.d, a.b.c.0/24, "
                 "2001:db8::/64; no host name: pveproxy's PROXY_REAL_IP_ALLOW_FROM takes none)"
             ) from None
+        mapped_net = network.version == 6 and network.subnet_of(
+            ipaddress.ip_network("::ffff:0:0/96")
+        )
+        if (
+            network.prefixlen < (8 if network.version == 4 else 32)
+            or network.network_address.is_unspecified
+            or (mapped_net and network.num_addresses > 1)  # IPv4 networks go as IPv4
+        ):
+            raise ValueError(
+                f"{shown_value(item)} is far too wide for proxies (every client could then choose "
+                "the address pveproxy logs): name the proxies' own addresses or their subnet"
+            )
         if network.num_addresses == 1:
             out.append(str(network.network_address))
         else:

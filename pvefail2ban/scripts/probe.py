@@ -248,11 +248,13 @@ def access_defaults(paths):
                 header, _, allow = done.stdout.partition("\0")
             except (OSError, subprocess.TimeoutExpired):
                 header, allow = "?", ""  # unknown: no jail trusts it
-        found[key] = {
-            "text": read(path, 64 << 10),
-            "header": header[:256],
-            "allow_from": allow[:4096],
-        }
+        try:  # the text, to rewrite for fail2ban_trusted_proxies: whole and UTF-8, or none
+            with open(path, "rb") as file:
+                raw = file.read((64 << 10) + 1)
+            text = raw.decode() if len(raw) <= 64 << 10 else None
+        except (OSError, UnicodeDecodeError):
+            text = None if os.path.exists(path) else ""
+        found[key] = {"text": text, "header": header[:256], "allow_from": allow[:4096]}
     return found
 
 
@@ -479,20 +481,18 @@ def seen(jail, source, failure, config, test=True, filter_=None, proxies=()):
     if not any(line.strip() for line in lines):
         return None
     failures = [line for line in lines if re.search(failure, line)]
-    if not failures:
-        return [0, 0, 0]
-    since = None
     if proxies:
         import ipaddress
 
         proxies = [ipaddress.ip_network(p) for p in proxies]
         try:  # lines pveproxy wrote before its real-IP settings name the proxy: no evidence
             since = os.path.getmtime(PVEPROXY_DEFAULTS)
+            failures = [line for line in failures if not logged_before(line, since)]
         except OSError:
             pass
-    loopback = sum(
-        1 for line in failures if not logged_before(line, since) and from_proxy(line, proxies)
-    )
+    if not failures:
+        return [0, 0, 0]
+    loopback = sum(1 for line in failures if from_proxy(line, proxies))
     key = hashlib.sha1("\n".join([config, *failures]).encode()).hexdigest()
     record = os.path.join(STATE, f"seen-{jail}")
     known, _, counts = read(record).strip().partition(" ")

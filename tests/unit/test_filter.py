@@ -25,7 +25,7 @@ CASES = {
     "proxy-haproxy": (9, 5, 4, {"192.0.2.66", "192.0.2.67", "192.0.2.68"}),
     "proxy-caddy": (10, 6, 4, {"192.0.2.66", "192.0.2.67"}),
     # the products' own web proxy (pveproxy, pmgproxy): API tokens, tickets, SPICE
-    "proxmox-access": (19, 10, 9, {"192.0.2.66"}),
+    "proxmox-access": (22, 11, 11, {"192.0.2.66"}),
 }
 
 
@@ -121,4 +121,21 @@ def test_the_access_filter_s_logins_mode_counts_the_password_logins_alone(fail2b
     found = matches(
         fail2ban_regex("-o", "row", samples, f"{FILTERS / 'proxmox-access.conf'}[mode=logins]")
     )
-    assert [ip for _, ip in found] == ["192.0.2.43"] * 5  # with their %xx paths
+    assert [ip for _, ip in found] == ["192.0.2.43"] * 7  # %xx paths, other formats too
+
+
+def test_verify_finds_the_failure_lines_the_access_filter_counts():
+    """What verify's check takes for failures in pveproxy's log (products.ACCESS_*) is what each
+    mode of the filter counts, line for line."""
+    from pvefail2ban.products import ACCESS_FAILURE, ACCESS_LOGIN_FAILURE
+
+    samples = (SAMPLE_LOGS / "proxmox-access").read_text().splitlines()
+    lines = [line for line in samples if line and not line.startswith("#")]
+    notes = annotations(SAMPLE_LOGS / "proxmox-access")
+    assert [bool(re.search(ACCESS_FAILURE, line)) for line in lines] == [
+        bool(host) for _, host in notes
+    ]
+    logins = [bool(re.search(ACCESS_LOGIN_FAILURE, line)) for line in lines]
+    assert sum(logins) == 7 and not any(
+        a and b for a, b in zip(logins, [bool(h) for _, h in notes], strict=True)
+    )

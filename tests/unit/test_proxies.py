@@ -314,7 +314,8 @@ def test_trusted_proxies_are_never_banned_and_pveproxy_logs_their_clients():
 
 
 def test_trusted_proxies_are_checked_before_any_node_is_touched():
-    for bad in (["proxy.example.com"], ["10.0.0.1/8"], ["fe80::1%eth0"], "x y"):
+    wide = (["0.0.0.0/0"], ["::/0"], ["0.0.0.0/1", "128.0.0.0/1"], ["::"], ["::ffff:0:0/96"])
+    for bad in (["proxy.example.com"], ["10.0.0.1/8"], ["fe80::1%eth0"], "x y", *wide):
         try:
             validate({**DEFAULTS, "fail2ban_trusted_proxies": bad})
         except Exception as error:  # noqa: BLE001
@@ -356,3 +357,21 @@ def test_an_upstream_block_or_a_one_line_location_is_read_too():
     one_line = "server { listen 443; location / { proxy_pass https://127.0.0.1:8006; } }"
     assert proxies.forwards(proxies.NGINX, one_line) == [8006]
     assert proxies.forwards(proxies.NGINX, "server {\n  listen 8006;\n}") == []
+
+
+def test_a_pveproxy_file_the_probe_cannot_read_whole_is_never_rewritten(tmp_path):
+    big = as_bash_reads("# é\n" * 40000)
+    latin = tmp_path / "pveproxy"
+    latin.write_bytes(b"# caf\xe9\nLISTEN_IP=::\n")
+    assert big["text"] is None
+    for values in (big,):
+        doc = recorded("pve8")
+        doc["access_defaults"] = {"pve": values}
+        facts = parse_node(json.dumps(doc))
+        try:
+            plan(facts, fail2ban_trusted_proxies=["192.0.2.80"])
+        except Exception as error:  # noqa: BLE001 - the node alone fails, naming the file
+            assert "/etc/default/pveproxy is over" in str(error)
+        else:
+            raise AssertionError("rewritten")
+        assert plan(facts).pveproxy_defaults is None
