@@ -224,25 +224,20 @@ def real_ip_logged(product, settings):
 def product_jail(product, settings, facts):
     """The jail of a product's web UI / API: its fail2ban_<jail>_* settings, its filter, its
     source (log_source); behind trusted proxies on PVE, the logins in pveproxy's access log."""
+    source = {"filter": product.filter}
     if real_ip_logged(product, settings):
-        access = product.access
-        return Jail(
-            name=product.jail,
-            path=product.jail_file,
-            ports=settings[f"{product.jail}_port"],
-            maxretry=settings[f"{product.jail}_maxretry"],
-            bantime=settings[f"{product.jail}_bantime"],
-            findtime=settings["findtime"],
-            backend="file",
-            logpath=access.path,
-            filter=f"{ACCESS_FILTER}[mode=logins]",
-            why=f"{access.daemon}'s access log: behind fail2ban_trusted_proxies {product.short}'s "
-            f"daemon logs the proxy, {access.daemon} the client (PROXY_REAL_IP_*)",
-            about=product.about,
-            failure=[ACCESS_LOGIN_FAILURE, f"{ACCESS_FILTER}[mode=logins]"],
-            log_made_late=True,
-        )
-    backend, logpath, why = log_source(product, settings, facts)
+        access, logins = product.access, f"{ACCESS_FILTER}[mode=logins]"
+        source = {
+            "backend": "file",
+            "logpath": access.path,
+            "filter": logins,
+            "why": f"{access.daemon}'s access log: behind fail2ban_trusted_proxies "
+            f"{product.short}'s daemon logs the proxy, {access.daemon} the client (PROXY_REAL_IP_*)",
+            "failure": [ACCESS_LOGIN_FAILURE, logins],
+            "log_made_late": True,
+        }
+    else:
+        source["backend"], source["logpath"], source["why"] = log_source(product, settings, facts)
     return Jail(
         name=product.jail,
         path=product.jail_file,
@@ -250,11 +245,8 @@ def product_jail(product, settings, facts):
         maxretry=settings[f"{product.jail}_maxretry"],
         bantime=settings[f"{product.jail}_bantime"],
         findtime=settings["findtime"],
-        backend=backend,
-        logpath=logpath,
-        filter=product.filter,
-        why=why,
         about=product.about,
+        **source,
     )
 
 
