@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import docker
@@ -24,6 +26,28 @@ ROLE = "pvelab.role"
 NS = config.NS_LABEL  # the lab's namespace: labs of other namespaces are never touched
 VARIANT = "pvelab.variant"
 SHARED_PRIV = "/etc/pve/priv"  # where PVE's pmxcfs keeps the cluster's authorized_keys
+
+
+# lab.sh's command ($1 timeout, $2 command, $3 its name): its output to a file of its own, then
+# that file, then a mark with its exit code; it removes the files of the commands named after $3
+# (read back whole before). SH_AGAIN reads a file again.
+SH_OUT = "/run/lab-out"
+SH_WRAPPER = (
+    f'd={SH_OUT}; f=$d/"$3"; mkdir -p $d; (cd $d && shift 3 && rm -f -- "$@"); '
+    'timeout "$1" sh -c "$2" >"$f" 2>&1; rc=$?; cat "$f"; printf "\\n%s %s\\n" "$3" $rc; exit $rc'
+)
+SH_AGAIN = f'cat {SH_OUT}/"$1" && printf "\\n%s %s\\n" "$1" "$2"'
+_read = {}  # container id -> names of the output files read back whole, removed by the next sh
+_read_lock = threading.Lock()
+
+
+def _marked(raw, name):
+    """(exit code, output) of SH_WRAPPER's output ending in the mark `name`, else (None, "")."""
+    text = (raw or b"").decode("utf-8", "replace")
+    head, mark, tail = text.rpartition(f"\n{name} ")
+    if not mark or not tail.strip().isdigit():
+        return None, ""
+    return int(tail), head
 
 
 class LabError(Exception):
@@ -131,14 +155,32 @@ class Member:
     ip6: str = ""
 
     def sh(self, command, timeout=60, check=False):
-        """Run `command` with sh inside the container; return (exit code, combined output)."""
+        """Run `command` with sh inside the container; return (exit code, combined output).
+
+        Docker 20.10 now and then hands back an exec's output empty under load (moby#27289,
+        docker-py#2042): the output also goes to a file in the container, ended by a mark with
+        the exit code, and is read again from there when the mark did not come back."""
+        name = uuid.uuid4().hex
+        with _read_lock:
+            done = _read.pop(self.container.id, [])
         result = self.container.exec_run(
-            ["timeout", str(timeout), "sh", "-c", command], demux=False
+            ["sh", "-c", SH_WRAPPER, "sh", str(timeout), command, name, *done]
         )
-        output = (result.output or b"").decode("utf-8", "replace")
-        if check and result.exit_code != 0:
-            raise LabError(f"{self.name}: `{command}` exited {result.exit_code}: {output.strip()}")
-        return result.exit_code, output
+        exit_code, output = _marked(result.output, name)
+        for _ in range(3):  # lost on the way: read again (the command itself is never run twice)
+            if exit_code is not None:
+                break
+            again = self.container.exec_run(
+                ["sh", "-c", SH_AGAIN, "sh", name, str(result.exit_code)]
+            )
+            exit_code, output = _marked(again.output, name)
+        if exit_code is None:
+            raise LabError(f"{self.name}: `{command}` exited {result.exit_code}, output lost")
+        with _read_lock:
+            _read.setdefault(self.container.id, []).append(name)
+        if check and exit_code != 0:
+            raise LabError(f"{self.name}: `{command}` exited {exit_code}: {output.strip()}")
+        return exit_code, output
 
     def journal(self, unit, since=None):
         cmd = f"journalctl -q -o short --no-pager -u {unit}"
