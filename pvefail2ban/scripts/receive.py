@@ -6,12 +6,18 @@
 
 Request:  ban <jail> <ip> <seconds> <age>   (seconds left of the origin's ban, -1 = for ever;
                                            age: seconds since the origin made it)
+          attempt <jail> <ip> <age>         a failure the origin's jail counted (fail2ban's
+                                           `Found`), age seconds ago: counted here as one of this
+                                           jail's (fail2ban's `set <jail> attempt`), so that
+                                           maxretry failures anywhere in the cluster ban
 Answers:  ok <jail> <ip> <what>           banned here at least that long: `made` (banned now),
                                           `extended` (a ban received before now ends later) or
                                           `kept` (already banned here at least as long, or by this
                                           node itself: nothing changed)
+          ok <jail> <ip> counted          (attempt) counted as a failure here
           ignored <jail> <ip> <why>       in this node's ignoreip / its own address, or lifted
-                                          here (unban.py) after the origin made it: not banned
+                                          here (unban.py) after the origin made it: not banned;
+                                          (attempt) older than this jail's findtime: not counted
           refused <why>                   malformed, or a jail that is not ours here: not retried
           later <jail> <ip> <why>         fail2ban does not answer: the sender keeps it and retries
 
@@ -58,6 +64,9 @@ from nodelib import (
 REQUEST = re.compile(
     r"ban ([A-Za-z0-9_.-]{1,32}) ([0-9A-Fa-f:.]{2,45}) (-1|[0-9]{1,10}) ([0-9]{1,10}(?:\.[0-9]{1,6})?)"
 )
+ATTEMPT = re.compile(
+    r"attempt ([A-Za-z0-9_.-]{1,32}) ([0-9A-Fa-f:.]{2,45}) ([0-9]{1,10}(?:\.[0-9]{1,6})?)"
+)
 MAX_LINE = 128  # bytes of one request (the longest valid one is about 110)
 MAX_REQUESTS = 50_000  # per connection
 MAX_RECEIVED = 8 << 20  # bytes of RECEIVED: about 150,000 records (the share daemon compacts it)
@@ -87,6 +96,17 @@ def parse(line, jails):
     if seconds == 0 or seconds > MAX_SECONDS:
         raise ValueError(f"ban time {seconds} out of range")
     return jail, address, seconds, age
+
+
+def parse_attempt(line, jails):
+    """(jail, address, age) of a valid attempt line, else raise ValueError(why)."""
+    match = ATTEMPT.fullmatch(line)
+    if not match:
+        raise ValueError(f"malformed request {shown(line, 120)}")
+    jail = match.group(1)
+    if jail not in jails:
+        raise ValueError(f"jail {jail!r} is not one of ours on this node ({', '.join(jails)})")
+    return jail, bannable_address(match.group(2)), float(match.group(3))
 
 
 def decide(end, banned_here, record, now):
@@ -151,7 +171,7 @@ class Here:
     """This node's fail2ban-server, over its socket (nodelib.Fail2ban)."""
 
     def __init__(self):
-        self.server, self.ignore, self.bantimes = Fail2ban(), {}, {}
+        self.server, self.ignore, self.bantimes, self.findtimes = Fail2ban(), {}, {}, {}
 
     def ignored(self, jail, address):
         """Why `address` is never banned in `jail` here, or None (fail2ban's own address logic)."""
@@ -171,6 +191,12 @@ class Here:
             if any(ip.isInNet(net) for net in nets):
                 return f"in this node's ignoreip ({entry})"
         return None
+
+    def findtime(self, jail):
+        """The jail's findtime here in seconds: how long a failure counts."""
+        if jail not in self.findtimes:
+            self.findtimes[jail] = int(self.server.ask("get", jail, "findtime"))
+        return self.findtimes[jail]
 
     def bantime(self, jail):
         """The jail's ban time here in seconds (-1: for ever)."""
@@ -207,6 +233,19 @@ def apply(here, records, jail, address, end, origin):
         return what
 
 
+def count_attempt(here, origin, jail, address, age):
+    """A failure of `origin`'s counted here (fail2ban's `set <jail> attempt <ip>`, which checks no
+    ignoreip before fail2ban 1.1.1: checked here first, as for a ban, and sent without a message:
+    each message would count once more). Its answer."""
+    why = here.ignored(jail, address)
+    if not why and age > here.findtime(jail):
+        why = f"older than this jail's findtime ({here.findtime(jail)} s)"
+    if why:
+        return f"ignored {jail} {address} {why}"
+    here.server.ask("set", jail, "attempt", address)
+    return f"ok {jail} {address} counted"
+
+
 def serve(origin, jails, requests):
     """Answer each line of `requests` (bytes lines, each at most MAX_LINE + 1 long); yields the
     answers."""
@@ -220,6 +259,18 @@ def serve(origin, jails, requests):
             yield "refused request too long"
             return
         line = raw.decode("ascii", errors="replace").rstrip("\n")
+        if line.startswith("attempt "):
+            try:
+                jail, address, age = parse_attempt(line, jails)
+                here = here or Here()
+                yield count_attempt(here, origin, jail, address, age)
+            except ValueError as error:
+                log(f"refused from {origin}: {error}")
+                yield f"refused {error}"
+            except Exception as error:  # noqa: BLE001 - fail2ban down: a failure is not kept
+                here = None
+                yield f"later {jail} {address} fail2ban does not answer: {shown(str(error), 200)}"
+            continue
         try:
             jail, address, seconds, age = parse(line, jails)
         except ValueError as error:

@@ -244,3 +244,61 @@ def test_answers_are_taken_in_order_and_a_refusal_is_never_retried():
         time.sleep(0.01)
     assert peer.queue == {} and peer.inflight == {}
     peer.close(time.monotonic(), failed=False)
+
+
+# ---- cluster-wide failures (issue 24): the receiver's side ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line,why",
+    [
+        ("attempt sshd 192.0.2.1", "malformed"),  # no age
+        ("attempt sshd 192.0.2.0/24 0", "malformed"),
+        ("attempt sshd 192.0.2.1 0; id", "malformed"),
+        ("attempt sshd 192.0.2.1 -1", "malformed"),
+        ("attempt nosuch 192.0.2.1 0", "not one of ours"),
+        ("attempt sshd 127.0.0.1 0", "not an address"),
+        ("attempt sshd fe80::1%x 0", "malformed"),
+    ],
+)
+def test_the_receiver_refuses_a_failure_but_one_address_one_jail_one_age(line, why):
+    with pytest.raises(ValueError, match=why):
+        receive.parse_attempt(line, ["sshd", "proxmox"])
+
+
+class FakeHere:
+    """What the receiver asks this node's fail2ban, recorded (its answers: findtime 600, ignoreip
+    192.0.2.99)."""
+
+    def __init__(self):
+        self.asked = []
+        self.server = self
+
+    def ask(self, *command):
+        self.asked.append(command)
+
+    def ignored(self, jail, address):
+        return "in this node's ignoreip (192.0.2.99)" if address == "192.0.2.99" else None
+
+    def findtime(self, jail):
+        return 600
+
+
+def test_a_peer_s_failure_is_counted_once_without_a_message_unless_ignored_or_too_old():
+    here = FakeHere()
+    assert receive.parse_attempt("attempt sshd ::ffff:192.0.2.7 1.5", ["sshd"]) == (
+        "sshd",
+        "192.0.2.7",
+        1.5,
+    )
+    assert receive.count_attempt(here, "pve2", "sshd", "192.0.2.7", 1.5) == (
+        "ok sshd 192.0.2.7 counted"
+    )
+    assert here.asked == [("set", "sshd", "attempt", "192.0.2.7")]  # no message: it counts once
+    assert receive.count_attempt(here, "pve2", "sshd", "192.0.2.99", 0).startswith(
+        "ignored sshd 192.0.2.99 in this node's ignoreip"
+    )
+    assert receive.count_attempt(here, "pve2", "sshd", "192.0.2.8", 601).startswith(
+        "ignored sshd 192.0.2.8 older than this jail's findtime"
+    )
+    assert len(here.asked) == 1
