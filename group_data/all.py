@@ -83,6 +83,8 @@ changes: a bad one stops the run and names the key and the value."""
 # --- cluster-wide bans ---------------------------------------------------------------------------
 #   a ban by any jail of ours on one node is made on every other node at once (needs 2+ nodes that share)
 # fail2ban_cluster_bans = True
+#   with cluster-wide bans, each failure our jails count on one node counts on every other node too: maxretry failures anywhere in the cluster within findtime ban (False: each node counts its own)
+# fail2ban_cluster_failures = True
 
 # --- metrics and notifications -------------------------------------------------------------------
 #   Prometheus metrics through node_exporter's textfile collector: auto (where prometheus-node-exporter is installed) | on (install it too) | off

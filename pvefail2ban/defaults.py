@@ -83,6 +83,13 @@ SECTIONS = [
                 "a ban by any jail of ours on one node is made on every other node at once "
                 "(needs 2+ nodes that share)",
             ),
+            (
+                "fail2ban_cluster_failures",
+                True,
+                "with cluster-wide bans, each failure our jails count on one node counts on every "
+                "other node too: maxretry failures anywhere in the cluster within findtime ban "
+                "(False: each node counts its own)",
+            ),
         ],
     ),
     (

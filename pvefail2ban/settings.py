@@ -227,6 +227,7 @@ CHECKS = {
     "fail2ban_web_proxy": _choice(WEB_PROXIES),
     "fail2ban_lockout_protection": check_bool,
     "fail2ban_cluster_bans": check_bool,
+    "fail2ban_cluster_failures": check_bool,
     "fail2ban_metrics": _choice(METRICS),
     "fail2ban_notify_mail": check_mail,
     "fail2ban_notify_webhook": check_webhook,

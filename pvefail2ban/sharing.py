@@ -197,14 +197,16 @@ WantedBy=multi-user.target
 """
 
 
-def share_files(name, jails, sharing, scripts):
+def share_files(name, jails, sharing, scripts, failures=False):
     """{path: (bytes, mode)} of the share files for node `name`; `jails`: our jails running there;
-    `scripts`: the folder of the node scripts (pvefail2ban/scripts)."""
+    `scripts`: the folder of the node scripts (pvefail2ban/scripts); `failures`: each failure is
+    sent too (fail2ban_cluster_failures)."""
     # a peer whose host keys are not known cannot be reached safely: it gets no bans (yet)
     peers = [m for m in sharing if m.name != name and m.hostkeys]
     config = {
         "node": name,
         "jails": sorted(jails),
+        **({"failures": True} if failures else {}),
         "peers": [
             {"name": p.name, "address": p.address, "port": p.port, "hostkeys": p.hostkeys}
             for p in peers

@@ -17,6 +17,12 @@ most), minus the time that has passed; a ban whose time ran out is dropped.
 Each request tells the peer the time left and how long ago the ban was made, so a peer where the
 address was lifted (unban.py) after that refuses it, whatever the network delayed.
 
+Where PEERS says "failures" (issue 24, cluster-wide counting), every failure our jails count here
+(fail2ban's `Found` line in its log) is sent too, as `attempt <jail> <ip> <age>`: the peer counts it
+as one of its own, so that maxretry failures anywhere in the cluster ban. A failure a peer sent is
+logged there as `Attempt`, never `Found`: it is never sent on. Failures are queued per peer up to
+MAX_ATTEMPTS (a flood drops the oldest), never kept on disk, and dropped once older than findtime.
+
 Bans this node made for a peer (RECEIVED, written by the receiver just before each ban) are never
 sent on, are lifted when the origin's time is over, and are kept until then where this node's jail
 bans for less (fail2ban moves the end of a ban that is made again while it runs). A ban of this
@@ -26,6 +32,7 @@ Only the standard library and nodelib beside it; the peers, their addresses and 
 from PEERS (written by the deploy).
 """
 
+import collections
 import fcntl
 import json
 import math
@@ -48,6 +55,7 @@ from nodelib import (  # beside this script
     SHARE_STATE,
     Fail2ban,
     Tail,
+    bannable_address,
     canonical_address,
     changed_names,
     inotify,
@@ -70,6 +78,15 @@ CHUNK = 100  # addresses per fail2ban request when many bans are lifted at once
 LIFTED_SIZE = 64 << 10  # bytes of LIFTED after which it is rewritten, one line per address ...
 LIFTED_KEEP = 10_000  # ... the latest lifts only
 BAN = re.compile(r"ban (\S+) (\S+) ([0-9]{1,12}(?:\.[0-9]+)?) (-1|[0-9]{1,12})")
+FAIL2BAN_LOG = "/var/log/fail2ban.log"  # where fail2ban says which failure it counted
+# fail2ban's own line, whole: "2026-11-29 02:32:20,175 fail2ban.filter [8763]: INFO [sshd] Found
+# 192.0.2.1 - 2026-11-29 02:32:20" (the failure's time last; text quoted in a line is no Found)
+FOUND = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.filter\s+\[\d+\]: \w+\s+"
+    r"\[([A-Za-z0-9_.-]{1,32})\] Found ([0-9A-Fa-f:.]{2,45}) - (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$"
+)
+LOG_NAME = os.path.basename(FAIL2BAN_LOG)
+MAX_ATTEMPTS = 10_000  # failures queued per peer: a flood keeps the newest, in bounded memory
 
 
 def log(message):
@@ -101,6 +118,20 @@ def renewal(record, made):
     return local_end - max(1.0, min(60.0, record.here / 2))
 
 
+def found_line(line, jails):
+    """(jail, address, epoch of the failure) of fail2ban's `Found` line of one of `jails`, else
+    None (a received failure is logged `Attempt`: never sent on)."""
+    match = FOUND.match(line)
+    if not match or match.group(1) not in jails:
+        return None
+    try:
+        address = bannable_address(match.group(2))  # as the receiver takes it
+        when = time.mktime(time.strptime(match.group(3), "%Y-%m-%d %H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None
+    return match.group(1), address, when
+
+
 def outbox_line(line):
     """An outbox line -> ("ban", jail, address, time, bantime), ("forget", address) or ("claim",
     jail, address), else None."""
@@ -123,6 +154,8 @@ class Peer:
     def __init__(self, name, address, port):
         self.name, self.address, self.port = name, address, port
         self.queue = {}  # (jail, ip) -> (end, when it was banned here)
+        self.attempts = collections.deque(maxlen=MAX_ATTEMPTS)  # (jail, ip, when), oldest first
+        self.sent_attempts = 0  # numbers the attempts in flight (their keys)
         self.inflight = {}  # (jail, ip) -> when sent
         self.proc, self.buffer = None, b""
         self.next_try, self.failures, self.last_used = 0.0, 0, 0.0
@@ -160,8 +193,13 @@ class Peer:
             self.failures += 1
             self.next_try = now + min(RETRY_MAX, 2 ** (self.failures - 1))
 
-    def send(self, now):
-        """Send queued bans (up to WINDOW in flight); drop those whose time ran out."""
+    def waiting(self):
+        """Something to send: a ban or a failure."""
+        return bool(self.queue or self.attempts)
+
+    def send(self, now, findtime=None):
+        """Send queued bans, then failures (up to WINDOW in flight); drop bans whose time ran
+        out and failures older than `findtime(jail)` seconds (they would count for nothing)."""
         lines = []
         for key, (end, banned_at) in list(self.queue.items()):
             if len(self.inflight) + len(lines) >= WINDOW:
@@ -174,6 +212,14 @@ class Peer:
                 continue
             age = max(0.0, now - banned_at)  # the peer compares it with an unban made there
             lines.append((key, f"ban {key[0]} {key[1]} {left} {age:.3f}\n"))
+        while self.attempts and len(self.inflight) + len(lines) < WINDOW:
+            jail, address, when = self.attempts.popleft()
+            age = max(0.0, now - when)
+            if findtime is not None and age > findtime(jail):
+                continue
+            self.sent_attempts += 1
+            key = ("attempt", self.sent_attempts)
+            lines.append((key, f"attempt {jail} {address} {age:.3f}\n"))
         if not lines:
             return
         try:
@@ -219,7 +265,7 @@ class Peer:
     def due(self, now):
         """When this peer next needs the loop's attention (None: not before an event)."""
         if self.proc is None:
-            return max(self.next_try, now) if self.queue else None
+            return max(self.next_try, now) if self.waiting() else None
         times = [self.last_used + LINGER]
         if self.inflight:
             times.append(min(self.inflight.values()) + ACK_TIMEOUT)
@@ -234,6 +280,17 @@ class Share:
         self.made = {}  # (jail, ip) -> when that ban was made here, or made again (renewal)
         self.consumed = set()  # received bans whose own ban line was seen (a later one is ours)
         self.outbox, self.inbox = Tail(OUTBOX), Tail(RECEIVED)
+        self.jails = set(config.get("jails") or [])
+        # cluster-wide failures: fail2ban's log read from its end now (what it said before this
+        # start is sent already, or too old to count), failures sent while younger than findtime
+        self.failures = Tail(FAIL2BAN_LOG) if config.get("failures") else None
+        self.findtimes = {}  # jail -> its findtime here, seconds (asked of fail2ban once)
+        if self.failures is not None:
+            try:
+                info = os.stat(FAIL2BAN_LOG)
+                self.failures.resume((info.st_ino, info.st_size))
+            except OSError:
+                pass
         self.compacted = 0  # RECEIVED's size after it was last rewritten
         self.retry_at = 0.0  # fail2ban did not answer: lifting and renewing wait until then
         self.saved, self.saved_at, self.unsaved = None, 0.0, False
@@ -425,9 +482,28 @@ class Share:
             out.writelines(f"{address} {when:.3f}\n" for address, when in times[-LIFTED_KEEP:])
         os.replace(LIFTED + ".new", LIFTED)
 
+    def findtime(self, jail):
+        """The jail's findtime here (seconds): a failure older than that counts for nothing."""
+        if jail not in self.findtimes:
+            try:
+                self.findtimes[jail] = int(self.fail2ban().ask("get", jail, "findtime"))
+            except Exception:  # noqa: BLE001 - fail2ban restarting: its default, asked again later
+                return 600
+        return self.findtimes[jail]
+
+    def read_failures(self, now):
+        """Queue each failure our jails counted here since the last read for every peer."""
+        if self.failures is None:
+            return
+        for line in self.failures.lines():
+            found = found_line(line, self.jails)
+            if found:
+                for peer in self.peers:
+                    peer.attempts.append(found)
+
     def step(self, now):
         for peer in self.peers:
-            if peer.proc is None and peer.queue and now >= peer.next_try:
+            if peer.proc is None and peer.waiting() and now >= peer.next_try:
                 peer.connect(now)
             if peer.proc is None:
                 continue
@@ -435,10 +511,10 @@ class Share:
                 log(f"{peer.name}: no answer for {ACK_TIMEOUT}s, reconnecting")
                 peer.close(now, failed=True)
                 continue
-            if not peer.queue and now - peer.last_used > LINGER:
+            if not peer.waiting() and now - peer.last_used > LINGER:
                 peer.close(now, failed=False)
                 continue
-            peer.send(now)
+            peer.send(now, self.findtime)  # the receiver checks its own findtime too
         self.save(now)
 
     def timeout(self, now):
@@ -457,23 +533,27 @@ def main():
         share = Share(json.load(config))
     log(f"sharing bans with {', '.join(p.name for p in share.peers) or 'no peer'}")
     watch = inotify(VAR)
+    logs = inotify(os.path.dirname(FAIL2BAN_LOG)) if share.failures is not None else None
     while True:
         now = time.time()
         share.read_outbox(now)
+        share.read_failures(now)
         share.maintain(now)
         share.step(now)
         wait = share.timeout(now)
-        if watch is None:
+        if watch is None or (share.failures is not None and logs is None):
             wait = 0.5 if wait is None else min(wait, 0.5)
         deadline = None if wait is None else time.monotonic() + wait
         while True:  # until a file of WAKE_ON changes, a peer answers or it is time
-            readers = ([watch] if watch is not None else []) + [
+            readers = [w for w in (watch, logs) if w is not None] + [
                 p.proc.stdout for p in share.peers if p.proc is not None
             ]
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select(readers, [], [], left)
-            if watch in ready and not changed_names(watch) & WAKE_ON and len(ready) == 1:
-                continue  # only our own files changed (the queue saved, RECEIVED rewritten)
+            ours = watch in ready and not changed_names(watch) & WAKE_ON
+            other_log = logs in ready and LOG_NAME not in changed_names(logs)
+            if ready and all((r is watch and ours) or (r is logs and other_log) for r in ready):
+                continue  # only our own files, or another log than fail2ban's, changed
             break
         now = time.time()
         for peer in share.peers:

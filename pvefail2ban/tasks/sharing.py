@@ -68,7 +68,13 @@ def share(node, sharing, keys, coming):
         )
     placed = files_in_place(
         "Share service, receiver, peers and their host keys in place",
-        share_files(node.name, [j.name for j in node.plan.jails], sharing, SCRIPTS),
+        share_files(
+            node.name,
+            [j.name for j in node.plan.jails],
+            sharing,
+            SCRIPTS,
+            failures=node.settings["cluster_failures"],
+        ),
         facts["share_files"],
         SHARE_DIR,
     )

@@ -302,3 +302,43 @@ def test_a_peer_s_failure_is_counted_once_without_a_message_unless_ignored_or_to
         "ignored sshd 192.0.2.8 older than this jail's findtime"
     )
     assert len(here.asked) == 1
+
+
+def test_the_sender_reads_fail2ban_s_found_lines_of_our_jails_only():
+    line = "2026-11-29 02:32:20,175 fail2ban.filter         [8763]: INFO    [sshd] Found {} - {}"
+    jail, address, when = share.found_line(
+        line.format("::ffff:192.0.2.7", "2026-11-29 02:32:19"), {"sshd"}
+    )
+    assert (jail, address) == ("sshd", "192.0.2.7")
+    assert when == share.time.mktime((2026, 11, 29, 2, 32, 19, 0, 0, -1))
+    for other in (
+        line.format("192.0.2.7", "2026-11-29 02:32:19").replace("[sshd]", "[recidive]"),
+        line.format("192.0.2.7", "2026-11-29 02:32:19").replace("Found", "Attempt"),  # a peer's
+        line.format("192.0.2.0/24", "2026-11-29 02:32:19"),
+        line.format("127.0.0.1", "2026-11-29 02:32:19"),
+        "x " + line.format("192.0.2.7", "2026-11-29 02:32:19"),  # quoted inside another line
+    ):
+        assert share.found_line(other, {"sshd"}) is None, other
+
+
+def test_failures_are_sent_after_bans_bounded_and_dropped_once_older_than_findtime():
+    peer = share.Peer("pve2", "192.0.2.2", 22)
+    sent = []
+
+    class Pipe:
+        def write(self, data):
+            sent.append(data.decode())
+
+        def flush(self):
+            pass
+
+    peer.proc = type("Proc", (), {"stdin": Pipe()})()
+    peer.queue[("sshd", "192.0.2.9")] = (2000, 1000.0)
+    peer.attempts.extend([("sshd", "192.0.2.7", 1000.0), ("sshd", "192.0.2.8", 400.0)])
+    peer.send(1001.0, findtime=lambda jail: 600)
+    lines = "".join(sent).splitlines()
+    assert lines == ["ban sshd 192.0.2.9 999 1.000", "attempt sshd 192.0.2.7 1.000"]
+    assert not peer.attempts and len(peer.inflight) == 2  # the old one dropped, not queued
+    flood = share.Peer("pve3", "192.0.2.3", 22)
+    flood.attempts.extend(("sshd", f"10.0.{n // 250}.{n % 250}", 1.0) for n in range(20_000))
+    assert len(flood.attempts) == share.MAX_ATTEMPTS  # bounded: the newest kept
