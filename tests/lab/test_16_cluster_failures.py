@@ -1,0 +1,92 @@
+"""Cluster-wide failures (issue 24): each failure a jail of ours counts on one node counts on the
+others too, so maxretry failures spread over the nodes ban the attacker everywhere; fewer ban
+nobody; with fail2ban_cluster_failures = False each node counts its own, as before. Three pve8
+nodes, maxretry 3 (the guide's)."""
+
+import re
+import time
+
+import pytest
+
+from lab import attack, config
+from lab.checks import banned, wait_for
+
+A = config.ATTACKER_IP
+
+
+@pytest.fixture(scope="module")
+def lab(lab_control):
+    lab_control.up(variants=["pve8", "pve8", "pve8"])
+    run = lab_control.pyinfra()
+    assert run.returncode == 0, run.text[-3000:]
+    return lab_control
+
+
+def unban_everywhere(lab, address=A):
+    run = lab.pyinfra("--data", f"ip={address}", deploy="unban.py")
+    assert run.returncode == 0, run.text[-3000:]
+
+
+def total_failed(node, jail):
+    text = node.sh(f"fail2ban-client status {jail}")[1]
+    return int(re.search(r"Total failed:\s+(\d+)", text).group(1))
+
+
+def refused_everywhere(lab, port):
+    return all(not attack.port_open(lab.attacker(), n, port, timeout=1) for n in lab.nodes())
+
+
+@pytest.mark.parametrize("jail, port", [("sshd", 22), ("proxmox", 8006)])
+def test_failures_spread_over_the_nodes_ban_the_attacker_everywhere(lab, jail, port):
+    pve1, pve2, pve3 = lab.nodes()
+    attacker = lab.attacker()
+    unban_everywhere(lab)
+
+    def fail(node, count):
+        if jail == "sshd":
+            return attack.ssh_login(attacker, node, count=count)
+        return attack.web_login(attacker, node, "root@pam", count=count)
+
+    before = total_failed(pve3, jail)
+    fail(pve1, 2)  # maxretry - 1 here: no ban anywhere yet
+    assert wait_for(lambda: total_failed(pve3, jail) == before + 2, timeout=5)  # counted there
+    assert all(A not in banned(n, jail) for n in (pve1, pve2, pve3))
+    started = time.monotonic()
+    fail(pve2, 1)  # the failure that completes the count, on another node
+    assert wait_for(lambda: refused_everywhere(lab, port), timeout=10)
+    took = time.monotonic() - started
+    print(f"{jail}: refused on every node {took:.1f} s after the completing failure")
+    assert took < 5 + 3  # its answer (PVE delays a failed login 3 s) comes first
+    unban_everywhere(lab)
+
+
+def test_fewer_failures_than_maxretry_in_the_whole_cluster_ban_nobody(lab):
+    pve1, pve2, pve3 = lab.nodes()
+    attacker = lab.attacker()
+    unban_everywhere(lab)
+    time.sleep(1)
+    before = total_failed(pve3, "sshd")
+    attack.ssh_login(attacker, pve1, count=1)
+    attack.ssh_login(attacker, pve2, count=1)
+    assert wait_for(lambda: total_failed(pve3, "sshd") >= before + 2, timeout=5)
+    time.sleep(2)
+    assert all(A not in banned(n, "sshd") for n in (pve1, pve2, pve3))
+    unban_everywhere(lab)  # the count starts again
+
+
+def test_with_cluster_failures_off_each_node_counts_its_own(lab):
+    pve1, pve2, pve3 = lab.nodes()
+    run = lab.pyinfra("--data", "fail2ban_cluster_failures=False")
+    assert run.returncode == 0, run.text[-3000:]
+    try:
+        unban_everywhere(lab)
+        before = total_failed(pve3, "sshd")
+        for node in (pve1, pve2):
+            attack.ssh_login(lab.attacker(), node, count=2)
+        time.sleep(3)
+        assert total_failed(pve3, "sshd") == before  # nothing counted there
+        assert all(A not in banned(n, "sshd") for n in (pve1, pve2, pve3))
+    finally:
+        unban_everywhere(lab)
+        run = lab.pyinfra()
+        assert run.returncode == 0, run.text[-3000:]
