@@ -111,7 +111,7 @@ def label(value):
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def prom_text(up, jails, expected=(), canary_ages=None, canary_every=None):
+def prom_text(up, jails, expected=(), canary_ages=None, canary_every=None, shared=None):
     """The Prometheus text exposition of `up` (bool) and `jails` ({name: {field: number}}, the
     fields of JAIL_FIELDS; a field missing is left out); `expected`: our jails that must run here
     (f2b_jail_expected); `canary_ages`: {jail: seconds since its canary was last seen}."""
@@ -128,6 +128,12 @@ def prom_text(up, jails, expected=(), canary_ages=None, canary_every=None):
                   "canary (fail2ban's Ignore of it)", "# TYPE f2b_jail_canary_age_seconds gauge",
                   *(f'f2b_jail_canary_age_seconds{{jail="{label(j)}"}} {int(a)}'
                     for j, a in sorted(canary_ages.items()))]  # fmt: skip
+    if shared is not None:
+        lines += ["# HELP f2b_jail_failed_shared_total Failures the peers counted and sent here "
+                  "(cluster-wide failures), counted here since the events daemon started",
+                  "# TYPE f2b_jail_failed_shared_total counter",
+                  *(f'f2b_jail_failed_shared_total{{jail="{label(j)}"}} {shared.get(j, 0)}'
+                    for j in sorted(set(expected) | set(shared)))]  # fmt: skip
     for name, help_text in HELP.items():
         if name == "f2b_up":
             samples = [f"f2b_up {1 if up else 0}"]
@@ -234,6 +240,14 @@ IGNORED = re.compile(
 )
 
 
+# ... and its line for a failure a peer counted (share.py, cluster-wide failures): "... fail2ban.filter
+# [8763]: INFO [sshd] Attempt 192.0.2.1 - 2026-11-29 02:32:20" (fail2ban's `set <jail> attempt`)
+ATTEMPT = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.filter\s+\[\d+\]: \w+\s+"
+    r"\[([A-Za-z0-9_.-]+)\] Attempt \S+ - "
+)
+
+
 def append_log(path, text):
     """Append `text` to a product's log file as root, safely: the folder belongs to the product's
     unprivileged user (PBS: backup), who could plant a symlink (root would append to any file) or a
@@ -257,6 +271,7 @@ class Canary:
         self.address, self.jails = config["address"], config["jails"]
         self.every = max(10, int(config.get("every") or CANARY_EVERY))
         self.seen = dict.fromkeys(self.jails, now)  # a jail never seen: its age grows from now
+        self.shared = {}  # {jail: failures the peers sent, counted here since this start}
         self.sent, self.checked = 0.0, True
         self.log = Tail(LOG)
         try:  # what fail2ban logged before this start is no sign of a canary
@@ -294,6 +309,10 @@ class Canary:
 
     def read(self, now):
         for line in self.log.lines():
+            attempt = ATTEMPT.search(line)
+            if attempt:
+                self.shared[attempt.group(1)] = self.shared.get(attempt.group(1), 0) + 1
+                continue
             found = IGNORED.search(line)
             if found and found.group(2) == self.address and found.group(1) in self.seen:
                 self.seen[found.group(1)] = now
@@ -498,7 +517,8 @@ def main():
                 canary.read(time.time())
                 ages = canary.ages(time.time())
             every = canary.every if canary else None
-            write_atomically(directory, PROM, prom_text(up, jails, expected, ages, every))
+            shared = canary.shared if canary else None
+            write_atomically(directory, PROM, prom_text(up, jails, expected, ages, every, shared))
             dirty, last = False, now
             if fd is not None and not watching_run:  # fail2ban made its run directory since
                 watching_run = watch(fd, FAIL2BAN_RUN, IN_CREATE | IN_DELETE)

@@ -79,10 +79,10 @@ def test_with_cluster_failures_off_each_node_counts_its_own(lab):
     run = lab.pyinfra("--data", "fail2ban_cluster_failures=False")
     assert run.returncode == 0, run.text[-3000:]
     try:  # from the attacker's IPv6 address: no failure of it counted anywhere yet
-        before = total_failed(pve3, "sshd")
+        before, here = total_failed(pve3, "sshd"), total_failed(pve2, "sshd")
         for node in (pve1, pve2):
             attack.ssh_login(lab.attacker(), node, count=2, ip=node.ip6)
-        assert wait_for(lambda: total_failed(pve2, "sshd") >= 2, timeout=5)
+        assert wait_for(lambda: total_failed(pve2, "sshd") == here + 2, timeout=5)  # its own
         time.sleep(3)
         assert total_failed(pve3, "sshd") == before  # nothing counted there
         assert all(A6 not in banned(n, "sshd") for n in (pve1, pve2, pve3))

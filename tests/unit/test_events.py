@@ -439,3 +439,22 @@ def test_the_canary_in_pveproxy_s_log_is_one_its_jails_filter_finds(fail2ban_reg
         for name, found in ((mode, 1), (other, 0)):
             out = fail2ban_regex(sample, f"{FILTERS / 'proxmox-access.conf'}[mode={name}]")
             assert f"Lines: 1 lines, 0 ignored, {found} matched" in out, (jail, name, out)
+
+
+def test_failures_the_peers_sent_are_counted_per_jail_from_fail2ban_s_attempt_lines(tmp_path):
+    log = tmp_path / "fail2ban.log"
+    log.write_text("")
+    canary = daemon.Canary({"address": "127.0.0.254", "jails": {}}, 0.0)
+    canary.log = daemon.Tail(str(log))
+    line = "2026-11-29 02:32:20,175 fail2ban.filter         [8763]: INFO    [{}] Attempt {} - x\n"
+    log.write_text(
+        line.format("sshd", "192.0.2.7") * 2
+        + line.format("proxmox", "192.0.2.7")
+        + "x " + line.format("sshd", "192.0.2.8")  # quoted inside another line: no attempt
+    )  # fmt: skip
+    canary.read(1.0)
+    assert canary.shared == {"sshd": 2, "proxmox": 1}
+    text = daemon.prom_text(True, {}, ["sshd", "proxmox", "pveproxy"], shared=canary.shared)
+    assert 'f2b_jail_failed_shared_total{jail="sshd"} 2' in text
+    assert 'f2b_jail_failed_shared_total{jail="pveproxy"} 0' in text
+    assert "# TYPE f2b_jail_failed_shared_total counter" in text
