@@ -73,7 +73,7 @@ def _jail_state(jail):
     }
 
 
-COUNTS = ("failed", "total_failed", "banned", "total_banned")
+COUNTS = ("failed", "total_failed", "peers_failed", "banned", "total_banned")
 
 
 def _count(value):
@@ -149,7 +149,7 @@ def status_rows(states):
     rows = []
     for node, state in sorted(states.items()):
         if state.get("error"):
-            rows.append([node, "-", "UNREACHABLE", "", "", "", "", state["error"]])
+            rows.append([node, "-", "UNREACHABLE", "", "", "", "", "", state["error"]])
             continue
         if not state["running"]:
             rows.append(
@@ -157,6 +157,7 @@ def status_rows(states):
                     node,
                     "-",
                     "DOWN",
+                    "",
                     "",
                     "",
                     "",
@@ -176,6 +177,7 @@ def status_rows(states):
                     "up",
                     str(jail.get("failed", 0)),
                     str(jail.get("total_failed", 0)),
+                    str(jail.get("peers_failed", 0)),
                     str(jail.get("banned", 0)),
                     str(jail.get("total_banned", 0)),
                     " ".join(
@@ -196,6 +198,7 @@ def format_table(
         "state",
         "failed",
         "total failed",
+        "from peers",
         "banned",
         "total banned",
         "banned addresses",

@@ -72,6 +72,20 @@ def firewall_holds(jail):
     return sorted(set(held))
 
 
+ATTEMPT = re.compile(r" fail2ban\.filter\s+\[\d+\]: \w+\s+\[([A-Za-z0-9_.-]+)\] Attempt \S+ - ")
+
+
+def shared_failures():
+    """{jail: failures the peers sent and fail2ban counted here} in what its log still holds (the
+    last 4 MB: since its rotation at most); fail2ban's own `Attempt` lines."""
+    found = {}
+    for line in read_tail(LOG, 4 << 20):
+        match = ATTEMPT.search(line)
+        if match:
+            found[match.group(1)] = found.get(match.group(1), 0) + 1
+    return found
+
+
 def last_events(count=10):
     """The last Ban/Unban lines of fail2ban's log (its last 4 MB: a log an attacker made huge
     costs no more)."""
@@ -117,7 +131,7 @@ def read(units):
         state["active"] = run("systemctl", "is-active", "fail2ban").strip() or "inactive"
         return state
     names = jail_names(sock.ask("status"))
-    origins = received(time.time())
+    origins, shared = received(time.time()), shared_failures()
     for name in names:
         try:
             answer = sock.ask("status", name)
@@ -130,6 +144,7 @@ def read(units):
         jail["from"] = {
             ip: origin for ip, origin in origins.get(name, {}).items() if ip in jail["banned_ips"]
         }
+        jail["peers_failed"] = shared.get(name, 0)
         state["jails"][name] = jail
     sock.close()
     return state

@@ -3,6 +3,7 @@ others too, so maxretry failures spread over the nodes ban the attacker everywhe
 nobody; with fail2ban_cluster_failures = False each node counts its own, as before. Three pve8
 nodes, maxretry 3 (the guide's)."""
 
+import json
 import re
 import time
 
@@ -60,7 +61,7 @@ def test_failures_spread_over_the_nodes_ban_the_attacker_everywhere(lab, jail, p
     unban_everywhere(lab)
 
 
-def test_fewer_failures_than_maxretry_in_the_whole_cluster_ban_nobody(lab):
+def test_fewer_failures_than_maxretry_in_the_whole_cluster_ban_nobody(lab, tmp_path):
     pve1, pve2, pve3 = lab.nodes()
     attacker = lab.attacker()
     unban_everywhere(lab)
@@ -71,6 +72,10 @@ def test_fewer_failures_than_maxretry_in_the_whole_cluster_ban_nobody(lab):
     assert wait_for(lambda: total_failed(pve3, "sshd") >= before + 2, timeout=5)
     time.sleep(2)
     assert all(A not in banned(n, "sshd") for n in (pve1, pve2, pve3))
+    report = tmp_path / "status.json"  # status tells the failures that came from the peers
+    run = lab.pyinfra("--data", f"report={report}", deploy="status.py")
+    assert run.returncode == 0, run.text[-3000:]
+    assert json.loads(report.read_text())["nodes"]["pve3"]["jails"]["sshd"]["peers_failed"] >= 2
     # (an unban does not forget failures: each node still counts these two within findtime)
 
 

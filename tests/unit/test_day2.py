@@ -210,3 +210,14 @@ def test_sync_adds_what_others_banned_except_ignored():
         ("proxmox", "198.51.100.1", ["pve2"])
     ]
     assert bans_to_sync("pve1", {"pve1": banned_here}) == []
+
+
+def test_status_shows_how_many_failures_came_from_the_peers():
+    state = parse_state(STATE.replace('"failed": 0,', '"failed": 0, "peers_failed": 7,', 1))
+    table = format_table(status_rows({"pve1": state}))
+    header, first = table.splitlines()[:2]
+    assert "from peers" in header
+    column = header.index("from peers")
+    assert first[column:].split()[0] == "7"
+    with pytest.raises(ValueError, match="is not a count"):
+        parse_state(STATE.replace('"failed": 0,', '"failed": 0, "peers_failed": -1,', 1))
