@@ -95,3 +95,29 @@ def test_with_cluster_failures_off_each_node_counts_its_own(lab):
         unban_everywhere(lab, A6)
         run = lab.pyinfra()
         assert run.returncode == 0, run.text[-3000:]
+
+
+def test_a_node_down_during_the_guesses_gets_nothing_stale_afterwards(lab):
+    """Failures that cannot be delivered within findtime are dropped, not queued for ever: a node
+    back after findtime counts none of those made while it was down (findtime 15 s here)."""
+    pve1, pve2, pve3 = lab.nodes()
+    run = lab.pyinfra("--data", "fail2ban_findtime=15")
+    assert run.returncode == 0, run.text[-3000:]
+    address = "2001:db8:24::5"  # a failure of its own, written as sshd writes it (root's line)
+    line = f"Failed password for root from {address} port 4242 ssh2"
+    try:
+        pve3.container.stop(timeout=10)
+        try:
+            before2 = total_failed(pve2, "sshd")
+            pve1.sh(f"logger -t sshd -p authpriv.info '{line}'", check=True)
+            assert wait_for(lambda: total_failed(pve2, "sshd") == before2 + 1, timeout=5)
+            time.sleep(16)  # older than findtime now
+        finally:
+            pve3.container.start()
+        lab.wait_ready(pve3)
+        before3 = total_failed(pve3, "sshd")
+        time.sleep(8)  # the share service tries a peer again within 10 s
+        assert total_failed(pve3, "sshd") == before3  # nothing stale arrived
+    finally:
+        run = lab.pyinfra()
+        assert run.returncode == 0, run.text[-3000:]
