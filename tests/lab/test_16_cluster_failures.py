@@ -116,7 +116,7 @@ def test_a_node_down_during_the_guesses_gets_nothing_stale_afterwards(lab):
             pve3.container.start()
         lab.wait_ready(pve3)
         before3 = total_failed(pve3, "sshd")
-        time.sleep(8)  # the share service tries a peer again within 10 s
+        time.sleep(12)  # the share service tries a peer again within 10 s
         assert total_failed(pve3, "sshd") == before3  # nothing stale arrived
     finally:
         run = lab.pyinfra()
