@@ -87,6 +87,10 @@ FOUND = re.compile(
 )
 LOG_NAME = os.path.basename(FAIL2BAN_LOG)
 MAX_ATTEMPTS = 10_000  # failures queued per peer: a flood keeps the newest, in bounded memory
+# seconds a failure waits before it is sent: if it made this node ban (its maxretry-th), the ban
+# is sent instead, so that the peers hold this node's ban (one ban, one notification, the origin's
+# time) rather than each reaching maxretry with it and banning on its own
+HOLD = 1.0
 
 
 def log(message):
@@ -285,6 +289,8 @@ class Share:
         # start is sent already, or too old to count), failures sent while younger than findtime
         self.failures = Tail(FAIL2BAN_LOG) if config.get("failures") else None
         self.findtimes = {}  # jail -> its findtime here, seconds (asked of fail2ban once)
+        self.held = collections.deque(maxlen=MAX_ATTEMPTS)  # (read at, (jail, ip, when)): HOLD
+        self.banned_now = {}  # (jail, ip) -> when this node banned it (kept HOLD seconds and more)
         if self.failures is not None:
             try:
                 info = os.stat(FAIL2BAN_LOG)
@@ -361,6 +367,7 @@ class Share:
                 if self.came_from_a_peer((jail, ip), banned_at):
                     continue  # sending it on would loop
                 log(f"{jail} banned {ip} here: sending it to {len(self.peers)} peer(s)")
+                self.banned_now[(jail, ip)] = now
                 if self.drop_received(lambda key, jail=jail, ip=ip: key == (jail, ip)):
                     rewrite = True  # its own ban now: never lifted here early
                 end = ban_end(banned_at, bantime)
@@ -498,8 +505,16 @@ class Share:
         for line in self.failures.lines():
             found = found_line(line, self.jails)
             if found:
-                for peer in self.peers:
-                    peer.attempts.append(found)
+                self.held.append((now, found))
+        while self.held and self.held[0][0] + HOLD <= now:
+            _, found = self.held.popleft()
+            if found[:2] in self.banned_now:
+                continue  # it made this node ban: the ban goes instead
+            for peer in self.peers:
+                peer.attempts.append(found)
+        for key, when in list(self.banned_now.items()):
+            if when + 2 * HOLD < now:
+                del self.banned_now[key]
 
     def step(self, now):
         for peer in self.peers:
@@ -523,6 +538,7 @@ class Share:
         later += [t for t in (renewal(r, self.made[k]) for k, r in self.received.items()) if t]
         times += [max(t, self.retry_at) for t in later]
         times += [self.saved_at + 1] if self.unsaved else []
+        times += [self.held[0][0] + HOLD] if self.held else []
         return max(0.0, min(times) - now) if times else None
 
 

@@ -4,6 +4,7 @@
 import importlib.util
 import json
 import sys
+import time
 
 import pytest
 
@@ -342,3 +343,28 @@ def test_failures_are_sent_after_bans_bounded_and_dropped_once_older_than_findti
     flood = share.Peer("pve3", "192.0.2.3", 22)
     flood.attempts.extend(("sshd", f"10.0.{n // 250}.{n % 250}", 1.0) for n in range(20_000))
     assert len(flood.attempts) == share.MAX_ATTEMPTS  # bounded: the newest kept
+
+
+def test_a_failure_that_made_this_node_ban_is_not_sent_its_ban_is(tmp_path, monkeypatch):
+    for name in ("OUTBOX", "PENDING", "RECEIVED", "LIFTED", "FAIL2BAN_LOG"):
+        monkeypatch.setattr(share, name, str(tmp_path / name.lower()))
+    monkeypatch.setattr(share, "log", lambda message: None)
+    (tmp_path / "fail2ban_log").write_text("")
+    (tmp_path / "outbox").write_text("")
+    peers = [{"name": "pve2", "address": "192.0.2.2", "port": 22}]
+    daemon = share.Share({"peers": peers, "jails": ["sshd"], "failures": True})
+    found = "2026-11-29 02:32:20,175 fail2ban.filter [1]: INFO    [sshd] Found {} - {}\n"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    now = time.time()
+    with open(tmp_path / "fail2ban_log", "a") as log:
+        log.write(found.format("192.0.2.7", stamp) + found.format("192.0.2.8", stamp))
+    daemon.read_outbox(now)
+    daemon.read_failures(now)
+    (peer,) = daemon.peers
+    assert not peer.attempts  # held a moment: did it make this node ban?
+    with open(tmp_path / "outbox", "a") as outbox:  # the second one did
+        outbox.write(f"ban sshd 192.0.2.8 {now:.3f} 600\n")
+    daemon.read_outbox(now + 0.5)
+    daemon.read_failures(now + share.HOLD + 0.1)
+    assert [a[1] for a in peer.attempts] == ["192.0.2.7"]  # its ban goes instead of it
+    assert ("sshd", "192.0.2.8") in peer.queue
