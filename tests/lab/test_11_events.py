@@ -28,9 +28,13 @@ def host_data(sink, **pve1):
             "fail2ban_notify_webhook_format": "json",
             "fail2ban_notify_webhook_token": TOKEN,
             "fail2ban_notify_unban": True,
+            # each node counts its own failures here: which node bans first is this module's
+            # question (cluster-wide counting: test_16)
+            "fail2ban_cluster_failures": False,
             **pve1,
         },
         "pve2": {
+            "fail2ban_cluster_failures": False,
             "fail2ban_notify_mail": "root",
             "fail2ban_notify_webhook": f"{sink}/pve2",
             "fail2ban_notify_webhook_format": "ntfy",
