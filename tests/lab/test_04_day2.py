@@ -46,8 +46,8 @@ def ban_attacker_on(node, attacker):
 
 def table_row(text, node, jail):
     match = re.search(
-        rf"^{node}\s+{jail}\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*(.*)$", text, re.M
-    )
+        rf"^{node}\s+{jail}\s+(\S+)\s+(\d+)\s+(\d+)\s+\d+\s+(\d+)\s+(\d+)\s*(.*)$", text, re.M
+    )  # state, failed, total failed, (from peers), banned, total banned, addresses
     assert match, f"no row for {node}/{jail}"
     return match.groups()
 
