@@ -40,13 +40,18 @@ LOG = "/var/log/fail2ban.log"
 UNIT_FIELDS = {"LoadState": "load", "ActiveState": "active", "UnitFileState": "enabled"}
 
 
-def run(*argv, stdin=None):
-    """(exit code, stdout, stderr) of a tool; 127 when it is not there."""
+def run(*argv, stdin=None, timeout=None):
+    """(exit code, stdout, stderr) of a tool; 127 when it is not there, 124 when it ran out of
+    `timeout` seconds (as timeout(1) says it)."""
     try:
         # errors="replace": log lines carry what attackers send (user names), valid UTF-8 or not
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, errors="replace")
+        done = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, errors="replace", timeout=timeout
+        )
     except OSError as error:
         return 127, "", str(error)
+    except subprocess.TimeoutExpired:
+        return 124, "", f"no answer within {timeout} s"
     return done.returncode, done.stdout, done.stderr
 
 
@@ -240,14 +245,10 @@ def access_defaults(paths):
     for key, path in paths.items():
         header = allow = ""
         if os.path.isfile(path):
-            try:
-                done = subprocess.run(
-                    ["bash", "-c", REAL_IP_VALUES, "bash", path],
-                    capture_output=True, text=True, errors="replace", timeout=10,
-                )  # fmt: skip
-                header, _, allow = done.stdout.partition("\0")
-            except (OSError, subprocess.TimeoutExpired):
-                header, allow = "?", ""  # unknown: no jail trusts it
+            _, out, _ = run("bash", "-c", REAL_IP_VALUES, "bash", path, timeout=10)
+            # no NUL: bash did not get to its printf (not there, too slow, the file exits): unknown,
+            # no jail trusts it
+            header, allow = out.split("\0", 1) if "\0" in out else ("?", "")
         try:  # the text, to rewrite for fail2ban_trusted_proxies: whole and UTF-8, or none
             with open(path, "rb") as file:
                 raw = file.read((64 << 10) + 1)

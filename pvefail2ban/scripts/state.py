@@ -75,21 +75,26 @@ def firewall_holds(jail):
 ATTEMPT = re.compile(r" fail2ban\.filter\s+\[\d+\]: \w+\s+\[([A-Za-z0-9_.-]+)\] Attempt \S+ - ")
 
 
-def shared_failures():
-    """{jail: failures the peers sent and fail2ban counted here} in what its log still holds (the
-    last 4 MB: since its rotation at most); fail2ban's own `Attempt` lines."""
+def shared_failures(log):
+    """{jail: failures the peers sent and fail2ban counted here} in `log` (the lines of fail2ban's
+    log, tail_of_log): fail2ban's own `Attempt` lines."""
     found = {}
-    for line in read_tail(LOG, 4 << 20):
+    for line in log:
         match = ATTEMPT.search(line)
         if match:
             found[match.group(1)] = found.get(match.group(1), 0) + 1
     return found
 
 
-def last_events(count=10):
-    """The last Ban/Unban lines of fail2ban's log (its last 4 MB: a log an attacker made huge
-    costs no more)."""
-    return [line.strip() for line in read_tail(LOG, 4 << 20) if EVENT.search(line)][-count:]
+def tail_of_log():
+    """fail2ban's log, the lines of its last 4 MB (since its rotation at most): a log an attacker
+    made huge costs no more."""
+    return read_tail(LOG, 4 << 20)
+
+
+def last_events(log, count=10):
+    """The last Ban/Unban lines of `log` (tail_of_log)."""
+    return [line.strip() for line in log if EVENT.search(line)][-count:]
 
 
 def received(now):
@@ -115,11 +120,12 @@ def products(units):
 
 
 def read(units):
+    log = tail_of_log()
     state = {
         "running": False,
         "active": None,
         "jails": {},
-        "events": last_events(),
+        "events": last_events(log),
         "shares": os.path.isdir(SHARE_STATE),
         "products": products(units),
     }
@@ -131,7 +137,7 @@ def read(units):
         state["active"] = run("systemctl", "is-active", "fail2ban").strip() or "inactive"
         return state
     names = jail_names(sock.ask("status"))
-    origins, shared = received(time.time()), shared_failures()
+    origins, shared = received(time.time()), shared_failures(log)
     for name in names:
         try:
             answer = sock.ask("status", name)
