@@ -290,7 +290,7 @@ class Share:
         self.failures = Tail(FAIL2BAN_LOG) if config.get("failures") else None
         self.findtimes = {}  # jail -> its findtime here, seconds (asked of fail2ban once)
         self.held = collections.deque(maxlen=MAX_ATTEMPTS)  # (read at, (jail, ip, when)): HOLD
-        self.banned_now = {}  # (jail, ip) -> when this node banned it (kept HOLD seconds and more)
+        self.own = {}  # (jail, ip) -> end of this node's own ban of it (ban_end), while it runs
         if self.failures is not None:
             try:
                 info = os.stat(FAIL2BAN_LOG)
@@ -367,10 +367,10 @@ class Share:
                 if self.came_from_a_peer((jail, ip), banned_at):
                     continue  # sending it on would loop
                 log(f"{jail} banned {ip} here: sending it to {len(self.peers)} peer(s)")
-                self.banned_now[(jail, ip)] = now
                 if self.drop_received(lambda key, jail=jail, ip=ip: key == (jail, ip)):
                     rewrite = True  # its own ban now: never lifted here early
                 end = ban_end(banned_at, bantime)
+                self.own[(jail, ip)] = end
                 if seconds_left(end, now) is None:
                     continue
                 for peer in self.peers:
@@ -383,6 +383,8 @@ class Share:
                     for key in [k for k in peer.queue if k[1] == ip]:
                         del peer.queue[key]
                 rewrite |= self.drop_received(lambda key, ip=ip: key[1] == ip)
+                for key in [k for k in self.own if k[1] == ip]:
+                    del self.own[key]
         if rewrite:  # banned here again later, it is shared again; lifted here, never again
             self.compact_received(force=True)
             self.compact_lifted()
@@ -508,13 +510,19 @@ class Share:
                 self.held.append((now, found))
         while self.held and self.held[0][0] + HOLD <= now:
             _, found = self.held.popleft()
-            if found[:2] in self.banned_now:
-                continue  # it made this node ban: the ban goes instead
+            if self.banned_here(found[:2], now):
+                continue  # it made this node ban, or came after: the ban is what the peers get
             for peer in self.peers:
                 peer.attempts.append(found)
-        for key, when in list(self.banned_now.items()):
-            if when + 2 * HOLD < now:
-                del self.banned_now[key]
+        for key in [k for k, end in self.own.items() if seconds_left(end, now) is None]:
+            del self.own[key]
+
+    def banned_here(self, key, now):
+        """True while `key` (jail, ip) is banned here, by this node's own ban (shared) or by a
+        peer's (which every peer has had)."""
+        received = self.received.get(key)
+        ends = [self.own.get(key), received.end if received else None]
+        return any(end is not None and seconds_left(end, now) is not None for end in ends)
 
     def step(self, now):
         for peer in self.peers:

@@ -345,7 +345,7 @@ def test_failures_are_sent_after_bans_bounded_and_dropped_once_older_than_findti
     assert len(flood.attempts) == share.MAX_ATTEMPTS  # bounded: the newest kept
 
 
-def test_a_failure_that_made_this_node_ban_is_not_sent_its_ban_is(tmp_path, monkeypatch):
+def test_a_failure_of_an_address_this_node_bans_is_not_sent_its_ban_is(tmp_path, monkeypatch):
     for name in ("OUTBOX", "PENDING", "RECEIVED", "LIFTED", "FAIL2BAN_LOG"):
         monkeypatch.setattr(share, name, str(tmp_path / name.lower()))
     monkeypatch.setattr(share, "log", lambda message: None)
@@ -368,3 +368,19 @@ def test_a_failure_that_made_this_node_ban_is_not_sent_its_ban_is(tmp_path, monk
     daemon.read_failures(now + share.HOLD + 0.1)
     assert [a[1] for a in peer.attempts] == ["192.0.2.7"]  # its ban goes instead of it
     assert ("sshd", "192.0.2.8") in peer.queue
+    # later failures of the banned address add nothing (the peers hold its ban): not sent, until
+    # it is lifted here (unban.py's forget)
+    later = now + 2 * share.HOLD
+    with open(tmp_path / "fail2ban_log", "a") as log:
+        log.write(found.format("192.0.2.8", stamp))
+    daemon.read_failures(later)
+    daemon.read_failures(later + share.HOLD)
+    assert [a[1] for a in peer.attempts] == ["192.0.2.7"]
+    with open(tmp_path / "outbox", "a") as outbox:
+        outbox.write("forget 192.0.2.8\n")
+    daemon.read_outbox(later + share.HOLD)
+    with open(tmp_path / "fail2ban_log", "a") as log:
+        log.write(found.format("192.0.2.8", stamp))
+    daemon.read_failures(later + share.HOLD)
+    daemon.read_failures(later + 2 * share.HOLD)
+    assert [a[1] for a in peer.attempts] == ["192.0.2.7", "192.0.2.8"]
