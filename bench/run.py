@@ -1,7 +1,7 @@
 """Benchmarks on the lab (issue "Benchmarks"). Writes bench/results/latest.json and prints a table.
 
     python bench/run.py [--nodes 3,10] [--cost-nodes 3,10,30] [--trials 5]
-                        [--skip converge,ansible,ban,propagation,filter]
+                        [--skip converge,ansible,ban,propagation,counting,filter]
 
 - converge (--cost-nodes): fresh nodes, cold converge (apt install included) and no-op re-runs,
   for each N; the controller's CPU (total, per node, per added node) and each node's in a no-op
@@ -13,11 +13,15 @@
   web logins on a pbs and a pmg node (journal), median and max of the trials;
 - propagation: cluster-wide bans, from the origin's `Ban` log line (web logins) to the attacker
   refused on every other node (port 8006 probed from the attacker), median and max, each N;
+- counting: cluster-wide counting (issue 24), from the web login failure that completes maxretry
+  in the cluster (maxretry - 1 made on other nodes first) to the attacker refused on every node,
+  median and max, each N; and the extra node CPU per shared failure (on against off, 3 nodes);
 - filter: fail2ban-regex over a generated 200,000-line daemon.log, ours against the guide's,
   alternating runs, with both match counts.
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import re
@@ -342,6 +346,130 @@ def propagation(lab, counts, trials):
     return results
 
 
+# The counting bench's settings: its trials reuse the attacker's one address, and an unban does not
+# make fail2ban forget failures, so each trial waits out a short findtime (the time measured does
+# not depend on it: failures are sent at once, whatever findtime)
+COUNT_FINDTIME = 20
+WEB_FAIL = (
+    "curl -sk -o /dev/null --max-time 10 -d 'username=root@pam&password=guess' "
+    "https://{ip}:8006/api2/json/access/ticket"
+)
+
+
+def total_failed(node, jail):
+    text = node.sh(f"fail2ban-client status {jail}")[1]
+    return int(re.search(r"Total failed:\s+(\d+)", text).group(1))
+
+
+def counting_trial(nodes, attacker, trial, maxretry=3):
+    """One trial of cluster-wide counting: maxretry - 1 web login failures on as many nodes, then
+    the completing one on the next node, while the attacker probes every node's port 8006. Returns
+    {node: seconds from the completing failure's journal line to the attacker's first refused
+    connection there}."""
+    first = [nodes[(trial + i) % len(nodes)] for i in range(maxretry - 1)]
+    last = nodes[(trial + maxretry - 1) % len(nodes)]
+    before = total_failed(last, "proxmox")
+    attacker.sh(" & ".join(WEB_FAIL.format(ip=n.ip) for n in first) + " & wait", timeout=30)
+    deadline = time.monotonic() + 15
+    while total_failed(last, "proxmox") < before + len(first):  # counted there too
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{last.name} never counted the failures made on the other nodes")
+        time.sleep(0.2)
+    since = last.sh("date +%s")[1].strip()
+    _, out = attacker.sh(
+        f"( {WEB_FAIL.format(ip=last.ip)} ) & "
+        f"python3 -c {shlex.quote(PROBE)} 8006 {' '.join(n.ip for n in nodes)}; wait",
+        timeout=120,
+    )
+    names = {n.ip: n.name for n in nodes}
+    refused = {names[ip]: float(when) for ip, when in (line.split() for line in out.splitlines())}
+    missing = sorted(set(names.values()) - set(refused))
+    if missing:
+        raise RuntimeError(f"the attacker was never refused by {', '.join(missing)}")
+    journal = last.sh(f"journalctl -q -o short-unix --no-pager -u pvedaemon --since @{since}")[1]
+    failed_at = max(
+        float(line.split()[0])
+        for line in journal.splitlines()
+        if re.search(FAILURE_LINES["web"], line) and attacker.ip in line
+    )
+    return {name: when - failed_at for name, when in refused.items()}
+
+
+def shared_failure_cpu(lab, count=1000):
+    """Node CPU (all nodes, cgroup accounting, idle subtracted) for `count` SSH failures on one
+    node from as many addresses (one each: no ban), cluster-wide counting on and then off; the
+    difference per failure is what sharing one failure costs the cluster."""
+    nodes = lab.nodes()
+    origin, last = nodes[0], nodes[-1]
+    costs = {}
+    for shared, net in ((True, "2001:db8:c0::/64"), (False, "2001:db8:c1::/64")):
+        run = lab.pyinfra("--data", f"fail2ban_cluster_failures={shared}")
+        assert run.returncode == 0, run.text[-3000:]
+        hosts = ipaddress.ip_network(net)
+        lines = "".join(
+            f"Failed password for root from {hosts[i]} port 4242 ssh2\n"
+            for i in range(1, count + 1)
+        )
+        origin.sh(f"printf %s {shlex.quote(lines)} > /tmp/failures", check=True)
+        watched = last if shared else origin  # where the last of them is counted
+        before = total_failed(watched, "sshd")
+        idle_start = node_cpu_seconds(nodes)
+        time.sleep(2)
+        idle = {n: (v - idle_start[n]) / 2 for n, v in node_cpu_seconds(nodes).items()}
+        start, started = node_cpu_seconds(nodes), time.monotonic()
+        origin.sh("logger -t sshd -p authpriv.info -f /tmp/failures", check=True)
+        deadline = time.monotonic() + 120
+        while total_failed(watched, "sshd") < before + count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{watched.name} never counted the {count} failures")
+            time.sleep(0.5)
+        time.sleep(2)  # what follows the last one (answers, the connection lingering)
+        end, seconds = node_cpu_seconds(nodes), time.monotonic() - started
+        costs[shared] = {n: max(0.0, end[n] - start[n] - idle[n] * seconds) for n in end}
+    peers = [n.name for n in nodes[1:]]
+    extra = {n: costs[True][n] - costs[False][n] for n in costs[True]}
+    return {
+        "failures": count,
+        "nodes": len(nodes),
+        "extra_ms_per_failure_cluster": round(sum(extra.values()) / count * 1000, 3),
+        "extra_ms_per_failure_origin": round(extra[origin.name] / count * 1000, 3),
+        "extra_ms_per_failure_per_peer": round(
+            statistics.median(extra[n] for n in peers) / count * 1000, 3
+        ),
+    }
+
+
+def counting(lab, counts, trials):
+    """Cluster-wide counting: from the failure that completes maxretry in the cluster to the
+    attacker refused on every node, N nodes; and the node CPU one shared failure costs (3 nodes)."""
+    results = {}
+    for count in counts:
+        lab.up(count)
+        run = lab.pyinfra("--data", f"fail2ban_findtime={COUNT_FINDTIME}")
+        assert run.returncode == 0, run.text[-3000:]
+        nodes, attacker = lab.nodes(), lab.attacker()
+        everywhere = []
+        for trial in range(trials):
+            everywhere.append(max(counting_trial(nodes, attacker, trial).values()))
+            for node in nodes:
+                node.sh("fail2ban-client unban --all")
+            time.sleep(COUNT_FINDTIME + 1)  # the trial's failures forgotten everywhere
+        results[str(count)] = {
+            "median_s": round(statistics.median(everywhere), 3),
+            "max_s": round(max(everywhere), 3),
+            "trials_s": [round(s, 3) for s in everywhere],
+        }
+        print(
+            f"  N={count:<3} refused on every node: median {statistics.median(everywhere):.3f}s "
+            f"max {max(everywhere):.3f}s ({trials} trials)",
+            flush=True,
+        )
+        if count == counts[0]:
+            results["cpu"] = shared_failure_cpu(lab)
+            print(f"  CPU per shared failure: {results['cpu']}", flush=True)
+    return results
+
+
 def filter_cost(rounds=7, lines=200_000):
     tool = subprocess.run(
         [str(ROOT / "scripts/ensure-fail2ban-regex.sh")], capture_output=True, text=True, check=True
@@ -433,6 +561,11 @@ def main():
         if "ban" not in skip:
             print("time to ban:", flush=True)
             results["time_to_ban"] = time_to_ban(lab, args.trials)
+        if "counting" not in skip:
+            print("cluster-wide counting:", flush=True)
+            results["counting"] = counting(
+                lab, [int(n) for n in args.nodes.split(",")], args.trials
+            )
         if "propagation" not in skip:
             print("cluster-wide bans:", flush=True)
             results["propagation"] = propagation(

@@ -105,18 +105,18 @@ def ban_fail2ban(ip, jails=None, force=False):
     for jail in chosen:
         for address in addresses:
             status = current["jails"][jail]
-            if address in status["from"]:  # a copy of a peer's ban: lifted at that peer's end
+            # a copy of a peer's ban is lifted at that peer's end: claimed, it is this node's own
+            claim = StringCommand(
+                "printf 'claim %s %s\\n'",
+                QuoteString(jail),
+                QuoteString(address),
+                ">>",
+                f"{SHARE_STATE}/outbox",
+            )  # fmt: skip
+            if address in status["from"]:
                 server.shell(
                     name=f"{address} banned in jail {jail}: its ban received from a peer claimed",
-                    commands=[
-                        StringCommand(
-                            "printf 'claim %s %s\\n'",
-                            QuoteString(jail),
-                            QuoteString(address),
-                            ">>",
-                            f"{SHARE_STATE}/outbox",
-                        )
-                    ],  # fmt: skip
+                    commands=[claim],
                 )
                 continue
             if address in status["banned_ips"]:
@@ -124,7 +124,10 @@ def ban_fail2ban(ip, jails=None, force=False):
                 continue
             server.shell(
                 name=f"{address} banned in jail {jail}",
-                commands=[fail2ban_client("set", jail, "banip", address)],
+                # claimed too where bans are shared: another node's ban of it may reach this one
+                # first (every node bans at once), and this ban would then be that copy
+                commands=[fail2ban_client("set", jail, "banip", address)]
+                + ([claim] if current["shares"] else []),
             )
 
 

@@ -3,8 +3,10 @@ others too, so maxretry failures spread over the nodes ban the attacker everywhe
 nobody; with fail2ban_cluster_failures = False each node counts its own, as before. Three pve8
 nodes, maxretry 3 (the guide's)."""
 
+import ipaddress
 import json
 import re
+import shlex
 import time
 
 import pytest
@@ -128,3 +130,50 @@ def test_a_node_down_during_the_guesses_gets_nothing_stale_afterwards(lab):
     finally:
         run = lab.pyinfra()
         assert run.returncode == 0, run.text[-3000:]
+
+
+def rss_kib(node, unit):
+    """The resident memory of `unit`'s main process on `node`, KiB."""
+    pid = node.sh(f"systemctl show -P MainPID {unit}")[1].strip()
+    return int(node.sh(f"ps -o rss= -p {pid}")[1].strip() or 0)
+
+
+def test_a_flood_of_failures_is_shared_in_bounded_memory_and_every_node_stays_responsive(lab):
+    """10,000 failures from 1,000 addresses in a minute on one node, in ten rounds of one failure
+    per address: every peer ends with every address banned, over one connection per peer, fail2ban
+    answers on every node all along, and the share service stays small in memory and on disk."""
+    nodes = lab.nodes()
+    origin = nodes[0]
+    net = ipaddress.ip_network("2001:db8:f200::/64")  # documentation range, this test's own
+    addresses = [str(net[i]) for i in range(1, 1001)]
+    lines = "".join(f"Failed password for root from {a} port 4242 ssh2\n" for a in addresses)
+    origin.sh(f"printf %s {shlex.quote(lines)} > /tmp/flood", check=True)
+    connections, slow, memory = [], [], []
+    started = time.monotonic()
+    for round in range(10):
+        origin.sh("logger -t sshd -p authpriv.info -f /tmp/flood", check=True)
+        connections.append(int(origin.sh("ss -Htn state established '( dport = :22 )' | wc -l")[1]))
+        memory.append(rss_kib(origin, "pve-fail2ban-share"))
+        for node in nodes:
+            t = time.monotonic()
+            node.sh("fail2ban-client ping", timeout=30)
+            slow.append(time.monotonic() - t)
+        time.sleep(max(0.0, started + 5.5 * (round + 1) - time.monotonic()))
+    flooded = time.monotonic()
+    assert flooded - started < 65, "the flood itself took more than a minute"
+    for node in nodes:
+        assert wait_for(
+            lambda n=node: int(n.sh("fail2ban-client get sshd banip | wc -w")[1]) >= 1000,
+            timeout=90,
+            step=2,
+        ), node.name
+    print(
+        f"1,000 addresses banned on every node {time.monotonic() - flooded:.1f} s after the flood"
+    )
+    assert max(connections) <= len(nodes) - 1, connections  # one connection per peer at most
+    assert max(slow) < 10, slow  # fail2ban answered all along
+    assert max(memory) < 64 << 10, memory  # KiB: failures are queued in bounded memory ...
+    for node in nodes:  # ... and never on disk
+        assert int(node.sh("du -sk /var/lib/pve-fail2ban")[1].split()[0]) < 4096
+    for node in nodes:
+        node.sh("fail2ban-client unban --all", timeout=120)
