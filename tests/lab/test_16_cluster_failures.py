@@ -168,7 +168,9 @@ def test_a_flood_of_failures_is_shared_in_bounded_memory_and_every_node_stays_re
             step=2,
         ), node.name
     print(
-        f"1,000 addresses banned on every node {time.monotonic() - flooded:.1f} s after the flood"
+        f"1,000 addresses banned on every node {time.monotonic() - flooded:.1f} s after the flood;"
+        f" fail2ban ping at most {max(slow):.2f} s; share service at most {max(memory)} KiB;"
+        f" connections {max(connections)}"
     )
     assert max(connections) <= len(nodes) - 1, connections  # one connection per peer at most
     assert max(slow) < 10, slow  # fail2ban answered all along
