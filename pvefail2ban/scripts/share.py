@@ -85,6 +85,13 @@ FOUND = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.filter\s+\[\d+\]: \w+\s+"
     r"\[([A-Za-z0-9_.-]{1,32})\] Found ([0-9A-Fa-f:.]{2,45}) - (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$"
 )
+# ... and which address it banned or unbanned: "... fail2ban.actions [8763]: NOTICE  [sshd] Ban
+# 192.0.2.1" (or "Restore Ban", after a restart; "Unban", by hand or when its time is over)
+BANNED = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.actions\s+\[\d+\]: \w+\s+"
+    r"\[([A-Za-z0-9_.-]{1,32})\] (Ban|Restore Ban|Unban) ([0-9A-Fa-f:.]{2,45})$"
+)
+MAX_BANNED = 100_000  # addresses known banned here (a failure of one is not sent): the newest
 LOG_NAME = os.path.basename(FAIL2BAN_LOG)
 MAX_ATTEMPTS = 10_000  # failures queued per peer: a flood keeps the newest, in bounded memory
 # seconds a failure waits before it is sent: if it made this node ban (its maxretry-th), the ban
@@ -134,6 +141,19 @@ def found_line(line, jails):
     except (ValueError, OverflowError):
         return None
     return match.group(1), address, when
+
+
+def ban_line(line):
+    """("Ban" | "Unban", jail, address) of fail2ban's line saying it banned (or restored a ban
+    of) or unbanned an address, else None."""
+    match = BANNED.match(line)
+    if not match:
+        return None
+    try:
+        address = canonical_address(match.group(3))
+    except ValueError:
+        return None
+    return ("Unban" if match.group(2) == "Unban" else "Ban"), match.group(1), address
 
 
 def outbox_line(line):
@@ -290,7 +310,7 @@ class Share:
         self.failures = Tail(FAIL2BAN_LOG) if config.get("failures") else None
         self.findtimes = {}  # jail -> its findtime here, seconds (asked of fail2ban once)
         self.held = collections.deque(maxlen=MAX_ATTEMPTS)  # (read at, (jail, ip, when)): HOLD
-        self.own = {}  # (jail, ip) -> end of this node's own ban of it (ban_end), while it runs
+        self.banned = {}  # (jail, ip) -> None: banned here, as fail2ban's log says (oldest first)
         if self.failures is not None:
             try:
                 info = os.stat(FAIL2BAN_LOG)
@@ -370,7 +390,6 @@ class Share:
                 if self.drop_received(lambda key, jail=jail, ip=ip: key == (jail, ip)):
                     rewrite = True  # its own ban now: never lifted here early
                 end = ban_end(banned_at, bantime)
-                self.own[(jail, ip)] = end
                 if seconds_left(end, now) is None:
                     continue
                 for peer in self.peers:
@@ -383,8 +402,6 @@ class Share:
                     for key in [k for k in peer.queue if k[1] == ip]:
                         del peer.queue[key]
                 rewrite |= self.drop_received(lambda key, ip=ip: key[1] == ip)
-                for key in [k for k in self.own if k[1] == ip]:
-                    del self.own[key]
         if rewrite:  # banned here again later, it is shared again; lifted here, never again
             self.compact_received(force=True)
             self.compact_lifted()
@@ -501,28 +518,29 @@ class Share:
         return self.findtimes[jail]
 
     def read_failures(self, now):
-        """Queue each failure our jails counted here since the last read for every peer."""
+        """Queue for every peer each failure our jails counted here since the last read, a
+        moment (HOLD) after it was read: not one of an address banned here by then (the peers
+        have that ban, or have it made by the ban)."""
         if self.failures is None:
             return
         for line in self.failures.lines():
             found = found_line(line, self.jails)
             if found:
                 self.held.append((now, found))
+                continue
+            change = ban_line(line)
+            if change and change[0] == "Unban":
+                self.banned.pop(change[1:], None)
+            elif change:
+                self.banned[change[1:]] = None
+                while len(self.banned) > MAX_BANNED:  # bounded: the oldest forgotten
+                    del self.banned[next(iter(self.banned))]
         while self.held and self.held[0][0] + HOLD <= now:
             _, found = self.held.popleft()
-            if self.banned_here(found[:2], now):
+            if found[:2] in self.banned:
                 continue  # it made this node ban, or came after: the ban is what the peers get
             for peer in self.peers:
                 peer.attempts.append(found)
-        for key in [k for k, end in self.own.items() if seconds_left(end, now) is None]:
-            del self.own[key]
-
-    def banned_here(self, key, now):
-        """True while `key` (jail, ip) is banned here, by this node's own ban (shared) or by a
-        peer's (which every peer has had)."""
-        received = self.received.get(key)
-        ends = [self.own.get(key), received.end if received else None]
-        return any(end is not None and seconds_left(end, now) is not None for end in ends)
 
     def step(self, now):
         for peer in self.peers:

@@ -2,11 +2,14 @@
 (authorize.py, receive.py, share.py), without a node."""
 
 import importlib.util
+import ipaddress
 import json
 import sys
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.facts import SCRIPTS, parse_node
@@ -353,34 +356,52 @@ def test_a_failure_of_an_address_this_node_bans_is_not_sent_its_ban_is(tmp_path,
     (tmp_path / "outbox").write_text("")
     peers = [{"name": "pve2", "address": "192.0.2.2", "port": 22}]
     daemon = share.Share({"peers": peers, "jails": ["sshd"], "failures": True})
+    (peer,) = daemon.peers
     found = "2026-11-29 02:32:20,175 fail2ban.filter [1]: INFO    [sshd] Found {} - {}\n"
+    action = "2026-11-29 02:32:20,175 fail2ban.actions [1]: NOTICE  [sshd] {} {}\n"
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     now = time.time()
-    with open(tmp_path / "fail2ban_log", "a") as log:
-        log.write(found.format("192.0.2.7", stamp) + found.format("192.0.2.8", stamp))
-    daemon.read_outbox(now)
-    daemon.read_failures(now)
-    (peer,) = daemon.peers
+
+    def logged(*lines, at):
+        with open(tmp_path / "fail2ban_log", "a") as log:
+            log.writelines(lines)
+        daemon.read_failures(at)
+
+    logged(found.format("192.0.2.7", stamp), found.format("192.0.2.8", stamp), at=now)
     assert not peer.attempts  # held a moment: did it make this node ban?
-    with open(tmp_path / "outbox", "a") as outbox:  # the second one did
-        outbox.write(f"ban sshd 192.0.2.8 {now:.3f} 600\n")
-    daemon.read_outbox(now + 0.5)
+    logged(action.format("Ban", "192.0.2.8"), at=now + 0.5)  # the second one did
     daemon.read_failures(now + share.HOLD + 0.1)
     assert [a[1] for a in peer.attempts] == ["192.0.2.7"]  # its ban goes instead of it
-    assert ("sshd", "192.0.2.8") in peer.queue
-    # later failures of the banned address add nothing (the peers hold its ban): not sent, until
-    # it is lifted here (unban.py's forget)
+    # later failures of a banned address add nothing (the peers have its ban): not sent, until
+    # fail2ban unbans it here (by hand, unban.py or its time over)
     later = now + 2 * share.HOLD
-    with open(tmp_path / "fail2ban_log", "a") as log:
-        log.write(found.format("192.0.2.8", stamp))
-    daemon.read_failures(later)
+    logged(found.format("192.0.2.8", stamp), at=later)
     daemon.read_failures(later + share.HOLD)
     assert [a[1] for a in peer.attempts] == ["192.0.2.7"]
-    with open(tmp_path / "outbox", "a") as outbox:
-        outbox.write("forget 192.0.2.8\n")
-    daemon.read_outbox(later + share.HOLD)
-    with open(tmp_path / "fail2ban_log", "a") as log:
-        log.write(found.format("192.0.2.8", stamp))
+    logged(action.format("Unban", "192.0.2.8"), found.format("192.0.2.8", stamp), at=later)
     daemon.read_failures(later + share.HOLD)
-    daemon.read_failures(later + 2 * share.HOLD)
     assert [a[1] for a in peer.attempts] == ["192.0.2.7", "192.0.2.8"]
+    logged(action.format("Restore Ban", "2001:DB8::1"), at=later)  # after a restart: as banned
+    assert ("sshd", "2001:db8::1") in daemon.banned
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2026-11-29 02:32:20,175 fail2ban.actions [1]: NOTICE  [sshd] Ban 192.0.2.0/24",
+        "2026-11-29 02:32:20,175 fail2ban.actions [1]: NOTICE  [sshd] Ban fe80::1%eth0",
+        "2026-11-29 02:32:20,175 fail2ban.actions [1]: NOTICE  [sshd] Ban 192.0.2.1 x",
+        "2026-11-29 02:32:20,175 fail2ban.filter [1]: NOTICE  [sshd] Ban 192.0.2.1",
+        "x 2026-11-29 02:32:20,175 fail2ban.actions [1]: NOTICE  [sshd] Ban 192.0.2.1",
+        "2026-11-29 02:32:20,175 fail2ban.actions [1]: NOTICE  [sshd] Ban 999.0.2.1",
+    ],
+)
+def test_only_fail2ban_s_own_ban_lines_count_as_bans(line):
+    assert share.ban_line(line) is None
+
+
+@given(st.text(max_size=200))
+def test_ban_line_takes_any_text_and_returns_a_canonical_address_or_nothing(text):
+    line = f"2026-11-29 02:32:20,175 fail2ban.actions [1]: NOTICE  [sshd] Ban {text}"
+    change = share.ban_line(line)
+    assert change is None or change[2] == str(ipaddress.ip_address(change[2]))
