@@ -629,6 +629,28 @@ def test_record_and_outbox_lines_are_parsed_or_skipped(line):
     assert all(is_canonical(a) for a in nodelib.parse_lifted([line]))
 
 
+@QUICK
+@given(st.sampled_from(["Found", "Ban", "Unban", "Restore Ban"]), HOSTILE, HOSTILE)
+def test_fail2ban_log_lines_the_sender_reads_give_one_of_our_jails_and_an_address_or_nothing(
+    kind, jail, text
+):
+    """Cluster-wide failures: the sender reads fail2ban's log, where attackers' text lands too."""
+    source = "filter" if kind == "Found" else "actions"
+    stamp = "2026-11-29 02:32:20"
+    line = f"{stamp},175 fail2ban.{source} [1]: NOTICE  [{jail}] {kind} {text}"
+    line += f" - {stamp}" if kind == "Found" else ""
+    found = share.found_line(line, {"sshd"})
+    assert found is None or (found[0] == "sshd" and is_canonical(found[1]))
+    change = share.ban_line(line)
+    assert change is None or (nodelib.NAME.fullmatch(change[1]) and is_canonical(change[2]))
+    attempt = f"attempt {jail} {text} 1.5"
+    try:
+        parsed = receive.parse_attempt(attempt, ["sshd"])
+    except ValueError:
+        return
+    assert parsed[0] == "sshd" and is_canonical(parsed[1]) and 0 <= parsed[2] < 1e10
+
+
 def test_a_line_still_being_written_is_read_once_whole(tmp_path):
     path = tmp_path / "outbox"
     path.write_text("ban sshd 192.0.2.7 1000.0 600\nban sshd 192.0")
