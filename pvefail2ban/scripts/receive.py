@@ -173,14 +173,25 @@ class Here:
     def __init__(self):
         self.server, self.ignore, self.bantimes, self.findtimes = Fail2ban(), {}, {}, {}
 
+    def ask(self, *command):
+        """fail2ban's answer. When it closed this connection (it restarted since: a deploy, a
+        reload), once more on a new one, with what was read of its settings forgotten (a request
+        that timed out is not sent again: it may have been done)."""
+        try:
+            return self.server.ask(*command)
+        except ConnectionError:
+            self.server.close()
+            self.server, self.ignore, self.bantimes, self.findtimes = Fail2ban(), {}, {}, {}
+            return self.server.ask(*command)
+
     def ignored(self, jail, address):
         """Why `address` is never banned in `jail` here, or None (fail2ban's own address logic)."""
         from fail2ban.server.ipdns import DNSUtils, IPAddr
 
         if jail not in self.ignore:
             self.ignore[jail] = (
-                [str(entry) for entry in self.server.ask("get", jail, "ignoreip")],
-                bool(self.server.ask("get", jail, "ignoreself")),
+                [str(entry) for entry in self.ask("get", jail, "ignoreip")],
+                bool(self.ask("get", jail, "ignoreself")),
             )
         entries, ignoreself = self.ignore[jail]
         ip = IPAddr(address)
@@ -195,13 +206,13 @@ class Here:
     def findtime(self, jail):
         """The jail's findtime here in seconds: how long a failure counts."""
         if jail not in self.findtimes:
-            self.findtimes[jail] = int(self.server.ask("get", jail, "findtime"))
+            self.findtimes[jail] = int(self.ask("get", jail, "findtime"))
         return self.findtimes[jail]
 
     def bantime(self, jail):
         """The jail's ban time here in seconds (-1: for ever)."""
         if jail not in self.bantimes:
-            self.bantimes[jail] = int(self.server.ask("get", jail, "bantime"))
+            self.bantimes[jail] = int(self.ask("get", jail, "bantime"))
         return self.bantimes[jail]
 
 
@@ -216,7 +227,7 @@ def apply(here, records, jail, address, end, origin):
         record = records.by_key.get((jail, address))
         if record is not None and record.end and record.end <= now:
             record = None  # over: lifted, or about to be
-        banned_here = bool(here.server.ask("get", jail, "banned", address))
+        banned_here = bool(here.ask("get", jail, "banned", address))
         what = decide(end, banned_here, record, now)
         if what == "made" and records.count(origin) >= MAX_PER_ORIGIN:
             raise Full(f"{origin} holds {MAX_PER_ORIGIN} bans here already")
@@ -229,7 +240,7 @@ def apply(here, records, jail, address, end, origin):
             file.write(received_line(record).encode())
             file.flush()
         if what == "made":
-            here.server.ask("set", jail, "banip", address)
+            here.ask("set", jail, "banip", address)
         return what
 
 
@@ -242,7 +253,7 @@ def count_attempt(here, origin, jail, address, age):
         why = f"older than this jail's findtime ({here.findtime(jail)} s)"
     if why:
         return f"ignored {jail} {address} {why}"
-    here.server.ask("set", jail, "attempt", address)
+    here.ask("set", jail, "attempt", address)
     return f"ok {jail} {address} counted"
 
 

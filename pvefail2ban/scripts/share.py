@@ -308,7 +308,7 @@ class Share:
         # cluster-wide failures: fail2ban's log read from its end now (what it said before this
         # start is sent already, or too old to count), failures sent while younger than findtime
         self.failures = Tail(FAIL2BAN_LOG) if config.get("failures") else None
-        self.findtimes = {}  # jail -> its findtime here, seconds (asked of fail2ban once)
+        self.findtimes = {}  # jail -> (its findtime here in seconds, when asked: monotonic)
         self.held = collections.deque(maxlen=MAX_ATTEMPTS)  # (read at, (jail, ip, when)): HOLD
         self.banned = {}  # (jail, ip) -> None: banned here, as fail2ban's log says (oldest first)
         if self.failures is not None:
@@ -509,13 +509,18 @@ class Share:
         os.replace(LIFTED + ".new", LIFTED)
 
     def findtime(self, jail):
-        """The jail's findtime here (seconds): a failure older than that counts for nothing."""
-        if jail not in self.findtimes:
+        """The jail's findtime here (seconds): a failure older than that counts for nothing.
+        Asked of fail2ban again after a minute (a deploy may change it without restarting us)."""
+        value, asked = self.findtimes.get(jail, (None, 0.0))
+        if value is None or time.monotonic() - asked > 60:
             try:
-                self.findtimes[jail] = int(self.fail2ban().ask("get", jail, "findtime"))
-            except Exception:  # noqa: BLE001 - fail2ban restarting: its default, asked again later
-                return 600
-        return self.findtimes[jail]
+                server = self.fail2ban()
+                value = int(server.ask("get", jail, "findtime"))
+                server.close()
+            except Exception:  # noqa: BLE001 - fail2ban restarting: what it said last, or its default
+                return 600 if value is None else value
+            self.findtimes[jail] = (value, time.monotonic())
+        return value
 
     def read_failures(self, now):
         """Queue for every peer each failure our jails counted here since the last read, a

@@ -132,6 +132,21 @@ def test_a_node_down_during_the_guesses_gets_nothing_stale_afterwards(lab):
         assert run.returncode == 0, run.text[-3000:]
 
 
+def test_a_failure_reaches_a_peer_whose_fail2ban_restarted_since_the_last(lab):
+    """The connection to a peer lingers after a failure; fail2ban restarts there meanwhile (a
+    deploy, a reload): the next failure still counts there, on the same connection."""
+    pve1, pve2, _ = lab.nodes()
+    address = "192.0.2.163"
+    before = total_failed(pve2, "sshd")
+    sshd_failure(pve1, address)
+    assert wait_for(lambda: total_failed(pve2, "sshd") == before + 1, timeout=5)
+    pve2.sh("systemctl restart fail2ban", check=True)
+    assert wait_for(lambda: pve2.sh("fail2ban-client ping")[0] == 0, timeout=30)
+    before = total_failed(pve2, "sshd")  # a restart starts it at 0
+    sshd_failure(pve1, address)
+    assert wait_for(lambda: total_failed(pve2, "sshd") == before + 1, timeout=5)
+
+
 def rss_kib(node, unit):
     """The resident memory of `unit`'s main process on `node`, KiB."""
     pid = node.sh(f"systemctl show -P MainPID {unit}")[1].strip()
