@@ -108,3 +108,9 @@ MIRROR = os.environ.get("PVELAB_MIRROR", "http://deb.debian.org/debian")
 # Lab user of the simulated PVE API.
 PVE_USER = "root@pam"
 PVE_PASSWORD = "lab-secret"
+
+# The settings of the labs whose tests measure each node's own count (the third failure there tips
+# the ban): with one count for the cluster, the attacker's failures of one test would count on every
+# node for findtime and make a later test's first failure its third. Cluster-wide counting has a
+# lab of its own (tests/lab/test_16_cluster_failures.py); the other labs keep the defaults.
+PER_NODE_COUNT = {"fail2ban_cluster_failures": False}

@@ -243,14 +243,22 @@ class Lab:
             remove_networks(self.client, config.NS_VALUE)
 
     def up(
-        self, count=None, variants=None, ipv4_only=(), delay=None, shared_keys=False, pbs="fixed"
+        self,
+        count=None,
+        variants=None,
+        ipv4_only=(),
+        delay=None,
+        shared_keys=False,
+        pbs="fixed",
+        data=None,
     ):
         """Start a fresh lab of `count` nodes (or the `variants` given) plus the attacker.
         `ipv4_only`: names of nodes whose PVE listens on IPv4 only; `delay`: the simulated PVE's
         answer delay for failed logins (default config.FAIL_DELAY); `shared_keys`: root's
         authorized_keys on every node is a symlink into one directory all nodes share, as PVE's
         pmxcfs makes it (/root/.ssh/authorized_keys -> /etc/pve/priv/authorized_keys); `pbs`: how
-        simulated PBS nodes behave (simulator_files)."""
+        simulated PBS nodes behave (simulator_files); `data`: settings every node gets in the
+        lab's inventory."""
         variants = plan_nodes(count, variants)
         limit = _inotify_instances()
         if limit is not None and limit < INOTIFY_PER_NODE * len(variants):
@@ -291,7 +299,7 @@ class Lab:
                 # every container boots at once: 30 of them take minutes on 2 cores
                 self.wait_ready(node, timeout=max(60, 6 * len(nodes)))
             self.write_known_hosts(nodes)
-            self.write_inventory(nodes)
+            self.write_inventory(nodes, host_data={n.name: data or {} for n in nodes})
         except Exception:
             self.down()
             raise

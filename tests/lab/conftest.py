@@ -8,6 +8,7 @@ import os
 import docker
 import pytest
 
+from lab import config
 from lab.lab import Lab, ensure_network
 
 
@@ -30,11 +31,15 @@ def lab_control():
     lab.down(networks=not workers)  # with workers: the networks go when the whole run is over
 
 
+def default_lab(lab_control):
+    lab_control.up(data=config.PER_NODE_COUNT)
+    return lab_control
+
+
 @pytest.fixture(scope="session")
 def lab(lab_control):
     """The default lab: pve1=pve8, pve2=pve9, pve3=legacy, and the attacker."""
-    lab_control.up()
-    return lab_control
+    return default_lab(lab_control)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +55,7 @@ def attacker(lab):
 @pytest.fixture(scope="module")
 def converged_lab(lab_control):
     """A fresh lab (one node of each variant), converged once, for the test module that asks."""
-    lab_control.up()
+    default_lab(lab_control)
     run = lab_control.pyinfra()
     assert run.returncode == 0, run.text[-3000:]
     return lab_control

@@ -23,7 +23,7 @@ MANAGED = [
 @pytest.fixture(scope="module")
 def converged(lab_control):
     """A fresh lab (one node of each variant), converged once from nothing."""
-    lab_control.up()
+    lab_control.up(data=config.PER_NODE_COUNT)
     first = lab_control.pyinfra()
     return lab_control, first
 

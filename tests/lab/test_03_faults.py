@@ -43,7 +43,7 @@ BAD_SETTINGS = [
 @pytest.fixture(scope="module")
 def fresh(lab_control):
     """A fresh lab: three nodes without fail2ban."""
-    lab_control.up()
+    lab_control.up(data=config.PER_NODE_COUNT)
     return lab_control
 
 

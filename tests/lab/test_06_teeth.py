@@ -12,7 +12,7 @@ from lab.checks import banned, verified_nodes, wait_for
 @pytest.fixture(scope="module")
 def lab(lab_control):
     """A fresh lab whose pve8 node has no /etc/services (as a bare Debian 11 node was seen)."""
-    lab_control.up()
+    lab_control.up(data=config.PER_NODE_COUNT)
     bare = lab_control.nodes()[0]
     bare.sh("mv /etc/services /etc/services.pvelab-off", check=True)
     return lab_control
