@@ -197,6 +197,11 @@ WantedBy=multi-user.target
 """
 
 
+# jails whose failures are never counted for the cluster: recidive counts bans, which every node
+# gets already (its failures shared too would count each ban once more per node)
+NOT_COUNTED = {"recidive"}
+
+
 def share_files(name, jails, sharing, scripts, failures=False):
     """{path: (bytes, mode)} of the share files for node `name`; `jails`: our jails running there;
     `scripts`: the folder of the node scripts (pvefail2ban/scripts); `failures`: each failure is
@@ -206,7 +211,8 @@ def share_files(name, jails, sharing, scripts, failures=False):
     config = {
         "node": name,
         "jails": sorted(jails),
-        **({"failures": True} if failures else {}),
+        # the jails whose failures this node sends and counts from its peers
+        **({"failures": sorted(set(jails) - NOT_COUNTED)} if failures else {}),
         "peers": [
             {"name": p.name, "address": p.address, "port": p.port, "hostkeys": p.hostkeys}
             for p in peers

@@ -251,15 +251,23 @@ def read_tail(path, limit=1 << 20):
 class Tail:
     """New complete lines appended to a file, from where the last read stopped (survives a rename).
     A line still being written is kept until its end arrives; a line longer than MAX_LINE is
-    dropped."""
+    dropped whole (never its tail taken for a line: text written into it may look like one)."""
 
     def __init__(self, path):
         self.path, self.file, self.old, self.partial = path, None, None, b""
+        self.skipping = False  # in a line dropped for its length, or begun before the start
 
     def _complete(self, data):
         data, self.partial = self.partial + data, b""
+        if self.skipping:  # up to the end of that line
+            end = data.find(b"\n")
+            if end < 0:
+                return []
+            data, self.skipping = data[end + 1 :], False
         *lines, rest = data.split(b"\n")
-        self.partial = rest if len(rest) <= MAX_LINE else b""
+        if len(rest) > MAX_LINE:
+            rest, self.skipping = b"", True
+        self.partial = rest
         return [line.decode(errors="replace") for line in lines if len(line) <= MAX_LINE]
 
     def lines(self):
@@ -275,6 +283,7 @@ class Tail:
             self.file.close()
             self.file = None
             self.partial = b""  # the rest of an unfinished line of the old file never comes
+            self.skipping = False
         if self.file is None and ino is not None:
             self.file = open(self.path, "rb")
         if self.file is not None:
@@ -302,6 +311,9 @@ class Tail:
         ):
             file.close()
             return
+        if position[1] > 0:  # in the middle of a line: from the next one
+            file.seek(position[1] - 1)
+            self.skipping = file.read(1) != b"\n"
         file.seek(position[1])
         self.file = file
 

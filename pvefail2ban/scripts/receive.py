@@ -71,6 +71,12 @@ MAX_LINE = 128  # bytes of one request (the longest valid one is about 110)
 MAX_REQUESTS = 50_000  # per connection
 MAX_RECEIVED = 8 << 20  # bytes of RECEIVED: about 150,000 records (the share daemon compacts it)
 MAX_PER_ORIGIN = 50_000  # bans one peer may hold here at once: no peer fills RECEIVED for all
+# failures one peer may have counted here, all its connections together: ATTEMPT_RATE a second
+# after a burst of ATTEMPT_BURST (a flood of 10,000 failures in a minute on one node passes); each
+# is a line of fail2ban's log here, and maxretry of them a ban of this node's own
+ATTEMPT_RATE = 50
+ATTEMPT_BURST = 10_000
+ATTEMPT_TAKE = 100  # taken from the budget's file at a time (one locked write per 100)
 
 
 class Full(Exception):
@@ -105,7 +111,8 @@ def parse_attempt(line, jails):
         raise ValueError(f"malformed request {shown(line, 120)}")
     jail = match.group(1)
     if jail not in jails:
-        raise ValueError(f"jail {jail!r} is not one of ours on this node ({', '.join(jails)})")
+        counted = ", ".join(jails) or "none: cluster-wide failures are off"
+        raise ValueError(f"jail {jail!r}: its failures are not counted here (counted: {counted})")
     return jail, bannable_address(match.group(2)), float(match.group(3))
 
 
@@ -244,23 +251,67 @@ def apply(here, records, jail, address, end, origin):
         return what
 
 
-def count_attempt(here, origin, jail, address, age):
-    """A failure of `origin`'s counted here (fail2ban's `set <jail> attempt <ip>`, which checks no
-    ignoreip before fail2ban 1.1.1: checked here first, as for a ban, and sent without a message:
-    each message would count once more). Its answer."""
+class Budget:
+    """How many more failures `origin` may have counted here: a token bucket (ATTEMPT_RATE a
+    second, at most ATTEMPT_BURST) in a file of its own, which all its connections share."""
+
+    def __init__(self, origin):
+        self.path = os.path.join(os.path.dirname(RECEIVED), f"budget.{origin}")
+        self.left = 0  # taken from the file, not used yet
+
+    def take(self, now):
+        """True when one more failure may be counted now."""
+        if self.left == 0:
+            self.left = self.refill(now)
+        if self.left == 0:
+            return False
+        self.left -= 1
+        return True
+
+    def refill(self, now):
+        with open(self.path, "a+") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            file.seek(0)
+            try:
+                tokens, at = (float(word) for word in file.read(64).split())
+            except ValueError:  # none yet: a full bucket
+                tokens, at = ATTEMPT_BURST, now
+            if not (math.isfinite(tokens) and math.isfinite(at)):
+                tokens, at = 0.0, now
+            tokens = min(ATTEMPT_BURST, max(0.0, tokens) + max(0.0, now - at) * ATTEMPT_RATE)
+            taken = int(min(ATTEMPT_TAKE, tokens))
+            file.truncate(0)
+            file.write(f"{tokens - taken:.3f} {now:.3f}\n")
+        return taken
+
+
+def count_attempt(here, lifted, budget, jail, address, age):
+    """A failure of the origin's counted here (fail2ban's `set <jail> attempt <ip>`, which checks
+    no ignoreip before fail2ban 1.1.1: checked here first, as for a ban, and sent without a
+    message: each message would count once more). Not where the address is banned here already
+    (fail2ban would make that ban longer: a ban of this node's own is this node's to decide), nor
+    one older than an unban.py lift here, nor beyond the origin's budget. Its answer."""
+    now = time.time()
     why = here.ignored(jail, address)
     if not why and age > here.findtime(jail):
         why = f"older than this jail's findtime ({here.findtime(jail)} s)"
+    if not why and lifted.after(address, now - age):
+        why = "lifted here (unban.py) after it was made"
+    if not why and here.ask("get", jail, "banned", address):
+        why = "banned here already"
+    if not why and not budget.take(now):
+        why = f"over the origin's budget ({ATTEMPT_RATE} failures a second here)"
     if why:
         return f"ignored {jail} {address} {why}"
     here.ask("set", jail, "attempt", address)
     return f"ok {jail} {address} counted"
 
 
-def serve(origin, jails, requests):
+def serve(origin, jails, requests, counted=()):
     """Answer each line of `requests` (bytes lines, each at most MAX_LINE + 1 long); yields the
-    answers."""
-    here, records, lifted = None, Records(), Lifted()
+    answers. `counted`: the jails whose failures the peers' count here (none: cluster-wide
+    failures are off on this node)."""
+    here, records, lifted, budget = None, Records(), Lifted(), Budget(origin)
     for count, raw in enumerate(requests):
         if count >= MAX_REQUESTS:
             log(f"{origin}: {MAX_REQUESTS} requests on one connection: closed (it reconnects)")
@@ -272,9 +323,9 @@ def serve(origin, jails, requests):
         line = raw.decode("ascii", errors="replace").rstrip("\n")
         if line.startswith("attempt "):
             try:
-                jail, address, age = parse_attempt(line, jails)
+                jail, address, age = parse_attempt(line, counted)
                 here = here or Here()
-                yield count_attempt(here, origin, jail, address, age)
+                yield count_attempt(here, lifted, budget, jail, address, age)
             except ValueError as error:
                 log(f"refused from {origin}: {error}")
                 yield f"refused {error}"
@@ -313,13 +364,15 @@ def serve(origin, jails, requests):
 
 def main(origin):
     try:
-        with open(PEERS) as config:
-            jails = json.load(config)["jails"]
-    except (OSError, ValueError, KeyError) as error:
+        with open(PEERS) as file:
+            config = json.load(file)
+        jails, counted = config["jails"], config.get("failures")
+        counted = counted if isinstance(counted, list) else []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         print(f"refused this node has no share configuration ({error})", flush=True)
         return 1
     requests = iter(lambda: sys.stdin.buffer.readline(MAX_LINE + 1), b"")
-    for answer in serve(origin, jails, requests):
+    for answer in serve(origin, jails, requests, counted):
         print(answer, flush=True)
     return 0
 

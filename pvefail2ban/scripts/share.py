@@ -304,10 +304,11 @@ class Share:
         self.made = {}  # (jail, ip) -> when that ban was made here, or made again (renewal)
         self.consumed = set()  # received bans whose own ban line was seen (a later one is ours)
         self.outbox, self.inbox = Tail(OUTBOX), Tail(RECEIVED)
-        self.jails = set(config.get("jails") or [])
+        counted = config.get("failures")  # the jails whose failures are sent
+        self.counted = set(counted) if isinstance(counted, list) else set()
         # cluster-wide failures: fail2ban's log read from its end now (what it said before this
         # start is sent already, or too old to count), failures sent while younger than findtime
-        self.failures = Tail(FAIL2BAN_LOG) if config.get("failures") else None
+        self.failures = Tail(FAIL2BAN_LOG) if self.counted else None
         self.findtimes = {}  # jail -> (its findtime here in seconds, when asked: monotonic)
         self.held = collections.deque(maxlen=MAX_ATTEMPTS)  # (read at, (jail, ip, when)): HOLD
         self.banned = {}  # (jail, ip) -> None: banned here, as fail2ban's log says (oldest first)
@@ -510,15 +511,19 @@ class Share:
 
     def findtime(self, jail):
         """The jail's findtime here (seconds): a failure older than that counts for nothing.
-        Asked of fail2ban again after a minute (a deploy may change it without restarting us)."""
-        value, asked = self.findtimes.get(jail, (None, 0.0))
-        if value is None or time.monotonic() - asked > 60:
+        Asked of fail2ban again after a minute (a deploy may change it without restarting us);
+        when fail2ban does not answer, what it said last (or its default) for that minute."""
+        value, asked = self.findtimes.get(jail, (None, -math.inf))
+        if time.monotonic() - asked > 60:
+            server = None
             try:
                 server = self.fail2ban()
                 value = int(server.ask("get", jail, "findtime"))
-                server.close()
-            except Exception:  # noqa: BLE001 - fail2ban restarting: what it said last, or its default
-                return 600 if value is None else value
+            except Exception:  # noqa: BLE001 - fail2ban restarting
+                value = 600 if value is None else value
+            finally:
+                if server is not None:
+                    server.close()
             self.findtimes[jail] = (value, time.monotonic())
         return value
 
@@ -529,7 +534,7 @@ class Share:
         if self.failures is None:
             return
         for line in self.failures.lines():
-            found = found_line(line, self.jails)
+            found = found_line(line, self.counted)
             if found:
                 self.held.append((now, found))
                 continue

@@ -33,7 +33,11 @@ UNIT_DIRS = (
     "/usr/lib/systemd/system",
 )
 IPTABLES_BAN = re.compile(r"^-A f2b-\S+ -s (\S+?)(?:/32|/128)? .*-j (?:REJECT|DROP)")
-EVENT = re.compile(r"\] (Ban|Unban|Restore Ban) ")
+# fail2ban's own lines, whole (it quotes attackers' text inside some of its other lines)
+STAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\."
+EVENT = re.compile(
+    STAMP + r"actions\s+\[\d+\]: \w+\s+\[[A-Za-z0-9_.-]+\] (Ban|Unban|Restore Ban) \S+$"
+)
 
 
 def nft_elements(text):
@@ -72,7 +76,9 @@ def firewall_holds(jail):
     return sorted(set(held))
 
 
-ATTEMPT = re.compile(r" fail2ban\.filter\s+\[\d+\]: \w+\s+\[([A-Za-z0-9_.-]+)\] Attempt \S+ - ")
+ATTEMPT = re.compile(
+    STAMP + r"filter\s+\[\d+\]: \w+\s+\[([A-Za-z0-9_.-]+)\] Attempt \S+ - [\d :-]+$"
+)
 
 
 def shared_failures(log):
@@ -80,7 +86,7 @@ def shared_failures(log):
     log, tail_of_log): fail2ban's own `Attempt` lines."""
     found = {}
     for line in log:
-        match = ATTEMPT.search(line)
+        match = ATTEMPT.match(line)
         if match:
             found[match.group(1)] = found.get(match.group(1), 0) + 1
     return found
@@ -94,7 +100,7 @@ def tail_of_log():
 
 def last_events(log, count=10):
     """The last Ban/Unban lines of `log` (tail_of_log)."""
-    return [line.strip() for line in log if EVENT.search(line)][-count:]
+    return [line.strip() for line in log if EVENT.match(line)][-count:]
 
 
 def received(now):

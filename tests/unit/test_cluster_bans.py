@@ -103,6 +103,10 @@ def test_peers_and_their_host_keys_exclude_the_node_itself():
     )
     assert {mode for _, mode in files.values()} == {"600", "755", "644"}
     assert files["/etc/pve-fail2ban/share/peers.json"][1] == "600"
+    assert "failures" not in config  # cluster-wide failures off: none sent, none counted
+    counted = share_files("pve1", ["sshd", "proxmox", "recidive"], found, SCRIPTS, failures=True)
+    config = json.loads(counted["/etc/pve-fail2ban/share/peers.json"][0])
+    assert config["failures"] == ["proxmox", "sshd"]  # recidive counts bans: never its failures
 
 
 def test_node_facts_read_the_share_parts():
@@ -260,7 +264,8 @@ def test_answers_are_taken_in_order_and_a_refusal_is_never_retried():
         ("attempt sshd 192.0.2.0/24 0", "malformed"),
         ("attempt sshd 192.0.2.1 0; id", "malformed"),
         ("attempt sshd 192.0.2.1 -1", "malformed"),
-        ("attempt nosuch 192.0.2.1 0", "not one of ours"),
+        ("attempt nosuch 192.0.2.1 0", "not counted here"),
+        ("attempt recidive 192.0.2.1 0", "not counted here"),
         ("attempt sshd 127.0.0.1 0", "not an address"),
         ("attempt sshd fe80::1%x 0", "malformed"),
     ],
@@ -272,14 +277,14 @@ def test_the_receiver_refuses_a_failure_but_one_address_one_jail_one_age(line, w
 
 class FakeHere:
     """What the receiver asks this node's fail2ban, recorded (its answers: findtime 600, ignoreip
-    192.0.2.99)."""
+    192.0.2.99, 192.0.2.50 banned)."""
 
     def __init__(self):
         self.asked = []
-        self.server = self
 
     def ask(self, *command):
         self.asked.append(command)
+        return command[1:] == ("sshd", "banned", "192.0.2.50")
 
     def ignored(self, jail, address):
         return "in this node's ignoreip (192.0.2.99)" if address == "192.0.2.99" else None
@@ -288,24 +293,52 @@ class FakeHere:
         return 600
 
 
-def test_a_peer_s_failure_is_counted_once_without_a_message_unless_ignored_or_too_old():
-    here = FakeHere()
+class FakeLifted:
+    def after(self, address, when):
+        return address == "192.0.2.60"  # lifted here (unban.py) after any failure
+
+
+def test_a_peer_s_failure_is_counted_once_without_a_message_unless_ignored_or_too_old(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(receive, "RECEIVED", str(tmp_path / "received"))
+    here, lifted, budget = FakeHere(), FakeLifted(), receive.Budget("pve2")
     assert receive.parse_attempt("attempt sshd ::ffff:192.0.2.7 1.5", ["sshd"]) == (
         "sshd",
         "192.0.2.7",
         1.5,
     )
-    assert receive.count_attempt(here, "pve2", "sshd", "192.0.2.7", 1.5) == (
+    assert receive.count_attempt(here, lifted, budget, "sshd", "192.0.2.7", 1.5) == (
         "ok sshd 192.0.2.7 counted"
     )
-    assert here.asked == [("set", "sshd", "attempt", "192.0.2.7")]  # no message: it counts once
-    assert receive.count_attempt(here, "pve2", "sshd", "192.0.2.99", 0).startswith(
-        "ignored sshd 192.0.2.99 in this node's ignoreip"
-    )
-    assert receive.count_attempt(here, "pve2", "sshd", "192.0.2.8", 601).startswith(
-        "ignored sshd 192.0.2.8 older than this jail's findtime"
-    )
-    assert len(here.asked) == 1
+    # no message: it counts once
+    assert here.asked[-1] == ("set", "sshd", "attempt", "192.0.2.7")
+    for address, age, why in (
+        ("192.0.2.99", 0, "in this node's ignoreip"),
+        ("192.0.2.8", 601, "older than this jail's findtime"),
+        ("192.0.2.60", 0, "lifted here"),
+        ("192.0.2.50", 0, "banned here already"),  # a ban here is never made longer by a peer
+    ):
+        answer = receive.count_attempt(here, lifted, budget, "sshd", address, age)
+        assert answer.startswith(f"ignored sshd {address} {why}"), answer
+    assert [c for c in here.asked if c[0] == "set"] == [("set", "sshd", "attempt", "192.0.2.7")]
+
+
+def test_a_peer_s_failures_are_counted_within_its_budget_across_its_connections(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(receive, "RECEIVED", str(tmp_path / "received"))
+    now = 1000.0
+    first, second = receive.Budget("pve2"), receive.Budget("pve2")  # two connections
+    taken = sum(first.take(now) for _ in range(receive.ATTEMPT_BURST // 2))
+    taken += sum(second.take(now) for _ in range(receive.ATTEMPT_BURST))
+    assert taken == receive.ATTEMPT_BURST  # the burst, shared
+    assert not second.take(now)
+    later = now + 10  # refilled at ATTEMPT_RATE a second, ...
+    assert sum(second.take(later) for _ in range(10_000)) == 10 * receive.ATTEMPT_RATE
+    assert receive.Budget("pve3").take(now)  # ... and per origin
+    (tmp_path / "budget.pve2").write_text("nan inf\n")  # a broken file gives nothing away
+    assert not receive.Budget("pve2").take(later)
 
 
 def test_the_sender_reads_fail2ban_s_found_lines_of_our_jails_only():
@@ -355,7 +388,7 @@ def test_a_failure_of_an_address_this_node_bans_is_not_sent_its_ban_is(tmp_path,
     (tmp_path / "fail2ban_log").write_text("")
     (tmp_path / "outbox").write_text("")
     peers = [{"name": "pve2", "address": "192.0.2.2", "port": 22}]
-    daemon = share.Share({"peers": peers, "jails": ["sshd"], "failures": True})
+    daemon = share.Share({"peers": peers, "jails": ["sshd"], "failures": ["sshd"]})
     (peer,) = daemon.peers
     found = "2026-11-29 02:32:20,175 fail2ban.filter [1]: INFO    [sshd] Found {} - {}\n"
     action = "2026-11-29 02:32:20,175 fail2ban.actions [1]: NOTICE  [sshd] {} {}\n"

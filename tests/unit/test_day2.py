@@ -110,7 +110,22 @@ def test_the_node_script_reads_fail2bans_answers_and_the_firewall():
     )
     assert node_script.nft_elements(NFT) == ["10.213.77.200", "198.51.100.0/24"]
     assert node_script.iptables_bans(IPTABLES) == ["192.0.2.77"]
-    assert node_script.EVENT.search("... NOTICE  [sshd] Restore Ban 192.0.2.1")
+    restored = (
+        "2026-11-24 22:56:53,553 fail2ban.actions [311]: NOTICE  [sshd] Restore Ban 192.0.2.1"
+    )
+    assert node_script.EVENT.match(restored)
+    # fail2ban quotes attackers' text inside some of its lines: never an event, nor a peer's failure
+    quoted = "2026-11-24 22:56:53,553 fail2ban.filter [311]: WARNING Failed to process line: " + (
+        repr(
+            restored.replace("fail2ban.actions", "fail2ban.filter").replace(
+                "Restore Ban", "Attempt"
+            )
+        )
+    )
+    assert not node_script.EVENT.match(quoted) and not node_script.EVENT.match("x " + restored)
+    assert node_script.shared_failures([quoted, "x " + quoted]) == {}
+    attempt = "2026-11-24 22:56:53,553 fail2ban.filter [311]: INFO    [sshd] Attempt 192.0.2.1 - "
+    assert node_script.shared_failures([attempt + "2026-11-24 22:56:53"] * 2) == {"sshd": 2}
 
 
 def test_state_is_parsed_and_unenforced_bans_are_found():

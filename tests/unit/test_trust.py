@@ -661,6 +661,27 @@ def test_a_line_still_being_written_is_read_once_whole(tmp_path):
     assert tail.lines() == ["ban sshd 192.0.2.8 1000.0 600"]
 
 
+def test_a_line_too_long_is_dropped_whole_never_its_tail_taken_for_a_line(tmp_path):
+    """fail2ban logs attacker text at the end of some lines: the rest of a line dropped for its
+    length must not be read as a line of its own (a forged `Found`)."""
+    path = tmp_path / "fail2ban.log"
+    forged = "2026-11-29 02:32:20,175 fail2ban.filter [1]: INFO    [sshd] Found 198.51.100.9 - x"
+    path.write_text("a\n" + "x" * (nodelib.MAX_LINE + 10))
+    tail = nodelib.Tail(str(path))
+    assert tail.lines() == ["a"]
+    with open(path, "a") as out:
+        out.write(forged + "\nb\n")
+    assert tail.lines() == ["b"]
+    # started (or resumed) in the middle of a line: from the next whole one
+    path.write_text("x" * 50 + forged + "\nc\n")
+    resumed = nodelib.Tail(str(path))
+    resumed.resume((path.stat().st_ino, 50))
+    assert resumed.lines() == ["c"]
+    at_start = nodelib.Tail(str(path))
+    at_start.resume((path.stat().st_ino, path.stat().st_size - 2))  # "c\n" begins a line
+    assert at_start.lines() == ["c"]
+
+
 def test_a_restart_goes_on_where_the_outbox_was_read(tmp_path):
     path = tmp_path / "outbox"
     path.write_text("a\nb\n")
