@@ -271,3 +271,29 @@ def test_a_local_user_naming_a_line_after_a_daemon_bans_nobody(lab):
     node.sh(f"logger -t pvedaemon -p daemon.err '{web}'", check=True)
     assert wait_for(lambda: real in banned(node, "proxmox"))
     node.sh(f"fail2ban-client set proxmox unbanip {real}", check=True)
+
+
+def test_a_peer_s_key_counts_failures_within_its_budget_only(lab):
+    """A thief of pve1's share key sends pve2 12,000 failures, one per address, on one connection:
+    pve2 counts the peer's burst (10,000) and what its rate adds meanwhile (50 a second), and
+    ignores the rest, saying why; fail2ban counted exactly those; nobody is banned."""
+    pve1, pve2, _ = lab.nodes()
+    before = total_failed(pve2, "sshd")
+    pve1.sh(
+        'python3 -c \'import ipaddress; n = ipaddress.ip_network("2001:db8:b0::/64"); '
+        'print("\\n".join(f"attempt sshd {n[i]} 0" for i in range(1, 12001)))\' > /tmp/attempts',
+        check=True,
+    )
+    started = time.monotonic()
+    _, answers = pve1.sh(
+        f"timeout 120 ssh -T -i {KEY} -o BatchMode=yes -o StrictHostKeyChecking=no "
+        f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@{pve2.ip} < /tmp/attempts",
+        timeout=150,
+    )
+    took = time.monotonic() - started
+    counted = answers.count(" counted\n")
+    over = answers.count("over the origin's budget")
+    assert counted + over == 12000, answers[-500:]
+    assert 9_900 <= counted <= 10_000 + 50 * took + 100, (counted, took)  # 100: taken at a time
+    assert total_failed(pve2, "sshd") == before + counted
+    assert not any(a.startswith("2001:db8:b0:") for a in banned(pve2, "sshd"))
