@@ -288,6 +288,22 @@ while left and time.time() < deadline:
 """
 
 
+def refused_while(attacker, failures, nodes):
+    """{node: when the attacker's first connection to its port 8006 was refused} while the shell
+    command `failures` runs in the attacker's background (PROBE)."""
+    _, out = attacker.sh(
+        f"( {failures} ) & python3 -c {shlex.quote(PROBE)} 8006 {' '.join(n.ip for n in nodes)}; "
+        "wait",
+        timeout=180,
+    )
+    names = {n.ip: n.name for n in nodes}
+    refused = {names[ip]: float(when) for ip, when in (line.split() for line in out.splitlines())}
+    missing = sorted(set(names.values()) - set(refused))
+    if missing:
+        raise RuntimeError(f"the attacker was never refused by {', '.join(missing)}")
+    return refused
+
+
 def propagation_trial(lab, origin, peers, attacker, maxretry=3):
     """One trial: the attacker fails `maxretry` web logins on `origin` (in the background: PVE
     answers a failure after 3 s), while probing every peer's port 8006. Returns {peer: seconds
@@ -298,16 +314,7 @@ def propagation_trial(lab, origin, peers, attacker, maxretry=3):
         "curl -sk -o /dev/null --max-time 10 -d 'username=root@pam&password=guess' "
         f"https://{origin.ip}:8006/api2/json/access/ticket"
     )
-    _, out = attacker.sh(
-        f"( for i in $(seq {maxretry}); do {fail}; done ) & "
-        f"python3 -c {shlex.quote(PROBE)} 8006 {' '.join(p.ip for p in peers)}; wait",
-        timeout=180,
-    )
-    names = {p.ip: p.name for p in peers}
-    refused = {names[ip]: float(when) for ip, when in (line.split() for line in out.splitlines())}
-    missing = sorted(set(names.values()) - set(refused))
-    if missing:
-        raise RuntimeError(f"the attacker was never refused by {', '.join(missing)}")
+    refused = refused_while(attacker, f"for i in $(seq {maxretry}); do {fail}; done", peers)
     stamp = origin.sh(
         f"grep -h '\\[proxmox\\] Ban {attacker.ip}$' /var/log/fail2ban.log | tail -n 1 | cut -c1-23"
     )[1].strip()
@@ -316,11 +323,13 @@ def propagation_trial(lab, origin, peers, attacker, maxretry=3):
 
 
 def propagation(lab, counts, trials):
-    """Cluster-wide bans: from the origin's ban to the attacker refused on every peer, N nodes."""
+    """Cluster-wide bans: from the origin's ban to the attacker refused on every peer, N nodes.
+    Cluster-wide counting off: its failures would open the connections to the peers before the
+    ban (the `counting` part times that); here each ban opens them (the slow case)."""
     results = {}
     for count in counts:
         lab.up(count)
-        run = lab.pyinfra()
+        run = lab.pyinfra("--data", "fail2ban_cluster_failures=False")
         assert run.returncode == 0, run.text[-3000:]
         nodes, attacker = lab.nodes(), lab.attacker()
         everywhere, each = [], []
@@ -377,16 +386,7 @@ def counting_trial(nodes, attacker, trial, maxretry=3):
             raise RuntimeError(f"{last.name} never counted the failures made on the other nodes")
         time.sleep(0.2)
     since = last.sh("date +%s")[1].strip()
-    _, out = attacker.sh(
-        f"( {WEB_FAIL.format(ip=last.ip)} ) & "
-        f"python3 -c {shlex.quote(PROBE)} 8006 {' '.join(n.ip for n in nodes)}; wait",
-        timeout=120,
-    )
-    names = {n.ip: n.name for n in nodes}
-    refused = {names[ip]: float(when) for ip, when in (line.split() for line in out.splitlines())}
-    missing = sorted(set(names.values()) - set(refused))
-    if missing:
-        raise RuntimeError(f"the attacker was never refused by {', '.join(missing)}")
+    refused = refused_while(attacker, WEB_FAIL.format(ip=last.ip), nodes)
     journal = last.sh(f"journalctl -q -o short-unix --no-pager -u pvedaemon --since @{since}")[1]
     failures = [
         float(line.split()[0])
