@@ -295,7 +295,9 @@ def count_attempt(here, lifted, budget, jail, address, age):
     why = here.ignored(jail, address)
     if not why and age > here.findtime(jail):
         why = f"older than this jail's findtime ({here.findtime(jail)} s)"
-    if not why and lifted.after(address, now - age):
+    # the failure's time is known to the second (fail2ban's Found line): a lift in that second
+    # may have come before it, and hides it not
+    if not why and lifted.after(address, now - age + 1):
         why = "lifted here (unban.py) after it was made"
     if not why and here.ask("get", jail, "banned", address):
         why = "banned here already"

@@ -294,8 +294,13 @@ class FakeHere:
 
 
 class FakeLifted:
+    """192.0.2.60 lifted here (unban.py) 10 s ago."""
+
+    def __init__(self):
+        self.at = receive.time.time() - 10
+
     def after(self, address, when):
-        return address == "192.0.2.60"  # lifted here (unban.py) after any failure
+        return address == "192.0.2.60" and self.at >= when
 
 
 def test_a_peer_s_failure_is_counted_once_without_a_message_unless_ignored_or_too_old(
@@ -316,12 +321,18 @@ def test_a_peer_s_failure_is_counted_once_without_a_message_unless_ignored_or_to
     for address, age, why in (
         ("192.0.2.99", 0, "in this node's ignoreip"),
         ("192.0.2.8", 601, "older than this jail's findtime"),
-        ("192.0.2.60", 0, "lifted here"),
+        ("192.0.2.60", 11.5, "lifted here"),  # made in the second before the lift's
         ("192.0.2.50", 0, "banned here already"),  # a ban here is never made longer by a peer
     ):
         answer = receive.count_attempt(here, lifted, budget, "sshd", address, age)
         assert answer.startswith(f"ignored sshd {address} {why}"), answer
-    assert [c for c in here.asked if c[0] == "set"] == [("set", "sshd", "attempt", "192.0.2.7")]
+    # made in the lift's second (fail2ban's Found line says no more): maybe after it, counted
+    answer = receive.count_attempt(here, lifted, budget, "sshd", "192.0.2.60", 10.5)
+    assert answer == "ok sshd 192.0.2.60 counted", answer
+    assert [c for c in here.asked if c[0] == "set"] == [
+        ("set", "sshd", "attempt", "192.0.2.7"),
+        ("set", "sshd", "attempt", "192.0.2.60"),
+    ]
 
 
 def test_a_peer_s_failures_are_counted_within_its_budget_across_its_connections(
