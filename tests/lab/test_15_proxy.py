@@ -77,7 +77,8 @@ PROXY = {"pve1": "nginx", "pve2": "haproxy", "pve3": "caddy"}
 
 @pytest.fixture(scope="module")
 def lab(lab_control):
-    nodes = lab_control.up(variants=["proxy", "proxy", "proxy", "pve8"])
+    # its tests count the attacker's failures per node (the 10th of 10 bans): config.PER_NODE_COUNT
+    nodes = lab_control.up(variants=["proxy", "proxy", "proxy", "pve8"], data=config.PER_NODE_COUNT)
     for node in nodes[:3]:
         proxy = PROXY[node.name]
         node.sh(
@@ -189,7 +190,9 @@ def test_the_admin_behind_the_proxy_is_never_banned(lab):
 
 def test_a_proxy_node_without_the_setting_fails_verify_with_the_reason(lab, tmp_path):
     inventory = tmp_path / "inventory.py"
-    lab.write_inventory(lab.nodes(), {"pve1": {"fail2ban_web_proxy": "off"}}, path=inventory)
+    data = {n.name: dict(config.PER_NODE_COUNT) for n in lab.nodes()}
+    data["pve1"]["fail2ban_web_proxy"] = "off"
+    lab.write_inventory(lab.nodes(), data, path=inventory)
     run = lab.pyinfra("--limit", "pve1", inventory=inventory)
     assert run.returncode != 0
     assert re.search(
@@ -296,7 +299,9 @@ def test_behind_a_trusted_proxy_elsewhere_its_clients_are_banned_never_the_proxy
     deploy sets pveproxy's PROXY_REAL_IP_* for it, and the proxmox jail reads pveproxy's log."""
     node, proxy, peer = node_named(lab, "pve4"), lab.attacker(), node_named(lab, "pve1")
     inventory = tmp_path / "inventory.py"
-    lab.write_inventory(lab.nodes(), {"pve4": {"fail2ban_trusted_proxies": [A]}}, path=inventory)
+    data = {n.name: dict(config.PER_NODE_COUNT) for n in lab.nodes()}
+    data["pve4"]["fail2ban_trusted_proxies"] = [A]
+    lab.write_inventory(lab.nodes(), data, path=inventory)
     unban_everywhere(lab, A)
     try:
         run = lab.pyinfra("--limit", "pve4", inventory=inventory)
