@@ -297,7 +297,7 @@ class Lab:
             nodes = self.nodes()
             for node in nodes:
                 # every container boots at once: 30 of them take minutes on 2 cores
-                self.wait_ready(node, timeout=max(60, 6 * len(nodes)))
+                self.wait_ready(node, timeout=max(180, 6 * len(nodes)))
             self.write_known_hosts(nodes)
             self.write_inventory(nodes, host_data={n.name: data or {} for n in nodes})
         except Exception:
@@ -410,8 +410,9 @@ class Lab:
         container.start()
         return container
 
-    def wait_ready(self, node, timeout=60):
-        """Wait (bounded) until systemd has booted and sshd and the simulated daemons are active."""
+    def wait_ready(self, node, timeout=180):
+        """Wait (bounded: a node boots in seconds, a loaded machine of 2 cores running three labs
+        can take minutes) until systemd has booted and sshd and the simulated daemons are active."""
         deadline = time.monotonic() + timeout
         state = ""
         units = ["ssh", *units_of(node.variant)]
