@@ -9,6 +9,7 @@ from .defaults import DEFAULTS
 from .products import PRODUCTS
 from .reported import canonical_network
 from .reported import shown as shown_value
+from .scripts.nodelib import token_exposed
 
 DEFAULTS_MODULE = "pvefail2ban/defaults.py"
 
@@ -315,14 +316,12 @@ def validate(data):
         out["ignoreip"] = normalise_addresses(data.get("fail2ban_ignoreip", []))
     except ValueError as error:
         errors.append(f"fail2ban_ignoreip = {data.get('fail2ban_ignoreip')!r}: {error}")
-    if out.get("notify_webhook_token") and out.get("notify_webhook", "").startswith("http://"):
-        host = urllib.parse.urlsplit(out["notify_webhook"]).hostname or ""
-        if not (host == "localhost" or host.startswith("127.") or host == "::1"):
-            errors.append(
-                "fail2ban_notify_webhook_token is set but fail2ban_notify_webhook is an http:// URL "
-                f"to {host}: the token would travel in clear text; use https:// (http:// only to "
-                "a loopback address)"
-            )
+    exposed = token_exposed(out.get("notify_webhook", ""), out.get("notify_webhook_token"))
+    if exposed:
+        errors.append(
+            "fail2ban_notify_webhook_token is set but fail2ban_notify_webhook is no https:// URL: "
+            f"{exposed}; use https:// (http:// only to a loopback address)"
+        )
     if errors:
         raise SettingsError(
             "bad settings, nothing was changed on any node:\n  " + "\n  ".join(errors)

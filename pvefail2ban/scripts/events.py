@@ -56,6 +56,7 @@ from nodelib import (  # noqa: E402
     jail_status,
     parse_received,
     read_tail,
+    token_exposed,
     watch,
 )
 
@@ -422,21 +423,10 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 OPENER = urllib.request.build_opener(NoRedirect)
 
 
-def token_exposed(config):
-    """Why the webhook's token must not be sent (http:// to a host other than loopback), or None."""
-    url = urllib.parse.urlsplit(config.get("webhook") or "")
-    if not config.get("token") or url.scheme == "https":
-        return None
-    host = url.hostname or ""
-    if host == "localhost" or host.startswith("127.") or host == "::1":
-        return None
-    return f"the token would travel in clear text over http:// to {host}"
-
-
 def send(config, node, events, folded=0, folded_bans=0):
     """One message to every channel configured; each failure is one log line."""
     title, text, data = message(node, events, folded, folded_bans)
-    exposed = config.get("webhook") and token_exposed(config)
+    exposed = config.get("webhook") and token_exposed(config["webhook"], config.get("token"))
     if exposed:
         log(f"notification not sent to the webhook: {exposed}")
     elif config.get("webhook"):

@@ -11,6 +11,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_of_hypothesis
+from hypothesis import strategies as st
 
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.facts import SCRIPTS
@@ -339,11 +342,46 @@ def test_a_token_over_plain_http_goes_only_to_loopback(monkeypatch):
     config = {"webhook": "http://192.0.2.50/hook", "format": "json", "token": "s3cret", "mail": ""}
     daemon.send(config, "pve1", [daemon.parse_event("ban sshd 192.0.2.7 3 600")])
     assert "clear text" in logged[0]
-    assert daemon.token_exposed({**config, "webhook": "https://192.0.2.50/hook"}) is None
-    assert daemon.token_exposed({**config, "token": ""}) is None
+    assert daemon.token_exposed("https://192.0.2.50/hook", "s3cret") is None
+    assert daemon.token_exposed("http://192.0.2.50/hook", "") is None
     with pytest.raises(SettingsError, match="clear text"):
         settings(fail2ban_notify_webhook="http://ntfy.example/x", fail2ban_notify_webhook_token="t")
     settings(fail2ban_notify_webhook="http://127.0.0.1:8080/x", fail2ban_notify_webhook_token="t")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.attacker.example/hook",  # a host name that starts like loopback
+        "HTTP://ntfy.example/x",  # the scheme in capitals
+        "Http://192.0.2.50/x",
+        "http://127.0.0.1.nip.example/x",
+        "http://[::ffff:c000:232]/x",  # 192.0.2.50, IPv4-mapped
+        "http://localhost.attacker.example/x",
+    ],
+)
+def test_the_token_check_judges_the_parsed_host_and_any_case_of_scheme(url):
+    """One check (nodelib.token_exposed) for the settings of the nodes and of Alertmanager
+    (monitoring.py reads the same validated settings) and for the events daemon."""
+    assert "clear text" in daemon.token_exposed(url, "t")
+    with pytest.raises(SettingsError, match="clear text") as error:
+        settings(fail2ban_notify_webhook=url, fail2ban_notify_webhook_token="t")
+    assert "/x" not in str(error.value) and "/hook" not in str(error.value)  # the URL: a secret
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/x",
+        "HTTP://127.0.0.2/x",
+        "http://[::1]:80/x",
+        "http://localhost/x",
+        "http://[::ffff:7f00:1]/x",
+    ],
+)
+def test_plain_http_to_loopback_may_carry_the_token(url):
+    assert daemon.token_exposed(url, "t") is None
+    settings(fail2ban_notify_webhook=url, fail2ban_notify_webhook_token="t")
 
 
 def test_the_canary_goes_where_each_jails_daemon_writes_and_is_ignored_everywhere():
@@ -458,3 +496,29 @@ def test_failures_the_peers_sent_are_counted_per_jail_from_fail2ban_s_attempt_li
     assert 'f2b_jail_failed_shared_total{jail="sshd"} 2' in text
     assert 'f2b_jail_failed_shared_total{jail="pveproxy"} 0' in text
     assert "# TYPE f2b_jail_failed_shared_total counter" in text
+
+
+URLS = st.text(max_size=120) | st.builds(
+    "{}://{}{}".format,
+    st.sampled_from(["http", "HTTP", "https", "HTTPS", "ftp", ""]),
+    st.sampled_from(["127.0.0.1", "[::1]", "localhost", "127.x.example", "[::ffff:7f00:1]"])
+    | st.text(max_size=20),
+    st.text(max_size=10),
+)
+
+
+@given(URLS, st.text(max_size=20))
+@settings_of_hypothesis(max_examples=300, deadline=None)
+def test_the_token_check_never_fails_and_lets_only_https_or_loopback_through(url, token):
+    import ipaddress
+    import urllib.parse
+
+    verdict = daemon.token_exposed(url, token)
+    if verdict is None and token:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https":
+            ip = ipaddress.ip_address(parts.hostname) if parts.hostname != "localhost" else None
+            assert parts.scheme == "http"
+            assert ip is None or (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+    else:
+        assert verdict is None or "clear text" in verdict or "is not a URL" in verdict
