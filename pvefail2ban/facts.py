@@ -22,6 +22,7 @@ from .proxies import PROXIES
 from .reporting import ACTION as EVENTS_ACTION
 from .reporting import EVENTS_FILES, EXPORTER
 from .reporting import SERVICE as EVENTS_SERVICE
+from .scripts.nodelib import NO_LOG
 from .sharing import KEY, MARK, PEERS, SERVICE, SHARE_FILES
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
@@ -72,6 +73,7 @@ MANAGED = (
     *(f"{FILTER_DIR}/{name.removesuffix('.conf')}{ext}" for name in FILTERS for ext in (".conf", ".local")),
     SHARE_ACTION,
     EVENTS_ACTION,
+    NO_LOG,
     *EARLIER_JAILS,
 )  # fmt: skip
 PACKAGES = ("fail2ban", "python3-systemd", "python3-pyinotify", "nftables", "iptables", EXPORTER)

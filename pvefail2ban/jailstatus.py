@@ -108,7 +108,8 @@ def problems(result, expected_jails, off_jails, tool):
             )
         elif not status.get("journal_matches") and not status.get("file_list"):
             found.append(
-                f"jail {jail} reads no live source (no journal match, no existing log file)"
+                f"jail {jail} reads no live source (no journal match, no existing log file: a log "
+                "missing when fail2ban started is read from its next start on)"
             )
         elif not result["rules"].get(jail):
             error = result["action_errors"].get(jail) or f"no rule for it in the {tool} ruleset"

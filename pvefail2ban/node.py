@@ -48,9 +48,9 @@ def cluster_addresses(inventory, facts):
 
 
 def controller_addresses():
-    """This controller's stable global addresses (IPv4 and IPv6), as the nodes may see it besides
-    the address it connects from. Temporary (privacy) IPv6 addresses change daily and are left out:
-    the address of the SSH connection is always added by the plan."""
+    """This controller's global addresses (IPv4 and IPv6), as the nodes may see it besides the
+    address it connects from (which the plan adds), and the /64 of its temporary (privacy) IPv6
+    addresses (global_addresses)."""
     if not shutil.which("ip"):  # not Linux: the address the host name resolves to, if any
         try:
             return sorted(
@@ -65,12 +65,31 @@ def controller_addresses():
     out = subprocess.run(
         ["ip", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True, timeout=10
     ).stdout
-    found = {
-        line.split()[3].split("/")[0]
-        for line in out.splitlines()
-        if len(line.split()) > 3 and "temporary" not in line and "deprecated" not in line
-    }
-    return sorted(found, key=lambda a: (":" in a, a))
+    return global_addresses(out)
+
+
+def global_addresses(ip_output):
+    """`ip -o addr show scope global` -> this host's addresses as never to be banned: each stable
+    address, and for IPv6 privacy addresses (`temporary`, made from a `mngtmpaddr` one) their /64.
+    A workstation sends from its newest temporary address by default, and makes a new one every
+    day: the one of today's run would not be tomorrow's, so the whole /64 they come from is
+    covered (the trade-off, in docs/how-it-works.md: the other hosts of that /64, the admin's own
+    LAN, are never banned either). Every entry canonical; anything unparsable is skipped."""
+    found = set()
+    for line in ip_output.splitlines():
+        words = line.split()
+        if len(words) < 4 or words[2] not in ("inet", "inet6"):
+            continue
+        try:
+            interface = ipaddress.ip_interface(words[3])
+        except ValueError:
+            continue
+        flags = set(words[4:])
+        if interface.version == 6 and flags & {"temporary", "mngtmpaddr"}:
+            found.add(str(ipaddress.ip_network(f"{interface.ip}/64", strict=False)))
+        elif "temporary" not in flags and "deprecated" not in flags:
+            found.add(str(interface.ip))
+    return sorted(found, key=lambda a: (":" in a, "/" in a, a))
 
 
 def settings_of(host):

@@ -549,7 +549,7 @@ def never_banned(settings, facts, peers, controller):
 
 def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"):
     """settings: validated (settings.validate); facts: Facts of the node; peers: every address of every
-    inventory node (node.cluster_addresses); controller: this controller's own stable addresses;
+    inventory node (node.cluster_addresses); controller: this controller's own addresses and networks;
     share: this node shares bans with its peers (cluster_bans.members); name: the node's
     inventory name (it names the node in notifications)."""
     reason = unsupported(facts)
@@ -635,6 +635,21 @@ def files_differ(files, present):
     ({path: (sha1, mode, owner)} as NodeFacts reads them); every file is root:root."""
     return [
         p for p, (data, mode) in files.items() if present.get(p) != (sha1(data), mode, "root:root")
+    ]
+
+
+def jails_reading_nothing(plan, check):
+    """The jails of `plan` that read log files and run, per `check` (the check as read with the
+    facts: jailstatus.check_result), on none of them: their log was missing when fail2ban started
+    (nodelib.NO_LOG kept fail2ban itself from failing)."""
+    if not check or not check.get("ping"):
+        return []
+    return [
+        jail
+        for jail in plan.jails
+        if jail.backend == "file"
+        and jail.name in check["jails"]
+        and not check["status"].get(jail.name, {}).get("file_list")
     ]
 
 

@@ -5,6 +5,14 @@ from pathlib import Path
 
 import jinja2
 
+from .scripts.nodelib import NO_LOG
+
+# NO_LOG's one line, read once by each jail at its start and matched by no filter
+NO_LOG_TEXT = (
+    b"# Managed by pve-fail2ban (pyinfra deploy): the last log file of each of its jails that\n"
+    b"# reads files; it never gets a line, and fail2ban starts where a jail's own log is missing.\n"
+)
+
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 FILES = HERE / "files"
@@ -36,8 +44,11 @@ def render_files(plan, settings):
             bantime_increment=settings["bantime_increment"],
             lockout_protection=settings["lockout_protection"],
             extra_ignoreip=bool(settings["ignoreip"]),
+            no_log=NO_LOG,
         )
         files[jail.path] = text.encode()
+        if jail.backend == "file":
+            files[NO_LOG] = NO_LOG_TEXT
     for name, (path, why) in plan.off.items():
         files[path] = _env.get_template(OFF_TEMPLATE).render(name=name, why=why).encode()
     for path, source in plan.filters.items():

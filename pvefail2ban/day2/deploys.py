@@ -27,6 +27,7 @@ from .model import (
     bans_to_sync,
     check_ban_allowed,
     cluster_report,
+    is_ignored,
     parse_addresses,
     parse_jails,
     unreadable,
@@ -185,11 +186,11 @@ def sync_fail2ban():
         if node_state.get("error"):
             logger.warning(f"{name}: its bans are not read ({node_state['error']})")
     # as ban.py refuses them: a node's word never bans this controller or a node of the inventory
-    never = set(inventory_addresses(inventory)) | set(controller_addresses())
+    never = [*inventory_addresses(inventory), *controller_addresses()]  # the /64s too
     for target in inventory.get_active_hosts():
         with acting_as(target):
             for jail, address, sources in bans_to_sync(target.name, states):
-                if address in never:
+                if is_ignored(address, never):
                     logger.warning(
                         f"{target.name}: {address} is banned in {jail} on {', '.join(sources)}, "
                         "but it is this controller or a node of the inventory: not spread"

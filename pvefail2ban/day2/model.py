@@ -242,6 +242,11 @@ def status_problems(states):
             f"{node}: jail {j} is missing" for j in expected_jails(state) if j not in state["jails"]
         ]
         problems += [
+            f"{node}: jail {j} reads no live source (no journal match, no existing log file)"
+            for j, jail in sorted(state["jails"].items())
+            if not jail["journal_matches"] and not jail["file_list"]
+        ]
+        problems += [
             f"{node}: {j} lists {ip} as banned but the firewall does not enforce it"
             for j, jail in state["jails"].items()
             for ip in jail["not_enforced"]

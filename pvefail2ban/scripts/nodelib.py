@@ -92,6 +92,36 @@ def host_address(text):
     return address
 
 
+# ---- a webhook's URL ---------------------------------------------------------------------------
+
+
+def token_exposed(url, token):
+    """Why a webhook's `token` must not be sent to `url`, or None: anything but https:// to a host
+    other than loopback, judged by the parsed URL (its scheme in any case, its host name whole:
+    `http://127.attacker.example/` is no loopback). The one check of the controller's settings,
+    the events daemon on the nodes and Alertmanager's configuration."""
+    import ipaddress
+    import urllib.parse
+
+    if not token:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(url or "")
+        host = parts.hostname or ""
+    except ValueError:
+        return f"{shown(url)} is not a URL"
+    if parts.scheme.lower() == "https" and host:
+        return None
+    try:
+        ip = ipaddress.ip_address(host)
+        loopback = (getattr(ip, "ipv4_mapped", None) or ip).is_loopback  # same on every Python
+    except ValueError:
+        loopback = host == "localhost"
+    if parts.scheme.lower() == "http" and loopback:
+        return None
+    return f"the token would travel in clear text over {parts.scheme or '?'}:// to {shown(host)}"
+
+
 # ---- fail2ban's socket --------------------------------------------------------------------------
 
 END, CLOSE = b"<F2B_END_COMMAND>", b"<F2B_CLOSE_COMMAND>"  # fail2ban's protocol (protocol.CSPROTO)
@@ -161,9 +191,18 @@ FIELDS = {
 }
 
 
+# An empty file of ours, the last log file of every jail of ours that reads files: fail2ban 1.0
+# refuses to start at all when one jail finds none of its log files (a proxy's log after the
+# proxy was purged, a log rotated away), and sshd and the web UI would lose their protection with
+# it. With this one always there, fail2ban starts, and that jail alone reads nothing: it is left
+# out of the file list below, so the check and status say the jail reads no live source.
+NO_LOG = "/etc/fail2ban/pve-fail2ban-no-log"
+
+
 def jail_status(answer):
     """fail2ban's answer to `status <jail>` ([("Filter", [...]), ("Actions", [...])]) -> flat dict
-    of FIELDS (journal matches as one text, the file list and banned addresses as lists)."""
+    of FIELDS (journal matches as one text, the file list and banned addresses as lists, the
+    file list without NO_LOG)."""
     jail = {"banned_ips": [], "journal_matches": None, "file_list": None}
     for _, section in answer:
         for label, value in section:
@@ -173,6 +212,8 @@ def jail_status(answer):
         jail["journal_matches"] = " ".join(jail["journal_matches"]) or None
     if isinstance(jail["file_list"], str):
         jail["file_list"] = jail["file_list"].split()
+    if isinstance(jail["file_list"], list):
+        jail["file_list"] = [path for path in jail["file_list"] if path != NO_LOG] or None
     jail["banned_ips"] = [str(ip) for ip in jail["banned_ips"]]
     return jail
 

@@ -5,7 +5,7 @@ from pyinfra import logger
 from pyinfra.operations import systemd
 
 from ..operations import tested_files
-from ..plan import files_to_change, files_to_remove
+from ..plan import files_to_change, files_to_remove, jails_reading_nothing
 
 
 def configure(node):
@@ -13,13 +13,21 @@ def configure(node):
     facts, ops = node.facts, []
     change = files_to_change(node.files, facts)
     remove = files_to_remove(node.files, facts)
+    # a jail that started without its log file (rotated away, a proxy's not made yet) reads
+    # nothing until fail2ban starts again: where the deploy makes that log, it does, and restarts
+    unread = jails_reading_nothing(node.plan, facts.get("check"))
+    for jail in unread:
+        logger.warning(
+            f"{node.name}: jail {jail.name} runs without its log file ({jail.logpath.split()[0]}"
+            " was missing when fail2ban started): fail2ban is restarted to read it"
+        )
     for path in change:
         if path in facts["files"]:
             logger.warning(
                 f"{node.name}: {path} differs from what the settings give (a setting changed, "
                 "or the file was edited by hand): it is replaced, after fail2ban's test"
             )
-    if change or remove:  # no operation where there is nothing to do (see tasks/sharing.py)
+    if change or remove or unread:  # no operation where there is nothing to do (tasks/sharing.py)
         config = tested_files(
             name="Jails and proxmox filter in place, tested by fail2ban before going live",
             files=node.files,

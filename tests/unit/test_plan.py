@@ -368,3 +368,57 @@ def test_unit_states_come_from_one_systemctl_call():
     assert facts["exporter_activestate"] == "inactive" and "rsyslog_activestate" not in facts
     fresh = node(fresh=True)
     assert fresh["fail2ban_activestate"] == "inactive" and fresh["share_activestate"] == "inactive"
+
+
+def test_a_jail_reading_files_gets_a_file_that_is_always_there_and_is_judged_without_it():
+    """fail2ban 1.0 refuses to start when one jail finds none of its log files: every jail of ours
+    that reads files has nodelib.NO_LOG last, which the check leaves out of the file list."""
+    from pvefail2ban.jailstatus import problems
+    from pvefail2ban.plan import jails_reading_nothing
+    from pvefail2ban.scripts.nodelib import NO_LOG, jail_status
+
+    facts = pve8(packages={"fail2ban": "1.0.2-2"})
+    plan = plan_node(DEFAULTS, facts, ["10.213.77.11"])
+    files = render_files(plan, DEFAULTS)
+    assert files[NO_LOG].startswith(b"# Managed by pve-fail2ban")
+    jail = files["/etc/fail2ban/jail.d/10_pveproxy.local"].decode()
+    assert f"logpath   = /var/log/pveproxy/access.log\n            {NO_LOG}\n" in jail
+    assert NO_LOG not in files[SSHD_JAIL].decode()  # the journal: no file at all
+    answer = [("Filter", [("Currently failed", 0), ("File list", [NO_LOG])]), ("Actions", [])]
+    blind = jail_status(answer)
+    assert blind["file_list"] is None
+    seeing = jail_status([("Filter", [("File list", ["/var/log/x.log", NO_LOG])])])
+    assert seeing["file_list"] == ["/var/log/x.log"]
+    check = {**facts["check"], "jails": ["sshd", "proxmox", "pveproxy"]}
+    check["status"] = {
+        **check["status"],
+        "pveproxy": {**check["status"]["pveproxy"], "file_list": None},
+    }
+    assert [j.name for j in jails_reading_nothing(plan, check)] == ["pveproxy"]
+    assert jails_reading_nothing(plan, facts["check"]) == []
+    assert jails_reading_nothing(plan, {"ping": False}) == [] == jails_reading_nothing(plan, None)
+    said = problems({**check, "rules": {"pveproxy": True}}, ["pveproxy"], [], "nft")
+    assert said == [
+        "jail pveproxy reads no live source (no journal match, no existing log file: a log "
+        "missing when fail2ban started is read from its next start on)"
+    ]
+
+
+IP_OUTPUT = """\
+2: eth0    inet 192.0.2.20/24 brd 192.0.2.255 scope global dynamic eth0\\       valid_lft 86000sec
+2: eth0    inet6 2001:db8:a:b:1c2d:3e4f:5a6b:7c8d/64 scope global temporary dynamic \\       valid_lft 86000sec
+2: eth0    inet6 2001:db8:a:b:9999:8888:7777:6666/64 scope global temporary deprecated dynamic \\       valid_lft 100sec
+2: eth0    inet6 2001:db8:a:b:211:22ff:fe33:4455/64 scope global dynamic mngtmpaddr noprefixroute \\       valid_lft 86000sec
+3: wg0    inet6 2001:db8:ffff::7/128 scope global \\       valid_lft forever preferred_lft forever
+3: wg0    inet6 garbage;rm -rf /64 scope global \\       valid_lft forever
+"""
+
+
+def test_the_controllers_privacy_addresses_are_covered_by_their_64():
+    """A workstation sends from today's temporary IPv6 address: the /64 they are made in is never
+    banned, beside each stable address; nothing unparsable gets in."""
+    from pvefail2ban.node import global_addresses
+
+    assert global_addresses(IP_OUTPUT) == ["192.0.2.20", "2001:db8:ffff::7", "2001:db8:a:b::/64"]
+    plan = plan_node(DEFAULTS, pve8(), ["10.213.77.11"], global_addresses(IP_OUTPUT))
+    assert "2001:db8:a:b::/64" in plan.ignoreip and "192.0.2.20" in plan.ignoreip
