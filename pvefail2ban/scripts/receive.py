@@ -20,6 +20,8 @@ Answers:  ok <jail> <ip> <what>           banned here at least that long: `made`
                                           (attempt) older than this jail's findtime: not counted
           refused <why>                   malformed, or a jail that is not ours here: not retried
           later <jail> <ip> <why>         fail2ban does not answer: the sender keeps it and retries
+          full <jail> <ip> <why>          no room here now (the origin's quota, the record
+                                          file): the sender keeps it and tries again later
 
 No request can shorten or lift a ban. A ban is made only where the address is not banned in that
 jail yet; where it is, only a ban this receiver made for a peer can be made to last longer (never
@@ -223,11 +225,26 @@ class Here:
         return self.bantimes[jail]
 
 
+def locked_received():
+    """RECEIVED opened ("a+b") and locked, the file that is there now: the share daemon compacts
+    it by putting a new file in its place under the old one's lock, so a file locked after that
+    is the old one, and is opened again (a few times at most: compaction is rare)."""
+    for _ in range(5):
+        file = open(RECEIVED, "a+b")
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            if os.fstat(file.fileno()).st_ino == os.stat(RECEIVED).st_ino:
+                return file
+        except OSError:
+            pass
+        file.close()
+    raise OSError(f"{RECEIVED} is replaced again and again")
+
+
 def apply(here, records, jail, address, end, origin):
     """Make, extend or keep the ban (decide), recorded first; under RECEIVED's lock, so that no
     other connection decides about the same address meanwhile. Returns what was done."""
-    with open(RECEIVED, "a+b") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
+    with locked_received() as file:
         if records.refresh(file) > MAX_RECEIVED:
             raise Full(f"{RECEIVED} is full ({MAX_RECEIVED} bytes)")
         now = time.time()
@@ -314,6 +331,7 @@ def serve(origin, jails, requests, counted=()):
     answers. `counted`: the jails whose failures the peers' count here (none: cluster-wide
     failures are off on this node)."""
     here, records, lifted, budget = None, Records(), Lifted(), Budget(origin)
+    full = False  # said once per connection
     for count, raw in enumerate(requests):
         if count >= MAX_REQUESTS:
             log(f"{origin}: {MAX_REQUESTS} requests on one connection: closed (it reconnects)")
@@ -354,8 +372,10 @@ def serve(origin, jails, requests, counted=()):
                 continue
             what = apply(here, records, jail, address, end, origin)
         except Full as error:
-            log(f"refused from {origin}: {error}")
-            yield f"refused {error}"
+            if not full:  # once per connection: the sender keeps the rest and comes back later
+                log(f"full for {origin}: {error}; it keeps its bans and sends them again later")
+            full = True
+            yield f"full {jail} {address} {error}"
             continue
         except Exception as error:  # noqa: BLE001 - fail2ban down or restarting: try again later
             here = None

@@ -72,6 +72,7 @@ WAKE_ON = {"outbox", "received"}  # the files whose change wakes the daemon (not
 WINDOW = 200  # requests in flight per peer (one line each, well inside a pipe's buffer)
 LINGER = 30  # seconds a connection stays open after its last request
 RETRY_MAX = 10  # a peer (or fail2ban) that does not answer is tried again at most this much later
+FULL_RETRY = 30  # a peer with no room for our bans now (`full`) is sent bans again this much later
 ACK_TIMEOUT = 20  # a peer that leaves a request unanswered this long is reconnected
 CONNECT_TIMEOUT = 3
 CHUNK = 100  # addresses per fail2ban request when many bans are lifted at once
@@ -183,6 +184,7 @@ class Peer:
         self.inflight = {}  # (jail, ip) -> when sent
         self.proc, self.buffer = None, b""
         self.next_try, self.failures, self.last_used = 0.0, 0, 0.0
+        self.full_until = 0.0  # the peer said `full`: bans wait until then (failures do not)
 
     def command(self):
         return [
@@ -217,15 +219,16 @@ class Peer:
             self.failures += 1
             self.next_try = now + min(RETRY_MAX, 2 ** (self.failures - 1))
 
-    def waiting(self):
-        """Something to send: a ban or a failure."""
-        return bool(self.queue or self.attempts)
+    def waiting(self, now=None):
+        """Something to send now: a ban (unless the peer is full until later) or a failure."""
+        bans = self.queue and (now is None or now >= self.full_until)
+        return bool(bans or self.attempts)
 
     def send(self, now, findtime=None):
         """Send queued bans, then failures (up to WINDOW in flight); drop bans whose time ran
         out and failures older than `findtime(jail)` seconds (they would count for nothing)."""
         lines = []
-        for key, (end, banned_at) in list(self.queue.items()):
+        for key, (end, banned_at) in list(self.queue.items()) if now >= self.full_until else ():
             if len(self.inflight) + len(lines) >= WINDOW:
                 break
             if key in self.inflight:
@@ -277,8 +280,21 @@ class Peer:
                 log(f"{self.name}: {rest[:300]!r}")
                 self.close(now, failed=True)
                 return True
+            if word == "full":  # no room there now: kept, sent again later (said once)
+                if now >= self.full_until:
+                    log(
+                        f"{self.name} has no room for our bans now ({rest[:200]!r}): "
+                        f"{len(self.queue)} kept, sent again from {FULL_RETRY} s on"
+                    )
+                self.full_until = now + FULL_RETRY
+                if key is not None:
+                    del self.inflight[key]
+                continue
             if word != "ok":  # ignored or refused there: never retried, the peer logged why
                 log(f"{self.name} {word}: {rest[:300]!r}")
+            elif self.full_until and key is not None and key[0] != "attempt":
+                log(f"{self.name} takes our bans again")
+                self.full_until = 0.0
             if key is not None:
                 self.queue.pop(key, None)
                 del self.inflight[key]
@@ -289,8 +305,12 @@ class Peer:
     def due(self, now):
         """When this peer next needs the loop's attention (None: not before an event)."""
         if self.proc is None:
-            return max(self.next_try, now) if self.waiting() else None
+            if self.waiting(now):
+                return max(self.next_try, now)
+            return max(self.next_try, self.full_until) if self.queue else None
         times = [self.last_used + LINGER]
+        if self.queue and self.full_until > now:
+            times.append(self.full_until)
         if self.inflight:
             times.append(min(self.inflight.values()) + ACK_TIMEOUT)
         return min(times)
@@ -486,12 +506,16 @@ class Share:
             fcntl.flock(file, fcntl.LOCK_EX)
             self.take_received(self.inbox.lines())  # what came meanwhile, under the receivers' lock
             data = "".join(received_line(r) for r in self.received.values()).encode()
-            file.seek(0)
-            file.truncate()
-            file.write(data)
-            file.flush()
+            # a new file in its place, never the old one rewritten: a reader's offset in the old
+            # one (a receiver's connection, the events daemon) would point into other records;
+            # a new inode is read whole (receive.locked_received, nodelib.Tail)
+            with open(RECEIVED + ".new", "wb") as new:
+                os.fchmod(new.fileno(), os.fstat(file.fileno()).st_mode & 0o777)
+                new.write(data)
+                new.flush()
+                position = (os.fstat(new.fileno()).st_ino, len(data))
+            os.replace(RECEIVED + ".new", RECEIVED)
             self.compacted = len(data)
-            position = (os.fstat(file.fileno()).st_ino, len(data))
         self.inbox = Tail(RECEIVED)
         self.inbox.resume(position)
 
@@ -554,7 +578,7 @@ class Share:
 
     def step(self, now):
         for peer in self.peers:
-            if peer.proc is None and peer.waiting() and now >= peer.next_try:
+            if peer.proc is None and peer.waiting(now) and now >= peer.next_try:
                 peer.connect(now)
             if peer.proc is None:
                 continue
@@ -562,7 +586,7 @@ class Share:
                 log(f"{peer.name}: no answer for {ACK_TIMEOUT}s, reconnecting")
                 peer.close(now, failed=True)
                 continue
-            if not peer.waiting() and now - peer.last_used > LINGER:
+            if not peer.waiting(now) and now - peer.last_used > LINGER:
                 peer.close(now, failed=False)
                 continue
             peer.send(now, self.findtime)  # the receiver checks its own findtime too

@@ -254,6 +254,81 @@ def test_answers_are_taken_in_order_and_a_refusal_is_never_retried():
     peer.close(time.monotonic(), failed=False)
 
 
+def test_a_ban_a_full_peer_cannot_take_now_is_kept_and_sent_again_later(monkeypatch):
+    """`full` (the peer's quota for this node, or its record file): the ban stays queued, no ban
+    is sent to that peer before FULL_RETRY (failures still are), it is said once, and the first
+    ban taken again says so."""
+    import os
+    import subprocess
+
+    logged = []
+    monkeypatch.setattr(share, "log", logged.append)
+    peer = share.Peer("pve2", "192.0.2.2", 22)
+    said, answer = os.pipe()  # the peer's answers come from here; what is sent goes nowhere
+    peer.proc = subprocess.Popen(
+        ["cat", f"/dev/fd/{said}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        pass_fds=[said],
+    )
+    os.close(said)
+    os.set_blocking(peer.proc.stdout.fileno(), False)
+    keys = [("sshd", "192.0.2.1"), ("sshd", "192.0.2.2"), ("sshd", "192.0.2.3")]
+    peer.queue = {key: (0, 0.0) for key in keys}
+    peer.inflight = {key: 1.0 for key in keys}
+    full = "sshd {} pve1 holds 50000 bans here already"
+    answers = f"ok sshd 192.0.2.1 made\nfull {full.format('192.0.2.2')}\nfull {full.format('192.0.2.3')}\n"
+    os.write(answer, answers.encode())
+    deadline = time.monotonic() + 5
+    while peer.inflight and time.monotonic() < deadline:
+        peer.answers(100.0)
+        time.sleep(0.01)
+    assert list(peer.queue) == keys[1:] and peer.inflight == {}  # kept, none in flight
+    assert len([m for m in logged if "no room" in m]) == 1, logged  # said once
+    assert peer.full_until == 100.0 + share.FULL_RETRY
+    assert not peer.waiting(110.0) and peer.waiting(100.0 + share.FULL_RETRY)
+    assert peer.due(110.0) == 100.0 + share.FULL_RETRY  # it lingers, then sends again
+    peer.send(110.0)
+    assert peer.inflight == {}  # nothing sent to a full peer before its time
+    peer.attempts.append(("sshd", "198.51.100.1", 105.0))
+    peer.send(110.0)
+    assert list(peer.inflight) == [("attempt", 1)]  # failures are not held back
+    peer.inflight.clear()
+    peer.send(131.0)
+    assert list(peer.inflight) == keys[1:]  # sent again
+    os.write(answer, b"ok sshd 192.0.2.2 made\n")
+    deadline = time.monotonic() + 5
+    while len(peer.inflight) == 2 and time.monotonic() < deadline:
+        peer.answers(131.5)
+        time.sleep(0.01)
+    assert peer.full_until == 0.0 and logged[-1] == "pve2 takes our bans again"
+    os.close(answer)
+    peer.close(time.monotonic(), failed=False)
+
+
+def test_the_receiver_says_full_and_logs_it_once_per_connection(monkeypatch):
+    logged = []
+    monkeypatch.setattr(receive, "log", logged.append)
+
+    class Here:
+        def ignored(self, jail, address):
+            return None
+
+    def apply(here, records, jail, address, end, origin):
+        raise receive.Full(f"{origin} holds {receive.MAX_PER_ORIGIN} bans here already")
+
+    monkeypatch.setattr(receive, "Here", Here)
+    monkeypatch.setattr(receive, "apply", apply)
+    monkeypatch.setattr(receive.Lifted, "after", lambda self, address, when: False)
+    requests = [f"ban sshd 192.0.2.{n} 600 0\n".encode() for n in range(1, 4)]
+    answers = list(receive.serve("pve1", ["sshd"], requests))
+    assert answers == [
+        f"full sshd 192.0.2.{n} pve1 holds {receive.MAX_PER_ORIGIN} bans here already"
+        for n in range(1, 4)
+    ]
+    assert len(logged) == 1 and "full for pve1" in logged[0]
+
+
 # ---- cluster-wide failures (issue 24): the receiver's side ---------------------------------------
 
 

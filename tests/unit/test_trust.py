@@ -771,3 +771,39 @@ def test_a_deeply_nested_answer_fails_that_node_alone():
     for fact in (NodeFacts(), Fail2banState()):
         with pytest.raises(FactProcessError):
             fact.process(["[" * 200_000])
+
+
+def test_a_reader_of_the_received_records_never_keeps_a_stale_view_after_compaction(
+    tmp_path, monkeypatch
+):
+    """Compaction puts a new file in place (under the old one's lock): a receiver's connection
+    whose offset lay in the old file reads the new one whole, drops what was dropped and sees
+    what is live. (Rewritten in place, an offset past the old records pointed into the new.)"""
+    path = str(tmp_path / "received")
+    for module in (share, receive):
+        monkeypatch.setattr(module, "RECEIVED", path)
+    for name in ("OUTBOX", "PENDING", "LIFTED"):
+        monkeypatch.setattr(share, name, str(tmp_path / name.lower()))
+    monkeypatch.setattr(share, "log", lambda message: None)
+    now = time.time()
+
+    def record(n):
+        return nodelib.Received(int(now) + 600, "sshd", f"192.0.2.{n}", "pve2", now - n, 600)
+
+    with open(path, "w") as out:
+        out.writelines(nodelib.received_line(record(n)) for n in (1, 2))
+    reader = receive.Records()  # a connection that read the file when it held two records
+    with receive.locked_received() as file:
+        reader.refresh(file)
+    with open(path, "a") as out:  # other connections' since
+        out.writelines(nodelib.received_line(record(n)) for n in range(3, 11))
+    daemon = share.Share({"peers": []}, fail2ban=Refusing)
+    daemon.take_received(daemon.inbox.lines())
+    daemon.drop_received(lambda key: key[1] in ("192.0.2.1", "192.0.2.2"))  # lifted meanwhile
+    daemon.compact_received(force=True)  # eight records: longer than the reader's offset
+    with receive.locked_received() as file:  # a new ban recorded by another connection
+        file.write(nodelib.received_line(record(11)).encode())
+    with receive.locked_received() as file:
+        reader.refresh(file)
+    assert sorted(reader.by_key) == sorted(("sshd", f"192.0.2.{n}") for n in range(3, 12))
+    assert reader.count("pve2") == 9
