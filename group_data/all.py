@@ -121,3 +121,5 @@ changes: a bad one stops the run and names the key and the value."""
 # fail2ban_apt_lock_timeout = 120
 #   wait this long (seconds) for fail2ban to answer after a (re)start
 # fail2ban_ping_timeout = 30
+#   a node that takes longer (seconds) to answer one read (facts, status, the check after fail2ban answers) fails alone; the others go on
+# fail2ban_node_timeout = 120

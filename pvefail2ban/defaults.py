@@ -164,6 +164,12 @@ SECTIONS = [
                 30,
                 "wait this long (seconds) for fail2ban to answer after a (re)start",
             ),
+            (
+                "fail2ban_node_timeout",
+                120,
+                "a node that takes longer (seconds) to answer one read (facts, status, the check"
+                " after fail2ban answers) fails alone; the others go on",
+            ),
         ],
     ),
 ]

@@ -122,13 +122,40 @@ def probe_config():
     }
 
 
-NODE_COMMAND = StringCommand(
-    "if command -v python3 >/dev/null 2>&1; then python3 -S -c",
-    QuoteString(bundled("probe.py")),
-    "facts",
-    QuoteString(json.dumps(probe_config(), sort_keys=True)),
-    """; else echo '{"python3": false}'; fi""",
-)
+MAX_BYTES = 4 << 20  # the longest answer of a node script: a few KB is usual; far more is no answer
+DEFAULT_TIMEOUT = 120  # defaults.py fail2ban_node_timeout
+
+
+def node_read(script, *args, absent, seconds=DEFAULT_TIMEOUT, flags=(), limit=MAX_BYTES):
+    """`python3 FLAGS -c <script> ARGS`, bounded on the node: killed after `seconds` (and 5 more:
+    pyinfra's own `_timeout` of the same `seconds` fails the node first, naming the bound), its
+    output cut after `limit` + 1 bytes (more than any answer: the parser refuses it), so that a
+    node whose python3 hangs or prints without end costs the controller neither a stalled run nor
+    its memory. `absent`: what it prints where python3 is missing (a JSON text)."""
+    return StringCommand(
+        "{ if command -v python3 >/dev/null 2>&1; then timeout -k 5",
+        str(int(seconds) + 5),
+        "python3",
+        *flags,
+        "-c",
+        QuoteString(bundled(script)),
+        *args,
+        "; else echo",
+        QuoteString(absent),
+        "; fi; } | head -c",
+        str(limit + 1),
+    )
+
+
+def node_command(seconds=DEFAULT_TIMEOUT):
+    """The facts' one command (scripts/probe.py `facts`), bounded (node_read)."""
+    config = QuoteString(json.dumps(probe_config(), sort_keys=True))
+    return node_read(
+        "probe.py", "facts", config, absent='{"python3": false}', seconds=seconds, flags=("-S",)
+    )
+
+
+NODE_COMMAND = node_command()
 
 
 class Unit(TypedDict):
@@ -185,9 +212,6 @@ class Facts(TypedDict, total=False):
     proxies: dict  # {proxy key: Proxied} of the reverse proxies that run here (proxies.py)
     real_ip: dict  # {product key: proxies.real_ip} of its web proxy (/etc/default/pveproxy)
     check: dict  # the check as read with the facts (jailstatus.check_result), None: not read
-
-
-MAX_BYTES = 4 << 20  # the probe's answer is a few KB; far more is no answer of it
 
 
 def _kind(doc, key, kind, default=None):
@@ -308,7 +332,9 @@ def parse_node(output):
     ValueError naming the value on anything else: then nothing the node said is used."""
     text = output if isinstance(output, str) else "\n".join(output)
     if len(text) > MAX_BYTES:
-        raise ValueError(f"{len(text)} bytes: far more than the probe prints")
+        raise ValueError(
+            f"more than {MAX_BYTES} bytes (cut there on the node): far more than the probe prints"
+        )
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError):
@@ -443,8 +469,8 @@ def _check(doc):
 class NodeFacts(FactBase):
     """What the deploy adapts to: Facts (see there), from scripts/probe.py's JSON."""
 
-    def command(self):
-        return NODE_COMMAND
+    def command(self, seconds=DEFAULT_TIMEOUT):
+        return node_command(seconds)
 
     def process(self, output):
         try:

@@ -101,14 +101,22 @@ def settings_of(host):
         raise DeployError(f"{host.name}: {error}") from None
 
 
+def read(host, fact, **arguments):
+    """`host.get_fact(fact)`, bounded by the host's fail2ban_node_timeout: on the node (the
+    command's own timeout and output limit, facts.node_read) and by pyinfra (`_timeout`), which
+    fails that node alone with "Command timed out after Ns" and "could not load fact: <fact>"."""
+    seconds = settings_of(host)["node_timeout"]
+    return host.get_fact(fact, seconds=seconds, _timeout=seconds, **arguments)
+
+
 def read_facts(host, in_run):
     """NodeFacts of `host`. A node of the run that cannot be read is failed by pyinfra (alone, with
     its reason); a node outside the run (--limit) is only read for its addresses, never failed."""
     if in_run:
-        return host.get_fact(NodeFacts)
+        return read(host, NodeFacts)
     if reach(host):
         return None
-    return host.get_fact(NodeFacts, _ignore_errors=True)
+    return read(host, NodeFacts, _ignore_errors=True)
 
 
 def sharing_members(inventory, settings, facts):

@@ -9,7 +9,7 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.operations import server
 
-from .facts import FAILURES, FILTER_DIR, SCRIPTS, bundled
+from .facts import FAILURES, FILTER_DIR, SCRIPTS, bundled, node_read
 from .jailstatus import check_result, complete, problems, summary
 from .plan import files_differ
 from .products import SELF_TESTS
@@ -96,6 +96,7 @@ class Expected:
     off: tuple  # our jails the settings switched off, which must not run
     tool: str  # the ban action's firewall tool: nft or iptables
     ping_timeout: int = 30  # seconds fail2ban gets to answer after a (re)start
+    node_timeout: int = 120  # seconds the check may take beyond its waits for fail2ban
     daemons: dict = field(default_factory=dict)  # {service of ours that must run: what it does}
     blind: tuple = ()  # why a jail cannot see its attackers (plan.Plan.blind): never protected
     failures: dict = field(default_factory=dict)  # {jail: [regex, filter]} where not FAILURES's
@@ -158,16 +159,38 @@ def verified(expected: Expected, recorded: dict = None, ops: list = ()):
             ):
                 return expected.report(host, recorded)
         config = json.dumps(expected.config(), sort_keys=True)
-        ok, output = host.run_shell_command(
-            python_script("probe.py", "check", config, flags=("-S",)),
-            print_output=state.print_output,
-            print_input=state.print_input,
-        )
+        # it waits for fail2ban twice (its answer, then its rules), each up to ping_timeout
+        seconds = expected.node_timeout + 2 * expected.ping_timeout
         try:
-            result = check_result(json.loads("\n".join(output.stdout_lines))) if ok else None
-            why = printable(" ".join(output.stderr_lines)[-500:])  # a node's words: shown safely
-        except ValueError as error:
-            result, why = None, f"its answer is not the check's: {error}"
+            _, output = host.run_shell_command(
+                node_read(
+                    "probe.py",
+                    "check",
+                    QuoteString(config),
+                    absent="",
+                    seconds=seconds,
+                    flags=("-S",),
+                ),
+                print_output=state.print_output,
+                print_input=state.print_input,
+                _timeout=seconds,
+            )
+        except TimeoutError:
+            host.log_styled(
+                f"NOT PROTECTED: the check did not answer within {seconds} s "
+                "(fail2ban_node_timeout + 2 x fail2ban_ping_timeout)",
+                fg="red",
+                log_func=logger.error,
+            )
+            return False
+        said = printable(" ".join(output.stderr_lines)[-500:])  # a node's words: shown safely
+        try:
+            result, why = check_result(json.loads("\n".join(output.stdout_lines))), said
+        except ValueError as error:  # also no answer at all (its error is what it said)
+            result = None
+            why = f"its answer is not the check's: {printable(str(error), 200)}" + (
+                f"; it said: {said}" if said else ""
+            )
         if result is None:
             host.log_styled(
                 f"NOT PROTECTED: the check failed: {why}", fg="red", log_func=logger.error

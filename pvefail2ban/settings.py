@@ -244,6 +244,7 @@ CHECKS = {
     "fail2ban_apt_cache_time": lambda v: check_count(v, minimum=0),
     "fail2ban_apt_lock_timeout": lambda v: check_count(v, minimum=0),
     "fail2ban_ping_timeout": check_count,
+    "fail2ban_node_timeout": check_count,
     **{
         f"fail2ban_{product.jail}_{name}": check
         for product in PRODUCTS

@@ -14,7 +14,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server
 
 from ..facts import NodeFacts
-from ..node import controller_addresses, inventory_addresses
+from ..node import controller_addresses, inventory_addresses, read, settings_of
 from ..operations import STAGE, peers_authorized, script_reported
 from ..plan import files_to_remove
 from ..reported import printable, shown
@@ -51,10 +51,16 @@ def read_state(node):
     failed = reach(node)
     if failed:
         return unreadable(f"cannot connect: {failed}")
-    fact = Fail2banState()
-    ok, output = node.run_shell_command(
-        fact.command(), print_output=state.print_fact_output, print_input=state.print_fact_input
-    )
+    fact, seconds = Fail2banState(), settings_of(node)["node_timeout"]
+    try:
+        ok, output = node.run_shell_command(
+            fact.command(seconds),
+            print_output=state.print_fact_output,
+            print_input=state.print_fact_input,
+            _timeout=seconds,
+        )
+    except TimeoutError:
+        return unreadable(f"no answer within {seconds} s (fail2ban_node_timeout)")
     if not ok:
         said = printable(" ".join(output.stderr_lines)[-300:]) or "no output"
         return unreadable(f"the state command failed: {said}")
@@ -90,7 +96,7 @@ def ban_fail2ban(ip, jails=None, force=False):
     Refuses this controller, inventory nodes and ignoreip entries unless `force`."""
     addresses = parse_addresses(ip)
     force = _flag(force, "force")
-    current, facts = host.get_fact(Fail2banState), host.get_fact(NodeFacts)
+    current, facts = read(host, Fail2banState), read(host, NodeFacts)
     if current is None or facts is None:  # pyinfra has failed this node alone and said why
         return
     chosen = parse_jails(jails, current, host.name)
@@ -137,7 +143,7 @@ def unban_fail2ban(ip):
     """Lift `ip` from every jail of this node where it is banned (also bans received from a peer),
     and from the node's queue of bans still to send (cluster-wide bans)."""
     addresses = parse_addresses(ip)
-    current = host.get_fact(Fail2banState)
+    current = read(host, Fail2banState)
     if current is None:
         return
     for address in addresses:
@@ -208,7 +214,7 @@ def remove_fail2ban(purge=False):
     fail2ban runs on the distribution's own configuration, or is stopped and disabled where that
     cannot run (Debian 12 without auth.log). `purge`: purge the fail2ban package instead."""
     purge = _flag(purge, "purge")
-    facts = host.get_fact(NodeFacts)
+    facts = read(host, NodeFacts)
     if facts is None:
         return
     if facts["share_files"] or facts.get("share_activestate") == "active":

@@ -4,10 +4,10 @@ node's fail2ban state (facts.Fail2banState), judging it and planning bans. Unit-
 import ipaddress
 import json
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
+from pyinfra.api import FactBase, QuoteString
 from pyinfra.api.exceptions import DeployError, FactProcessError
 
-from ..facts import bundled
+from ..facts import DEFAULT_TIMEOUT, node_read
 from ..products import ACCESS_LOGS, PRODUCTS, UNITS
 from ..proxies import PROXIES
 from ..reported import (
@@ -27,6 +27,10 @@ def parse_state(text):
     `not_enforced`: the addresses fail2ban lists as banned that the firewall does not hold. Every
     value is parsed (a jail's name, each address in canonical form, counts, ignoreip entries);
     ValueError naming the first value that is not what state.py prints: nothing of it is used."""
+    if len(text) > MAX_STATE:
+        raise ValueError(
+            f"more than {MAX_STATE} bytes (cut there on the node): no answer of state.py"
+        )
     try:
         state = json.loads(text)
     except RecursionError:
@@ -344,12 +348,18 @@ def bans_to_sync(node, states):
 
 # fail2ban's state, read by python3 on the node (fail2ban needs python3; without it, fail2ban is
 # not installed and the node says so in the same JSON shape). The products' units: products.UNITS.
-STATE_COMMAND = StringCommand(
-    "if command -v python3 >/dev/null 2>&1; then python3 -c",
-    QuoteString(bundled("state.py")),
-    QuoteString(json.dumps(UNITS, sort_keys=True)),
-    """; else echo '{"running": false, "active": "not installed", "jails": {}, "events": []}'; fi""",
-)
+MAX_STATE = 16 << 20  # bytes of state.py's answer: a node's ban lists after a flood of 100,000
+
+
+def state_command(seconds=DEFAULT_TIMEOUT):
+    """scripts/state.py's one command, bounded (facts.node_read)."""
+    return node_read(
+        "state.py",
+        QuoteString(json.dumps(UNITS, sort_keys=True)),
+        absent='{"running": false, "active": "not installed", "jails": {}, "events": []}',
+        seconds=seconds,
+        limit=MAX_STATE,
+    )
 
 
 class Fail2banState(FactBase):
@@ -370,8 +380,8 @@ class Fail2banState(FactBase):
     }
     """
 
-    def command(self):
-        return STATE_COMMAND
+    def command(self, seconds=DEFAULT_TIMEOUT):
+        return state_command(seconds)
 
     def process(self, output):
         try:

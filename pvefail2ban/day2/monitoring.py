@@ -34,14 +34,19 @@ def nodes_to_scrape():
     ]
 
 
+def bound():
+    """This host's fail2ban_node_timeout: the longest a read of it may take."""
+    return settings_of(host)["node_timeout"]
+
+
 def present_file(path):
     """(sha1, mode, owner) of a file on this host, as plan.files_differ compares, or None."""
-    info = host.get_fact(File, path=path)
+    info = host.get_fact(File, path=path, _timeout=bound())
     if not info:
         return None
     # pyinfra's File fact gives the mode as the digits of its octal form (600)
     return (
-        host.get_fact(Sha1File, path=path),
+        host.get_fact(Sha1File, path=path, _timeout=bound()),
         str(info["mode"]),
         f"{info['user']}:{info['group']}",
     )
@@ -84,7 +89,9 @@ def monitor_fail2ban(write=None):
     if not nodes:
         raise DeployError(f"{host.name}: no node to scrape: the inventory has only {GROUP} hosts")
     settings = settings_of(host)
-    if settings["notify_mail"] and not host.get_fact(File, path="/usr/sbin/sendmail"):
+    if settings["notify_mail"] and not host.get_fact(
+        File, path="/usr/sbin/sendmail", _timeout=bound()
+    ):
         raise DeployError(
             f"{host.name}: fail2ban_notify_mail is set but this host has no MTA (no "
             "/usr/sbin/sendmail): Alertmanager sends its mail through 127.0.0.1:25; install one "

@@ -29,6 +29,7 @@ def verify(node, ops):
         off=tuple(sorted(node.plan.off)),
         tool=node.plan.firewall_tool,
         ping_timeout=node.settings["ping_timeout"],
+        node_timeout=node.settings["node_timeout"],
         daemons=daemons,
         blind=tuple(node.plan.blind),
         failures={jail.name: jail.failure for jail in node.plan.jails if jail.failure},

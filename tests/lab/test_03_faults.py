@@ -338,3 +338,87 @@ def test_an_ignoreip_entry_that_passes_fail2bans_test_but_kills_its_start_is_cau
     finally:
         node.sh("rm -f /etc/fail2ban/jail.d/60_mine.local")
     assert lab.pyinfra().returncode == 0
+
+
+BOUND = 20  # fail2ban_node_timeout of the runs below (seconds)
+# A run may take the bound plus this: every node's own work, on a machine running three labs.
+MARGIN = 300
+SICK = {
+    "never returns": "exec sleep 100000",
+    "prints without end": 'exec yes "{\\"python3\\": true, \\"noise\\": 1}"',
+}
+
+
+def pyinfra_rss(lab, *args, deploy="deploy.py"):
+    """`pyinfra -y <lab inventory> <deploy> ARGS` as lab.pyinfra runs it, bounded (BOUND + MARGIN),
+    and the controller's peak resident memory in MiB (its own getrusage, printed at its exit)."""
+    wrapper = (
+        "import atexit, resource, runpy, sys; "
+        "atexit.register(lambda: print('peak-rss-kib', "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
+        "sys.argv = ['pyinfra', *sys.argv[1:]]; runpy.run_module('pyinfra', run_name='__main__')"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", wrapper, "-y", str(lab.inventory_path), deploy, *args],
+        cwd=config.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=BOUND + MARGIN,
+        stdin=subprocess.DEVNULL,
+    )
+    run.text = run.stdout + run.stderr
+    peak = re.findall(r"^peak-rss-kib (\d+)$", run.stderr, re.M)
+    assert peak, run.text[-2000:]
+    return run, int(peak[-1]) // 1024
+
+
+def test_a_node_that_never_answers_or_never_stops_fails_alone_and_the_runs_finish(lab):
+    """One node whose python3 never returns (a hung disk, an NFS mount), one whose python3 prints
+    without end: every deploy and day-2 run finishes within fail2ban_node_timeout plus a margin
+    (with and without --limit), fails those two naming the step and the bound, converges and
+    reports the healthy node, and the controller's memory stays bounded (printed; at most 1 GiB
+    asserted: the answer is cut on the node at 4 MB, before the controller reads more)."""
+    healthy, hung, endless = lab.nodes()
+    for node, kind in ((hung, "never returns"), (endless, "prints without end")):
+        node.sh(
+            f"printf '#!/bin/sh\\n%s\\n' '{SICK[kind]}' > /usr/local/bin/python3 && "
+            "chmod +x /usr/local/bin/python3",
+            check=True,
+        )
+    bound = ("--data", f"fail2ban_node_timeout={BOUND}")
+    peaks = {}
+    try:
+        run, peaks["deploy"] = pyinfra_rss(lab, *bound)
+        assert run.returncode != 0
+        assert re.search(rf"\[{hung.name}\].*Command timed out after {BOUND}s", run.text), run.text[
+            -3000:
+        ]
+        assert f"[{hung.name}] Error: could not load fact: pvefail2ban.facts.NodeFacts" in run.text
+        assert re.search(rf"\[{endless.name}\].*more than 4194304 bytes", run.text), run.text[
+            -3000:
+        ]
+        assert re.search(rf"\[{healthy.name}\]\s+fail2ban [\d.]+; sshd", run.text)
+        limited, peaks["deploy --limit"] = pyinfra_rss(lab, "--limit", healthy.name, *bound)
+        assert limited.returncode == 0, limited.text[-3000:]
+        assert re.search(rf"\[{healthy.name}\]\s+fail2ban [\d.]+; sshd", limited.text)
+        status, peaks["status"] = pyinfra_rss(lab, *bound, deploy="status.py")
+        assert status.returncode == 1
+        assert re.search(rf"^{healthy.name}\s+sshd\s+up", status.text, re.M), status.text[-3000:]
+        assert re.search(
+            rf"^{hung.name}\s+-\s+UNREACHABLE\s+no answer within {BOUND} s", status.text, re.M
+        ), status.text[-3000:]
+        assert re.search(rf"^{endless.name}\s+-\s+UNREACHABLE\s+\S", status.text, re.M)
+        sync, peaks["sync"] = pyinfra_rss(lab, *bound, deploy="sync.py")
+        assert f"{hung.name}: its bans are not read (no answer within {BOUND} s" in sync.text
+        address = "192.0.2.98"
+        ban, peaks["ban"] = pyinfra_rss(lab, *bound, "--data", f"ip={address}", deploy="ban.py")
+        assert ban.returncode != 0
+        assert address in banned(healthy, "sshd"), ban.text[-3000:]
+    finally:
+        for node in (hung, endless):
+            node.sh("rm -f /usr/local/bin/python3; pkill -f 'sleep 100000' || true")
+    print(f"controller peak RSS (MiB): {peaks}")
+    assert max(peaks.values()) < 1024, peaks
+    unban = lab.pyinfra("--data", "ip=192.0.2.98", deploy="unban.py")
+    assert unban.returncode == 0, unban.text[-3000:]
+    assert lab.pyinfra().returncode == 0

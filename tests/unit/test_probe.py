@@ -4,12 +4,13 @@ this machine and parsed as the deploy parses a node."""
 
 import json
 import pickle
+import shutil
 import subprocess
 import types
 
 import pytest
 
-from pvefail2ban.facts import NODE_COMMAND, bundled, parse_node
+from pvefail2ban.facts import MAX_BYTES, NODE_COMMAND, bundled, node_command, parse_node
 
 probe = types.ModuleType("probe")
 exec(compile(bundled("probe.py"), "probe.py", "exec"), probe.__dict__)
@@ -95,15 +96,53 @@ def test_the_facts_command_runs_and_parses_here():
     assert facts["os_id"] == "debian" and facts["check"]["ping"] is False
 
 
+def node_path(tmp_path, python3=None):
+    """A PATH with the node's coreutils the command uses, and `python3` (a script) or none."""
+    for tool in ("head", "timeout", "sleep", "yes"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    if python3:
+        (tmp_path / "python3").write_text(f"#!/bin/sh\n{python3}\n")
+        (tmp_path / "python3").chmod(0o755)
+    return str(tmp_path)
+
+
 def test_a_node_without_python3_says_so(tmp_path):
     done = subprocess.run(
         ["/bin/sh", "-c", NODE_COMMAND.get_raw_value()],
         capture_output=True,
         text=True,
-        env={"PATH": str(tmp_path)},  # nothing found, as on a node without python3
+        env={"PATH": node_path(tmp_path)},  # no python3, as on a node without it
         timeout=60,
     )
     assert parse_node(done.stdout)["python3"] is False
+
+
+def test_a_python3_that_never_returns_is_ended_on_the_node(tmp_path):
+    """Bounded on the node too (the controller's _timeout fails the node first): a hung python3 is
+    killed, not left behind at every run."""
+    done = subprocess.run(
+        ["/bin/sh", "-c", node_command(seconds=1).get_raw_value()],
+        capture_output=True,
+        env={"PATH": node_path(tmp_path, python3="exec sleep 1000")},
+        timeout=60,  # a bound of the test; the command ends after 1 + 5 s
+    )
+    assert done.stdout == b""
+    with pytest.raises(ValueError, match="not the probe's JSON"):
+        parse_node(done.stdout.decode())
+
+
+def test_a_python3_that_prints_without_end_is_cut_on_the_node_and_refused(tmp_path):
+    """Cut at MAX_BYTES + 1 bytes while it is read (the controller never buffers more), and
+    refused whole."""
+    done = subprocess.run(
+        ["/bin/sh", "-c", NODE_COMMAND.get_raw_value()],
+        capture_output=True,
+        env={"PATH": node_path(tmp_path, python3="exec yes '{\"python3\": true}'")},
+        timeout=60,
+    )
+    assert len(done.stdout) == MAX_BYTES + 1
+    with pytest.raises(ValueError, match=f"more than {MAX_BYTES} bytes"):
+        parse_node(done.stdout.decode())
 
 
 def test_a_failure_from_loopback_is_told_but_not_the_canarys():
