@@ -44,7 +44,7 @@ unit: venv tools
 
 test: venv docker tools     ## the whole suite; the lab's images are built first, once
 	$(PY) -m lab build
-	$(PY) -m pytest -n $(WORKERS) --dist loadfile --durations=25
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 check: lint tools docker   ## the fast loop: lint, the unit tests, a lab slice (one converge, a ban, a day-2 op)
 	$(PY) -m lab build

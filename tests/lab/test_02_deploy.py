@@ -148,6 +148,8 @@ def applied(node):
             out[("jails", command[1])] = True
         elif command[0] == "add":
             out[(command[1], "backend")] = command[2]
+        elif command[0] == "set" and command[2:3] == ["addlogpath"]:  # one per file, in order
+            out.setdefault((command[1], "addlogpath"), []).append(command[3])
         elif command[0] == "set" and len(command) >= 4:
             out[(command[1], command[2])] = command[3:] if len(command) > 4 else command[3]
         elif command[0] == "multi-set" and command[2] == "action":
@@ -188,7 +190,10 @@ def test_every_setting_of_ours_is_what_fail2ban_applies_on_every_variant(lab, no
                     "SYSLOG_IDENTIFIER=sshd-session", "_UID=0",
                 ], node.name  # fmt: skip
             else:
-                assert got[("sshd", "addlogpath")] == ["/var/log/auth.log", "head"], node.name
+                # and the file that is always there (nodelib.NO_LOG), last
+                assert got[("sshd", "addlogpath")] == [
+                    "/var/log/auth.log", "/etc/fail2ban/pve-fail2ban-no-log"
+                ], node.name  # fmt: skip
             for jail, ports in (("sshd", "22,2222"), ("proxmox", "443,80,8006")):
                 actions = got[(jail, "actions")]
                 assert sorted(actions) == ["nftables-multiport", "pve-fail2ban-share"], actions

@@ -192,16 +192,17 @@ def test_a_peer_that_is_down_gets_every_running_ban_when_it_is_back(lab):
 
 
 def test_a_flood_of_bans_reaches_every_peer_with_few_connections(lab):
-    """1,000 bans made on one node in batches reach every peer over one connection per peer,
+    """500 bans made on one node in batches (the share service's window is 200 requests) reach
+    every peer over one connection per peer,
     and fail2ban answers on every node all along. The flood's pace and the time to spread are
     printed here and measured by `make bench`: a loaded machine decides them, not the product."""
     nodes = lab.nodes()
     origin = nodes[0]
     net = ipaddress.ip_network("2001:db8:f100::/64")
-    addresses = [str(net[i]) for i in range(1, 1001)]  # documentation range
+    addresses = [str(net[i]) for i in range(1, 501)]  # documentation range
     connections = []
     started = time.monotonic()
-    for i in range(0, 1000, 100):
+    for i in range(0, 500, 100):
         origin.sh("fail2ban-client set sshd banip " + " ".join(addresses[i : i + 100]), timeout=300)
         connections.append(int(origin.sh("ss -Htn state established '( dport = :22 )' | wc -l")[1]))
         for node in nodes:  # fail2ban answers all along (a bounded wait, not a figure)
@@ -209,7 +210,7 @@ def test_a_flood_of_bans_reaches_every_peer_with_few_connections(lab):
     last_ban = time.monotonic()
     for node in nodes[1:]:
         assert wait_for(
-            lambda n=node: int(n.sh("fail2ban-client get sshd banip | wc -w")[1]) >= 1000,
+            lambda n=node: int(n.sh("fail2ban-client get sshd banip | wc -w")[1]) >= 500,
             timeout=300,
             step=2,
         ), node.name

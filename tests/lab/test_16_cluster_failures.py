@@ -153,18 +153,20 @@ def rss_kib(node, unit):
 
 
 def test_a_flood_of_failures_is_shared_in_bounded_memory_and_every_node_stays_responsive(lab):
-    """10,000 failures from 1,000 addresses in a minute on one node, in ten rounds of one failure
-    per address: every peer ends with every address banned, over one connection per peer, fail2ban
-    answers on every node all along, and the share service stays small in memory and on disk."""
+    """2,000 failures from 500 addresses in 22 s on one node, in four rounds of one failure per
+    address (the share service's window is 200 requests: more than twice that): every peer ends
+    with every address banned, over one connection per peer, fail2ban answers on every node all
+    along, and the share service stays small in memory and on disk. (The size fits a CI run of
+    three labs on two cores; the bench's `counting` floods 1,000 addresses.)"""
     nodes = lab.nodes()
     origin = nodes[0]
     net = ipaddress.ip_network("2001:db8:f200::/64")  # documentation range, this test's own
-    addresses = [str(net[i]) for i in range(1, 1001)]
+    addresses = [str(net[i]) for i in range(1, 501)]
     lines = "".join(f"Failed password for root from {a} port 4242 ssh2\n" for a in addresses)
     origin.sh(f"printf %s {shlex.quote(lines)} > /tmp/flood", check=True)
     connections, memory = [], []
     started = time.monotonic()
-    for round in range(10):
+    for round in range(4):
         origin.sh("logger -t sshd -p authpriv.info -f /tmp/flood", check=True)
         connections.append(int(origin.sh("ss -Htn state established '( dport = :22 )' | wc -l")[1]))
         memory.append(rss_kib(origin, "pve-fail2ban-share"))
@@ -176,12 +178,12 @@ def test_a_flood_of_failures_is_shared_in_bounded_memory_and_every_node_stays_re
     assert flooded - started < 600, "the flood outlasted findtime"
     for node in nodes:
         assert wait_for(
-            lambda n=node: int(n.sh("fail2ban-client get sshd banip | wc -w")[1]) >= 1000,
+            lambda n=node: int(n.sh("fail2ban-client get sshd banip | wc -w")[1]) >= 500,
             timeout=300,
             step=2,
         ), node.name
     print(
-        f"flood made in {flooded - started:.0f} s; 1,000 addresses banned on every node"
+        f"flood made in {flooded - started:.0f} s; 500 addresses banned on every node"
         f" {time.monotonic() - flooded:.1f} s after it; share service at most {max(memory)} KiB;"
         f" connections {max(connections)}"
     )
