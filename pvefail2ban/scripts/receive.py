@@ -79,6 +79,8 @@ MAX_PER_ORIGIN = 50_000  # bans one peer may hold here at once: no peer fills RE
 ATTEMPT_RATE = 50
 ATTEMPT_BURST = 10_000
 ATTEMPT_TAKE = 100  # taken from the budget's file at a time (one locked write per 100)
+LOGGED = 10  # lines logged per connection about a peer's refused or ignored requests; then counted
+MAX_REFUSED = 1000  # malformed requests on one connection before it is closed
 
 
 class Full(Exception):
@@ -275,11 +277,15 @@ class Budget:
     def __init__(self, origin):
         self.path = os.path.join(os.path.dirname(RECEIVED), f"budget.{origin}")
         self.left = 0  # taken from the file, not used yet
+        self.dry_until = 0.0  # the file was empty: not read again before ATTEMPT_TAKE can be
 
     def take(self, now):
-        """True when one more failure may be counted now."""
-        if self.left == 0:
+        """True when one more failure may be counted now. Over the budget the file is read (and
+        written) at most once per ATTEMPT_TAKE / ATTEMPT_RATE seconds, not per request."""
+        if self.left == 0 and now >= self.dry_until:
             self.left = self.refill(now)
+            if self.left == 0:
+                self.dry_until = now + ATTEMPT_TAKE / ATTEMPT_RATE
         if self.left == 0:
             return False
         self.left -= 1
@@ -326,12 +332,41 @@ def count_attempt(here, lifted, budget, jail, address, age):
     return f"ok {jail} {address} counted"
 
 
+class Said:
+    """The journal lines about one connection's refused and ignored requests: the first LOGGED,
+    then only counted, and the count logged when the connection ends (a flood of bad requests
+    costs a few lines, not one each)."""
+
+    def __init__(self, origin):
+        self.origin, self.lines, self.quiet = origin, 0, 0
+
+    def __call__(self, message):
+        self.lines += 1
+        if self.lines <= LOGGED:
+            log(message)
+        else:
+            self.quiet += 1
+
+    def close(self):
+        if self.quiet:
+            log(f"{self.origin}: {self.quiet} more refused or ignored requests on one connection")
+
+
 def serve(origin, jails, requests, counted=()):
     """Answer each line of `requests` (bytes lines, each at most MAX_LINE + 1 long); yields the
     answers. `counted`: the jails whose failures the peers' count here (none: cluster-wide
     failures are off on this node)."""
+    said = Said(origin)
+    try:
+        yield from answers(origin, jails, requests, counted, said)
+    finally:
+        said.close()
+
+
+def answers(origin, jails, requests, counted, say):
+    """serve's answers; `say`: the connection's Said, for refused and ignored requests."""
     here, records, lifted, budget = None, Records(), Lifted(), Budget(origin)
-    full = False  # said once per connection
+    full, refused = False, 0  # full: said once per connection
     for count, raw in enumerate(requests):
         if count >= MAX_REQUESTS:
             log(f"{origin}: {MAX_REQUESTS} requests on one connection: closed (it reconnects)")
@@ -347,8 +382,12 @@ def serve(origin, jails, requests, counted=()):
                 here = here or Here()
                 yield count_attempt(here, lifted, budget, jail, address, age)
             except ValueError as error:
-                log(f"refused from {origin}: {error}")
+                refused += 1
+                say(f"refused from {origin}: {error}")
                 yield f"refused {error}"
+                if refused >= MAX_REFUSED:
+                    log(f"{origin}: {MAX_REFUSED} malformed requests on one connection: closed")
+                    return
             except Exception as error:  # noqa: BLE001 - fail2ban down: a failure is not kept
                 here = None
                 yield f"later {jail} {address} fail2ban does not answer: {shown(str(error), 200)}"
@@ -356,8 +395,12 @@ def serve(origin, jails, requests, counted=()):
         try:
             jail, address, seconds, age = parse(line, jails)
         except ValueError as error:
-            log(f"refused from {origin}: {error}")
+            refused += 1
+            say(f"refused from {origin}: {error}")
             yield f"refused {error}"
+            if refused >= MAX_REFUSED:
+                log(f"{origin}: {MAX_REFUSED} malformed requests on one connection: closed")
+                return
             continue
         now = time.time()
         end = 0 if seconds < 0 else int(now) + seconds
@@ -367,7 +410,7 @@ def serve(origin, jails, requests, counted=()):
             if not why and lifted.after(address, now - age):
                 why = "lifted here (unban.py) after the origin banned it"
             if why:
-                log(f"{origin} asked to ban {address} in {jail}: not banned, {why}")
+                say(f"{origin} asked to ban {address} in {jail}: not banned, {why}")
                 yield f"ignored {jail} {address} {why}"
                 continue
             what = apply(here, records, jail, address, end, origin)

@@ -73,6 +73,7 @@ WINDOW = 200  # requests in flight per peer (one line each, well inside a pipe's
 LINGER = 30  # seconds a connection stays open after its last request
 RETRY_MAX = 10  # a peer (or fail2ban) that does not answer is tried again at most this much later
 FULL_RETRY = 30  # a peer with no room for our bans now (`full`) is sent bans again this much later
+LOGGED = 10  # answers other than ok logged per connection; the rest counted
 ACK_TIMEOUT = 20  # a peer that leaves a request unanswered this long is reconnected
 CONNECT_TIMEOUT = 3
 CHUNK = 100  # addresses per fail2ban request when many bans are lifted at once
@@ -185,6 +186,7 @@ class Peer:
         self.proc, self.buffer = None, b""
         self.next_try, self.failures, self.last_used = 0.0, 0, 0.0
         self.full_until = 0.0  # the peer said `full`: bans wait until then (failures do not)
+        self.said = 0  # answers other than ok on this connection (LOGGED of them logged)
 
     def command(self):
         return [
@@ -203,6 +205,9 @@ class Peer:
         self.buffer, self.inflight, self.last_used = b"", {}, now
 
     def close(self, now, failed):
+        if self.said > LOGGED:
+            log(f"{self.name}: {self.said - LOGGED} more answers other than ok on one connection")
+        self.said = 0
         if self.proc is not None:
             try:
                 self.proc.stdin.close()
@@ -276,6 +281,10 @@ class Peer:
             # the receiver answers every request once, in order: the oldest in flight
             key = next(iter(self.inflight), None)
             word, _, rest = raw.decode(errors="replace").partition(" ")
+            if key is None:  # more answers than requests: no receiver of ours; not read further
+                log(f"{self.name} answers what was not asked ({raw[:100]!r}): connection closed")
+                self.close(now, failed=True)
+                return True
             if word == "later":  # its fail2ban does not answer: kept, tried again
                 log(f"{self.name}: {rest[:300]!r}")
                 self.close(now, failed=True)
@@ -291,7 +300,9 @@ class Peer:
                     del self.inflight[key]
                 continue
             if word != "ok":  # ignored or refused there: never retried, the peer logged why
-                log(f"{self.name} {word}: {rest[:300]!r}")
+                self.said += 1
+                if self.said <= LOGGED:  # a few lines per connection, then a count at its close
+                    log(f"{self.name} {word}: {rest[:300]!r}")
             elif self.full_until and key is not None and key[0] != "attempt":
                 log(f"{self.name} takes our bans again")
                 self.full_until = 0.0

@@ -329,6 +329,67 @@ def test_the_receiver_says_full_and_logs_it_once_per_connection(monkeypatch):
     assert len(logged) == 1 and "full for pve1" in logged[0]
 
 
+def test_a_flood_of_malformed_requests_costs_a_few_log_lines_and_ends_the_connection(monkeypatch):
+    logged = []
+    monkeypatch.setattr(receive, "log", logged.append)
+    flood = [b"rm -rf /\n"] * (receive.MAX_REFUSED + 500)
+    answers = list(receive.serve("pve1", ["sshd"], flood))
+    assert len(answers) == receive.MAX_REFUSED  # then the connection is closed
+    assert all(a.startswith("refused ") for a in answers)
+    assert len(logged) == receive.LOGGED + 2, logged[-3:]  # LOGGED, the close, the count
+    assert f"{receive.MAX_REFUSED} malformed requests on one connection: closed" in logged[-2]
+    assert (
+        logged[-1]
+        == f"pve1: {receive.MAX_REFUSED - receive.LOGGED} more refused or ignored requests on one connection"
+    )
+
+
+def test_over_its_budget_a_peer_s_failures_do_not_rewrite_the_budget_file_each(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(receive, "RECEIVED", str(tmp_path / "received"))
+    budget, refills = receive.Budget("pve1"), []
+    real = budget.refill
+    monkeypatch.setattr(budget, "refill", lambda now: refills.append(now) or real(now))
+    (tmp_path / "budget.pve1").write_text(f"0 {time.time():.3f}\n")  # empty now
+    now = time.time()
+    assert not any(budget.take(now + i / 1000) for i in range(1000))  # 1,000 in a second
+    assert len(refills) == 1  # read once, then left alone until a refill is due
+    later = now + receive.ATTEMPT_TAKE / receive.ATTEMPT_RATE + 0.1
+    assert budget.take(later) and len(refills) == 2
+
+
+def test_a_peer_that_answers_what_was_not_asked_is_closed_and_its_other_answers_logged_few(
+    monkeypatch,
+):
+    import os
+    import subprocess
+
+    logged = []
+    monkeypatch.setattr(share, "log", logged.append)
+    peer = share.Peer("pve2", "192.0.2.2", 22)
+    said, answer = os.pipe()
+    peer.proc = subprocess.Popen(
+        ["cat", f"/dev/fd/{said}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=[said]
+    )
+    os.close(said)
+    os.set_blocking(peer.proc.stdout.fileno(), False)
+    keys = [("sshd", f"192.0.2.{n}") for n in range(1, 31)]
+    peer.queue = {key: (0, 0.0) for key in keys}
+    peer.inflight = {key: 1.0 for key in keys}
+    text = "".join(f"ignored sshd {ip} in this node's ignoreip\n" for _, ip in keys)
+    os.write(answer, (text + "ok sshd 192.0.2.99 made\n" * 1000).encode())
+    os.close(answer)
+    deadline = time.monotonic() + 5
+    while peer.proc is not None and time.monotonic() < deadline:
+        peer.answers(100.0)
+        time.sleep(0.01)
+    assert peer.proc is None and peer.queue == {}  # closed at the first answer not asked for
+    assert len([m for m in logged if " ignored: " in m]) == share.LOGGED
+    assert f"pve2: {30 - share.LOGGED} more answers other than ok on one connection" in logged
+    assert any(m.startswith("pve2 answers what was not asked") for m in logged), logged
+
+
 # ---- cluster-wide failures (issue 24): the receiver's side ---------------------------------------
 
 
