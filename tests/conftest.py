@@ -22,21 +22,21 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # longest start first and the short ones fill in, so no long module starts last and ends the run
 # alone. Modules not named here follow, then the unit tests.
 LONGEST_FIRST = [
-    "test_13_alerts",
+    "test_13_alerts",  # mostly waits for Prometheus: first, while the others compute
     "test_03_faults",
-    "test_15_proxy",
-    "test_09_cluster_bans",
-    "test_16_cluster_failures",
-    "test_14_upgrade",
     "test_10_products",
-    "test_11_events",
-    "test_12_trust",
     "test_02_deploy",
     "test_04_day2",
-    "test_05_package",
-    "test_06_teeth",
+    "test_09_cluster_bans",
+    "test_11_events",
+    "test_15_proxy",
+    "test_14_upgrade",
+    "test_12_trust",
+    "test_16_cluster_failures",
     "test_08_ipv6",
+    "test_06_teeth",
     "test_07_blind",
+    "test_05_package",
     "test_01_lab",
 ]
 
