@@ -8,7 +8,7 @@ LAB_INVENTORY := .lab/inventory.py
 .PHONY: demo test check unit lint bench lab-up lab-down lab-build docker venv tools
 # Test workers, each with a lab of its own side by side (lab/config.py NAMESPACE): a lab test mostly
 # waits (for SSH, apt, a ban), so more workers than cores still shortens the run
-WORKERS ?= 4
+WORKERS ?= 3
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
