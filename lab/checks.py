@@ -17,15 +17,25 @@ def banned(node, jail):
 MIN_WAIT = 60
 
 
+# Each poll is a `docker exec` (runc) and mostly a Python program in the container: a tenth of a
+# second of CPU or more. The pause between polls starts short and grows to MAX_STEP, so that a
+# quick condition is seen at once and a long wait costs a few polls, not hundreds, on the two
+# cores that three labs share.
+MAX_STEP = 2.0
+
+
 def wait_for(predicate, timeout=MIN_WAIT, step=0.2):
     """Poll `predicate` until it returns something true or `timeout` seconds (at least MIN_WAIT)
-    pass; return its last value."""
+    pass; return its last value. Polls `step` seconds apart at first, then ever further apart
+    (up to MAX_STEP, or `step` where that is longer)."""
     deadline = time.monotonic() + max(timeout, MIN_WAIT)
+    pause, longest = step, max(step, MAX_STEP)
     while True:
         value = predicate()
         if value or time.monotonic() > deadline:
             return value
-        time.sleep(step)
+        time.sleep(pause)
+        pause = min(longest, pause * 1.5)
 
 
 def verified_nodes(text, nodes):

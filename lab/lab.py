@@ -414,7 +414,7 @@ class Lab:
         """Wait (bounded: a node boots in seconds, a loaded machine of 2 cores running three labs
         can take minutes) until systemd has booted and sshd and the simulated daemons are active."""
         deadline = time.monotonic() + timeout
-        state = ""
+        state, pause = "", 0.5
         units = ["ssh", *units_of(node.variant)]
         while time.monotonic() < deadline:
             _, state = node.sh(
@@ -427,7 +427,8 @@ class Lab:
                 and lines[1:] == ["active"] * len(units)
             ):
                 return
-            time.sleep(0.5)
+            time.sleep(pause)
+            pause = min(2.0, pause * 1.5)  # each poll is a docker exec: fewer as the wait grows
         raise LabError(
             f"{node.name} ({node.variant}) did not boot within {timeout}s: {' '.join(state.split())}"
         )
