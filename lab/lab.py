@@ -531,9 +531,13 @@ def ensure_network(client, namespace):
     workers make every worker's network before their first lab comes up (tests/conftest.py): the
     controller's addresses then stay the same through the whole run."""
     name, subnet, subnet6 = config.network_of(namespace)
-    for network in client.networks.list(names=[name]):
-        if network.name == name:
-            return network
+
+    def existing():
+        return next((n for n in client.networks.list(names=[name]) if n.name == name), None)
+
+    found = existing()
+    if found is not None:
+        return found
     try:
         return client.networks.create(
             name,
@@ -548,8 +552,11 @@ def ensure_network(client, namespace):
             ),
         )
     except APIError as error:
-        if error.status_code == 409:  # another worker made it meanwhile
-            return client.networks.get(name)
+        # another worker made it meanwhile: Docker then says 409 (the name) or 403 "Pool overlaps"
+        # (the subnet, checked first): each worker makes every worker's network at its start
+        made = existing()
+        if made is not None:
+            return made
         raise LabError(
             f"cannot create the lab network {name} ({subnet}, {subnet6}): {error.explanation}. "
             "Set PVELAB_SUBNET / PVELAB_SUBNET6 to free ranges."

@@ -46,3 +46,38 @@ def test_cli_refuses_bad_input_with_a_clear_error(args, named, capsys):
     assert main(["up", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lab: ") and named in err
+
+
+def test_a_network_another_worker_made_meanwhile_is_taken_not_an_error():
+    """Each test worker makes every worker's network at its start, all at once: Docker refuses
+    the second with 403 "Pool overlaps" (the subnet is checked before the name) or 409."""
+    import docker.errors
+
+    from lab.lab import LabError, ensure_network
+
+    class Network:
+        name = "pvelab-gw0-net"
+
+    class Networks:
+        def __init__(self, status):
+            self.made, self.status = [], status
+
+        def list(self, names):
+            return self.made
+
+        def create(self, name, **_):
+            self.made.append(Network())  # made by the other worker, just before
+            response = type("Response", (), {"status_code": self.status, "reason": "x"})()
+            raise docker.errors.APIError("Pool overlaps with other one", response=response)
+
+    for status in (403, 409):
+        client = type("Client", (), {"networks": Networks(status)})()
+        assert ensure_network(client, "gw0").name == "pvelab-gw0-net"
+
+    class Foreign(Networks):
+        def create(self, name, **_):  # the subnet is someone else's: a real error
+            response = type("Response", (), {"status_code": 403, "reason": "x"})()
+            raise docker.errors.APIError("Pool overlaps with other one", response=response)
+
+    with pytest.raises(LabError, match="PVELAB_SUBNET"):
+        ensure_network(type("Client", (), {"networks": Foreign(403)})(), "gw0")
