@@ -77,9 +77,10 @@ def pytest_terminal_summary(terminalreporter):
     spent = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
-            if getattr(report, "when", None) and getattr(report, "nodeid", ""):
+            seconds = getattr(report, "duration", None)  # a test's phase (not a collection)
+            if isinstance(seconds, float) and getattr(report, "nodeid", ""):
                 module = report.nodeid.split("::")[0]
-                spent[module] = spent.get(module, 0.0) + report.duration
+                spent[module] = spent.get(module, 0.0) + seconds
     if spent:
         terminalreporter.write_sep("=", "time per test module")
         for module, seconds in sorted(spent.items(), key=lambda m: -m[1]):

@@ -236,3 +236,26 @@ def test_status_shows_how_many_failures_came_from_the_peers():
     assert first[column:].split()[0] == "7"
     with pytest.raises(ValueError, match="is not a count"):
         parse_state(STATE.replace('"failed": 0,', '"failed": 0, "peers_failed": -1,', 1))
+
+
+def test_status_names_a_jail_of_ours_that_reads_nothing_and_leaves_the_admins_alone():
+    """A jail of ours with no journal match and no log file (its log was missing when fail2ban
+    started: nodelib.NO_LOG) is named; a jail of the admin's may read the whole journal."""
+    from pvefail2ban.day2.model import status_problems
+
+    def jail(journal=None, files=None):
+        return {"journal_matches": journal, "file_list": files, "not_enforced": []}
+
+    state = {
+        "running": True,
+        "products": ["pve"],
+        "jails": {
+            "sshd": jail(journal="_SYSTEMD_UNIT=ssh.service"),
+            "proxmox": jail(journal="_SYSTEMD_UNIT=pvedaemon.service"),
+            "proxy-nginx": jail(),
+            "mine": jail(),
+        },
+    }
+    assert status_problems({"pve1": state}) == [
+        "pve1: jail proxy-nginx reads no live source (no journal match, no existing log file)"
+    ]
