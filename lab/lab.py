@@ -552,11 +552,13 @@ def ensure_network(client, namespace):
             ),
         )
     except APIError as error:
-        # another worker made it meanwhile: Docker then says 409 (the name) or 403 "Pool overlaps"
-        # (the subnet, checked first): each worker makes every worker's network at its start
-        made = existing()
-        if made is not None:
-            return made
+        # another maker made it meanwhile: Docker then says 409 (the name) or 403 "Pool overlaps"
+        # (the subnet, reserved before the network can be listed): wait for it, bounded
+        for _ in range(20):
+            made = existing()
+            if made is not None:
+                return made
+            time.sleep(0.5)
         raise LabError(
             f"cannot create the lab network {name} ({subnet}, {subnet6}): {error.explanation}. "
             "Set PVELAB_SUBNET / PVELAB_SUBNET6 to free ranges."

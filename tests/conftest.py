@@ -57,6 +57,25 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.fail2ban_regex)
 
 
+def pytest_configure(config):
+    """`pytest -n N`, in the process that starts the workers: every worker's lab network is made
+    here, one after the other, before any worker starts (workers making them at once raced in
+    Docker's address pools: "Pool overlaps")."""
+    workers = getattr(config.option, "numprocesses", None)
+    if not workers or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    try:
+        import docker
+
+        from lab.lab import ensure_network
+
+        client = docker.from_env()
+        for number in range(int(workers)):
+            ensure_network(client, f"gw{number}")
+    except Exception:  # noqa: BLE001 - no engine (unit tests only): the lab tests say so themselves
+        pass
+
+
 def pytest_sessionfinish(session):
     """The run is over, in the process that started the test workers: their labs' networks go
     (each worker keeps its own until then: see lab.lab.ensure_network)."""
