@@ -22,7 +22,7 @@ from .proxies import PROXIES
 from .reporting import ACTION as EVENTS_ACTION
 from .reporting import EVENTS_FILES, EXPORTER
 from .reporting import SERVICE as EVENTS_SERVICE
-from .scripts.nodelib import NO_LOG
+from .scripts.nodelib import EXPECTED, NO_LOG
 from .sharing import KEY, MARK, PEERS, SERVICE, SHARE_FILES
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
@@ -74,6 +74,7 @@ MANAGED = (
     SHARE_ACTION,
     EVENTS_ACTION,
     NO_LOG,
+    EXPECTED,
     *EARLIER_JAILS,
 )  # fmt: skip
 PACKAGES = ("fail2ban", "python3-systemd", "python3-pyinotify", "nftables", "iptables", EXPORTER)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import jinja2
 
-from .scripts.nodelib import NO_LOG
+from .scripts.nodelib import EXPECTED, NO_LOG, expected_text
 
 # NO_LOG's one line, read once by each jail at its start and matched by no filter
 NO_LOG_TEXT = (
@@ -49,6 +49,8 @@ def render_files(plan, settings):
         files[jail.path] = text.encode()
         if jail.backend == "file":
             files[NO_LOG] = NO_LOG_TEXT
+    # the record every judge of this node reads (nodelib.EXPECTED)
+    files[EXPECTED] = expected_text([jail.name for jail in plan.jails], plan.off).encode()
     for name, (path, why) in plan.off.items():
         files[path] = _env.get_template(OFF_TEMPLATE).render(name=name, why=why).encode()
     for path, source in plan.filters.items():

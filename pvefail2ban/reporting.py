@@ -96,7 +96,7 @@ def canary_of(jails):
 
 def events_config(name, settings, facts, jails=()):
     """What node `name` does with its ban events, or None when nothing: {"node", "metrics": the
-    textfile directory or None, "notify": {...} or None, "jails": our jails that run there, "canary":
+    textfile directory or None, "notify": {...} or None, "canary":
     canary_of(jails) where metrics are on, else None}. `settings`: validated; `facts`: Facts;
     `jails`: plan.Jail of each jail of ours that runs there."""
     metrics = None
@@ -119,7 +119,6 @@ def events_config(name, settings, facts, jails=()):
         "node": name,
         "metrics": metrics,
         "notify": notify,
-        "jails": [jail.name for jail in jails],
         "canary": {
             "address": CANARY_ADDRESS,
             "every": settings["canary_interval"],

@@ -20,6 +20,7 @@ from ..reported import (
     safe_path,
     shown,
 )
+from ..scripts.nodelib import parse_expected
 
 
 def parse_state(text):
@@ -55,7 +56,22 @@ def parse_state(text):
         "shares": state.get("shares") is True,
         # the Proxmox products the node runs (their units)
         "products": [p for p in state.get("products") or [] if p in PRODUCT_JAILS],
+        # what the deploy set up there (nodelib.EXPECTED), or None, with why where it is unread
+        "expected": _expected(state.get("expected")),
+        "expected_error": printable(state["expected_error"], 300)
+        if state.get("expected_error")
+        else None,
     }
+
+
+def _expected(value):
+    """The record of our jails as state.py sent it -> parse_expected's dict, or None."""
+    if value is None:
+        return None
+    try:
+        return parse_expected(json.dumps(value))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the node reported {error}") from None
 
 
 def _jail_state(jail):
@@ -229,8 +245,13 @@ PRODUCT_JAILS = {p.key: p.jail for p in PRODUCTS}
 
 
 def expected_jails(state):
-    """The jails a node must run: sshd, and the jail of each Proxmox product it runs."""
-    return ["sshd", *(PRODUCT_JAILS[p] for p in state.get("products", []) if p in PRODUCT_JAILS)]
+    """(jails that must run, jails that must not) on a node: the deploy's record of what it set up
+    there (nodelib.EXPECTED), the record the deploy's check and the metrics judge by. A node no
+    deploy of this release has reached has none: sshd, and the jail of each product it runs."""
+    if state.get("expected"):
+        return state["expected"]["jails"], state["expected"]["off"]
+    products = state.get("products", [])
+    return ["sshd", *(PRODUCT_JAILS[p] for p in products if p in PRODUCT_JAILS)], []
 
 
 def status_problems(states):
@@ -242,8 +263,14 @@ def status_problems(states):
         if not state["running"]:
             problems.append(f"{node}: fail2ban is not running")
             continue
+        if state.get("expected_error"):
+            problems.append(f"{node}: {state['expected_error']} (deploy.py writes it anew)")
+        must, off = expected_jails(state)
+        problems += [f"{node}: jail {j} is missing" for j in must if j not in state["jails"]]
         problems += [
-            f"{node}: jail {j} is missing" for j in expected_jails(state) if j not in state["jails"]
+            f"{node}: jail {j} runs, but the deploy's settings switched it off"
+            for j in off
+            if j in state["jails"]
         ]
         problems += [  # ours only: a jail of the admin's may read the whole journal
             f"{node}: jail {j} reads no live source (no journal match, no existing log file)"

@@ -55,6 +55,7 @@ from nodelib import (  # noqa: E402
     jail_names,
     jail_status,
     parse_received,
+    read_expected,
     read_tail,
     token_exposed,
     watch,
@@ -150,6 +151,16 @@ def prom_text(up, jails, expected=(), canary_ages=None, canary_every=None, share
         if samples:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
     return "\n".join(lines) + "\n"
+
+
+def expected_jails():
+    """Our jails that must run here, from the deploy's record (nodelib.EXPECTED); [] where there
+    is none or it is not one of ours (then no jail is said missing: status.py names that)."""
+    try:
+        record = read_expected()
+    except ValueError:
+        return []
+    return record["jails"] if record else []
 
 
 def read_fail2ban():
@@ -486,7 +497,6 @@ def main():
     log(f"metrics {'in ' + directory if directory else 'off'}; notifications "
         f"{'to ' + ', '.join(k for k in ('mail', 'webhook') if notify and notify.get(k)) if notify else 'off'}")  # fmt: skip
     canary = Canary(config["canary"], time.time()) if directory and config.get("canary") else None
-    expected = config.get("jails") or []
     dirty, last = True, 0.0
     while True:
         for line in outbox.lines():
@@ -502,6 +512,7 @@ def main():
         now = time.monotonic()
         if directory and (dirty or now - last >= REFRESH):
             up, jails = read_fail2ban()
+            expected = expected_jails()
             ages = None
             if canary:
                 canary.read(time.time())

@@ -10,6 +10,7 @@ sides of every boundary.
 
 import builtins
 import io
+import json
 import os
 import pickle
 import re
@@ -216,6 +217,55 @@ def jail_status(answer):
         jail["file_list"] = [path for path in jail["file_list"] if path != NO_LOG] or None
     jail["banned_ips"] = [str(ip) for ip in jail["banned_ips"]]
     return jail
+
+
+# The deploy's record of our jails on this node: those that must run ("jails") and those the
+# settings switched off, which must not ("off"). The one judge of a node: the deploy's check, its
+# status (state.py) and its metrics (events.py: f2b_jail_expected) all read this one record.
+EXPECTED = "/etc/fail2ban/pve-fail2ban-jails.json"
+MAX_EXPECTED = 64 << 10  # bytes of EXPECTED read: a longer file is no record of ours
+MAX_JAILS = 256  # names in one list of EXPECTED
+MANAGED_BY = "Managed by pve-fail2ban (pyinfra deploy): what it set up here; do not edit"
+
+
+def expected_text(jails, off):
+    """EXPECTED's bytes for the jails that must run and those switched off (sorted, one line)."""
+    record = {"managed": MANAGED_BY, "jails": sorted(jails), "off": sorted(off)}
+    return json.dumps(record, sort_keys=True) + "\n"
+
+
+def parse_expected(text):
+    """EXPECTED's text -> {"jails": [...], "off": [...]}; ValueError naming what is not a record
+    of ours (the file is the node's: a hand edit or damage is refused, never half used)."""
+    if len(text) > MAX_EXPECTED:
+        raise ValueError(f"the record of our jails is longer than {MAX_EXPECTED} bytes")
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError(f"the record of our jails is not JSON: {shown(text)}") from None
+    if not isinstance(record, dict) or set(record) - {"managed"} != {"jails", "off"}:
+        raise ValueError(f"the record of our jails is not one of ours: {shown(text)}")
+    for key in ("jails", "off"):
+        names = record[key]
+        if not isinstance(names, list) or len(names) > MAX_JAILS:
+            raise ValueError(f"the record of our jails has {key} = {shown(names)}")
+        for name in names:
+            if not isinstance(name, str) or not NAME.fullmatch(name):
+                raise ValueError(f"the record of our jails names the jail {shown(name)}")
+    return {"jails": list(record["jails"]), "off": list(record["off"])}
+
+
+def read_expected():
+    """EXPECTED as parse_expected gives it; None where there is none (no deploy of this release
+    yet); ValueError where it is not a record of ours."""
+    try:
+        with open(EXPECTED, "rb") as file:
+            data = file.read(MAX_EXPECTED + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ValueError(f"the record of our jails cannot be read: {error}") from None
+    return parse_expected(data.decode(errors="replace"))
 
 
 def jail_names(status):

@@ -22,6 +22,7 @@ from nodelib import (
     jail_names,
     jail_status,
     parse_received,
+    read_expected,
     read_tail,
 )
 
@@ -135,6 +136,10 @@ def read(units):
         "shares": os.path.isdir(SHARE_STATE),
         "products": products(units),
     }
+    try:  # what the deploy set up here: the judge's record (None: no deploy of this release)
+        state["expected"] = read_expected()
+    except ValueError as error:
+        state["expected"], state["expected_error"] = None, str(error)[:300]
     try:
         sock = Fail2ban()
         sock.ask("ping")

@@ -216,6 +216,18 @@ def test_sshd_off_means_no_sshd_jail_on_every_variant(lab, nodes):
             assert "Jail list:\tproxmox" in node.sh("fail2ban-client status")[1], node.name
             # the summary names every jail that runs: only proxmox now
             assert re.search(rf"\[{node.name}\] fail2ban [\d.]+; proxmox \[", run.text), node.name
+        # one judge: status.py reads the deploy's record of what it set up, as the check did
+        status = lab.pyinfra(deploy="status.py")
+        assert status.returncode == 0 and "missing" not in status.text, status.text[-3000:]
+        # a jail of that record stopped by hand: the check and status both say so
+        nodes[0].sh("fail2ban-client stop proxmox", check=True)
+        status = lab.pyinfra(deploy="status.py")
+        assert status.returncode != 0, status.text[-3000:]
+        assert f"{nodes[0].name}: jail proxmox is missing" in status.text, status.text[-3000:]
+        check = lab.pyinfra("--limit", nodes[0].name, "--data", "fail2ban_sshd_enabled=False")
+        assert check.returncode != 0, check.text[-3000:]
+        assert "NOT PROTECTED: jail proxmox is not running" in check.text, check.text[-3000:]
+        nodes[0].sh("fail2ban-client reload", check=True)
     finally:
         back = lab.pyinfra()
     assert back.returncode == 0, back.text[-3000:]

@@ -158,6 +158,53 @@ def test_each_node_must_run_the_jail_of_each_product_it_runs():
     assert parse_jails(None, pbs, "pbs1") == ["sshd", "proxmox"]  # those of ours that run there
 
 
+def with_record(record):
+    """STATE (sshd and proxmox run) with the deploy's record of our jails (nodelib.EXPECTED)."""
+    return parse_state(STATE.replace('"jails"', f'"expected": {json.dumps(record)}, "jails"', 1))
+
+
+def test_status_judges_a_node_by_the_deploys_record_of_its_jails():
+    # the settings switched sshd off (fail2ban_sshd_enabled = False) and the node runs pbs's jail:
+    # the old rule (sshd everywhere, a jail per product) would say sshd and pbs are missing
+    sshd_off = with_record({"jails": ["proxmox"], "off": ["sshd"]})
+    sshd_off["products"] = ["pve", "pbs"]
+    problems = status_problems({"pve1": sshd_off})
+    assert [p for p in problems if "missing" in p or "switched" in p] == [
+        "pve1: jail sshd runs, but the deploy's settings switched it off"
+    ]
+    sshd_off["jails"].pop("sshd")
+    assert not [
+        p for p in status_problems({"pve1": sshd_off}) if "jail" in p and "enforce" not in p
+    ]
+    # a jail the record names, removed by hand, is missing; a proxy's jail the record names too
+    proxied = with_record({"jails": ["nginx", "proxmox", "sshd"], "off": []})
+    assert "pve1: jail nginx is missing" in status_problems({"pve1": proxied})
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"jails": ["sshd"]},
+        {"jails": ["sshd"], "off": [], "more": 1},
+        {"jails": "sshd", "off": []},
+        {"jails": ["ss hd"], "off": []},
+        {"jails": ["sshd"], "off": [["x"]]},
+        {"jails": ["x"] * 257, "off": []},
+        ["sshd"],
+    ],
+)
+def test_a_record_of_jails_that_is_not_ours_is_refused_whole(record):
+    with pytest.raises(ValueError, match="record of our jails"):
+        with_record(record)
+
+
+def test_an_unreadable_record_is_a_problem_that_names_the_fix():
+    state = parse_state(
+        STATE.replace('"jails"', '"expected": null, "expected_error": "bad\\u001b[0m", "jails"', 1)
+    )
+    assert "pve1: bad?[0m (deploy.py writes it anew)" in status_problems({"pve1": state})
+
+
 def test_a_down_node_is_a_problem():
     down = parse_state('{"running": false, "active": "failed", "jails": {}, "events": []}')
     assert status_problems({"pve2": down}) == ["pve2: fail2ban is not running"]

@@ -65,7 +65,6 @@ def test_notifications_are_configured_and_the_jails_hand_every_ban_over():
             "token": "s3cret",
             "unban": False,
         },
-        "jails": ["sshd", "proxmox", "pveproxy"],
         "canary": None,  # it runs with the metrics
     }
     files = render_files(plan, chosen)

@@ -807,3 +807,29 @@ def test_a_reader_of_the_received_records_never_keeps_a_stale_view_after_compact
         reader.refresh(file)
     assert sorted(reader.by_key) == sorted(("sshd", f"192.0.2.{n}") for n in range(3, 12))
     assert reader.count("pve2") == 9
+
+
+NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
+
+
+@given(jails=st.lists(NAMES, max_size=20), off=st.lists(NAMES, max_size=5))
+def test_the_record_of_our_jails_reads_back_what_was_written(jails, off):
+    from pvefail2ban.scripts.nodelib import expected_text, parse_expected
+
+    assert parse_expected(expected_text(jails, off)) == {"jails": sorted(jails), "off": sorted(off)}
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(st.text(max_size=300), st.recursive(st.none() | st.text(), st.lists, max_leaves=20))
+)
+def test_a_hostile_record_of_jails_is_refused_or_gives_only_jail_names(value):
+    from pvefail2ban.scripts.nodelib import NAME, parse_expected
+
+    text = value if isinstance(value, str) else json.dumps({"jails": value, "off": []})
+    try:
+        record = parse_expected(text)
+    except ValueError as error:
+        assert "record of our jails" in str(error)
+        return
+    assert all(NAME.fullmatch(name) for key in ("jails", "off") for name in record[key])
