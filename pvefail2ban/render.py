@@ -6,6 +6,7 @@ from pathlib import Path
 import jinja2
 
 from .scripts.nodelib import EXPECTED, NO_LOG, expected_text
+from .sharing import PEERS_BAN
 
 # NO_LOG's one line, read once by each jail at its start and matched by no filter
 NO_LOG_TEXT = (
@@ -45,6 +46,7 @@ def render_files(plan, settings):
             lockout_protection=settings["lockout_protection"],
             extra_ignoreip=bool(settings["ignoreip"]),
             no_log=NO_LOG,
+            peers_ban=PEERS_BAN,
         )
         files[jail.path] = text.encode()
         if jail.backend == "file":

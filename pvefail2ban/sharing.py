@@ -23,6 +23,7 @@ LIB = "/usr/local/lib/pve-fail2ban"
 DAEMON = f"{LIB}/share.py"
 RECEIVER = f"{LIB}/receive.py"
 NODELIB = f"{LIB}/nodelib.py"  # what the share daemon shares with the events daemon
+PEERS_BAN = f"{LIB}/peers_ban.py"  # the recidive jail's ignorecommand: a peer's ban is not ours
 UNIT = "/etc/systemd/system/pve-fail2ban-share.service"
 SERVICE = "pve-fail2ban-share"
 STATE_DIR = SHARE_STATE  # outbox, queue, what was received
@@ -33,6 +34,7 @@ SHARE_FILES = (
     DAEMON,
     RECEIVER,
     NODELIB,
+    PEERS_BAN,
     UNIT,
 )  # outside /etc/fail2ban; modes below
 MARK = "pve-fail2ban-share@"  # the comment that makes an authorized_keys line ours
@@ -224,5 +226,6 @@ def share_files(name, jails, sharing, scripts, failures=False):
         DAEMON: ((scripts / "share.py").read_bytes(), "755"),
         RECEIVER: ((scripts / "receive.py").read_bytes(), "755"),
         NODELIB: ((scripts / "nodelib.py").read_bytes(), "644"),
+        PEERS_BAN: ((scripts / "peers_ban.py").read_bytes(), "755"),
         UNIT: (UNIT_TEXT.encode(), "644"),
     }

@@ -34,6 +34,11 @@ STATE_DIR = "/var/lib/pve-fail2ban"  # the check's records
 SHARE_STATE = f"{STATE_DIR}/share"  # cluster-wide bans: outbox, queue, what was received
 EVENTS_STATE = f"{STATE_DIR}/events"  # metrics and notifications: the outbox
 RECEIVED = f"{SHARE_STATE}/received"
+# "<time> <jail> <address> <origin>": a failure of a peer's counted here (receive.py writes it
+# before fail2ban counts it); the share daemon reads it to charge a ban those failures alone made
+# here to that peer (share.charged_to), and rotates it
+ATTEMPTS = f"{SHARE_STATE}/attempts"
+MAX_ATTEMPTS_FILE = 4 << 20  # bytes: a receiver records no more (the share daemon reads none)
 LIFTED = f"{SHARE_STATE}/lifted"  # "<address> <time>": lifted here by unban.py at that time
 RECEIVED_WINDOW = 30  # seconds: a ban made this soon after the receiver recorded it is that one
 # A node's, a jail's or a peer's name as our files and requests carry it.
@@ -301,6 +306,24 @@ def parse_received(line):
 def received_line(record):
     here = "" if record.here is None else f" {record.here}"
     return f"{record.end} {record.jail} {record.address} {record.origin} {record.at:.3f}{here}\n"
+
+
+def attempt_record(at, jail, address, origin):
+    """An ATTEMPTS line."""
+    return f"{at:.3f} {jail} {address} {origin}\n"
+
+
+def parse_attempt_record(line):
+    """An ATTEMPTS line -> (time, jail, address, origin), or None for anything else."""
+    parts = line.split()
+    if len(parts) != 4 or not (NAME.fullmatch(parts[1]) and NAME.fullmatch(parts[3])):
+        return None
+    try:
+        at = float(parts[0])
+        address = canonical_address(parts[2])
+    except ValueError:
+        return None
+    return (at, parts[1], address, parts[3]) if at == at and abs(at) < 1e11 else None
 
 
 def later_end(a, b):

@@ -48,12 +48,15 @@ import syslog
 import time
 
 from nodelib import (
+    ATTEMPTS,
     LIFTED,
+    MAX_ATTEMPTS_FILE,
     NAME,
     PEERS,
     RECEIVED,
     Fail2ban,
     Received,
+    attempt_record,
     bannable_address,
     later_end,
     parse_lifted,
@@ -308,12 +311,30 @@ class Budget:
         return taken
 
 
-def count_attempt(here, lifted, budget, jail, address, age):
+def record_attempt(jail, address, origin, now):
+    """ATTEMPTS gets the failure, before fail2ban counts it: a ban it completes is the origin's
+    (share.charged_to). False where the file is full (the share daemon reads none of it)."""
+    with open(ATTEMPTS, "a") as file:
+        if os.fstat(file.fileno()).st_size > MAX_ATTEMPTS_FILE:
+            return False
+        file.write(attempt_record(now, jail, address, origin))  # one short O_APPEND write
+    return True
+
+
+def quota_full(records, origin):
+    """True when `origin` holds MAX_PER_ORIGIN bans here (a ban its failures alone made counts)."""
+    with locked_received() as file:
+        records.refresh(file)
+    return records.count(origin) >= MAX_PER_ORIGIN
+
+
+def count_attempt(here, lifted, budget, jail, address, age, origin, records=None):
     """A failure of the origin's counted here (fail2ban's `set <jail> attempt <ip>`, which checks
     no ignoreip before fail2ban 1.1.1: checked here first, as for a ban, and sent without a
     message: each message would count once more). Not where the address is banned here already
     (fail2ban would make that ban longer: a ban of this node's own is this node's to decide), nor
-    one older than an unban.py lift here, nor beyond the origin's budget. Its answer."""
+    one older than an unban.py lift here, nor beyond the origin's budget or its quota of bans
+    here, nor unrecorded (a ban it completes must be known as the origin's). Its answer."""
     now = time.time()
     why = here.ignored(jail, address)
     if not why and age > here.findtime(jail):
@@ -326,6 +347,10 @@ def count_attempt(here, lifted, budget, jail, address, age):
         why = "banned here already"
     if not why and not budget.take(now):
         why = f"over the origin's budget ({ATTEMPT_RATE} failures a second here)"
+    if not why and records is not None and quota_full(records, origin):
+        why = f"{origin} holds {MAX_PER_ORIGIN} bans here already"
+    if not why and not record_attempt(jail, address, origin, now):
+        why = f"{ATTEMPTS} is full ({MAX_ATTEMPTS_FILE} bytes): the share daemon reads none"
     if why:
         return f"ignored {jail} {address} {why}"
     here.ask("set", jail, "attempt", address)
@@ -380,7 +405,7 @@ def answers(origin, jails, requests, counted, say):
             try:
                 jail, address, age = parse_attempt(line, counted)
                 here = here or Here()
-                yield count_attempt(here, lifted, budget, jail, address, age)
+                yield count_attempt(here, lifted, budget, jail, address, age, origin, records)
             except ValueError as error:
                 refused += 1
                 say(f"refused from {origin}: {error}")

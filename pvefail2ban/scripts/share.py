@@ -44,6 +44,7 @@ import sys
 import time
 
 from nodelib import (  # beside this script
+    ATTEMPTS,
     KEY,
     KNOWN_HOSTS,
     LIFTED,
@@ -54,11 +55,13 @@ from nodelib import (  # beside this script
     ROTATE,
     SHARE_STATE,
     Fail2ban,
+    Received,
     Tail,
     bannable_address,
     canonical_address,
     changed_names,
     inotify,
+    parse_attempt_record,
     parse_lifted,
     parse_received,
     read_tail,
@@ -129,6 +132,28 @@ def renewal(record, made):
     if record.end and record.end <= local_end:
         return None
     return local_end - max(1.0, min(60.0, record.here / 2))
+
+
+def charged_to(key, banned_at, found, attempted, findtime):
+    """The peer a ban of `key` ((jail, address)) made here at `banned_at` is charged to: where a
+    peer's failure was counted here for it within `findtime` (`attempted`: key -> (origin, time),
+    ATTEMPTS) and no failure of this node's own (`found`: key -> time of its last `Found`), the
+    peers' failures alone made it: the origin of the last one. None: this node's own ban (one own
+    failure among them is enough)."""
+    attempt = attempted.get(key)
+    since = banned_at - findtime - 1  # fail2ban's times are to the second
+    if attempt is None or attempt[1] < since:
+        return None
+    own = found.get(key)
+    return None if own is not None and own >= since else attempt[0]
+
+
+def remember(memory, key, value, limit=None):
+    """memory[key] = value, newest last; the oldest forgotten beyond `limit` (MAX_BANNED)."""
+    memory.pop(key, None)
+    memory[key] = value
+    while len(memory) > (limit or MAX_BANNED):
+        del memory[next(iter(memory))]
 
 
 def found_line(line, jails):
@@ -343,6 +368,16 @@ class Share:
         self.findtimes = {}  # jail -> (its findtime here in seconds, when asked: monotonic)
         self.held = collections.deque(maxlen=MAX_ATTEMPTS)  # (read at, (jail, ip, when)): HOLD
         self.banned = {}  # (jail, ip) -> None: banned here, as fail2ban's log says (oldest first)
+        self.found = {}  # (jail, ip) -> time of this node's own last failure (`Found`)
+        self.attempted = {}  # (jail, ip) -> (origin, time) of a peer's last failure counted here
+        self.charged = {}  # (jail, ip) -> (end, banned at): bans here a peer's failures made
+        self.attempts = Tail(ATTEMPTS) if self.counted else None
+        if self.attempts is not None:  # those counted before this start are older than now
+            try:
+                info = os.stat(ATTEMPTS)
+                self.attempts.resume((info.st_ino, info.st_size))
+            except OSError:
+                pass
         if self.failures is not None:
             try:
                 info = os.stat(FAIL2BAN_LOG)
@@ -408,9 +443,10 @@ class Share:
     def read_outbox(self, now):
         lines = self.outbox.lines()
         # then what was received: a received ban is recorded before it is made, so the record of
-        # every ban line just read is in the file by now
+        # every ban line just read is in the file by now; so are the failures that made it
         self.take_received(self.inbox.lines())
         self.compact_received()
+        self.read_failures(now)
         rewrite = False
         for line in lines:
             entry = outbox_line(line)
@@ -418,6 +454,8 @@ class Share:
                 _, jail, ip, banned_at, bantime = entry
                 if self.came_from_a_peer((jail, ip), banned_at):
                     continue  # sending it on would loop
+                if self.charge((jail, ip), banned_at, bantime):
+                    continue  # a peer's word: its ban here, not sent on
                 log(f"{jail} banned {ip} here: sending it to {len(self.peers)} peer(s)")
                 if self.drop_received(lambda key, jail=jail, ip=ip: key == (jail, ip)):
                     rewrite = True  # its own ban now: never lifted here early
@@ -428,6 +466,10 @@ class Share:
                     peer.queue[(jail, ip)] = (end, banned_at)
             elif entry and entry[0] == "claim":  # ban.py: the ban of a copy is this node's own now
                 rewrite |= self.drop_received(lambda key, k=entry[1:]: key == k)
+                charged = self.charged.pop(entry[1:], None)
+                if charged and seconds_left(charged[0], now) is not None:
+                    for peer in self.peers:  # ban.py's ban here: the admin's, sent as any
+                        peer.queue[entry[1:]] = charged
             elif entry and entry[0] == "forget":
                 ip = entry[1]
                 for peer in self.peers:
@@ -438,6 +480,38 @@ class Share:
             self.compact_received(force=True)
             self.compact_lifted()
         self.outbox.rotate()
+
+    def charge(self, key, banned_at, bantime):
+        """Where the peers' failures alone made this ban (charged_to), record it as the ban of
+        the last one's origin, as the receiver records a ban it makes for a peer: it counts in that
+        peer's quota here, status shows it as that peer's, it is never sent on, and it is lifted at
+        its end or when that peer leaves. True when charged."""
+        if self.attempts is None or key[0] not in self.counted:
+            return False
+        origin = charged_to(key, banned_at, self.found, self.attempted, self.findtime(key[0]))
+        if origin is None:
+            return False
+        end = math.ceil(ban_end(banned_at, bantime))  # a record's end is whole seconds
+        record = Received(end, key[0], key[1], origin, math.floor(banned_at * 1000) / 1000, None)
+        with open(RECEIVED, "a") as out:  # under the receivers' lock, as they write
+            fcntl.flock(out, fcntl.LOCK_EX)
+            out.write(received_line(record))
+        self.take_received([received_line(record)])
+        self.consumed.add(key)
+        self.charged[key] = (end, banned_at)
+        log(f"{key[0]} banned {key[1]} here on failures of {origin}'s alone: {origin}'s ban")
+        return True
+
+    def read_attempts(self):
+        """The peers' failures counted here since the last read (ATTEMPTS), the file rotated."""
+        if self.attempts is None:
+            return
+        for line in self.attempts.lines():
+            record = parse_attempt_record(line)
+            if record:
+                at, jail, ip, origin = record
+                remember(self.attempted, (jail, ip), (origin, at))
+        self.attempts.rotate()
 
     def drop_received(self, which):
         keys = [key for key in self.received if which(key)]
@@ -454,7 +528,11 @@ class Share:
         jail waits for it."""
         if now < self.retry_at:
             return
-        over = [k for k, r in self.received.items() if r.end and r.end <= now]
+        # over: at the origin's end, or the origin is no peer any more (its word counts no more)
+        names = {peer.name for peer in self.peers}
+        over = [
+            k for k, r in self.received.items() if (r.end and r.end <= now) or r.origin not in names
+        ]
         renew = [
             k
             for k, r in self.received.items()
@@ -568,10 +646,12 @@ class Share:
         have that ban, or have it made by the ban)."""
         if self.failures is None:
             return
+        self.read_attempts()
         for line in self.failures.lines():
             found = found_line(line, self.counted)
             if found:
                 self.held.append((now, found))
+                remember(self.found, found[:2], found[2])
                 continue
             change = ban_line(line)
             if change and change[0] == "Unban":

@@ -4,6 +4,7 @@
 import importlib.util
 import ipaddress
 import json
+import math
 import sys
 import time
 
@@ -37,6 +38,7 @@ def script(name):
 
 
 authorize, receive, share = script("authorize"), script("receive"), script("share")
+parse_attempt_record = share.parse_attempt_record
 ON = validate(dict(DEFAULTS))
 OFF = validate({**DEFAULTS, "fail2ban_cluster_bans": False})
 
@@ -443,13 +445,14 @@ def test_a_peer_s_failure_is_counted_once_without_a_message_unless_ignored_or_to
     tmp_path, monkeypatch
 ):
     monkeypatch.setattr(receive, "RECEIVED", str(tmp_path / "received"))
+    monkeypatch.setattr(receive, "ATTEMPTS", str(tmp_path / "attempts"))
     here, lifted, budget = FakeHere(), FakeLifted(), receive.Budget("pve2")
     assert receive.parse_attempt("attempt sshd ::ffff:192.0.2.7 1.5", ["sshd"]) == (
         "sshd",
         "192.0.2.7",
         1.5,
     )
-    assert receive.count_attempt(here, lifted, budget, "sshd", "192.0.2.7", 1.5) == (
+    assert receive.count_attempt(here, lifted, budget, "sshd", "192.0.2.7", 1.5, "pve2") == (
         "ok sshd 192.0.2.7 counted"
     )
     # no message: it counts once
@@ -460,15 +463,53 @@ def test_a_peer_s_failure_is_counted_once_without_a_message_unless_ignored_or_to
         ("192.0.2.60", 11.5, "lifted here"),  # made in the second before the lift's
         ("192.0.2.50", 0, "banned here already"),  # a ban here is never made longer by a peer
     ):
-        answer = receive.count_attempt(here, lifted, budget, "sshd", address, age)
+        answer = receive.count_attempt(here, lifted, budget, "sshd", address, age, "pve2")
         assert answer.startswith(f"ignored sshd {address} {why}"), answer
     # made in the lift's second (fail2ban's Found line says no more): maybe after it, counted
-    answer = receive.count_attempt(here, lifted, budget, "sshd", "192.0.2.60", 10.5)
+    answer = receive.count_attempt(here, lifted, budget, "sshd", "192.0.2.60", 10.5, "pve2")
     assert answer == "ok sshd 192.0.2.60 counted", answer
     assert [c for c in here.asked if c[0] == "set"] == [
         ("set", "sshd", "attempt", "192.0.2.7"),
         ("set", "sshd", "attempt", "192.0.2.60"),
     ]
+    # each failure counted is recorded first, with its origin
+    records = [parse_attempt_record(x) for x in (tmp_path / "attempts").read_text().splitlines()]
+    assert [(jail, ip) for _, jail, ip, _ in records] == [
+        ("sshd", "192.0.2.7"),
+        ("sshd", "192.0.2.60"),
+    ]
+
+
+def test_a_peer_s_failures_count_within_its_quota_of_bans_and_are_recorded_as_its(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(receive, "RECEIVED", str(tmp_path / "received"))
+    monkeypatch.setattr(receive, "ATTEMPTS", str(tmp_path / "attempts"))
+    monkeypatch.setattr(receive, "MAX_PER_ORIGIN", 2)
+    here, lifted, budget, records = (
+        FakeHere(),
+        FakeLifted(),
+        receive.Budget("pve2"),
+        receive.Records(),
+    )
+    ok = receive.count_attempt(here, lifted, budget, "sshd", "192.0.2.7", 0, "pve2", records)
+    assert ok == "ok sshd 192.0.2.7 counted"
+    _, jail, ip, origin = parse_attempt_record((tmp_path / "attempts").read_text())
+    assert (jail, ip, origin) == ("sshd", "192.0.2.7", "pve2")
+    # two bans of pve2's run here: its failures count no more, pve3's do
+    (tmp_path / "received").write_text(
+        "".join(f"0 sshd 198.51.100.{n} pve2 1.000\n" for n in (1, 2))
+    )
+    full = receive.count_attempt(here, lifted, budget, "sshd", "192.0.2.8", 0, "pve2", records)
+    assert full == "ignored sshd 192.0.2.8 pve2 holds 2 bans here already"
+    other = receive.count_attempt(
+        here, lifted, receive.Budget("pve3"), "sshd", "192.0.2.8", 0, "pve3", receive.Records()
+    )
+    assert other == "ok sshd 192.0.2.8 counted"
+    # a full record file (the share daemon reads none): nothing counted unrecorded
+    monkeypatch.setattr(receive, "MAX_ATTEMPTS_FILE", 10)
+    unrecorded = receive.count_attempt(here, lifted, budget, "sshd", "192.0.2.9", 0, "pve3")
+    assert unrecorded.startswith("ignored sshd 192.0.2.9 ") and "is full" in unrecorded
 
 
 def test_a_peer_s_failures_are_counted_within_its_budget_across_its_connections(
@@ -529,7 +570,7 @@ def test_failures_are_sent_after_bans_bounded_and_dropped_once_older_than_findti
 
 
 def test_a_failure_of_an_address_this_node_bans_is_not_sent_its_ban_is(tmp_path, monkeypatch):
-    for name in ("OUTBOX", "PENDING", "RECEIVED", "LIFTED", "FAIL2BAN_LOG"):
+    for name in ("OUTBOX", "PENDING", "RECEIVED", "LIFTED", "FAIL2BAN_LOG", "ATTEMPTS"):
         monkeypatch.setattr(share, name, str(tmp_path / name.lower()))
     monkeypatch.setattr(share, "log", lambda message: None)
     (tmp_path / "fail2ban_log").write_text("")
@@ -585,3 +626,122 @@ def test_ban_line_takes_any_text_and_returns_a_canonical_address_or_nothing(text
     line = f"2026-11-29 02:32:20,175 fail2ban.actions [1]: NOTICE  [sshd] Ban {text}"
     change = share.ban_line(line)
     assert change is None or change[2] == str(ipaddress.ip_address(change[2]))
+
+
+def test_a_ban_is_charged_to_a_peer_only_where_its_failures_alone_made_it():
+    attempted = {("sshd", "192.0.2.1"): ("pve2", 1000.0), ("sshd", "192.0.2.2"): ("pve3", 100.0)}
+    found = {("sshd", "192.0.2.3"): 1000.0}
+    attempted[("sshd", "192.0.2.3")] = ("pve2", 1001.0)
+    assert share.charged_to(("sshd", "192.0.2.1"), 1002.0, found, attempted, 600) == "pve2"
+    # the peer's failure is older than findtime: the ban is this node's own
+    assert share.charged_to(("sshd", "192.0.2.2"), 1002.0, found, attempted, 600) is None
+    # one failure of this node's own among them: its own ban, shared as any
+    assert share.charged_to(("sshd", "192.0.2.3"), 1002.0, found, attempted, 600) is None
+    # no peer's failure at all (fail2ban's own count, ban.py): its own
+    assert share.charged_to(("sshd", "192.0.2.4"), 1002.0, found, attempted, 600) is None
+    memory = {}
+    for n in range(10):
+        share.remember(memory, n, n, limit=3)
+    assert list(memory) == [7, 8, 9]  # bounded, the newest kept
+
+
+class FakeFail2ban:
+    def __init__(self):
+        self.asked = []
+
+    def ask(self, *command):
+        self.asked.append(command)
+        return 600 if command[:1] == ("get",) else None
+
+    def close(self):
+        pass
+
+
+def test_a_ban_made_here_by_a_peer_s_failures_is_that_peer_s_never_sent_and_ends_with_it(
+    tmp_path, monkeypatch
+):
+    for name in ("OUTBOX", "PENDING", "RECEIVED", "LIFTED", "FAIL2BAN_LOG", "ATTEMPTS"):
+        monkeypatch.setattr(share, name, str(tmp_path / name.lower()))
+    monkeypatch.setattr(share, "log", lambda message: None)
+    for name in ("fail2ban_log", "outbox", "attempts", "received"):
+        (tmp_path / name).write_text("")
+    server = FakeFail2ban()
+    peers = [{"name": f"pve{n}", "address": f"192.0.2.{n}", "port": 22} for n in (2, 3)]
+    daemon = share.Share({"peers": peers, "jails": ["sshd"], "failures": ["sshd"]}, lambda: server)
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+    with open(tmp_path / "attempts", "a") as attempts:  # as receive.py records them
+        attempts.writelines(
+            receive.attempt_record(now, "sshd", ip, "pve2") for ip in ("192.0.2.20", "192.0.2.21")
+        )
+    with open(tmp_path / "fail2ban_log", "a") as log:  # one failure of this node's own
+        log.write(
+            f"2026-11-29 02:32:20,175 fail2ban.filter [1]: INFO    [sshd] Found 192.0.2.21 - {stamp}\n"
+        )
+    with open(tmp_path / "outbox", "a") as outbox:  # the share action's lines: both banned here
+        outbox.writelines(f"ban sshd {ip} {now:.3f} 600\n" for ip in ("192.0.2.20", "192.0.2.21"))
+    daemon.read_outbox(now)
+    # pve2's failures alone made the first: pve2's ban here, in its quota, never sent on
+    records = [share.parse_received(x) for x in (tmp_path / "received").read_text().splitlines()]
+    assert [(r.jail, r.address, r.origin) for r in records] == [("sshd", "192.0.2.20", "pve2")]
+    assert records[0].end == math.ceil(now + 600)
+    for peer in daemon.peers:  # the second had a failure of this node's own: shared
+        assert list(peer.queue) == [("sshd", "192.0.2.21")], peer.name
+    # ban.py bans it here by hand: the admin's ban, sent as any
+    with open(tmp_path / "outbox", "a") as outbox:
+        outbox.write("claim sshd 192.0.2.20\n")
+    daemon.read_outbox(now + 1)
+    assert ("sshd", "192.0.2.20") not in daemon.received
+    assert all(("sshd", "192.0.2.20") in peer.queue for peer in daemon.peers)
+    # a ban charged to pve2, and pve2 leaves the cluster: lifted here at once
+    with open(tmp_path / "attempts", "a") as attempts:
+        attempts.write(receive.attempt_record(now + 2, "sshd", "192.0.2.22", "pve2"))
+    with open(tmp_path / "outbox", "a") as outbox:
+        outbox.write(f"ban sshd 192.0.2.22 {now + 2:.3f} 600\n")
+    daemon.read_outbox(now + 2)
+    assert daemon.received[("sshd", "192.0.2.22")].origin == "pve2"
+    daemon.maintain(now + 3)
+    assert not any(c[:2] == ("set", "sshd") and c[2] == "unbanip" for c in server.asked)
+    daemon.peers = [p for p in daemon.peers if p.name != "pve2"]
+    daemon.maintain(now + 4)
+    assert ("set", "sshd", "unbanip", "192.0.2.22") in server.asked
+    assert ("sshd", "192.0.2.22") not in daemon.received
+
+
+peers_ban = script("peers_ban")
+
+
+def test_recidive_counts_no_ban_made_here_for_a_peer(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers_ban, "RECEIVED", str(tmp_path / "received"))
+    monkeypatch.setattr(peers_ban, "ATTEMPTS", str(tmp_path / "attempts"))
+    monkeypatch.setattr(peers_ban, "WAIT", 0.3)
+    now = time.time()
+    (tmp_path / "received").write_text(
+        f"{int(now) + 600} sshd 192.0.2.1 pve2 {now:.3f} 600\n"  # a peer's ban that runs
+        f"{int(now) - 10} sshd 192.0.2.2 pve2 {now - 700:.3f} 600\n"  # one long over
+    )
+    (tmp_path / "attempts").write_text(f"{now:.3f} sshd 192.0.2.3 pve3\n")
+    assert peers_ban.main(["peers_ban.py", "::ffff:192.0.2.1"]) == 0  # ignored: the peer's
+    assert peers_ban.main(["peers_ban.py", "192.0.2.2"]) == 1  # counted: over, and long ago
+    assert peers_ban.main(["peers_ban.py", "192.0.2.9"]) == 1  # counted: this node's own
+    # a peer's failure of it was counted here: the share daemon's record is waited for, bounded
+    assert peers_ban.main(["peers_ban.py", "192.0.2.3"]) == 1
+    for hostile in ("192.0.2.1; reboot", "", "192.0.2.0/24", "fe80::1%eth0"):
+        assert peers_ban.main(["peers_ban.py", hostile]) == 1
+    assert peers_ban.main(["peers_ban.py"]) == 1
+
+
+def test_the_recidive_jail_asks_whether_a_ban_was_a_peers_where_bans_are_shared():
+    from pvefail2ban.plan import plan_node
+    from pvefail2ban.render import render_files
+    from tests.unit.nodes import node
+
+    chosen = validate({**DEFAULTS, "fail2ban_recidive_enabled": True})
+    shared = plan_node(chosen, node("pve8", fresh=True), share=True)
+    text = render_files(shared, chosen)["/etc/fail2ban/jail.d/03_recidive.local"].decode()
+    assert "ignorecommand = /usr/local/lib/pve-fail2ban/peers_ban.py <ip>" in text
+    alone = plan_node(chosen, node("pve8", fresh=True))
+    assert (
+        "ignorecommand"
+        not in render_files(alone, chosen)["/etc/fail2ban/jail.d/03_recidive.local"].decode()
+    )
