@@ -303,3 +303,47 @@ def test_a_peer_s_key_counts_failures_within_its_budget_only(lab):
     assert 9_900 <= counted <= 10_000 + 50 * took + 100, (counted, took)  # 100: taken at a time
     assert total_failed(pve2, "sshd") == before + counted
     assert not any(a.startswith("2001:db8:b0:") for a in banned(pve2, "sshd"))
+
+
+def test_bans_a_peer_s_failures_alone_make_are_the_peer_s_in_its_quota_and_not_recidive(lab):
+    """A thief of pve1's share key sends pve2 three failures of each of six addresses (maxretry
+    3). pve2 bans the first five, each as pve1's: recorded with pve1 as origin, shown `(from
+    pve1)`, never sent on to pve3; its recidive jail counts none of them. With pve1's quota there
+    at 5 (lowered for the test), the sixth address's failures are ignored, saying why. A ban
+    of pve2's own is counted by recidive (after the peer's, in the same log: it would count those
+    first)."""
+    pve1, pve2, pve3 = lab.nodes()
+    run = lab.pyinfra("--limit", pve2.name, "--data", "fail2ban_recidive_enabled=True")
+    assert run.returncode == 0, run.text[-3000:]
+    receiver = "/usr/local/lib/pve-fail2ban/receive.py"
+    pve2.sh(f"sed -i 's/^MAX_PER_ORIGIN = .*/MAX_PER_ORIGIN = 5/' {receiver}", check=True)
+    addresses = [f"198.51.100.{n}" for n in range(120, 126)]
+    own = "198.51.100.130"
+    try:
+        recidive_before = total_failed(pve2, "recidive")
+        lines = "\n".join(f"attempt sshd {ip} 0" for ip in addresses[:5] for _ in range(3))
+        answers = share_request(pve1, pve2, lines)
+        assert answers.count(" counted") == 15, answers
+        assert wait_for(lambda: set(addresses[:5]) <= set(banned(pve2, "sshd")))
+        received = ours(pve2, f"{SHARE}/received")
+        for ip in addresses[:5]:  # the share daemon charged each to pve1
+            assert wait_for(lambda ip=ip: f" sshd {ip} pve1 " in ours(pve2, f"{SHARE}/received"))
+        status = lab.pyinfra("--limit", pve2.name, deploy="status.py")
+        for ip in addresses[:5]:
+            assert f"{ip} (from pve1)" in status.text, status.text[-3000:]
+        # pve1's quota is full there now: its failures count no more
+        lines = "\n".join(f"attempt sshd {addresses[5]} 0" for _ in range(3))
+        answers = share_request(pve1, pve2, lines)
+        assert answers.count("pve1 holds 5 bans here already") == 3, answers
+        # a ban of pve2's own: shared, and counted by its recidive jail, after the peer's
+        pve2.sh(f"fail2ban-client set sshd banip {own}", check=True)
+        assert wait_for(lambda: own in banned(pve3, "sshd"))
+        assert wait_for(lambda: total_failed(pve2, "recidive") >= recidive_before + 1)
+        assert total_failed(pve2, "recidive") == recidive_before + 1, received
+        # the peer's bans never left pve2 (its own did, above, before this look)
+        assert not set(addresses) & set(banned(pve3, "sshd"))
+        assert addresses[5] not in banned(pve2, "sshd")
+    finally:
+        lab.pyinfra("--data", f"ip={','.join([*addresses, own])}", deploy="unban.py")
+        back = lab.pyinfra("--limit", pve2.name)
+        assert back.returncode == 0, back.text[-3000:]
