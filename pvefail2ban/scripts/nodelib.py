@@ -23,6 +23,7 @@ MAX_LINE = 4096  # bytes: a longer line in a file of ours is no line of ours (dr
 IN_MODIFY, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x2, 0x80, 0x100, 0x200
 NEW_DATA = IN_MODIFY | IN_CREATE | IN_MOVED_TO
 SOCKET = "/var/run/fail2ban/fail2ban.sock"
+FAIL2BAN_LOG = "/var/log/fail2ban.log"  # fail2ban's own log: what it found, banned, lifted
 # Where pve-fail2ban keeps its things on a node, once for the node scripts and the controller
 CONFIG_DIR = "/etc/pve-fail2ban"  # root only (0700)
 SHARE_DIR = f"{CONFIG_DIR}/share"  # cluster-wide bans: the share key, the peers, their host keys

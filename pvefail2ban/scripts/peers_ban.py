@@ -6,11 +6,13 @@ the ban that fail2ban's log just said was made here is a peer's, 1 when it is th
 
 A peer's ban here (made by the receiver for it, or by its failures alone: share.charged_to) is
 that peer's word, not this node's finding: five of them must not make a one-week, all-ports ban of
-this node's own. The receiver records a ban before it makes it; a ban a peer's failures completed
-is recorded by the share daemon a moment after fail2ban logs it, so where a peer's failure of
-that address was counted here lately, this waits for that record, WAIT seconds at most.
+this node's own. The receiver records a ban before it makes it: that record answers. A ban the
+peers' failures completed is recorded by the share daemon only after fail2ban's actions ran, and
+they wait for this command (fail2ban runs one command at a time): so it is judged here as the
+share daemon judges it, to the day (recidive's window): a peer's failure of the address counted
+here (ATTEMPTS) and no failure of this node's own in fail2ban's log (`Found`) since.
 
-Only the standard library and nodelib beside it. Reads at most 1 MiB of each record file.
+Only the standard library and nodelib beside it. Reads at most 1 MiB of each file; never waits.
 """
 
 import os
@@ -20,6 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nodelib import (  # noqa: E402
     ATTEMPTS,
+    FAIL2BAN_LOG,
     RECEIVED,
     RECEIVED_WINDOW,
     canonical_address,
@@ -28,8 +31,7 @@ from nodelib import (  # noqa: E402
     read_tail,
 )
 
-WAIT = 3.0  # seconds the share daemon gets to record a ban a peer's failures made
-LATELY = 86400  # seconds: a peer's failure this recent may have made the ban (findtime's bound)
+LATELY = 86400  # seconds: a peer's failure this recent may have made the ban (recidive's window)
 
 
 def received_here(address, lines, now):
@@ -44,12 +46,27 @@ def received_here(address, lines, now):
 
 
 def attempted_lately(address, lines, now):
-    """True when ATTEMPTS `lines` hold a peer's failure of `address` counted here lately."""
+    """When the last peer's failure of `address` in ATTEMPTS `lines` was counted here, if lately;
+    else None."""
+    last = None
     for line in lines:
         record = parse_attempt_record(line)
         if record and record[2] == address and now - record[0] < LATELY:
-            return True
-    return False
+            last = record[0] if last is None else max(last, record[0])
+    return last
+
+
+def found_here(address, lines):
+    """True when fail2ban's log `lines` (those since the peer's failure) hold a failure of
+    `address` this node found itself (`Found`: a peer's is logged `Attempt`)."""
+    needle = f"] Found {address} - "
+    return any(needle in line and " fail2ban.filter " in line for line in lines)
+
+
+def log_since(lines, when):
+    """The lines of fail2ban's log from the second of `when` (local time, as fail2ban writes)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when - 1))
+    return [line for line in lines if line[:19] >= stamp]
 
 
 def main(argv):
@@ -62,14 +79,10 @@ def main(argv):
     now = time.time()
     if received_here(address, read_tail(RECEIVED), now):
         return 0
-    if not attempted_lately(address, read_tail(ATTEMPTS), now):
+    since = attempted_lately(address, read_tail(ATTEMPTS), now)
+    if since is None:
         return 1
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        if received_here(address, read_tail(RECEIVED), time.time()):
-            return 0
-    return 1
+    return 1 if found_here(address, log_since(read_tail(FAIL2BAN_LOG), since)) else 0
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import time
 
 from nodelib import (  # beside this script
     ATTEMPTS,
+    FAIL2BAN_LOG,
     KEY,
     KNOWN_HOSTS,
     LIFTED,
@@ -83,7 +84,6 @@ CHUNK = 100  # addresses per fail2ban request when many bans are lifted at once
 LIFTED_SIZE = 64 << 10  # bytes of LIFTED after which it is rewritten, one line per address ...
 LIFTED_KEEP = 10_000  # ... the latest lifts only
 BAN = re.compile(r"ban (\S+) (\S+) ([0-9]{1,12}(?:\.[0-9]+)?) (-1|[0-9]{1,12})")
-FAIL2BAN_LOG = "/var/log/fail2ban.log"  # where fail2ban says which failure it counted
 # fail2ban's own line, whole: "2026-11-29 02:32:20,175 fail2ban.filter [8763]: INFO [sshd] Found
 # 192.0.2.1 - 2026-11-29 02:32:20" (the failure's time last; text quoted in a line is no Found)
 FOUND = re.compile(

@@ -712,20 +712,31 @@ peers_ban = script("peers_ban")
 
 
 def test_recidive_counts_no_ban_made_here_for_a_peer(tmp_path, monkeypatch):
-    monkeypatch.setattr(peers_ban, "RECEIVED", str(tmp_path / "received"))
-    monkeypatch.setattr(peers_ban, "ATTEMPTS", str(tmp_path / "attempts"))
-    monkeypatch.setattr(peers_ban, "WAIT", 0.3)
+    for name in ("RECEIVED", "ATTEMPTS", "FAIL2BAN_LOG"):
+        monkeypatch.setattr(peers_ban, name, str(tmp_path / name.lower()))
     now = time.time()
     (tmp_path / "received").write_text(
         f"{int(now) + 600} sshd 192.0.2.1 pve2 {now:.3f} 600\n"  # a peer's ban that runs
         f"{int(now) - 10} sshd 192.0.2.2 pve2 {now - 700:.3f} 600\n"  # one long over
     )
-    (tmp_path / "attempts").write_text(f"{now:.3f} sshd 192.0.2.3 pve3\n")
+    (tmp_path / "attempts").write_text(
+        f"{now - 5:.3f} sshd 192.0.2.3 pve3\n{now - 5:.3f} sshd 192.0.2.4 pve3\n"
+        f"{now - 2 * peers_ban.LATELY:.3f} sshd 192.0.2.5 pve3\n"
+    )
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - 1))
+    found = f"{stamp},175 fail2ban.filter         [1]: INFO    [sshd] Found {{}} - {stamp}\n"
+    old = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - 3600))
+    (tmp_path / "fail2ban_log").write_text(
+        found.format("192.0.2.4")  # a failure of its own since the peer's: its own ban
+        + found.format("192.0.2.3").replace(stamp, old)  # one of its own, before the peer's
+    )
     assert peers_ban.main(["peers_ban.py", "::ffff:192.0.2.1"]) == 0  # ignored: the peer's
     assert peers_ban.main(["peers_ban.py", "192.0.2.2"]) == 1  # counted: over, and long ago
     assert peers_ban.main(["peers_ban.py", "192.0.2.9"]) == 1  # counted: this node's own
-    # a peer's failure of it was counted here: the share daemon's record is waited for, bounded
-    assert peers_ban.main(["peers_ban.py", "192.0.2.3"]) == 1
+    # the peers' failures alone made it (the share daemon records it a moment later)
+    assert peers_ban.main(["peers_ban.py", "192.0.2.3"]) == 0
+    assert peers_ban.main(["peers_ban.py", "192.0.2.4"]) == 1  # one of its own among them
+    assert peers_ban.main(["peers_ban.py", "192.0.2.5"]) == 1  # the peer's was too long ago
     for hostile in ("192.0.2.1; reboot", "", "192.0.2.0/24", "fe80::1%eth0"):
         assert peers_ban.main(["peers_ban.py", hostile]) == 1
     assert peers_ban.main(["peers_ban.py"]) == 1
