@@ -83,6 +83,10 @@ ATTEMPT_RATE = 50
 ATTEMPT_BURST = 10_000
 ATTEMPT_TAKE = 100  # taken from the budget's file at a time (one locked write per 100)
 LOGGED = 10  # lines logged per connection about a peer's refused or ignored requests; then counted
+# ... and per origin, all its connections together (a peer that reconnects without end): LOG_RATE
+# lines a second after a burst of LOG_BURST
+LOG_RATE = 0.2
+LOG_BURST = 30
 MAX_REFUSED = 1000  # malformed requests on one connection before it is closed
 
 
@@ -274,21 +278,25 @@ def apply(here, records, jail, address, end, origin):
 
 
 class Budget:
-    """How many more failures `origin` may have counted here: a token bucket (ATTEMPT_RATE a
-    second, at most ATTEMPT_BURST) in a file of its own, which all its connections share."""
+    """How many more failures `origin` may have counted here (or, `kind` "logged", lines logged
+    about its requests): a token bucket (`rate` a second, at most `burst`) in a file of its own,
+    which all its connections share."""
 
-    def __init__(self, origin):
-        self.path = os.path.join(os.path.dirname(RECEIVED), f"budget.{origin}")
+    def __init__(
+        self, origin, kind="budget", rate=ATTEMPT_RATE, burst=ATTEMPT_BURST, take=ATTEMPT_TAKE
+    ):
+        self.path = os.path.join(os.path.dirname(RECEIVED), f"{kind}.{origin}")
+        self.rate, self.burst, self.step = rate, burst, take
         self.left = 0  # taken from the file, not used yet
-        self.dry_until = 0.0  # the file was empty: not read again before ATTEMPT_TAKE can be
+        self.dry_until = 0.0  # the file was empty: not read again before `take` can be
 
     def take(self, now):
-        """True when one more failure may be counted now. Over the budget the file is read (and
-        written) at most once per ATTEMPT_TAKE / ATTEMPT_RATE seconds, not per request."""
+        """True when one more may be spent now. Over the budget the file is read (and written)
+        at most once per take / rate seconds, not per request."""
         if self.left == 0 and now >= self.dry_until:
             self.left = self.refill(now)
             if self.left == 0:
-                self.dry_until = now + ATTEMPT_TAKE / ATTEMPT_RATE
+                self.dry_until = now + self.step / self.rate
         if self.left == 0:
             return False
         self.left -= 1
@@ -301,11 +309,11 @@ class Budget:
             try:
                 tokens, at = (float(word) for word in file.read(64).split())
             except ValueError:  # none yet: a full bucket
-                tokens, at = ATTEMPT_BURST, now
+                tokens, at = self.burst, now
             if not (math.isfinite(tokens) and math.isfinite(at)):
                 tokens, at = 0.0, now
-            tokens = min(ATTEMPT_BURST, max(0.0, tokens) + max(0.0, now - at) * ATTEMPT_RATE)
-            taken = int(min(ATTEMPT_TAKE, tokens))
+            tokens = min(self.burst, max(0.0, tokens) + max(0.0, now - at) * self.rate)
+            taken = int(min(self.step, tokens))
             file.truncate(0)
             file.write(f"{tokens - taken:.3f} {now:.3f}\n")
         return taken
@@ -343,10 +351,11 @@ def count_attempt(here, lifted, budget, jail, address, age, origin, records=None
     # may have come before it, and hides it not
     if not why and lifted.after(address, now - age + 1):
         why = "lifted here (unban.py) after it was made"
-    if not why and here.ask("get", jail, "banned", address):
-        why = "banned here already"
+    # the budget before fail2ban is asked: a flood of failures of a banned address costs it too
     if not why and not budget.take(now):
         why = f"over the origin's budget ({ATTEMPT_RATE} failures a second here)"
+    if not why and here.ask("get", jail, "banned", address):
+        why = "banned here already"
     if not why and records is not None and quota_full(records, origin):
         why = f"{origin} holds {MAX_PER_ORIGIN} bans here already"
     if not why and not record_attempt(jail, address, origin, now):
@@ -360,20 +369,29 @@ def count_attempt(here, lifted, budget, jail, address, age, origin, records=None
 class Said:
     """The journal lines about one connection's refused and ignored requests: the first LOGGED,
     then only counted, and the count logged when the connection ends (a flood of bad requests
-    costs a few lines, not one each)."""
+    costs a few lines, not one each); `once`: a line said once per connection (why it closed, a
+    full quota). Every line within the origin's log budget (LOG_RATE, LOG_BURST), which all its
+    connections share: a peer that reconnects without end costs a few lines a minute."""
 
     def __init__(self, origin):
         self.origin, self.lines, self.quiet = origin, 0, 0
+        self.budget = Budget(origin, "logged", LOG_RATE, LOG_BURST, 1)
 
-    def __call__(self, message):
-        self.lines += 1
-        if self.lines <= LOGGED:
+    def allowed(self):
+        try:
+            return self.budget.take(time.time())
+        except OSError:  # its file cannot be written: the per-connection bound still holds
+            return True
+
+    def __call__(self, message, once=False):
+        self.lines += 0 if once else 1
+        if (once or self.lines <= LOGGED) and self.allowed():
             log(message)
         else:
             self.quiet += 1
 
     def close(self):
-        if self.quiet:
+        if self.quiet and self.allowed():
             log(f"{self.origin}: {self.quiet} more refused or ignored requests on one connection")
 
 
@@ -394,10 +412,15 @@ def answers(origin, jails, requests, counted, say):
     full, refused = False, 0  # full: said once per connection
     for count, raw in enumerate(requests):
         if count >= MAX_REQUESTS:
-            log(f"{origin}: {MAX_REQUESTS} requests on one connection: closed (it reconnects)")
+            say(
+                f"{origin}: {MAX_REQUESTS} requests on one connection: closed (it reconnects)", True
+            )
             return
         if len(raw) > MAX_LINE:
-            log(f"refused from {origin}: a request longer than {MAX_LINE} bytes; connection closed")
+            say(
+                f"refused from {origin}: a request longer than {MAX_LINE} bytes; connection closed",
+                True,
+            )
             yield "refused request too long"
             return
         line = raw.decode("ascii", errors="replace").rstrip("\n")
@@ -411,7 +434,10 @@ def answers(origin, jails, requests, counted, say):
                 say(f"refused from {origin}: {error}")
                 yield f"refused {error}"
                 if refused >= MAX_REFUSED:
-                    log(f"{origin}: {MAX_REFUSED} malformed requests on one connection: closed")
+                    say(
+                        f"{origin}: {MAX_REFUSED} malformed requests on one connection: closed",
+                        True,
+                    )
                     return
             except Exception as error:  # noqa: BLE001 - fail2ban down: a failure is not kept
                 here = None
@@ -424,7 +450,7 @@ def answers(origin, jails, requests, counted, say):
             say(f"refused from {origin}: {error}")
             yield f"refused {error}"
             if refused >= MAX_REFUSED:
-                log(f"{origin}: {MAX_REFUSED} malformed requests on one connection: closed")
+                say(f"{origin}: {MAX_REFUSED} malformed requests on one connection: closed", True)
                 return
             continue
         now = time.time()
@@ -441,7 +467,10 @@ def answers(origin, jails, requests, counted, say):
             what = apply(here, records, jail, address, end, origin)
         except Full as error:
             if not full:  # once per connection: the sender keeps the rest and comes back later
-                log(f"full for {origin}: {error}; it keeps its bans and sends them again later")
+                say(
+                    f"full for {origin}: {error}; it keeps its bans and sends them again later",
+                    True,
+                )
             full = True
             yield f"full {jail} {address} {error}"
             continue

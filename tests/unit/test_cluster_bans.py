@@ -756,3 +756,30 @@ def test_the_recidive_jail_asks_whether_a_ban_was_a_peers_where_bans_are_shared(
         "ignorecommand"
         not in render_files(alone, chosen)["/etc/fail2ban/jail.d/03_recidive.local"].decode()
     )
+
+
+def test_a_peer_that_reconnects_without_end_costs_a_few_log_lines_a_minute(tmp_path, monkeypatch):
+    monkeypatch.setattr(receive, "RECEIVED", str(tmp_path / "received"))
+    logged = []
+    monkeypatch.setattr(receive, "log", logged.append)
+    for _ in range(200):  # 200 connections, each a flood of malformed lines until it is closed
+        answers = list(receive.serve("pve1", ["sshd"], [b"x\n"] * (receive.MAX_REFUSED + 1)))
+        assert len(answers) == receive.MAX_REFUSED
+    assert len(logged) <= receive.LOG_BURST + 5, len(logged)  # + what the rate gave meanwhile
+    other = []
+    monkeypatch.setattr(receive, "log", other.append)
+    list(receive.serve("pve2", ["sshd"], [b"x\n"]))  # another origin has its own budget
+    assert len(other) == 1
+
+
+def test_failures_of_a_banned_address_cost_the_origin_s_budget_before_fail2ban_is_asked(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(receive, "RECEIVED", str(tmp_path / "received"))
+    monkeypatch.setattr(receive, "ATTEMPTS", str(tmp_path / "attempts"))
+    (tmp_path / "budget.pve2").write_text(f"0 {time.time():.3f}\n")  # spent
+    here, budget = FakeHere(), receive.Budget("pve2")
+    for _ in range(1000):
+        answer = receive.count_attempt(here, FakeLifted(), budget, "sshd", "192.0.2.50", 0, "pve2")
+        assert "over the origin's budget" in answer
+    assert not [c for c in here.asked if c[1:3] == ("sshd", "banned")]
