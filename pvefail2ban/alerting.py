@@ -16,12 +16,21 @@ ALERTMANAGER = "/etc/prometheus/alertmanager.yml"
 RULES_PATH = "/etc/prometheus/pve-fail2ban.rules.yml"
 TOKEN_PATH = "/etc/prometheus/pve-fail2ban-webhook.token"  # root:prometheus 0640: the webhook's
 PACKAGES = ("prometheus", "prometheus-alertmanager")
-# Both listen on loopback only, nothing new open to the network (Alertmanager's API could silence
-# every alert): reach them with `ssh -L 9090:127.0.0.1:9090 <host>`. Alertmanager's cluster
-# gossip port (9094) is off: one Alertmanager. Debian's units read ARGS from these files.
+# Alertmanager's API asks for a password (HTTP basic auth): on loopback every local account could
+# otherwise read the webhook's URL (the secret, for an ntfy topic) from /api/v2/status, and silence
+# every alert. The password is made on the host, once, before Alertmanager is installed
+# (scripts/monitoring-credentials.py): PASSWORD (root:prometheus 0640, Prometheus sends it), its
+# bcrypt hash in WEB_CONFIG. Root reads it: `curl -u pve-fail2ban:$(cat PASSWORD) ...`.
+API_USER = "pve-fail2ban"
+PASSWORD = "/etc/prometheus/pve-fail2ban-alertmanager.password"
+WEB_CONFIG = "/etc/prometheus/pve-fail2ban-alertmanager-web.yml"
+# Both listen on loopback only, nothing new open to the network: reach them with
+# `ssh -L 9090:127.0.0.1:9090 <host>`. Alertmanager's cluster gossip port (9094) is off: one
+# Alertmanager. Debian's units read ARGS from these files.
 ARGS = {
     "/etc/default/prometheus": "--web.listen-address=127.0.0.1:9090",
-    "/etc/default/prometheus-alertmanager": "--web.listen-address=127.0.0.1:9093 --cluster.listen-address=",
+    "/etc/default/prometheus-alertmanager": "--web.listen-address=127.0.0.1:9093 "
+    f"--cluster.listen-address= --web.config.file={WEB_CONFIG}",
 }
 HEADER = "# Managed by pve-fail2ban (pyinfra monitoring.py): changes made here are replaced.\n"
 
@@ -59,7 +68,9 @@ def prometheus_config(nodes):
     return (
         HEADER
         + "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n"
-        + 'alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ["127.0.0.1:9093"]\n'
+        + "alerting:\n  alertmanagers:\n"
+        + f"    - basic_auth: {{username: {API_USER}, password_file: {PASSWORD}}}\n"
+        + '      static_configs:\n        - targets: ["127.0.0.1:9093"]\n'
         + f"rule_files:\n  - {RULES_PATH}\n"
         + "scrape_configs:\n"
         + scrape_config(nodes)

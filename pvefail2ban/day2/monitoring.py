@@ -10,7 +10,7 @@ from io import BytesIO
 from pathlib import Path
 
 from pyinfra import host, inventory, logger
-from pyinfra.api import deploy
+from pyinfra.api import QuoteString, StringCommand, deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File, Sha1File
 from pyinfra.operations import apt, files, server, systemd
@@ -18,6 +18,7 @@ from pyinfra.operations.util import any_changed
 
 from .. import alerting
 from ..defaults import DEFAULTS
+from ..facts import SCRIPTS
 from ..node import settings_of
 from ..operations import files_in_place, shipped_script
 from ..scripts.nodelib import STATE_DIR
@@ -108,6 +109,22 @@ def monitor_fail2ban(write=None):
             f"{host.name}: neither fail2ban_notify_mail nor fail2ban_notify_webhook is set: the "
             "alerts are shown in Alertmanager only (port 9093 on the monitoring host)"
         )
+    if not all(
+        host.get_fact(File, path=path, _timeout=bound())
+        for path in (alerting.PASSWORD, alerting.WEB_CONFIG)
+    ):
+        server.shell(
+            name="Alertmanager's API password made (once, before Alertmanager is installed)",
+            commands=[
+                StringCommand(
+                    "python3",
+                    "-c",
+                    QuoteString((SCRIPTS / "monitoring-credentials.py").read_text()),
+                    *map(QuoteString, (alerting.PASSWORD, alerting.WEB_CONFIG, alerting.API_USER)),
+                )
+            ],
+            _timeout=bound(),
+        )
     arguments = [
         files.put(name=f"{path}: loopback only", src=BytesIO(data), dest=path, mode="644")
         for path, data in sorted(alerting.args_files().items())
@@ -139,6 +156,13 @@ def monitor_fail2ban(write=None):
             )
         ],
         **({} if changed else {"_if": any_changed(*arguments)}),
+    )
+    files.file(  # Prometheus sends it, nobody else reads it
+        name=f"{alerting.PASSWORD}: root's and Prometheus's only",
+        path=alerting.PASSWORD,
+        user="root",
+        group="prometheus",
+        mode="640",
     )
     if alerting.TOKEN_PATH not in wanted:  # the token setting removed: its copies go
         for path in (alerting.TOKEN_PATH, f"{STAGE}{alerting.TOKEN_PATH}"):

@@ -29,6 +29,7 @@ REFRESH = 60  # the events daemon rewrites the metrics at least this often
 SLACK = 240
 NODES = ["pve1", "pve2", "pve3"]
 BANNED = "192.0.2.77"  # a documentation address, banned by hand on pve2
+PASSWORD = "/etc/prometheus/pve-fail2ban-alertmanager.password"  # pvefail2ban/alerting.py
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,8 @@ def api(lab, path, port=9090, **query):
     url = f"http://127.0.0.1:{port}{path}"
     if query:
         url += "?" + urllib.parse.urlencode(query)
-    code, out = mon(lab).sh(f"curl -sf --max-time 5 '{url}'")
+    login = f'-u "pve-fail2ban:$(cat {PASSWORD})" ' if port == 9093 else ""  # root reads it
+    code, out = mon(lab).sh(f"curl -sf --max-time 5 {login}'{url}'")
     return json.loads(out) if code == 0 else None
 
 
@@ -124,6 +126,15 @@ def test_the_monitoring_host_scrapes_every_node_and_listens_on_loopback_only(lab
     assert host.sh("stat -c '%a %U:%G' /etc/prometheus/pve-fail2ban-webhook.token")[1].strip() == (
         "640 root:prometheus"
     )
+    # Alertmanager's API (its configuration: the webhook's URL) asks for the password, which no
+    # local account but root and Prometheus reads
+    assert api(lab, "/api/v2/status", port=9093)["config"]["original"]
+    anyone = (
+        "curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:9093/api/v2/status"
+    )
+    assert host.sh(f"runuser -u nobody -- {anyone}")[1].strip() == "401"
+    assert host.sh(f"runuser -u nobody -- cat {PASSWORD}")[0] != 0
+    assert host.sh(f"stat -c '%a %U:%G' {PASSWORD}")[1].strip() == "640 root:prometheus"
 
 
 def test_a_second_monitoring_run_changes_nothing(lab):

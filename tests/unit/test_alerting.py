@@ -70,7 +70,36 @@ def test_the_webhook_token_is_a_file_only_alertmanager_reads():
 def test_both_services_listen_on_loopback_only():
     args = alerting.args_files()
     assert args["/etc/default/prometheus"].endswith(b'ARGS="--web.listen-address=127.0.0.1:9090"\n')
-    assert args["/etc/default/prometheus-alertmanager"].endswith(b' --cluster.listen-address="\n')
+    alertmanager = args["/etc/default/prometheus-alertmanager"]
+    assert b'ARGS="--web.listen-address=127.0.0.1:9093 --cluster.listen-address= ' in alertmanager
+    assert alertmanager.endswith(f' --web.config.file={alerting.WEB_CONFIG}"\n'.encode())
+
+
+def test_alertmanager_s_api_asks_for_a_password_made_once_on_the_host(tmp_path):
+    import ctypes
+    import importlib.util
+
+    from pvefail2ban.facts import SCRIPTS
+
+    spec = importlib.util.spec_from_file_location("creds", SCRIPTS / "monitoring-credentials.py")
+    creds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(creds)
+    password, web = tmp_path / "etc/password", tmp_path / "etc/web.yml"
+    assert creds.main(str(password), str(web), "pve-fail2ban") == 0
+    secret = password.read_text()
+    assert len(secret) == 64 and (password.stat().st_mode & 0o777) == 0o600
+    text = web.read_text()
+    assert text.startswith("# Managed by pve-fail2ban") and "basic_auth_users:\n" in text
+    hashed = text.split("pve-fail2ban: ")[1].strip().strip('"')
+    assert hashed.startswith("$2b$10$") and secret not in text
+    lib = ctypes.CDLL("libcrypt.so.1")
+    lib.crypt.restype, lib.crypt.argtypes = ctypes.c_char_p, [ctypes.c_char_p, ctypes.c_char_p]
+    assert lib.crypt(secret.encode(), hashed.encode()).decode() == hashed  # the hash is of it
+    assert lib.crypt(b"guess", hashed.encode()).decode() != hashed
+    creds.main(str(password), str(web), "pve-fail2ban")  # made once: kept after
+    assert password.read_text() == secret and web.read_text() == text
+    config = alerting.prometheus_config(NODES)
+    assert f"basic_auth: {{username: pve-fail2ban, password_file: {alerting.PASSWORD}}}" in config
 
 
 @pytest.mark.promtool
