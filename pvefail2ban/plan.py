@@ -638,10 +638,14 @@ def files_differ(files, present):
     ]
 
 
-def jails_reading_nothing(plan, check):
+def jails_reading_nothing(plan, check, missing=()):
     """The jails of `plan` that read log files and run, per `check` (the check as read with the
     facts: jailstatus.check_result), on none of them: their log was missing when fail2ban started
-    (nodelib.NO_LOG kept fail2ban itself from failing)."""
+    (nodelib.NO_LOG kept fail2ban itself from failing). Only those a restart makes read: the deploy
+    makes their log (log_made_late), or not every one of their logs is still in `missing` (the
+    logs the facts looked for and did not find). One whose logs stay missing would read nothing
+    after a restart either, and fail2ban would be restarted at every run for nothing: the check
+    names it."""
     if not check or not check.get("ping"):
         return []
     return [
@@ -650,6 +654,7 @@ def jails_reading_nothing(plan, check):
         if jail.backend == "file"
         and jail.name in check["jails"]
         and not check["status"].get(jail.name, {}).get("file_list")
+        and (jail.log_made_late or not all(path in missing for path in jail.logpath.split()))
     ]
 
 

@@ -4,6 +4,7 @@ they go live; fail2ban restarted only when they changed, and running and enabled
 from pyinfra import logger
 from pyinfra.operations import systemd
 
+from ..facts import probe_config
 from ..operations import tested_files
 from ..plan import files_to_change, files_to_remove, jails_reading_nothing
 
@@ -15,7 +16,8 @@ def configure(node):
     remove = files_to_remove(node.files, facts)
     # a jail that started without its log file (rotated away, a proxy's not made yet) reads
     # nothing until fail2ban starts again: where the deploy makes that log, it does, and restarts
-    unread = jails_reading_nothing(node.plan, facts.get("check"))
+    missing = set(probe_config()["logs"]) - set(facts["logs"])  # looked for, not found
+    unread = jails_reading_nothing(node.plan, facts.get("check"), missing)
     for jail in unread:
         logger.warning(
             f"{node.name}: jail {jail.name} runs without its log file ({jail.logpath.split()[0]}"

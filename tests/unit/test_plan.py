@@ -397,6 +397,18 @@ def test_a_jail_reading_files_gets_a_file_that_is_always_there_and_is_judged_wit
     assert [j.name for j in jails_reading_nothing(plan, check)] == ["pveproxy"]
     assert jails_reading_nothing(plan, facts["check"]) == []
     assert jails_reading_nothing(plan, {"ping": False}) == [] == jails_reading_nothing(plan, None)
+    # a log the deploy does not make and that is still missing: a restart would not help, and is
+    # not made at every run; there again, it is
+    recidive = plan_node(settings(recidive_enabled=True), facts, ["10.213.77.11"])
+    check["jails"] += ["recidive"]
+    check["status"]["recidive"] = {"file_list": None}
+    gone = {"/var/log/fail2ban.log"}
+    assert "recidive" not in [j.name for j in jails_reading_nothing(recidive, check, gone)]
+    assert "recidive" in [j.name for j in jails_reading_nothing(recidive, check, set())]
+    # the deploy makes pveproxy's access log: restarted to read it, missing or not
+    assert "pveproxy" in [
+        j.name for j in jails_reading_nothing(plan, check, {"/var/log/pveproxy/access.log"})
+    ]
     said = problems({**check, "rules": {"pveproxy": True}}, ["pveproxy"], [], "nft")
     assert said == [
         "jail pveproxy reads no live source (no journal match, no existing log file: a log "
