@@ -14,10 +14,10 @@ from .products import ACCESS_FILTER, ACCESS_LOGIN_FAILURE, PRODUCTS, PVE
 from .proxies import BY_KEY as PROXY_OF
 from .proxies import PROXIES, REAL_IP_HEADER, REAL_IP_MARK, with_real_ip
 from .reporting import EXPORTER, events_config
+from .scripts.nodelib import FAIL2BAN_LOG
 
 AUTH_LOG = "/var/log/auth.log"
 DAEMON_LOG = "/var/log/daemon.log"
-FAIL2BAN_LOG = "/var/log/fail2ban.log"
 # sshd on Debian runs as ssh.service; OpenSSH >= 9.8 (Debian 13) logs from sshd-session. A line of
 # a per-connection process that exited at once can lose its unit and _COMM in the journal (systemd
 # issue 2913): its name (SYSLOG_IDENTIFIER) is in the line itself. A line is read once. Any local

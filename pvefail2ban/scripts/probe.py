@@ -31,12 +31,12 @@ import sys
 import time
 
 # nodelib's text is put in front of this one by the controller (facts.bundled)
-from nodelib import STATE_DIR, Fail2ban, jail_names, jail_status, read_tail
+from nodelib import FAIL2BAN_LOG, STATE_DIR, Fail2ban, jail_names, jail_status, read_tail
 
 STATE = STATE_DIR
 CONFIG = "/etc/fail2ban"
 INSTALLED = "/var/lib/dpkg/info/fail2ban.list"  # rewritten by every install or upgrade of fail2ban
-LOG = "/var/log/fail2ban.log"
+LOG = FAIL2BAN_LOG
 UNIT_FIELDS = {"LoadState": "load", "ActiveState": "active", "UnitFileState": "enabled"}
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 
 from nodelib import (
+    FAIL2BAN_LOG,
     RECEIVED,
     SHARE_STATE,
     Fail2ban,
@@ -26,7 +27,7 @@ from nodelib import (
     read_tail,
 )
 
-LOG = "/var/log/fail2ban.log"
+LOG = FAIL2BAN_LOG
 UNIT_DIRS = (
     "/etc/systemd/system",
     "/run/systemd/system",
