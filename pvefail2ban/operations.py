@@ -149,7 +149,15 @@ def verified(expected: Expected, recorded: dict = None, ops: list = ()):
     `ops`: the operations this run added for the node. Where none of them changed anything and the
     record shows everything in order, with nothing left to test (the configuration tested as it is,
     every failure line checked), the record is the check: no command. Otherwise the node is checked
-    now (scripts/probe.py `check`)."""
+    now (scripts/probe.py `check`). Where this run added no operation at all for the node and the
+    record holds, that is known now: the summary line is said, and the operation is a no-op (pyinfra's
+    results say "No change": an admin reads that table for drift)."""
+    if recorded is not None and not ops:
+        jails, off, tool = list(expected.jails), list(expected.off), expected.tool
+        if complete(recorded, tool, expected.daemons) and not problems(recorded, jails, off, tool):
+            expected.report(host, recorded)
+            host.noop("fail2ban protects this node, as read with its facts")
+            return
 
     def check(state, host):
         if recorded is not None and not any(op.did_change() for op in ops):
