@@ -16,6 +16,7 @@ import pickle
 import re
 import socket
 import sys
+import time
 from collections import namedtuple
 
 ROTATE = 1 << 20  # outbox bytes after which it is renamed (and its tail still read)
@@ -277,6 +278,49 @@ def read_expected():
 def jail_names(status):
     """The jails fail2ban's answer to `status` lists, in its order."""
     return [n.strip() for n in dict(status).get("Jail list", "").split(",") if n.strip()]
+
+
+# ---- fail2ban's own log lines we read (FAIL2BAN_LOG) ---------------------------------------------
+
+# fail2ban's own line, whole: "2026-11-29 02:32:20,175 fail2ban.filter [8763]: INFO [sshd] Found
+# 192.0.2.1 - 2026-11-29 02:32:20" (the failure's time last; text quoted in a line is no Found)
+FOUND = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.filter\s+\[\d+\]: \w+\s+"
+    r"\[([A-Za-z0-9_.-]{1,32})\] Found ([0-9A-Fa-f:.]{2,45}) - (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$"
+)
+# ... and which address it banned or unbanned: "... fail2ban.actions [8763]: NOTICE  [sshd] Ban
+# 192.0.2.1" (or "Restore Ban", after a restart; "Unban", by hand or when its time is over)
+BANNED = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.actions\s+\[\d+\]: \w+\s+"
+    r"\[([A-Za-z0-9_.-]{1,32})\] (Ban|Restore Ban|Unban) ([0-9A-Fa-f:.]{2,45})$"
+)
+
+
+def found_line(line, jails):
+    """(jail, address, epoch of the failure) of fail2ban's `Found` line of one of `jails`, else
+    None (a received failure is logged `Attempt`: never sent on)."""
+    match = FOUND.match(line)
+    if not match or match.group(1) not in jails:
+        return None
+    try:
+        address = bannable_address(match.group(2))  # as the receiver takes it
+        when = time.mktime(time.strptime(match.group(3), "%Y-%m-%d %H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None
+    return match.group(1), address, when
+
+
+def ban_line(line):
+    """("Ban" | "Unban", jail, address) of fail2ban's line saying it banned (or restored a ban
+    of) or unbanned an address, else None."""
+    match = BANNED.match(line)
+    if not match:
+        return None
+    try:
+        address = canonical_address(match.group(3))
+    except ValueError:
+        return None
+    return ("Unban" if match.group(2) == "Unban" else "Ban"), match.group(1), address
 
 
 # ---- bans received from peers -------------------------------------------------------------------

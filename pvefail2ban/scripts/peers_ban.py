@@ -6,13 +6,17 @@ the ban that fail2ban's log just said was made here is a peer's, 1 when it is th
 
 A peer's ban here (made by the receiver for it, or by its failures alone: share.charged_to) is
 that peer's word, not this node's finding: five of them must not make a one-week, all-ports ban of
-this node's own. The receiver records a ban before it makes it: that record answers. A ban the
-peers' failures completed is recorded by the share daemon only after fail2ban's actions ran, and
-they wait for this command (fail2ban runs one command at a time): so it is judged here as the
-share daemon judges it, to the day (recidive's window): a peer's failure of the address counted
-here (ATTEMPTS) and no failure of this node's own in fail2ban's log (`Found`) since.
+this node's own. The ban is the last `Ban` of the address in fail2ban's log (its jail). The
+receiver records a ban before it makes it: its record in that jail answers. A ban the peers'
+failures completed is recorded by the share daemon only after fail2ban's actions ran, and they
+wait for this command (fail2ban runs one command at a time): so it is judged here, never more
+leniently than the share daemon judges it: a peer's failure of the address counted here in that
+jail (ATTEMPTS, and the part rotated away) within LATELY, and no failure of this node's own of
+that address (fail2ban's `Found` line, any jail) within LATELY: one own failure that day, and it
+counts.
 
-Only the standard library and nodelib beside it. Reads at most 1 MiB of each file; never waits.
+Only the standard library and nodelib beside it. Reads a bounded tail of each file, and parses only
+the lines that name the address; never waits.
 """
 
 import os
@@ -23,50 +27,78 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nodelib import (  # noqa: E402
     ATTEMPTS,
     FAIL2BAN_LOG,
+    FOUND,
+    MAX_ATTEMPTS_FILE,
     RECEIVED,
     RECEIVED_WINDOW,
+    ban_line,
     canonical_address,
     parse_attempt_record,
     parse_received,
-    read_tail,
 )
 
-LATELY = 86400  # seconds: a peer's failure this recent may have made the ban (recidive's window)
+LATELY = 86400  # seconds: a failure this recent counts (recidive's window, the longest findtime)
+LOG_TAIL = 4 << 20  # bytes of fail2ban's log read
+RECORDS = 16 << 20  # bytes of RECEIVED read (the receivers stop at 8 MiB)
 
 
-def received_here(address, lines, now):
-    """True when RECEIVED `lines` hold a ban of `address` made here for a peer that still runs,
-    or was made in the last RECEIVED_WINDOW seconds (the ban fail2ban's log just told of)."""
+def lines_naming(path, address, limit):
+    """The lines of the last `limit` bytes of `path` that hold `address` ([] where unreadable)."""
+    needle = address.encode()
+    try:
+        with open(path, "rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            file.seek(max(0, size - limit))
+            data = file.read(limit)
+    except OSError:
+        return []
+    if needle not in data:
+        return []
+    return [line.decode(errors="replace") for line in data.split(b"\n") if needle in line]
+
+
+def banned_in(address, log):
+    """The jail of the last `Ban` of `address` in fail2ban's log `log` (recidive's own aside)."""
+    for line in reversed(log):
+        change = ban_line(line)
+        if change and change[0] == "Ban" and change[2] == address and change[1] != "recidive":
+            return change[1]
+    return None
+
+
+def received_here(jail, address, lines, now):
+    """True when RECEIVED `lines` hold a ban of `address` in `jail` made here for a peer that still
+    runs, or was made in the last RECEIVED_WINDOW seconds (the ban fail2ban's log just told of)."""
     for line in lines:
         record = parse_received(line)
-        if record and record.address == address:
+        if record and (record.jail, record.address) == (jail, address):
             if record.end == 0 or record.end > now or now - record.at < RECEIVED_WINDOW:
                 return True
     return False
 
 
-def attempted_lately(address, lines, now):
-    """When the last peer's failure of `address` in ATTEMPTS `lines` was counted here, if lately;
-    else None."""
-    last = None
+def attempted_lately(jail, address, lines, now):
+    """True when ATTEMPTS `lines` hold a peer's failure of `address` in `jail` counted lately."""
     for line in lines:
         record = parse_attempt_record(line)
-        if record and record[2] == address and now - record[0] < LATELY:
-            last = record[0] if last is None else max(last, record[0])
-    return last
+        if record and record[1:3] == (jail, address) and now - record[0] < LATELY:
+            return True
+    return False
 
 
-def found_here(address, lines):
-    """True when fail2ban's log `lines` (those since the peer's failure) hold a failure of
-    `address` this node found itself (`Found`: a peer's is logged `Attempt`)."""
-    needle = f"] Found {address} - "
-    return any(needle in line and " fail2ban.filter " in line for line in lines)
-
-
-def log_since(lines, when):
-    """The lines of fail2ban's log from the second of `when` (local time, as fail2ban writes)."""
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when - 1))
-    return [line for line in lines if line[:19] >= stamp]
+def found_lately(address, log, now):
+    """True when fail2ban's log `log` holds a failure of `address` this node found itself (its
+    whole `Found` line, any jail: a peer's is logged `Attempt`) within LATELY."""
+    for line in log:
+        match = FOUND.match(line)
+        if match and match.group(2) == address:
+            try:
+                when = time.mktime(time.strptime(match.group(3), "%Y-%m-%d %H:%M:%S"))
+            except (ValueError, OverflowError):
+                continue
+            if now - when < LATELY:
+                return True
+    return False
 
 
 def main(argv):
@@ -77,12 +109,19 @@ def main(argv):
     if address is None:
         return 1  # not an address: counted, as without this command
     now = time.time()
-    if received_here(address, read_tail(RECEIVED), now):
-        return 0
-    since = attempted_lately(address, read_tail(ATTEMPTS), now)
-    if since is None:
+    log = lines_naming(FAIL2BAN_LOG, address, LOG_TAIL)
+    jail = banned_in(address, log)
+    if jail is None:
         return 1
-    return 1 if found_here(address, log_since(read_tail(FAIL2BAN_LOG), since)) else 0
+    if received_here(jail, address, lines_naming(RECEIVED, address, RECORDS), now):
+        return 0
+    attempts = [
+        *lines_naming(ATTEMPTS + ".old", address, MAX_ATTEMPTS_FILE),
+        *lines_naming(ATTEMPTS, address, MAX_ATTEMPTS_FILE),
+    ]
+    if attempted_lately(jail, address, attempts, now) and not found_lately(address, log, now):
+        return 0
+    return 1
 
 
 if __name__ == "__main__":

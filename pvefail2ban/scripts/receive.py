@@ -76,6 +76,7 @@ MAX_LINE = 128  # bytes of one request (the longest valid one is about 110)
 MAX_REQUESTS = 50_000  # per connection
 MAX_RECEIVED = 8 << 20  # bytes of RECEIVED: about 150,000 records (the share daemon compacts it)
 MAX_PER_ORIGIN = 50_000  # bans one peer may hold here at once: no peer fills RECEIVED for all
+COUNT_AGAIN = 5  # seconds between two counts of each peer's bans over all records (Records.count)
 # failures one peer may have counted here, all its connections together: ATTEMPT_RATE a second
 # after a burst of ATTEMPT_BURST (a flood of 10,000 failures in a minute on one node passes); each
 # is a line of fail2ban's log here, and maxretry of them a ban of this node's own
@@ -144,19 +145,34 @@ class Records:
 
     def __init__(self):
         self.by_key, self.inode, self.offset = {}, None, 0
+        self.counts, self.counted_at = {}, None  # origin -> bans that run, as of counted_at
 
     def count(self, origin):
-        """Bans made here for `origin` that still run (a forever one included)."""
+        """Bans made here for `origin` that still run (a forever one included): counted over all
+        records at most once a COUNT_AGAIN seconds, kept up to date with each new record between
+        (one that ran out meanwhile still counts until then: the quota is met a little early)."""
         now = time.time()
-        return sum(
-            1 for r in self.by_key.values() if r.origin == origin and (r.end == 0 or r.end > now)
-        )
+        if self.counted_at is None or now - self.counted_at > COUNT_AGAIN:
+            self.counts, self.counted_at = {}, now
+            for record in self.by_key.values():
+                if record.end == 0 or record.end > now:
+                    self.counts[record.origin] = self.counts.get(record.origin, 0) + 1
+        return self.counts.get(origin, 0)
+
+    def _take(self, record):
+        old = self.by_key.get((record.jail, record.address))
+        if self.counted_at is not None:
+            if old is not None and (old.end == 0 or old.end > self.counted_at):
+                self.counts[old.origin] = self.counts.get(old.origin, 0) - 1
+            self.counts[record.origin] = self.counts.get(record.origin, 0) + 1
+        self.by_key[(record.jail, record.address)] = record
 
     def refresh(self, file):
         """Read what was added to `file` (RECEIVED, opened "a+b" and locked) since last time."""
         info = os.fstat(file.fileno())
         if info.st_ino != self.inode or info.st_size < self.offset:  # compacted or replaced
             self.by_key, self.inode, self.offset = {}, info.st_ino, 0
+            self.counted_at = None
         file.seek(self.offset)
         data = file.read()
         data = data[: data.rfind(b"\n") + 1]
@@ -164,7 +180,7 @@ class Records:
         for line in data.decode(errors="replace").splitlines():
             record = parse_received(line)
             if record:
-                self.by_key[(record.jail, record.address)] = record
+                self._take(record)
         return info.st_size
 
 

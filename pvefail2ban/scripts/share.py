@@ -58,9 +58,10 @@ from nodelib import (  # beside this script
     Fail2ban,
     Received,
     Tail,
-    bannable_address,
+    ban_line,
     canonical_address,
     changed_names,
+    found_line,
     inotify,
     parse_attempt_record,
     parse_lifted,
@@ -84,18 +85,6 @@ CHUNK = 100  # addresses per fail2ban request when many bans are lifted at once
 LIFTED_SIZE = 64 << 10  # bytes of LIFTED after which it is rewritten, one line per address ...
 LIFTED_KEEP = 10_000  # ... the latest lifts only
 BAN = re.compile(r"ban (\S+) (\S+) ([0-9]{1,12}(?:\.[0-9]+)?) (-1|[0-9]{1,12})")
-# fail2ban's own line, whole: "2026-11-29 02:32:20,175 fail2ban.filter [8763]: INFO [sshd] Found
-# 192.0.2.1 - 2026-11-29 02:32:20" (the failure's time last; text quoted in a line is no Found)
-FOUND = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.filter\s+\[\d+\]: \w+\s+"
-    r"\[([A-Za-z0-9_.-]{1,32})\] Found ([0-9A-Fa-f:.]{2,45}) - (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$"
-)
-# ... and which address it banned or unbanned: "... fail2ban.actions [8763]: NOTICE  [sshd] Ban
-# 192.0.2.1" (or "Restore Ban", after a restart; "Unban", by hand or when its time is over)
-BANNED = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.actions\s+\[\d+\]: \w+\s+"
-    r"\[([A-Za-z0-9_.-]{1,32})\] (Ban|Restore Ban|Unban) ([0-9A-Fa-f:.]{2,45})$"
-)
 MAX_BANNED = 100_000  # addresses known banned here (a failure of one is not sent): the newest
 LOG_NAME = os.path.basename(FAIL2BAN_LOG)
 MAX_ATTEMPTS = 10_000  # failures queued per peer: a flood keeps the newest, in bounded memory
@@ -137,14 +126,15 @@ def renewal(record, made):
 def charged_to(key, banned_at, found, attempted, findtime):
     """The peer a ban of `key` ((jail, address)) made here at `banned_at` is charged to: where a
     peer's failure was counted here for it within `findtime` (`attempted`: key -> (origin, time),
-    ATTEMPTS) and no failure of this node's own (`found`: key -> time of its last `Found`), the
-    peers' failures alone made it: the origin of the last one. None: this node's own ban (one own
-    failure among them is enough)."""
+    ATTEMPTS) and no failure of this node's own of that address (`found`: address -> time of its
+    last `Found`, in any jail: a proxy's jail bans in its product's name), the peers' failures
+    alone made it: the origin of the last one. None: this node's own ban (one own failure among
+    them is enough)."""
     attempt = attempted.get(key)
     since = banned_at - findtime - 1  # fail2ban's times are to the second
     if attempt is None or attempt[1] < since:
         return None
-    own = found.get(key)
+    own = found.get(key[1])
     return None if own is not None and own >= since else attempt[0]
 
 
@@ -154,33 +144,6 @@ def remember(memory, key, value, limit=None):
     memory[key] = value
     while len(memory) > (limit or MAX_BANNED):
         del memory[next(iter(memory))]
-
-
-def found_line(line, jails):
-    """(jail, address, epoch of the failure) of fail2ban's `Found` line of one of `jails`, else
-    None (a received failure is logged `Attempt`: never sent on)."""
-    match = FOUND.match(line)
-    if not match or match.group(1) not in jails:
-        return None
-    try:
-        address = bannable_address(match.group(2))  # as the receiver takes it
-        when = time.mktime(time.strptime(match.group(3), "%Y-%m-%d %H:%M:%S"))
-    except (ValueError, OverflowError):
-        return None
-    return match.group(1), address, when
-
-
-def ban_line(line):
-    """("Ban" | "Unban", jail, address) of fail2ban's line saying it banned (or restored a ban
-    of) or unbanned an address, else None."""
-    match = BANNED.match(line)
-    if not match:
-        return None
-    try:
-        address = canonical_address(match.group(3))
-    except ValueError:
-        return None
-    return ("Unban" if match.group(2) == "Unban" else "Ban"), match.group(1), address
 
 
 def outbox_line(line):
@@ -368,7 +331,7 @@ class Share:
         self.findtimes = {}  # jail -> (its findtime here in seconds, when asked: monotonic)
         self.held = collections.deque(maxlen=MAX_ATTEMPTS)  # (read at, (jail, ip, when)): HOLD
         self.banned = {}  # (jail, ip) -> None: banned here, as fail2ban's log says (oldest first)
-        self.found = {}  # (jail, ip) -> time of this node's own last failure (`Found`)
+        self.found = {}  # ip -> time of this node's own last failure of it (`Found`, any jail)
         self.attempted = {}  # (jail, ip) -> (origin, time) of a peer's last failure counted here
         self.charged = {}  # (jail, ip) -> (end, banned at): bans here a peer's failures made
         self.attempts = Tail(ATTEMPTS) if self.counted else None
@@ -465,8 +428,8 @@ class Share:
                 for peer in self.peers:
                     peer.queue[(jail, ip)] = (end, banned_at)
             elif entry and entry[0] == "claim":  # ban.py: the ban of a copy is this node's own now
+                charged = self.charged.get(entry[1:])  # before the record goes with it
                 rewrite |= self.drop_received(lambda key, k=entry[1:]: key == k)
-                charged = self.charged.pop(entry[1:], None)
                 if charged and seconds_left(charged[0], now) is not None:
                     for peer in self.peers:  # ban.py's ban here: the admin's, sent as any
                         peer.queue[entry[1:]] = charged
@@ -498,7 +461,7 @@ class Share:
             out.write(received_line(record))
         self.take_received([received_line(record)])
         self.consumed.add(key)
-        self.charged[key] = (end, banned_at)
+        remember(self.charged, key, (end, banned_at))
         log(f"{key[0]} banned {key[1]} here on failures of {origin}'s alone: {origin}'s ban")
         return True
 
@@ -519,6 +482,7 @@ class Share:
             del self.received[key]
             self.made.pop(key, None)
             self.consumed.discard(key)
+            self.charged.pop(key, None)
         return bool(keys)
 
     def maintain(self, now):
@@ -651,7 +615,7 @@ class Share:
             found = found_line(line, self.counted)
             if found:
                 self.held.append((now, found))
-                remember(self.found, found[:2], found[2])
+                remember(self.found, found[1], found[2])
                 continue
             change = ban_line(line)
             if change and change[0] == "Unban":

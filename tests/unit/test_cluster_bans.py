@@ -630,7 +630,7 @@ def test_ban_line_takes_any_text_and_returns_a_canonical_address_or_nothing(text
 
 def test_a_ban_is_charged_to_a_peer_only_where_its_failures_alone_made_it():
     attempted = {("sshd", "192.0.2.1"): ("pve2", 1000.0), ("sshd", "192.0.2.2"): ("pve3", 100.0)}
-    found = {("sshd", "192.0.2.3"): 1000.0}
+    found = {"192.0.2.3": 1000.0}  # this node's own failure of it (a proxy's jail, say)
     attempted[("sshd", "192.0.2.3")] = ("pve2", 1001.0)
     assert share.charged_to(("sshd", "192.0.2.1"), 1002.0, found, attempted, 600) == "pve2"
     # the peer's failure is older than findtime: the ban is this node's own
@@ -718,17 +718,20 @@ def test_recidive_counts_no_ban_made_here_for_a_peer(tmp_path, monkeypatch):
     (tmp_path / "received").write_text(
         f"{int(now) + 600} sshd 192.0.2.1 pve2 {now:.3f} 600\n"  # a peer's ban that runs
         f"{int(now) - 10} sshd 192.0.2.2 pve2 {now - 700:.3f} 600\n"  # one long over
+        f"{int(now) + 600} proxmox 192.0.2.6 pve2 {now:.3f} 600\n"  # a peer's, another jail
     )
+    (tmp_path / "attempts.old").write_text(f"{now - 5:.3f} sshd 192.0.2.3 pve3\n")  # rotated
     (tmp_path / "attempts").write_text(
-        f"{now - 5:.3f} sshd 192.0.2.3 pve3\n{now - 5:.3f} sshd 192.0.2.4 pve3\n"
-        f"{now - 2 * peers_ban.LATELY:.3f} sshd 192.0.2.5 pve3\n"
+        f"{now - 5:.3f} sshd 192.0.2.4 pve3\n{now - 2 * peers_ban.LATELY:.3f} sshd 192.0.2.5 pve3\n"
     )
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - 1))
-    found = f"{stamp},175 fail2ban.filter         [1]: INFO    [sshd] Found {{}} - {stamp}\n"
-    old = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - 3600))
+    found = f"{stamp},175 fail2ban.filter         [1]: INFO    [nginx] Found {{}} - {stamp}\n"
+    ban = f"{stamp},175 fail2ban.actions        [1]: NOTICE  [sshd] Ban {{}}\n"
+    quoted = f"{stamp},175 fail2ban.filter [1]: WARNING [sshd] line: x] Found 192.0.2.3 - {stamp}\n"
     (tmp_path / "fail2ban_log").write_text(
-        found.format("192.0.2.4")  # a failure of its own since the peer's: its own ban
-        + found.format("192.0.2.3").replace(stamp, old)  # one of its own, before the peer's
+        found.format("192.0.2.4")  # a failure of its own (its proxy's jail): its own ban
+        + quoted  # a line quoting an attacker's text is no Found
+        + "".join(ban.format(f"192.0.2.{n}") for n in range(1, 10))
     )
     assert peers_ban.main(["peers_ban.py", "::ffff:192.0.2.1"]) == 0  # ignored: the peer's
     assert peers_ban.main(["peers_ban.py", "192.0.2.2"]) == 1  # counted: over, and long ago
@@ -737,6 +740,8 @@ def test_recidive_counts_no_ban_made_here_for_a_peer(tmp_path, monkeypatch):
     assert peers_ban.main(["peers_ban.py", "192.0.2.3"]) == 0
     assert peers_ban.main(["peers_ban.py", "192.0.2.4"]) == 1  # one of its own among them
     assert peers_ban.main(["peers_ban.py", "192.0.2.5"]) == 1  # the peer's was too long ago
+    assert peers_ban.main(["peers_ban.py", "192.0.2.6"]) == 1  # its sshd ban: its own
+    assert peers_ban.main(["peers_ban.py", "192.0.2.77"]) == 1  # no Ban line of it at all
     for hostile in ("192.0.2.1; reboot", "", "192.0.2.0/24", "fe80::1%eth0"):
         assert peers_ban.main(["peers_ban.py", hostile]) == 1
     assert peers_ban.main(["peers_ban.py"]) == 1
@@ -783,3 +788,20 @@ def test_failures_of_a_banned_address_cost_the_origin_s_budget_before_fail2ban_i
         answer = receive.count_attempt(here, FakeLifted(), budget, "sshd", "192.0.2.50", 0, "pve2")
         assert "over the origin's budget" in answer
     assert not [c for c in here.asked if c[1:3] == ("sshd", "banned")]
+
+
+def test_a_peer_s_bans_are_counted_once_each_without_a_scan_per_request(tmp_path):
+    path = tmp_path / "received"
+    now = time.time()
+    path.write_text(f"0 sshd 192.0.2.1 pve2 {now:.3f}\n{int(now) - 5} sshd 192.0.2.2 pve2 1.0\n")
+    records = receive.Records()
+    with open(path, "a+b") as file:
+        records.refresh(file)
+        assert records.count("pve2") == 1  # the one over does not count
+        with open(path, "a") as more:  # the same ban made longer, a new one, another origin's
+            more.write(f"0 sshd 192.0.2.1 pve2 {now:.3f}\n0 sshd 192.0.2.3 pve2 {now:.3f}\n")
+            more.write(f"0 sshd 192.0.2.4 pve3 {now:.3f}\n")
+        records.refresh(file)
+    assert (records.count("pve2"), records.count("pve3")) == (2, 1)
+    records.counted_at -= receive.COUNT_AGAIN + 1  # counted again over all records: the same
+    assert (records.count("pve2"), records.count("pve3")) == (2, 1)
