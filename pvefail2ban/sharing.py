@@ -219,6 +219,9 @@ def share_files(name, jails, sharing, scripts, failures=False):
             {"name": p.name, "address": p.address, "port": p.port, "hostkeys": p.hostkeys}
             for p in peers
         ],
+        # every other member, reached or not (no host keys yet): a ban received from one of them
+        # stays until its end; one from a node no member any more is lifted (share.py)
+        "members": sorted(m.name for m in sharing if m.name != name),
     }
     return {
         PEERS: (json.dumps(config, indent=1, sort_keys=True).encode() + b"\n", "600"),

@@ -318,6 +318,10 @@ class Peer:
 class Share:
     def __init__(self, config, fail2ban=Fail2ban):
         self.peers = [Peer(p["name"], p["address"], p["port"]) for p in config["peers"]]
+        members = config.get("members")  # every other member, reached or not (sharing.py)
+        self.members = (
+            {m for m in members if isinstance(m, str)} if isinstance(members, list) else set()
+        )
         self.fail2ban = fail2ban  # how to reach this node's fail2ban (nodelib.Fail2ban)
         self.received = {}  # (jail, ip) -> nodelib.Received: bans made here for a peer
         self.made = {}  # (jail, ip) -> when that ban was made here, or made again (renewal)
@@ -493,7 +497,7 @@ class Share:
         if now < self.retry_at:
             return
         # over: at the origin's end, or the origin is no peer any more (its word counts no more)
-        names = {peer.name for peer in self.peers}
+        names = self.members | {peer.name for peer in self.peers}
         over = [
             k for k, r in self.received.items() if (r.end and r.end <= now) or r.origin not in names
         ]

@@ -39,6 +39,7 @@ def script(name):
 
 authorize, receive, share = script("authorize"), script("receive"), script("share")
 parse_attempt_record = share.parse_attempt_record
+PEERS_FILE = "/etc/pve-fail2ban/share/peers.json"
 ON = validate(dict(DEFAULTS))
 OFF = validate({**DEFAULTS, "fail2ban_cluster_bans": False})
 
@@ -109,6 +110,13 @@ def test_peers_and_their_host_keys_exclude_the_node_itself():
     counted = share_files("pve1", ["sshd", "proxmox", "recidive"], found, SCRIPTS, failures=True)
     config = json.loads(counted["/etc/pve-fail2ban/share/peers.json"][0])
     assert config["failures"] == ["proxmox", "sshd"]  # recidive counts bans: never its failures
+    # a member whose host keys are not known yet gets no bans, but stays a member: its bans here last
+    import dataclasses
+
+    unknown = [*found[:2], dataclasses.replace(found[2], hostkeys=[])]
+    config = json.loads(share_files("pve1", ["sshd"], unknown, SCRIPTS)[PEERS_FILE][0])
+    assert [p["name"] for p in config["peers"]] == ["pve2"]
+    assert config["members"] == ["pve2", "pve3"]
 
 
 def test_node_facts_read_the_share_parts():
@@ -703,6 +711,10 @@ def test_a_ban_made_here_by_a_peer_s_failures_is_that_peer_s_never_sent_and_ends
     daemon.maintain(now + 3)
     assert not any(c[:2] == ("set", "sshd") and c[2] == "unbanip" for c in server.asked)
     daemon.peers = [p for p in daemon.peers if p.name != "pve2"]
+    daemon.members = {"pve2", "pve3"}  # pve2 not reached (no host keys yet), still a member
+    daemon.maintain(now + 4)
+    assert not any(c[:2] == ("set", "sshd") and c[2] == "unbanip" for c in server.asked)
+    daemon.members = {"pve3"}  # pve2 left the cluster
     daemon.maintain(now + 4)
     assert ("set", "sshd", "unbanip", "192.0.2.22") in server.asked
     assert ("sshd", "192.0.2.22") not in daemon.received
