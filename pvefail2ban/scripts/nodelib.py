@@ -391,8 +391,9 @@ def parse_lifted(lines):
     return found
 
 
-def read_tail(path, limit=1 << 20):
-    """The complete lines of the last `limit` bytes of `path` ([] when it cannot be read)."""
+def read_tail(path, limit=1 << 20, containing=None):
+    """The complete lines of the last `limit` bytes of `path` ([] when it cannot be read);
+    `containing`: only those that hold this text (the others are never decoded)."""
     try:
         with open(path, "rb") as file:
             size = file.seek(0, os.SEEK_END)
@@ -400,8 +401,12 @@ def read_tail(path, limit=1 << 20):
             data = file.read(limit)
     except OSError:
         return []
-    lines = data.decode(errors="replace").split("\n")
-    return lines[1:-1] if size > limit else lines[:-1]
+    lines = data.split(b"\n")
+    lines = lines[1:-1] if size > limit else lines[:-1]
+    if containing is not None:
+        needle = containing.encode()
+        lines = [line for line in lines if needle in line] if needle in data else []
+    return [line.decode(errors="replace") for line in lines]
 
 
 # ---- outboxes and waking ------------------------------------------------------------------------

@@ -35,26 +35,12 @@ from nodelib import (  # noqa: E402
     canonical_address,
     parse_attempt_record,
     parse_received,
+    read_tail,
 )
 
 LATELY = 86400  # seconds: a failure this recent counts (recidive's window, the longest findtime)
 LOG_TAIL = 4 << 20  # bytes of fail2ban's log read
 RECORDS = 16 << 20  # bytes of RECEIVED read (the receivers stop at 8 MiB)
-
-
-def lines_naming(path, address, limit):
-    """The lines of the last `limit` bytes of `path` that hold `address` ([] where unreadable)."""
-    needle = address.encode()
-    try:
-        with open(path, "rb") as file:
-            size = file.seek(0, os.SEEK_END)
-            file.seek(max(0, size - limit))
-            data = file.read(limit)
-    except OSError:
-        return []
-    if needle not in data:
-        return []
-    return [line.decode(errors="replace") for line in data.split(b"\n") if needle in line]
 
 
 def banned_in(address, log):
@@ -109,15 +95,15 @@ def main(argv):
     if address is None:
         return 1  # not an address: counted, as without this command
     now = time.time()
-    log = lines_naming(FAIL2BAN_LOG, address, LOG_TAIL)
+    log = read_tail(FAIL2BAN_LOG, LOG_TAIL, address)
     jail = banned_in(address, log)
     if jail is None:
         return 1
-    if received_here(jail, address, lines_naming(RECEIVED, address, RECORDS), now):
+    if received_here(jail, address, read_tail(RECEIVED, RECORDS, address), now):
         return 0
     attempts = [
-        *lines_naming(ATTEMPTS + ".old", address, MAX_ATTEMPTS_FILE),
-        *lines_naming(ATTEMPTS, address, MAX_ATTEMPTS_FILE),
+        *read_tail(ATTEMPTS + ".old", MAX_ATTEMPTS_FILE, address),
+        *read_tail(ATTEMPTS, MAX_ATTEMPTS_FILE, address),
     ]
     if attempted_lately(jail, address, attempts, now) and not found_lately(address, log, now):
         return 0
