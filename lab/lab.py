@@ -7,6 +7,7 @@ ever touched.
 import gzip
 import io
 import ipaddress
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,17 @@ from docker.errors import APIError, NotFound
 
 from . import config
 from .images import ensure_images
+
+# lines of a pyinfra run that say why a node failed: its connection, its facts, an operation
+TROUBLE = re.compile(r"Could not|Error|error:|NOT PROTECTED|Timed out|Traceback|[Ff]ailed")
+
+
+def run_report(text, tail=3000):
+    """What a failed assertion on a pyinfra run shows: every line that says why a node failed
+    (TROUBLE; a node that fails before its first operation is in no later line), then the tail."""
+    trouble = [line for line in text.splitlines() if TROUBLE.search(line)]
+    return "\n".join(["why nodes failed:", *trouble[:40], "the end of the run:", text[-tail:]])
+
 
 ROLE = "pvelab.role"
 NS = config.NS_LABEL  # the lab's namespace: labs of other namespaces are never touched
@@ -486,7 +498,8 @@ _ssh = {{
 
     def pyinfra(self, *args, deploy="deploy.py", timeout=900, yes=True, inventory=None):
         """Run `pyinfra -y <lab inventory> <deploy> ARGS` from the project root, as a user would.
-        Returns the CompletedProcess with `.text` = stdout + stderr."""
+        Returns the CompletedProcess with `.text` = stdout + stderr and `.report` = what a failed
+        assertion shows of it (run_report)."""
         cmd = [
             sys.executable,
             "-m",
@@ -505,6 +518,7 @@ _ssh = {{
             stdin=subprocess.DEVNULL,
         )  # as from cron: no terminal to answer a prompt
         out.text = out.stdout + out.stderr
+        out.report = run_report(out.text)
         return out
 
     def ssh_command(self, node, *command, ip=None):

@@ -57,5 +57,5 @@ def converged_lab(lab_control):
     """A fresh lab (one node of each variant), converged once, for the test module that asks."""
     default_lab(lab_control)
     run = lab_control.pyinfra()
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     return lab_control

@@ -78,7 +78,7 @@ def test_a_held_apt_lock_is_waited_for(fresh):
     hold_dpkg_lock(node, 20)
     start = time.monotonic()
     run = fresh.pyinfra("--limit", node.name)
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     assert time.monotonic() - start > 15, "the lock was not held long enough to prove the wait"
     assert node.sh("systemctl is-active fail2ban")[1].strip() == "active"
 
@@ -94,7 +94,7 @@ def test_a_lock_held_past_the_bound_fails_that_node_clearly(fresh):
         assert re.search(
             r"(Could not get lock|Unable to acquire the dpkg frontend lock).*/var/lib/dpkg/lock-frontend",
             run.text,
-        ), run.text[-1500:]
+        ), run.report
         assert "No such file" in node.sh(FRESH_STATE)[1], "the node was changed"
     finally:
         node.sh("pkill -f lock-frontend")
@@ -103,7 +103,7 @@ def test_a_lock_held_past_the_bound_fails_that_node_clearly(fresh):
 @pytest.fixture(scope="module")
 def lab(fresh):
     run = fresh.pyinfra()
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     return fresh
 
 
@@ -120,14 +120,14 @@ def test_an_unreachable_node_fails_alone_and_converges_when_back(lab):
         assert re.search(
             rf"\[{down.name}\].*(Could not connect|SSH error|Connection|No route|timed out)",
             run.text,
-        ), run.text[-2000:]
+        ), run.report
         for node in up:
             assert "maxretry  = 4" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
     finally:
         down.container.start()
     lab.wait_ready(down)
     run = lab.pyinfra("--data", "fail2ban_proxmox_maxretry=4")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     assert "maxretry  = 4" in down.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
     assert lab.pyinfra().returncode == 0
 
@@ -161,7 +161,7 @@ def test_a_fact_that_fails_on_one_node_fails_that_node_only(lab, kind):
     for node in others:
         assert re.search(rf"\[{node.name}\] fail2ban [\d.]+; sshd", run.text), node.name
     assert status.returncode == 1
-    assert re.search(rf"^{odd.name}\s+-\s+UNREACHABLE\s+\S", status.text, re.M), status.text[-2000:]
+    assert re.search(rf"^{odd.name}\s+-\s+UNREACHABLE\s+\S", status.text, re.M), status.report
     assert all(re.search(rf"^{n.name}\s+sshd\s+up", status.text, re.M) for n in others)
 
 
@@ -174,7 +174,7 @@ def test_a_stopped_or_failed_fail2ban_is_brought_back(lab):
     )
     assert wait_for(lambda: failed.sh("systemctl is-active fail2ban")[1].strip() == "failed")
     run = lab.pyinfra()
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     assert "02_proxmox.local differs from what the settings give" in run.text
     for node in (stopped, failed):
         assert node.sh("systemctl is-active fail2ban")[1].strip() == "active"
@@ -210,12 +210,12 @@ def test_bans_survive_a_redeploy_that_restarts_unless_now_ignored(lab):
     pid = main_pid(node)
     try:
         run = lab.pyinfra("--data", "fail2ban_sshd_maxretry=4")
-        assert run.returncode == 0, run.text[-3000:]
+        assert run.returncode == 0, run.report
         assert main_pid(node) != pid, "the setting change did not restart fail2ban"
         assert wait_for(lambda: banned(node, "proxmox")) == [config.ATTACKER_IP]
         assert not attack.port_open(attacker, node, 8006)
         run = lab.pyinfra("--data", f'fail2ban_ignoreip=["{config.ATTACKER_IP}"]')
-        assert run.returncode == 0, run.text[-3000:]
+        assert run.returncode == 0, run.report
         assert wait_for(lambda: attack.port_open(attacker, node, 8006)), (
             "an ignored address stayed banned"
         )
@@ -231,7 +231,7 @@ def test_a_changed_host_key_is_refused_and_recovery_works(lab):
     assert run.returncode != 0
     assert re.search(
         rf"\[{node.name}\].*(host key|Host key|not found in known_hosts|BadHostKey)", run.text
-    ), run.text[-2000:]
+    ), run.report
     assert (
         "dpkg" not in fresh.sh("ls /etc/fail2ban 2>&1")[1] and fresh.sh("dpkg -s fail2ban")[0] != 0
     )
@@ -368,7 +368,7 @@ def pyinfra_rss(lab, *args, deploy="deploy.py"):
     )
     run.text = run.stdout + run.stderr
     peak = re.findall(r"^peak-rss-kib (\d+)$", run.stderr, re.M)
-    assert peak, run.text[-2000:]
+    assert peak, run.report
     return run, int(peak[-1]) // 1024
 
 
@@ -399,21 +399,21 @@ def test_a_node_that_never_answers_or_never_stops_fails_alone_and_the_runs_finis
         ]
         assert re.search(rf"\[{healthy.name}\]\s+fail2ban [\d.]+; sshd", run.text)
         limited, peaks["deploy --limit"] = pyinfra_rss(lab, "--limit", healthy.name, *bound)
-        assert limited.returncode == 0, limited.text[-3000:]
+        assert limited.returncode == 0, limited.report
         assert re.search(rf"\[{healthy.name}\]\s+fail2ban [\d.]+; sshd", limited.text)
         status, peaks["status"] = pyinfra_rss(lab, *bound, deploy="status.py")
         assert status.returncode == 1
-        assert re.search(rf"^{healthy.name}\s+sshd\s+up", status.text, re.M), status.text[-3000:]
+        assert re.search(rf"^{healthy.name}\s+sshd\s+up", status.text, re.M), status.report
         assert re.search(
             rf"^{hung.name}\s+-\s+UNREACHABLE\s+no answer within {BOUND} s", status.text, re.M
-        ), status.text[-3000:]
+        ), status.report
         assert re.search(rf"^{endless.name}\s+-\s+UNREACHABLE\s+\S", status.text, re.M)
         sync, peaks["sync"] = pyinfra_rss(lab, *bound, deploy="sync.py")
         assert f"{hung.name}: its bans are not read (no answer within {BOUND} s" in sync.text
         address = "192.0.2.98"
         ban, peaks["ban"] = pyinfra_rss(lab, *bound, "--data", f"ip={address}", deploy="ban.py")
         assert ban.returncode != 0
-        assert address in banned(healthy, "sshd"), ban.text[-3000:]
+        assert address in banned(healthy, "sshd"), ban.report
     finally:
         for node in (hung, endless):
             node.sh("rm -f /usr/local/bin/python3; pkill -f 'sleep 100000' || true")

@@ -20,7 +20,7 @@ def lab(converged_lab):
 def no_sharing(lab):
     """sync.py is the on-demand tool where bans are not shared at once: test it that way."""
     run = lab.pyinfra("--data", "fail2ban_cluster_bans=False")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     assert all(
         n.sh("systemctl is-active pve-fail2ban-share")[1].strip() != "active" for n in lab.nodes()
     )
@@ -59,7 +59,7 @@ def test_status_matches_a_provoked_ban_and_changes_nothing(lab, tmp_path):
     before = snapshot(nodes)
     report = tmp_path / "status.json"
     run = lab.pyinfra("--data", f"report={report}", deploy="status.py")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     state, failed, total_failed, now_banned, total_banned, ips = table_row(
         run.text, nodes[0].name, "proxmox"
     )
@@ -106,12 +106,12 @@ def test_status_never_hides_a_node_that_cannot_be_reached(lab, tmp_path):
     lab.wait_ready(down)
     # its fail2ban back too (with its bans), before the next test attacks it
     assert wait_for(lambda: down.sh("fail2ban-client ping")[0] == 0)
-    assert run.returncode == 1, run.text[-2000:]
+    assert run.returncode == 1, run.report
     assert re.search(
         rf"^{down.name}\s+-\s+UNREACHABLE\s+cannot connect: .*(timed out|refused|route)",
         run.text,
         re.M,
-    ), run.text[-2000:]
+    ), run.report
     data = json.loads(report.read_text())
     assert sorted(data["nodes"]) == sorted(n.name for n in nodes)
     assert data["nodes"][down.name]["error"].startswith("cannot connect")
@@ -124,7 +124,7 @@ def test_status_never_hides_a_node_that_cannot_be_reached(lab, tmp_path):
 def test_status_never_asks_even_without_yes(lab):
     """No terminal (stdin is /dev/null, as from cron) and no -y: status reports and exits 0."""
     run = lab.pyinfra(deploy="status.py", yes=False)
-    assert run.returncode == 0, run.text[-2000:]
+    assert run.returncode == 0, run.report
     assert "Press enter" not in run.text and "Detected changes" not in run.text
     assert all(re.search(rf"^{n.name}\s+sshd\s+up", run.text, re.M) for n in lab.nodes())
 
@@ -134,7 +134,7 @@ def test_unban_clears_every_node_and_a_second_run_is_a_no_op(lab):
     for node in nodes:
         ban_attacker_on(node, attacker)
     run = lab.pyinfra("--data", f"ip={config.ATTACKER_IP}", deploy="unban.py")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     assert f"{config.ATTACKER_IP} unbanned from jail proxmox (it was banned here)" in run.text
     for node in nodes:
         assert banned(node, "proxmox") == [], "\n".join(
@@ -159,7 +159,7 @@ def test_sync_spreads_a_ban_to_every_node_but_never_an_ignored_address(lab, no_s
     assert nodes[0].sh(f"fail2ban-client set sshd banip {peer}")[0] == 0  # by hand, past ignoreip
     try:
         run = lab.pyinfra(deploy="sync.py")
-        assert run.returncode == 0, run.text[-3000:]
+        assert run.returncode == 0, run.report
         for node in nodes[1:]:
             assert banned(node, "proxmox") == [config.ATTACKER_IP]
             assert wait_for(lambda node=node: not attack.port_open(attacker, node, 8006))
@@ -178,9 +178,9 @@ def test_sync_reads_each_node_once_and_writes_only_within_the_limit(lab, no_shar
     assert nodes[0].sh(f"fail2ban-client set sshd banip {BAN_PROBE}")[0] == 0
     try:
         run = lab.pyinfra("-vv", "--limit", nodes[1].name, deploy="sync.py")
-        assert run.returncode == 0, run.text[-3000:]
+        assert run.returncode == 0, run.report
         # the state command, printed once per execution with -vv: one read per node of the inventory
-        assert run.text.count('f"addr6-set-{jail}"') == len(nodes), run.text[-3000:]
+        assert run.text.count('f"addr6-set-{jail}"') == len(nodes), run.report
         assert BAN_PROBE in banned(nodes[1], "sshd")
         assert BAN_PROBE not in banned(nodes[2], "sshd"), "a node outside --limit was written to"
         full = lab.pyinfra("-vv", deploy="sync.py")
@@ -201,7 +201,7 @@ def test_ban_everywhere_refuses_the_controller_and_a_peer_unless_forced(lab):
         assert run.returncode != 0 and f"refusing to ban {address}: it is {why}" in run.text
     assert snapshot(nodes) == before
     run = lab.pyinfra("--data", f"ip={BAN_PROBE}", "--data", "jails=sshd", deploy="ban.py")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     assert all(
         BAN_PROBE in banned(n, "sshd") and BAN_PROBE not in banned(n, "proxmox") for n in nodes
     )
@@ -228,7 +228,7 @@ def test_bad_day2_input_is_refused_before_any_node_changes(lab, deploy, data, na
         ["--data", f"ip={BAN_PROBE}"] if deploy == "ban.py" and not data.startswith("ip=") else []
     )
     run = lab.pyinfra(*extra, "--data", data, deploy=deploy)
-    assert run.returncode != 0 and named in run.text, run.text[-1500:]
+    assert run.returncode != 0 and named in run.text, run.report
     assert "Beginning operation run" not in run.text
     assert snapshot(nodes) == before
 
@@ -236,7 +236,7 @@ def test_bad_day2_input_is_refused_before_any_node_changes(lab, deploy, data, na
 def test_remove_takes_back_only_our_files_and_leaves_fail2ban_as_asked(lab):
     nodes = lab.nodes()
     run = lab.pyinfra(deploy="remove.py")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     ours = "ls /etc/fail2ban/jail.d/0?_* /etc/fail2ban/filter.d/proxmox.* 2>/dev/null"
     for node in nodes:
         assert node.sh(ours)[1].strip() == "", node.name
@@ -262,10 +262,10 @@ def test_remove_takes_back_only_our_files_and_leaves_fail2ban_as_asked(lab):
             )
     again = lab.pyinfra(deploy="remove.py")
     assert again.returncode == 0 and re.search(r"Grand total\s+\S+\s+-\s+-", again.text), (
-        again.text[-800:]
+        again.report
     )
     purged = lab.pyinfra("--data", "purge=true", deploy="remove.py")
-    assert purged.returncode == 0, purged.text[-3000:]
+    assert purged.returncode == 0, purged.report
     assert all(n.sh("dpkg -s fail2ban")[0] != 0 for n in nodes)
     back = lab.pyinfra()
-    assert back.returncode == 0, back.text[-3000:]
+    assert back.returncode == 0, back.report

@@ -87,7 +87,7 @@ def test_a_users_own_deploy_file_converges_and_the_second_run_changes_nothing(
     repo, venv, _ = user_repo
     assert sorted(p.name for p in repo.iterdir()) == ["deploy.py", "inventory.py"]
     first = user_run(repo, venv)
-    assert first.returncode == 0, first.text[-3000:]
+    assert first.returncode == 0, first.report
     for node in lab_control.nodes():
         assert re.search(
             rf"\[{node.name}\] fail2ban [\d.]+; sshd \[[^]]+\] failed .*; proxmox \[", first.text
@@ -97,7 +97,7 @@ def test_a_users_own_deploy_file_converges_and_the_second_run_changes_nothing(
             "maxretry  = 3" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
         )  # the package's default
     second = user_run(repo, venv)
-    assert second.returncode == 0, second.text[-3000:]
+    assert second.returncode == 0, second.report
     assert "--> Results:" in second.text and ops_with_changes(second.text) == [], second.text[
         -3000:
     ]

@@ -22,7 +22,7 @@ def test_a_node_without_etc_services_is_protected(lab):
     bare, attacker = lab.nodes()[0], lab.attacker()
     assert bare.sh("getent services https")[0] != 0  # the name cannot be resolved there
     run = lab.pyinfra()
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     assert "port      = 443,80,8006" in bare.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
     codes = attack.web_login(attacker, bare, "root@pam", count=3)
     # the third failure tips the ban: its own answer may come after the ban and never arrive
@@ -51,7 +51,7 @@ def test_a_jail_whose_action_failed_to_start_fails_the_node_with_fail2bans_words
             r"place, so its bans would not be enforced: .*ERROR\s+Failed to start jail 'sshd' "
             r"action 'nftables-multiport'",
             run.text,
-        ), run.text[-3000:]
+        ), run.report
         others = [n for n in lab.nodes() if n.name != node.name]
         assert verified_nodes(run.text, others) == [n.name for n in others]
     finally:

@@ -48,7 +48,7 @@ def test_a_journal_that_drops_what_a_jail_reads_fails_that_node_with_the_fix(
     assert run.returncode != 0
     assert re.search(
         rf"\[{node.name}\] {re.escape(node.name)}: {re.escape(reason)}.*Fix: ", run.text
-    ), run.text[-2500:]
+    ), run.report
     assert not re.search(rf"\[{node.name}\] fail2ban [\d.]+; ", run.text), "reported as protected"
     others = [n for n in lab.nodes() if n.name != node.name]
     assert verified_nodes(run.text, others) == [n.name for n in others]
@@ -68,7 +68,7 @@ def test_sshd_that_does_not_log_failed_logins_fails_that_node_with_the_fix(lab):
     assert run.returncode != 0
     # sshd -T names QUIET as SILENT on Debian 13's OpenSSH
     assert re.search(rf"\[{node.name}\] {node.name}: sshd has LogLevel (QUIET|SILENT)", run.text), (
-        run.text[-2500:]
+        run.report
     )
     assert "Fix: LogLevel INFO" in run.text
     assert lab.pyinfra().returncode == 0
@@ -85,11 +85,11 @@ def test_a_daemon_log_rsyslog_no_longer_writes_is_not_read_the_journal_is(lab):
     )
     try:
         run = lab.pyinfra()
-        assert run.returncode == 0, run.text[-3000:]
+        assert run.returncode == 0, run.report
         assert re.search(
             rf"\[{node.name}\] fail2ban [\d.]+; sshd \[/var/log/auth.log\].*; proxmox \[journal\]",
             run.text,
-        ), run.text[-2500:]
+        ), run.report
         assert (
             "/var/log/daemon.log is no longer written by rsyslog: the journal"
             in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
@@ -125,11 +125,11 @@ def test_a_filter_of_the_nodes_own_that_finds_nothing_is_caught_by_verify(lab):
             rf"\[{node.name}\] NOT PROTECTED: jail proxmox is blind: its source holds \d+ failure "
             r"line\(s\) of its daemon",
             run.text,
-        ), run.text[-3000:]
+        ), run.report
         others = [n for n in lab.nodes() if n.name != node.name]
         assert verified_nodes(run.text, others) == [n.name for n in others]
     finally:
         node.sh("rm -f /etc/fail2ban/filter.d/proxmox.local && fail2ban-client reload proxmox")
     back = lab.pyinfra()
-    assert back.returncode == 0, back.text[-3000:]
+    assert back.returncode == 0, back.report
     node.sh("fail2ban-client unban --all")

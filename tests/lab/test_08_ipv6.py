@@ -95,7 +95,7 @@ def test_status_reads_ipv6_bans_from_the_firewall(lab, tmp_path):
     report = tmp_path / "status.json"
     try:
         run = lab.pyinfra("--data", f"report={report}", deploy="status.py")
-        assert run.returncode == 0, run.text[-3000:]
+        assert run.returncode == 0, run.report
         jail = json.loads(report.read_text())["nodes"][node.name]["jails"]["proxmox"]
         assert (
             jail["banned_ips"] == [A6] and jail["firewall"] == [A6] and jail["not_enforced"] == []
@@ -115,7 +115,7 @@ def test_the_iptables_ban_action_enforces_ipv6_bans_with_ip6tables(lab):
     node, attacker = node_of(lab, "pve9"), lab.attacker()
     run = lab.pyinfra("--limit", node.name, "--data", "fail2ban_banaction=iptables")
     try:
-        assert run.returncode == 0, run.text[-3000:]
+        assert run.returncode == 0, run.report
         assert "iptables-multiport" in node.sh("cat /etc/fail2ban/jail.d/02_proxmox.local")[1]
         unban_all(node)
         attack.web_login(attacker, node, "root@pam", count=3, ip=node.ip6)
@@ -130,4 +130,4 @@ def test_the_iptables_ban_action_enforces_ipv6_bans_with_ip6tables(lab):
         assert wait_for(lambda: attack.port_open(attacker, node, 8006, ip=node.ip6))
     finally:
         back = lab.pyinfra("--limit", node.name)
-    assert back.returncode == 0, back.text[-3000:]
+    assert back.returncode == 0, back.report

@@ -47,7 +47,7 @@ def jails(node):
 
 def run_ok(lab, *args, **kwargs):
     run = lab.pyinfra(*args, **kwargs)
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     return run
 
 
@@ -57,7 +57,7 @@ def unban(lab, *addresses):
 
 def test_a_mixed_inventory_converges_in_one_run_each_node_with_its_products_jails(mixed):
     lab, first = mixed
-    assert first.returncode == 0, first.text[-3000:]
+    assert first.returncode == 0, first.report
     for node in lab.nodes():
         assert jails(node) == JAILS[node.variant], node.name
         summary = re.search(rf"\[{node.name}\] fail2ban [\d.]+; (.*)", first.text)
@@ -251,7 +251,7 @@ def test_an_old_pbs_is_warned_about_and_forged_addresses_never_ban_the_controlle
     run = run_ok(lab)
     try:
         assert re.search(rf"{fresh.name}.*PBS 3\.2\.4-1 of 2024-05-27: .*Forwarded", run.text), (
-            run.text[-3000:]
+            run.report
         )
         attacker, peer = lab.attacker(), node_of(lab, "pve8")
         for claimed in (config.GATEWAY, peer.ip, FORGED):

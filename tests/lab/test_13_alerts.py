@@ -52,10 +52,10 @@ def lab(lab_control, tmp_path_factory):
         lab_control.nodes(), data, path=inventory, groups={"pve4": "monitoring"}
     )
     deploy = lab_control.pyinfra("--limit", "pve_nodes", inventory=inventory)
-    assert deploy.returncode == 0, deploy.text[-3000:]
+    assert deploy.returncode == 0, deploy.report
     started = time.monotonic()
     monitor = lab_control.pyinfra(deploy="monitoring.py", inventory=inventory)
-    assert monitor.returncode == 0, monitor.text[-3000:]
+    assert monitor.returncode == 0, monitor.report
     lab_control.monitor_seconds = time.monotonic() - started
     lab_control.alerts_inventory = inventory
     yield lab_control
@@ -139,7 +139,7 @@ def test_the_monitoring_host_scrapes_every_node_and_listens_on_loopback_only(lab
 
 def test_a_second_monitoring_run_changes_nothing(lab):
     again = lab.pyinfra(deploy="monitoring.py", inventory=lab.alerts_inventory)
-    assert again.returncode == 0, again.text[-3000:]
+    assert again.returncode == 0, again.report
     assert ops_with_changes(again.text) == []
 
 
@@ -163,7 +163,7 @@ def test_a_configuration_that_fails_its_check_changes_nothing_and_is_applied_nex
     finally:
         host.sh("rm -f /usr/local/bin/promtool", check=True)
     again = lab.pyinfra(deploy="monitoring.py", inventory=lab.alerts_inventory)
-    assert again.returncode == 0, again.text[-3000:]
+    assert again.returncode == 0, again.report
     assert "configuration live, tested by promtool and amtool" in again.text
     assert (
         ops_with_changes(lab.pyinfra(deploy="monitoring.py", inventory=lab.alerts_inventory).text)

@@ -21,13 +21,13 @@ A = config.ATTACKER_IP
 def lab(lab_control):
     lab_control.up(variants=["pve8", "pve8", "pve8"])
     run = lab_control.pyinfra()
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     return lab_control
 
 
 def unban_everywhere(lab, address=A):
     run = lab.pyinfra("--data", f"ip={address}", deploy="unban.py")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
 
 
 def total_failed(node, jail):
@@ -81,7 +81,7 @@ def test_fewer_failures_than_maxretry_in_the_whole_cluster_ban_nobody(lab, tmp_p
     assert all(address not in banned(n, "sshd") for n in (pve1, pve2, pve3))
     report = tmp_path / "status.json"  # status tells the failures that came from the peers
     run = lab.pyinfra("--data", f"report={report}", deploy="status.py")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     assert json.loads(report.read_text())["nodes"]["pve3"]["jails"]["sshd"]["peers_failed"] >= 2
     # (an unban does not forget failures: each node still counts these two within findtime)
 
@@ -89,7 +89,7 @@ def test_fewer_failures_than_maxretry_in_the_whole_cluster_ban_nobody(lab, tmp_p
 def test_with_cluster_failures_off_each_node_counts_its_own(lab):
     pve1, pve2, pve3 = lab.nodes()
     run = lab.pyinfra("--data", "fail2ban_cluster_failures=False")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     address = "192.0.2.162"
     try:
         before, here = total_failed(pve3, "sshd"), total_failed(pve2, "sshd")
@@ -102,7 +102,7 @@ def test_with_cluster_failures_off_each_node_counts_its_own(lab):
         assert all(address not in banned(n, "sshd") for n in (pve1, pve2, pve3))
     finally:
         run = lab.pyinfra()
-        assert run.returncode == 0, run.text[-3000:]
+        assert run.returncode == 0, run.report
 
 
 def test_a_node_down_during_the_guesses_gets_nothing_stale_afterwards(lab):
@@ -110,7 +110,7 @@ def test_a_node_down_during_the_guesses_gets_nothing_stale_afterwards(lab):
     back after findtime counts none of those made while it was down (findtime 15 s here)."""
     pve1, pve2, pve3 = lab.nodes()
     run = lab.pyinfra("--data", "fail2ban_findtime=15")
-    assert run.returncode == 0, run.text[-3000:]
+    assert run.returncode == 0, run.report
     address = "2001:db8:24::5"  # a failure of its own, written as sshd writes it (root's line)
     line = f"Failed password for root from {address} port 4242 ssh2"
     try:
@@ -128,7 +128,7 @@ def test_a_node_down_during_the_guesses_gets_nothing_stale_afterwards(lab):
         assert total_failed(pve3, "sshd") == before3  # nothing stale arrived
     finally:
         run = lab.pyinfra()
-        assert run.returncode == 0, run.text[-3000:]
+        assert run.returncode == 0, run.report
 
 
 def test_a_failure_reaches_a_peer_whose_fail2ban_restarted_since_the_last(lab):
