@@ -1,7 +1,7 @@
 """What the attacker container does to a node: failed web and SSH logins, reachability probes.
 
 Every call is bounded (curl/ssh time-outs, counts given by the caller) and aims only at lab nodes.
-`ip` picks the node's address to aim at (default its IPv4 one; node.ip6 for IPv6).
+`ip` picks the node's address to aim at (default its IPv4 one; its ip6 attribute for IPv6).
 """
 
 import shlex

@@ -2,7 +2,7 @@
 (scripts/probe.py, which prints one JSON document), Fail2banState what the day-2 operations need
 (scripts/state.py). One SSH command each.
 
-The parsing is plain functions (parse_node here, day2.parse_state), unit-tested without a node:
+The parsing is plain functions (parse_node here, model.parse_state), unit-tested without a node:
 every value a node reports is parsed into its canonical form (pvefail2ban.reported) or refused with
 a ValueError naming it, which pyinfra turns into a failure of that node alone (FactProcessError).
 """
@@ -196,8 +196,8 @@ class Facts(TypedDict, total=False):
     packages: dict  # {package of PACKAGES: version} installed
     packaged_filters: list  # our filter file names that the fail2ban package ships itself
     files: dict  # {path of MANAGED: (sha1, mode, owner)} present
-    share_files: dict  # ... of cluster_bans.SHARE_FILES
-    events_files: dict  # ... of events.EVENTS_FILES
+    share_files: dict  # ... of sharing.SHARE_FILES
+    events_files: dict  # ... of reporting.EVENTS_FILES
     units: dict  # {unit: Unit} of the products', ours, fail2ban's, node_exporter's, rsyslog's
     products: list  # the products it runs (a unit of theirs exists, not masked): ["pve", "pbs"]
     releases: dict  # {product key: {"version", "date"}} from its Debian changelog

@@ -120,7 +120,7 @@ def read_facts(host, in_run):
 
 
 def sharing_members(inventory, settings, facts):
-    """cluster_bans.members of the inventory: every node's settings (those outside --limit read
+    """sharing.members of the inventory: every node's settings (those outside --limit read
     here too) and facts; a node we cannot serve shares nothing. A bad name stops the run first."""
     nodes = []
     for host in inventory:

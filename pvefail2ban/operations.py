@@ -304,7 +304,7 @@ def share_key(keys: dict, directory: str, key: str):
 
 @operation(is_idempotent=False)
 def peers_authorized(request, current: list, coming: bool = False):
-    """Root's authorized_keys holds exactly our lines of `request()` (cluster_bans.authorization,
+    """Root's authorized_keys holds exactly our lines of `request()` (sharing.authorization,
     called when the operation runs, once every node's key exists); every other line stays.
     `current`: our lines on the node as read; `coming`: a key is made in this run. Run with
     `_serial=True`: on PVE the file is one for the whole cluster (pmxcfs)."""

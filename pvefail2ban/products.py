@@ -9,7 +9,7 @@ in tests/files/logs/<jail> (failJSON annotations), and its simulated daemons in 
 
 from dataclasses import dataclass
 
-# Sources a product's failure lines can be read from (plan.source_of):
+# Sources a product's failure lines can be read from (plan.log_source):
 # "daemon":  its daemons' err lines, in the journal or in /var/log/daemon.log where rsyslog writes it
 # "authlog": the journal of its units, or the auth log its API server writes (auth_log)
 SOURCES = ("daemon", "authlog")

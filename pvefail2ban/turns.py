@@ -38,7 +38,7 @@ def acting_as(target):
 
 
 def in_parallel(function, nodes):
-    """{node.name: function(node)} for every node, run in parallel (one greenlet each)."""
+    """{name of the node: function(node)} for every node, run in parallel (one greenlet each)."""
     jobs = {node.name: gevent.spawn(function, node) for node in nodes}
     gevent.joinall(list(jobs.values()))
     return {name: job.get() for name, job in jobs.items()}

@@ -92,7 +92,7 @@ def status_fail2ban(report=None):
 @deploy("fail2ban ban everywhere")
 def ban_fail2ban(ip, jails=None, force=False):
     """Ban `ip` (one address, "a,b" or a list) in `jails` (default: every login jail of ours running
-    on this node: sshd and its products' jails, day2.LOGIN_JAILS).
+    on this node: sshd and its products' jails, model.LOGIN_JAILS).
     Refuses this controller, inventory nodes and ignoreip entries unless `force`."""
     addresses = parse_addresses(ip)
     force = _flag(force, "force")

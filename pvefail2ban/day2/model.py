@@ -1,5 +1,5 @@
 """The plain logic of the cluster-wide day-2 operations (status, ban, unban, sync): reading a
-node's fail2ban state (facts.Fail2banState), judging it and planning bans. Unit-tested."""
+node's fail2ban state (model.Fail2banState), judging it and planning bans. Unit-tested."""
 
 import ipaddress
 import json
@@ -391,7 +391,7 @@ def state_command(seconds=DEFAULT_TIMEOUT):
 
 class Fail2banState(FactBase):
     """fail2ban as it runs on the node, read-only: the JSON that scripts/state.py prints there,
-    checked by day2.parse_state::
+    checked by model.parse_state::
 
     {
         "running": True,          # fail2ban-server answers ping on its socket

@@ -187,7 +187,7 @@ class Fail2ban:
 
 
 # The fields of fail2ban's answer to `status <jail>` and their names in every jail status of ours
-# (state.py, events.py, probe.py; the controller reads them: day2.parse_state, jailstatus).
+# (state.py, events.py, probe.py; the controller reads them: model.parse_state, jailstatus).
 FIELDS = {
     "Currently failed": "failed",
     "Total failed": "total_failed",

@@ -1,4 +1,4 @@
-"""Run on the node by python3 (pvefail2ban.facts.Fail2banState): fail2ban as it runs, printed as
+"""Run on the node by python3 (pvefail2ban.day2.model.Fail2banState): fail2ban as it runs, printed as
 one JSON object (its shape: see Fail2banState).
 
 fail2ban-server is asked over its socket as fail2ban-client asks it (nodelib.Fail2ban), which

@@ -39,7 +39,7 @@ def authorize(node, sharing, keys, coming):
 
 
 def share(node, sharing, keys, coming):
-    """`sharing`: the members (cluster_bans.members), the same for every node of the run;
+    """`sharing`: the members (sharing.members), the same for every node of the run;
     `keys`: {name: share public key}, filled as the keys are made; `coming`: a node of the run
     makes its key in this run (so the lines change once it exists). Returns the operations added."""
     facts, ops = node.facts, []
