@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import queue
-import re
 import secrets
 import select
 import stat
@@ -42,9 +41,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nodelib import (  # noqa: E402
     EVENTS_CONFIG,
     EVENTS_STATE,
+    FAIL2BAN_LOG,
     IN_CREATE,
     IN_DELETE,
-    NAME,
+    JAIL_NAME,
     NEW_DATA,
     RECEIVED,
     RECEIVED_WINDOW,
@@ -54,6 +54,7 @@ from nodelib import (  # noqa: E402
     inotify,
     jail_names,
     jail_status,
+    log_event,
     parse_received,
     read_expected,
     read_tail,
@@ -65,7 +66,7 @@ CONFIG = EVENTS_CONFIG
 VAR = EVENTS_STATE
 OUTBOX = f"{VAR}/outbox"
 FAIL2BAN_RUN = "/run/fail2ban"  # its socket appears and goes away here
-LOG = "/var/log/fail2ban.log"  # fail2ban's own log: its Ignore of the canary
+LOG = FAIL2BAN_LOG  # fail2ban's own log: its Ignore of the canary
 PROM = "pve-fail2ban.prom"  # the file's name in the textfile directory
 REFRESH = 60  # seconds: the metrics are rewritten at least this often
 BATCH_SECONDS = 10  # after a message, later events are folded into one message per this window
@@ -244,20 +245,6 @@ CANARY_EVERY = 300
 CANARY_READ_AFTER = 5  # seconds: fail2ban has logged its Ignore by then (it reads within a second)
 FACILITIES = {"daemon": syslog.LOG_DAEMON, "authpriv": syslog.LOG_AUTHPRIV}
 PRIORITIES = {"err": syslog.LOG_ERR, "info": syslog.LOG_INFO}
-# fail2ban's own line, whole: "2026-11-29 02:32:20,175 fail2ban.filter  [8763]: INFO  [sshd] Ignore
-# 127.0.0.254 by ip" (text quoted inside another line of its log is no Ignore)
-IGNORED = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.filter\s+\[\d+\]: \w+\s+"
-    r"\[([A-Za-z0-9_.-]+)\] Ignore (\S+) by \w+$"
-)
-
-
-# ... and its line for a failure a peer counted (share.py, cluster-wide failures): "... fail2ban.filter
-# [8763]: INFO [sshd] Attempt 192.0.2.1 - 2026-11-29 02:32:20" (fail2ban's `set <jail> attempt`)
-ATTEMPT = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.filter\s+\[\d+\]: \w+\s+"
-    r"\[([A-Za-z0-9_.-]+)\] Attempt \S+ - "
-)
 
 
 def append_log(path, text):
@@ -320,14 +307,17 @@ class Canary:
         self.sent, self.checked = now, False
 
     def read(self, now):
+        # fail2ban's own lines (nodelib.log_event): a failure a peer counted here (`Attempt`), and
+        # the canary's failure, ignored (`Ignore <address> by ip`)
         for line in self.log.lines():
-            attempt = ATTEMPT.search(line)
-            if attempt:
-                self.shared[attempt.group(1)] = self.shared.get(attempt.group(1), 0) + 1
+            event = log_event(line)
+            if event is None:
                 continue
-            found = IGNORED.search(line)
-            if found and found.group(2) == self.address and found.group(1) in self.seen:
-                self.seen[found.group(1)] = now
+            kind, jail, address, _ = event
+            if kind == "Attempt":
+                self.shared[jail] = self.shared.get(jail, 0) + 1
+            elif kind == "Ignore" and address == self.address and jail in self.seen:
+                self.seen[jail] = now
 
     def ages(self, now):
         return {jail: max(0.0, now - seen) for jail, seen in self.seen.items()}
@@ -340,7 +330,7 @@ def parse_event(line):
     """An outbox line -> {kind, jail, ip, failures, bantime} or None (start/stop, or garbage)."""
     words = line.split()
     try:
-        if len(words) == 5 and words[0] == "ban" and NAME.fullmatch(words[1]):
+        if len(words) == 5 and words[0] == "ban" and JAIL_NAME.fullmatch(words[1]):
             if words[3].isdigit() and (words[4] == "-1" or words[4].isdigit()):
                 return {
                     "kind": "ban",
@@ -349,7 +339,7 @@ def parse_event(line):
                     "failures": words[3],
                     "bantime": words[4],
                 }
-        if len(words) == 3 and words[0] == "unban" and NAME.fullmatch(words[1]):
+        if len(words) == 3 and words[0] == "unban" and JAIL_NAME.fullmatch(words[1]):
             return {"kind": "unban", "jail": words[1], "ip": canonical_address(words[2])}
     except ValueError:
         pass

@@ -43,8 +43,11 @@ ATTEMPTS = f"{SHARE_STATE}/attempts"
 MAX_ATTEMPTS_FILE = 4 << 20  # bytes: a receiver records no more (the share daemon reads none)
 LIFTED = f"{SHARE_STATE}/lifted"  # "<address> <time>": lifted here by unban.py at that time
 RECEIVED_WINDOW = 30  # seconds: a ban made this soon after the receiver recorded it is that one
-# A node's, a jail's or a peer's name as our files and requests carry it.
+# A node's or a peer's name as our files and requests carry it ...
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# ... and a jail's: the one grammar of a jail name in fail2ban's log, our requests and our records
+JAIL = r"[A-Za-z0-9_.-]{1,32}"
+JAIL_NAME = re.compile(JAIL)
 ADDRESS_TEXT = re.compile(r"[0-9A-Fa-f:.]{2,45}")  # what an IPv4 or IPv6 address is written with
 
 
@@ -282,45 +285,125 @@ def jail_names(status):
 
 # ---- fail2ban's own log lines we read (FAIL2BAN_LOG) ---------------------------------------------
 
-# fail2ban's own line, whole: "2026-11-29 02:32:20,175 fail2ban.filter [8763]: INFO [sshd] Found
-# 192.0.2.1 - 2026-11-29 02:32:20" (the failure's time last; text quoted in a line is no Found)
-FOUND = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.filter\s+\[\d+\]: \w+\s+"
-    r"\[([A-Za-z0-9_.-]{1,32})\] Found ([0-9A-Fa-f:.]{2,45}) - (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$"
+# fail2ban's own line, whole ("%(asctime)s %(name)-24s[%(process)d]: %(levelname)-7s %(message)s"):
+# "2026-11-29 02:32:20,175 fail2ban.filter         [8763]: INFO    [sshd] Found 192.0.2.1 -
+# 2026-11-29 02:32:20". Text an attacker wrote is quoted inside other lines of it, never at the
+# start of a whole line. What it says of an address, by kind: its logger, and how the line ends
+# (" - <time>" of the failure, " by <how>" it was ignored, or nothing).
+LOG_KINDS = {
+    "Found": ("filter", "when"),  # a failure this node saw in a jail's source
+    "Attempt": ("filter", "when"),  # a failure a peer sent (`set <jail> attempt`)
+    "Ignore": ("filter", "by"),  # a failure of an ignored address (the canary's: by ip)
+    "Ban": ("actions", None),
+    "Restore Ban": ("actions", None),  # a ban restored from fail2ban's database at its start
+    "Unban": ("actions", None),  # by hand, or when the ban's time is over
+}
+LOG_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ fail2ban\.(filter|actions)\s+\[\d+\]: \w+\s+"
+    rf"\[({JAIL})\] ({'|'.join(LOG_KINDS)}) ({ADDRESS_TEXT.pattern})"
+    r"(?: - (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)| by (\w{1,16}))?$"
 )
-# ... and which address it banned or unbanned: "... fail2ban.actions [8763]: NOTICE  [sshd] Ban
-# 192.0.2.1" (or "Restore Ban", after a restart; "Unban", by hand or when its time is over)
-BANNED = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\.actions\s+\[\d+\]: \w+\s+"
-    r"\[([A-Za-z0-9_.-]{1,32})\] (Ban|Restore Ban|Unban) ([0-9A-Fa-f:.]{2,45})$"
-)
+WHEN = "%Y-%m-%d %H:%M:%S"  # the failure's time at the end of a Found or Attempt line
+
+
+def log_event(line):
+    """(kind, jail, address as written, the failure's time or how it was ignored, or None) of one
+    of fail2ban's own lines of a kind LOG_KINDS names, else None."""
+    match = LOG_LINE.match(line)
+    if not match:
+        return None
+    _, logger, jail, kind, address, when, how = match.groups()
+    if (logger, "when" if when else "by" if how else None) != LOG_KINDS[kind]:
+        return None
+    return kind, jail, address, when or how
+
+
+def log_event_line(kind, jail, address, end=None, stamp="2026-11-29 02:32:20,175", pid=8763):
+    """fail2ban's own line that log_event reads as (kind, jail, address, end): its grammar written
+    the other way, for the tests and the lab."""
+    logger, tail = LOG_KINDS[kind]
+    level = "NOTICE" if logger == "actions" else "INFO"
+    ending = f" - {end}" if tail == "when" else f" by {end}" if tail == "by" else ""
+    return (
+        f"{stamp} {'fail2ban.' + logger:<24}[{pid}]: {level:<7} [{jail}] {kind} {address}{ending}"
+    )
 
 
 def found_line(line, jails):
     """(jail, address, epoch of the failure) of fail2ban's `Found` line of one of `jails`, else
     None (a received failure is logged `Attempt`: never sent on)."""
-    match = FOUND.match(line)
-    if not match or match.group(1) not in jails:
+    event = log_event(line)
+    if event is None or event[0] != "Found" or event[1] not in jails:
         return None
     try:
-        address = bannable_address(match.group(2))  # as the receiver takes it
-        when = time.mktime(time.strptime(match.group(3), "%Y-%m-%d %H:%M:%S"))
+        address = bannable_address(event[2])  # as the receiver takes it
+        when = time.mktime(time.strptime(event[3], WHEN))
     except (ValueError, OverflowError):
         return None
-    return match.group(1), address, when
+    return event[1], address, when
 
 
 def ban_line(line):
     """("Ban" | "Unban", jail, address) of fail2ban's line saying it banned (or restored a ban
     of) or unbanned an address, else None."""
-    match = BANNED.match(line)
-    if not match:
+    event = log_event(line)
+    if event is None or event[0] not in ("Ban", "Restore Ban", "Unban"):
         return None
     try:
-        address = canonical_address(match.group(3))
+        address = canonical_address(event[2])
     except ValueError:
         return None
-    return ("Unban" if match.group(2) == "Unban" else "Ban"), match.group(1), address
+    return ("Unban" if event[0] == "Unban" else "Ban"), event[1], address
+
+
+# ---- the share protocol: a sender's requests (share.py), the receiver's answers (receive.py) -----
+
+# One line each way, in order: "ban <jail> <address> <seconds left, -1: for ever> <age>" (the
+# origin's ban, age seconds after it was made) and "attempt <jail> <address> <age>" (a failure the
+# origin saw); every request gets one answer "<word> <text>", word of ANSWERS.
+AGE = r"[0-9]{1,10}(?:\.[0-9]{1,6})?"
+BAN_REQUEST = re.compile(rf"ban ({JAIL}) ({ADDRESS_TEXT.pattern}) (-1|[0-9]{{1,10}}) ({AGE})")
+ATTEMPT_REQUEST = re.compile(rf"attempt ({JAIL}) ({ADDRESS_TEXT.pattern}) ({AGE})")
+MAX_REQUEST = 128  # bytes of one request line (the longest valid one is about 110)
+ANSWERS = (
+    "ok",  # made, extended, kept or counted
+    "ignored",  # not banned or counted there, and why (an address it never bans, ...)
+    "refused",  # malformed or not allowed: never sent again
+    "later",  # its fail2ban does not answer: kept and sent again
+    "full",  # no room for this peer's bans there now: kept and sent again later
+)
+
+
+def ban_request(jail, address, seconds, age):
+    return f"ban {jail} {address} {int(seconds)} {age:.3f}\n"
+
+
+def attempt_request(jail, address, age):
+    return f"attempt {jail} {address} {age:.3f}\n"
+
+
+def parse_request(line):
+    """A request line (without its newline) -> ("ban", jail, address as written, seconds, age) or
+    ("attempt", jail, address as written, age); ValueError naming it for anything else."""
+    match = BAN_REQUEST.fullmatch(line)
+    if match:
+        return "ban", match.group(1), match.group(2), int(match.group(3)), float(match.group(4))
+    match = ATTEMPT_REQUEST.fullmatch(line)
+    if match:
+        return "attempt", match.group(1), match.group(2), float(match.group(3))
+    raise ValueError(f"malformed request {shown(line, 120)}")
+
+
+def answer(word, text):
+    """The receiver's answer line (without its newline)."""
+    assert word in ANSWERS, word
+    return f"{word} {text}"
+
+
+def parse_answer(raw):
+    """An answer line (bytes) -> (word of ANSWERS, or None for anything else, the rest as text)."""
+    word, _, rest = raw.decode(errors="replace").partition(" ")
+    return (word if word in ANSWERS else None), rest
 
 
 # ---- bans received from peers -------------------------------------------------------------------
@@ -343,7 +426,7 @@ def parse_received(line):
         address = canonical_address(parts[2])
     except ValueError:
         return None
-    if not (NAME.fullmatch(parts[1]) and NAME.fullmatch(parts[3])):
+    if not (JAIL_NAME.fullmatch(parts[1]) and NAME.fullmatch(parts[3])):
         return None
     return Received(int(parts[0]), parts[1], address, parts[3], at, here)
 
@@ -361,7 +444,7 @@ def attempt_record(at, jail, address, origin):
 def parse_attempt_record(line):
     """An ATTEMPTS line -> (time, jail, address, origin), or None for anything else."""
     parts = line.split()
-    if len(parts) != 4 or not (NAME.fullmatch(parts[1]) and NAME.fullmatch(parts[3])):
+    if len(parts) != 4 or not (JAIL_NAME.fullmatch(parts[1]) and NAME.fullmatch(parts[3])):
         return None
     try:
         at = float(parts[0])

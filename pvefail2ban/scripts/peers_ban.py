@@ -27,12 +27,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nodelib import (  # noqa: E402
     ATTEMPTS,
     FAIL2BAN_LOG,
-    FOUND,
     MAX_ATTEMPTS_FILE,
     RECEIVED,
     RECEIVED_WINDOW,
+    WHEN,
     ban_line,
     canonical_address,
+    log_event,
     parse_attempt_record,
     parse_received,
     read_tail,
@@ -76,10 +77,10 @@ def found_lately(address, log, now):
     """True when fail2ban's log `log` holds a failure of `address` this node found itself (its
     whole `Found` line, any jail: a peer's is logged `Attempt`) within LATELY."""
     for line in log:
-        match = FOUND.match(line)
-        if match and match.group(2) == address:
+        event = log_event(line)
+        if event and event[0] == "Found" and event[2] == address:
             try:
-                when = time.mktime(time.strptime(match.group(3), "%Y-%m-%d %H:%M:%S"))
+                when = time.mktime(time.strptime(event[3], WHEN))
             except (ValueError, OverflowError):
                 continue
             if now - when < LATELY:

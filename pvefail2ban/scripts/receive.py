@@ -42,7 +42,6 @@ import fcntl
 import json
 import math
 import os
-import re
 import sys
 import syslog
 import time
@@ -51,28 +50,25 @@ from nodelib import (
     ATTEMPTS,
     LIFTED,
     MAX_ATTEMPTS_FILE,
+    MAX_REQUEST,
     NAME,
     PEERS,
     RECEIVED,
     Fail2ban,
     Received,
+    answer,
     attempt_record,
     bannable_address,
     later_end,
     parse_lifted,
     parse_received,
+    parse_request,
     read_tail,
     received_line,
     shown,
 )
 
-REQUEST = re.compile(
-    r"ban ([A-Za-z0-9_.-]{1,32}) ([0-9A-Fa-f:.]{2,45}) (-1|[0-9]{1,10}) ([0-9]{1,10}(?:\.[0-9]{1,6})?)"
-)
-ATTEMPT = re.compile(
-    r"attempt ([A-Za-z0-9_.-]{1,32}) ([0-9A-Fa-f:.]{2,45}) ([0-9]{1,10}(?:\.[0-9]{1,6})?)"
-)
-MAX_LINE = 128  # bytes of one request (the longest valid one is about 110)
+MAX_LINE = MAX_REQUEST  # bytes of one request (nodelib: the share protocol's grammar)
 MAX_REQUESTS = 50_000  # per connection
 MAX_RECEIVED = 8 << 20  # bytes of RECEIVED: about 150,000 records (the share daemon compacts it)
 MAX_PER_ORIGIN = 50_000  # bans one peer may hold here at once: no peer fills RECEIVED for all
@@ -104,13 +100,13 @@ def log(message):
 
 def parse(line, jails):
     """(jail, address, seconds, age) of a valid request line, else raise ValueError(why)."""
-    match = REQUEST.fullmatch(line)
-    if not match:
+    request = parse_request(line)
+    if request[0] != "ban":
         raise ValueError(f"malformed request {shown(line, 120)}")
-    jail, seconds, age = match.group(1), int(match.group(3)), float(match.group(4))
+    _, jail, address, seconds, age = request
     if jail not in jails:
         raise ValueError(f"jail {jail!r} is not one of ours on this node ({', '.join(jails)})")
-    address = bannable_address(match.group(2))  # one canonical address, as fail2ban bans it
+    address = bannable_address(address)  # one canonical address, as fail2ban bans it
     if seconds == 0 or seconds > MAX_SECONDS:
         raise ValueError(f"ban time {seconds} out of range")
     return jail, address, seconds, age
@@ -118,14 +114,14 @@ def parse(line, jails):
 
 def parse_attempt(line, jails):
     """(jail, address, age) of a valid attempt line, else raise ValueError(why)."""
-    match = ATTEMPT.fullmatch(line)
-    if not match:
+    request = parse_request(line)
+    if request[0] != "attempt":
         raise ValueError(f"malformed request {shown(line, 120)}")
-    jail = match.group(1)
+    _, jail, address, age = request
     if jail not in jails:
         counted = ", ".join(jails) or "none: cluster-wide failures are off"
         raise ValueError(f"jail {jail!r}: its failures are not counted here (counted: {counted})")
-    return jail, bannable_address(match.group(2)), float(match.group(3))
+    return jail, bannable_address(address), age
 
 
 def decide(end, banned_here, record, now):
@@ -377,9 +373,9 @@ def count_attempt(here, lifted, budget, jail, address, age, origin, records=None
     if not why and not record_attempt(jail, address, origin, now):
         why = f"{ATTEMPTS} is full ({MAX_ATTEMPTS_FILE} bytes): the share daemon reads none"
     if why:
-        return f"ignored {jail} {address} {why}"
+        return answer("ignored", f"{jail} {address} {why}")
     here.ask("set", jail, "attempt", address)
-    return f"ok {jail} {address} counted"
+    return answer("ok", f"{jail} {address} counted")
 
 
 class Said:
@@ -437,7 +433,7 @@ def answers(origin, jails, requests, counted, say):
                 f"refused from {origin}: a request longer than {MAX_LINE} bytes; connection closed",
                 True,
             )
-            yield "refused request too long"
+            yield answer("refused", "request too long")
             return
         line = raw.decode("ascii", errors="replace").rstrip("\n")
         if line.startswith("attempt "):
@@ -448,7 +444,7 @@ def answers(origin, jails, requests, counted, say):
             except ValueError as error:
                 refused += 1
                 say(f"refused from {origin}: {error}")
-                yield f"refused {error}"
+                yield answer("refused", str(error))
                 if refused >= MAX_REFUSED:
                     say(
                         f"{origin}: {MAX_REFUSED} malformed requests on one connection: closed",
@@ -457,14 +453,16 @@ def answers(origin, jails, requests, counted, say):
                     return
             except Exception as error:  # noqa: BLE001 - fail2ban down: a failure is not kept
                 here = None
-                yield f"later {jail} {address} fail2ban does not answer: {shown(str(error), 200)}"
+                yield answer(
+                    "later", f"{jail} {address} fail2ban does not answer: {shown(str(error), 200)}"
+                )
             continue
         try:
             jail, address, seconds, age = parse(line, jails)
         except ValueError as error:
             refused += 1
             say(f"refused from {origin}: {error}")
-            yield f"refused {error}"
+            yield answer("refused", str(error))
             if refused >= MAX_REFUSED:
                 say(f"{origin}: {MAX_REFUSED} malformed requests on one connection: closed", True)
                 return
@@ -478,7 +476,7 @@ def answers(origin, jails, requests, counted, say):
                 why = "lifted here (unban.py) after the origin banned it"
             if why:
                 say(f"{origin} asked to ban {address} in {jail}: not banned, {why}")
-                yield f"ignored {jail} {address} {why}"
+                yield answer("ignored", f"{jail} {address} {why}")
                 continue
             what = apply(here, records, jail, address, end, origin)
         except Full as error:
@@ -488,13 +486,15 @@ def answers(origin, jails, requests, counted, say):
                     True,
                 )
             full = True
-            yield f"full {jail} {address} {error}"
+            yield answer("full", f"{jail} {address} {error}")
             continue
         except Exception as error:  # noqa: BLE001 - fail2ban down or restarting: try again later
             here = None
-            yield f"later {jail} {address} fail2ban does not answer: {shown(str(error), 200)}"
+            yield answer(
+                "later", f"{jail} {address} fail2ban does not answer: {shown(str(error), 200)}"
+            )
             continue
-        yield f"ok {jail} {address} {what}"
+        yield answer("ok", f"{jail} {address} {what}")
 
 
 def main(origin):
@@ -504,11 +504,11 @@ def main(origin):
         jails, counted = config["jails"], config.get("failures")
         counted = counted if isinstance(counted, list) else []
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        print(f"refused this node has no share configuration ({error})", flush=True)
+        print(answer("refused", f"this node has no share configuration ({error})"), flush=True)
         return 1
     requests = iter(lambda: sys.stdin.buffer.readline(MAX_LINE + 1), b"")
-    for answer in serve(origin, jails, requests, counted):
-        print(answer, flush=True)
+    for line in serve(origin, jails, requests, counted):
+        print(line, flush=True)
     return 0
 
 
@@ -516,7 +516,7 @@ if __name__ == "__main__":
     syslog.openlog("pve-fail2ban-receive")
     name = sys.argv[1] if len(sys.argv) == 2 else ""
     if not NAME.fullmatch(name):
-        print("refused no origin", flush=True)
+        print(answer("refused", "no origin"), flush=True)
         sys.exit(1)
     os.umask(0o077)
     sys.exit(main(name))

@@ -46,10 +46,11 @@ import time
 from nodelib import (  # beside this script
     ATTEMPTS,
     FAIL2BAN_LOG,
+    JAIL,
+    JAIL_NAME,
     KEY,
     KNOWN_HOSTS,
     LIFTED,
-    NAME,
     PEERS,
     RECEIVED,
     RECEIVED_WINDOW,
@@ -58,11 +59,14 @@ from nodelib import (  # beside this script
     Fail2ban,
     Received,
     Tail,
+    attempt_request,
     ban_line,
+    ban_request,
     canonical_address,
     changed_names,
     found_line,
     inotify,
+    parse_answer,
     parse_attempt_record,
     parse_lifted,
     parse_received,
@@ -84,7 +88,8 @@ CONNECT_TIMEOUT = 3
 CHUNK = 100  # addresses per fail2ban request when many bans are lifted at once
 LIFTED_SIZE = 64 << 10  # bytes of LIFTED after which it is rewritten, one line per address ...
 LIFTED_KEEP = 10_000  # ... the latest lifts only
-BAN = re.compile(r"ban (\S+) (\S+) ([0-9]{1,12}(?:\.[0-9]+)?) (-1|[0-9]{1,12})")
+# an outbox line of our ban action: "ban <jail> <address> <time> <bantime>"
+BAN = re.compile(rf"ban ({JAIL}) (\S+) ([0-9]{{1,12}}(?:\.[0-9]+)?) (-1|[0-9]{{1,12}})")
 MAX_BANNED = 100_000  # addresses known banned here (a failure of one is not sent): the newest
 LOG_NAME = os.path.basename(FAIL2BAN_LOG)
 MAX_ATTEMPTS = 10_000  # failures queued per peer: a flood keeps the newest, in bounded memory
@@ -151,13 +156,13 @@ def outbox_line(line):
     jail, address), else None."""
     match = BAN.fullmatch(line)
     try:
-        if match and NAME.fullmatch(match.group(1)):
+        if match:
             address = canonical_address(match.group(2))
             return "ban", match.group(1), address, float(match.group(3)), int(match.group(4))
         words = line.split()
         if len(words) == 2 and words[0] == "forget":
             return "forget", canonical_address(words[1])
-        if len(words) == 3 and words[0] == "claim" and NAME.fullmatch(words[1]):
+        if len(words) == 3 and words[0] == "claim" and JAIL_NAME.fullmatch(words[1]):
             return "claim", words[1], canonical_address(words[2])
     except ValueError:
         pass
@@ -231,7 +236,7 @@ class Peer:
                 del self.queue[key]
                 continue
             age = max(0.0, now - banned_at)  # the peer compares it with an unban made there
-            lines.append((key, f"ban {key[0]} {key[1]} {left} {age:.3f}\n"))
+            lines.append((key, ban_request(key[0], key[1], left, age)))
         while self.attempts and len(self.inflight) + len(lines) < WINDOW:
             jail, address, when = self.attempts.popleft()
             age = max(0.0, now - when)
@@ -239,7 +244,7 @@ class Peer:
                 continue
             self.sent_attempts += 1
             key = ("attempt", self.sent_attempts)
-            lines.append((key, f"attempt {jail} {address} {age:.3f}\n"))
+            lines.append((key, attempt_request(jail, address, age)))
         if not lines:
             return
         try:
@@ -268,7 +273,7 @@ class Peer:
         for raw in complete:
             # the receiver answers every request once, in order: the oldest in flight
             key = next(iter(self.inflight), None)
-            word, _, rest = raw.decode(errors="replace").partition(" ")
+            word, rest = parse_answer(raw)
             if key is None:  # more answers than requests: no receiver of ours; not read further
                 log(f"{self.name} answers what was not asked ({raw[:100]!r}): connection closed")
                 self.close(now, failed=True)
@@ -290,7 +295,7 @@ class Peer:
             if word != "ok":  # ignored or refused there: never retried, the peer logged why
                 self.said += 1
                 if self.said <= LOGGED:  # a few lines per connection, then a count at its close
-                    log(f"{self.name} {word}: {rest[:300]!r}")
+                    log(f"{self.name} {word or 'answered'}: {rest[:300]!r}")
             elif self.full_until and key is not None and key[0] != "attempt":
                 log(f"{self.name} takes our bans again")
                 self.full_until = 0.0

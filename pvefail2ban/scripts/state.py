@@ -20,8 +20,10 @@ from nodelib import (
     RECEIVED,
     SHARE_STATE,
     Fail2ban,
+    ban_line,
     jail_names,
     jail_status,
+    log_event,
     parse_received,
     read_expected,
     read_tail,
@@ -35,11 +37,6 @@ UNIT_DIRS = (
     "/usr/lib/systemd/system",
 )
 IPTABLES_BAN = re.compile(r"^-A f2b-\S+ -s (\S+?)(?:/32|/128)? .*-j (?:REJECT|DROP)")
-# fail2ban's own lines, whole (it quotes attackers' text inside some of its other lines)
-STAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ fail2ban\."
-EVENT = re.compile(
-    STAMP + r"actions\s+\[\d+\]: \w+\s+\[[A-Za-z0-9_.-]+\] (Ban|Unban|Restore Ban) \S+$"
-)
 
 
 def nft_elements(text):
@@ -78,19 +75,14 @@ def firewall_holds(jail):
     return sorted(set(held))
 
 
-ATTEMPT = re.compile(
-    STAMP + r"filter\s+\[\d+\]: \w+\s+\[([A-Za-z0-9_.-]+)\] Attempt \S+ - [\d :-]+$"
-)
-
-
 def shared_failures(log):
     """{jail: failures the peers sent and fail2ban counted here} in `log` (the lines of fail2ban's
     log, tail_of_log): fail2ban's own `Attempt` lines."""
     found = {}
     for line in log:
-        match = ATTEMPT.match(line)
-        if match:
-            found[match.group(1)] = found.get(match.group(1), 0) + 1
+        event = log_event(line)
+        if event and event[0] == "Attempt":
+            found[event[1]] = found.get(event[1], 0) + 1
     return found
 
 
@@ -102,7 +94,7 @@ def tail_of_log():
 
 def last_events(log, count=10):
     """The last Ban/Unban lines of `log` (tail_of_log)."""
-    return [line.strip() for line in log if EVENT.match(line)][-count:]
+    return [line.strip() for line in log if ban_line(line)][-count:]
 
 
 def received(now):

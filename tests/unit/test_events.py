@@ -20,6 +20,7 @@ from pvefail2ban.facts import SCRIPTS
 from pvefail2ban.plan import plan_node
 from pvefail2ban.render import render_files
 from pvefail2ban.reporting import CONFIG, EXPORTER, TEXTFILE_DIR, events_config, events_files
+from pvefail2ban.scripts import nodelib
 from pvefail2ban.settings import SettingsError, validate
 from tests.unit.nodes import node
 
@@ -450,12 +451,12 @@ def test_the_canary_is_appended_to_a_regular_file_only(tmp_path):
 
 def test_only_fail2bans_own_ignore_line_counts_as_the_canary_seen():
     line = "2026-11-29 02:32:20,175 fail2ban.filter         [8763]: INFO    [sshd] Ignore 127.0.0.254 by ip"
-    assert daemon.IGNORED.search(line).groups() == ("sshd", "127.0.0.254")
+    assert daemon.log_event(line) == ("Ignore", "sshd", "127.0.0.254", "ip")
     quoted = (
         "2026-11-29 02:32:20,175 fail2ban.filter         [8763]: INFO    [sshd] Found 192.0.2.9 - "
         "user [sshd] Ignore 127.0.0.254 by ip"
     )
-    assert daemon.IGNORED.search(quoted) is None
+    assert daemon.log_event(quoted) is None
 
 
 def test_the_canary_in_pveproxy_s_log_is_one_its_jails_filter_finds(fail2ban_regex, tmp_path):
@@ -483,11 +484,14 @@ def test_failures_the_peers_sent_are_counted_per_jail_from_fail2ban_s_attempt_li
     log.write_text("")
     canary = daemon.Canary({"address": "127.0.0.254", "jails": {}}, 0.0)
     canary.log = daemon.Tail(str(log))
-    line = "2026-11-29 02:32:20,175 fail2ban.filter         [8763]: INFO    [{}] Attempt {} - x\n"
+
+    def line(jail, address):
+        return nodelib.log_event_line("Attempt", jail, address, "2026-11-29 02:32:20") + "\n"
+
     log.write_text(
-        line.format("sshd", "192.0.2.7") * 2
-        + line.format("proxmox", "192.0.2.7")
-        + "x " + line.format("sshd", "192.0.2.8")  # quoted inside another line: no attempt
+        line("sshd", "192.0.2.7") * 2
+        + line("proxmox", "192.0.2.7")
+        + "x " + line("sshd", "192.0.2.8")  # quoted inside another line: no attempt
     )  # fmt: skip
     canary.read(1.0)
     assert canary.shared == {"sshd": 2, "proxmox": 1}
