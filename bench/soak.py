@@ -2,8 +2,8 @@
 
     PVELAB_NS=soak9 python bench/soak.py [--minutes 60] [--per-minute 6]
 
-A lab of three nodes (pve8, pve9, legacy) deployed with the defaults: cluster-wide bans and one
-cluster-wide count. Every minute, new attacker addresses (IPv6, added to the attacker's interface
+A lab of three nodes (pve8, pve9, legacy) deployed with the defaults (cluster-wide bans and one
+cluster-wide count) and the metrics on (the events service runs). Every minute, new attacker addresses (IPv6, added to the attacker's interface
 for that minute) each make `maxretry` failed logins, half of them over SSH and half in the web UI,
 each failure on the next node: no node sees more than one failure of an address, so only the
 cluster's one count bans it. Then, bounded, every address of the minute must be banned on every
@@ -21,6 +21,7 @@ import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -106,13 +107,19 @@ def wave(attacker, nodes, addresses):
 
 
 def set_addresses(attacker, addresses, add):
-    """Add (or delete) `addresses` on the attacker's interface: a privileged exec (the attacker's
-    container has no NET_ADMIN of its own)."""
-    verb = "add" if add else "del"
-    script = "; ".join(f"ip -6 addr {verb} {a}/64 dev eth0 nodad" for a in addresses)
-    code, out = attacker.container.exec_run(["sh", "-c", script], privileged=True)
-    if add and code != 0:
-        raise RuntimeError(f"attacker addresses not added: {out.decode(errors='replace')}")
+    """Add (or delete) `addresses` on the attacker's interface, from this machine in the
+    attacker's network namespace (its container has no NET_ADMIN of its own; the bench runs as
+    root, as the lab does)."""
+    attacker.container.reload()
+    pid = str(attacker.container.attrs["State"]["Pid"])
+    for address in addresses:
+        done = subprocess.run(
+            ["nsenter", "-t", pid, "-n", "ip", "-6", "addr", "add" if add else "del",
+             f"{address}/64", "dev", "eth0", "nodad"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        if add and done.returncode != 0:
+            raise RuntimeError(f"attacker address {address} not added: {done.stderr.strip()}")
 
 
 def banned_everywhere(nodes, addresses, timeout=BAN_WAIT):
@@ -176,7 +183,7 @@ def main():
     try:
         nodes = lab.up(3)
         attacker = lab.attacker()
-        run = lab.pyinfra()
+        run = lab.pyinfra("--data", "fail2ban_metrics=on")  # the events service runs too
         if run.returncode != 0:
             sys.exit(run.report)
         print(f"soak: {args.minutes} min, {args.per_minute} new addresses a minute", flush=True)
