@@ -17,13 +17,11 @@ from pyinfra.api.exceptions import FactProcessError
 
 from . import proxies, reported
 from .jailstatus import check_result
+from .layout import EVENTS_ACTION, EVENTS_FILES, EVENTS_SERVICE, EXPORTER, MARK, SHARE_FILES
+from .layout import SHARE_SERVICE as SERVICE
 from .products import ACCESS_FAILURE, ACCESS_FILTER, ACCESS_LOGS, BY_KEY, PRODUCTS, UNITS
 from .proxies import PROXIES
-from .reporting import ACTION as EVENTS_ACTION
-from .reporting import EVENTS_FILES, EXPORTER
-from .reporting import SERVICE as EVENTS_SERVICE
-from .scripts.nodelib import EXPECTED, NO_LOG
-from .sharing import KEY, MARK, PEERS, SERVICE, SHARE_FILES
+from .scripts.nodelib import EXPECTED, KEY, NO_LOG, PEERS
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"  # shell and Python scripts run on the nodes
 NODELIB_IMPORT = re.compile(r"^from nodelib import (?:\([^)]*\)|[^\n]*)\n", re.M)
@@ -196,8 +194,8 @@ class Facts(TypedDict, total=False):
     packages: dict  # {package of PACKAGES: version} installed
     packaged_filters: list  # our filter file names that the fail2ban package ships itself
     files: dict  # {path of MANAGED: (sha1, mode, owner)} present
-    share_files: dict  # ... of sharing.SHARE_FILES
-    events_files: dict  # ... of reporting.EVENTS_FILES
+    share_files: dict  # ... of layout.SHARE_FILES
+    events_files: dict  # ... of layout.EVENTS_FILES
     units: dict  # {unit: Unit} of the products', ours, fail2ban's, node_exporter's, rsyslog's
     products: list  # the products it runs (a unit of theirs exists, not masked): ["pve", "pbs"]
     releases: dict  # {product key: {"version", "date"}} from its Debian changelog

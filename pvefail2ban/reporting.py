@@ -11,22 +11,17 @@ pvefail2ban.tasks.reporting; the node side is scripts/events.py).
 import json
 import shlex
 
+# where its files live on the node (layout.py: the facts read them there too)
+from .layout import EVENTS_DAEMON as DAEMON
+from .layout import EVENTS_FILES, EXPORTER, PROM, TEXTFILE_DIR  # noqa: F401
+from .layout import EVENTS_LIB as LIB
+from .layout import EVENTS_SERVICE as SERVICE
+from .layout import EVENTS_STATE_DIR as STATE_DIR
+from .layout import EVENTS_UNIT as UNIT
 from .products import PRODUCTS
-from .scripts.nodelib import CONFIG_DIR, EVENTS_CONFIG, EVENTS_STATE
+from .scripts.nodelib import CONFIG_DIR, EVENTS_CONFIG
 
 CONFIG = EVENTS_CONFIG  # 0600: it may hold the webhook's token
-LIB = "/usr/local/lib/pve-fail2ban-events"
-DAEMON = f"{LIB}/events.py"
-UNIT = "/etc/systemd/system/pve-fail2ban-events.service"
-SERVICE = "pve-fail2ban-events"
-STATE_DIR = EVENTS_STATE  # the outbox
-ACTION = "/etc/fail2ban/action.d/pve-fail2ban-events.conf"
-PROM = "pve-fail2ban.prom"  # in the textfile directory
-EXPORTER = "prometheus-node-exporter"  # Debian's node_exporter package and unit
-# node_exporter's textfile directory on Debian, unless its ARGS name another
-# (/etc/default/prometheus-node-exporter; read by NodeFacts as textfile_dir)
-TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
-EVENTS_FILES = (CONFIG, DAEMON, f"{LIB}/state.py", f"{LIB}/nodelib.py", UNIT)
 
 UNIT_TEXT = f"""# Managed by pve-fail2ban (pyinfra deploy): metrics and notifications of this node's bans.
 [Unit]

@@ -14,30 +14,19 @@ How it works, on every node that shares:
 import json
 from dataclasses import dataclass
 
+# where its files live on the node (layout.py: the facts read them there too)
+from .layout import MARK, PEERS_BAN, SHARE_FILES  # noqa: F401 - SHARE_FILES' modes below
+from .layout import SHARE_DAEMON as DAEMON
+from .layout import SHARE_LIB as LIB  # noqa: F401
+from .layout import SHARE_NODELIB as NODELIB
+from .layout import SHARE_RECEIVER as RECEIVER
+from .layout import SHARE_SERVICE as SERVICE
+from .layout import SHARE_STATE_DIR as STATE_DIR
+from .layout import SHARE_UNIT as UNIT
 from .reported import NAME, canonical_address, host_name, public_key
-from .scripts.nodelib import CONFIG_DIR, KNOWN_HOSTS, PEERS, SHARE_STATE
+from .scripts.nodelib import CONFIG_DIR, KNOWN_HOSTS, PEERS
 from .scripts.nodelib import KEY as KEY  # the share key's paths: the node scripts' own
 from .scripts.nodelib import SHARE_DIR as SHARE_DIR
-
-LIB = "/usr/local/lib/pve-fail2ban"
-DAEMON = f"{LIB}/share.py"
-RECEIVER = f"{LIB}/receive.py"
-NODELIB = f"{LIB}/nodelib.py"  # what the share daemon shares with the events daemon
-PEERS_BAN = f"{LIB}/peers_ban.py"  # the recidive jail's ignorecommand: a peer's ban is not ours
-UNIT = "/etc/systemd/system/pve-fail2ban-share.service"
-SERVICE = "pve-fail2ban-share"
-STATE_DIR = SHARE_STATE  # outbox, queue, what was received
-ACTION = "/etc/fail2ban/action.d/pve-fail2ban-share.conf"
-SHARE_FILES = (
-    PEERS,
-    KNOWN_HOSTS,
-    DAEMON,
-    RECEIVER,
-    NODELIB,
-    PEERS_BAN,
-    UNIT,
-)  # outside /etc/fail2ban; modes below
-MARK = "pve-fail2ban-share@"  # the comment that makes an authorized_keys line ours
 
 
 class ShareError(ValueError):
