@@ -32,7 +32,7 @@ from bench.soak import PROCESSES  # noqa: E402
 from lab import config  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 from pvefail2ban.scripts.nodelib import KEY, KNOWN_HOSTS  # noqa: E402
-from pvefail2ban.sharing import RECEIVER  # noqa: E402
+from pvefail2ban.share import RECEIVER  # noqa: E402
 
 BANNED = "192.0.2.77"  # the address pve2 bans first (kind `banned`)
 

@@ -21,11 +21,11 @@ from .node import (
     sharing_members,
 )
 from .tasks.configure import configure
+from .tasks.events import events
 from .tasks.install import install
 from .tasks.preflight import preflight
 from .tasks.pveproxy import real_ip
-from .tasks.reporting import events
-from .tasks.sharing import share
+from .tasks.share import share
 from .tasks.verify import verify
 from .turns import acting_as, first_turn, in_parallel
 

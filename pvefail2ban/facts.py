@@ -3,7 +3,7 @@
 (scripts/state.py). One SSH command each.
 
 The parsing is plain functions (parse_node here, model.parse_state), unit-tested without a node:
-every value a node reports is parsed into its canonical form (pvefail2ban.reported) or refused with
+every value a node reports is parsed into its canonical form (pvefail2ban.canonical) or refused with
 a ValueError naming it, which pyinfra turns into a failure of that node alone (FactProcessError).
 """
 
@@ -15,7 +15,7 @@ from typing import TypedDict
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
-from . import proxies, reported
+from . import canonical, proxies
 from .jailstatus import check_result
 from .layout import EVENTS_ACTION, EVENTS_FILES, EVENTS_SERVICE, EXPORTER, MARK, SHARE_FILES
 from .layout import SHARE_SERVICE as SERVICE
@@ -204,7 +204,7 @@ class Facts(TypedDict, total=False):
     apt_lists_age: int  # seconds since the apt lists were refreshed (None: no lists)
     share_key: str  # this node's share public key "ssh-ed25519 base64", if made
     hostkeys: list  # its sshd host keys, "type base64"
-    share_peers: list  # its peers.json's peers (reported.peer_record), None when unreadable
+    share_peers: list  # its peers.json's peers (canonical.peer_record), None when unreadable
     authorized: list  # our lines in root's authorized_keys (only compared, never used)
     textfile_dir: str  # node_exporter's, where its ARGS name one
     sendmail: bool  # an MTA's /usr/sbin/sendmail exists
@@ -222,7 +222,7 @@ def _kind(doc, key, kind, default=None):
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
         if value is None and default is None:
             return None  # a value the probe writes as null when it has none
-        raise ValueError(f"the node reported {key}={reported.shown(value)}: not a {kind.__name__}")
+        raise ValueError(f"the node reported {key}={canonical.shown(value)}: not a {kind.__name__}")
     return value
 
 
@@ -230,7 +230,7 @@ def _word(value, what):
     if value in (None, ""):
         return value
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", value):
-        raise ValueError(f"the node reported {what} {reported.shown(value)}: not a plain word")
+        raise ValueError(f"the node reported {what} {canonical.shown(value)}: not a plain word")
     return value
 
 
@@ -240,7 +240,7 @@ def _one(value, parse, what):
     try:
         return parse(value)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"the node reported {what} {reported.shown(value)}: {error}") from None
+        raise ValueError(f"the node reported {what} {canonical.shown(value)}: {error}") from None
 
 
 def _listed(doc, key, parse, what, limit=1024):
@@ -252,7 +252,9 @@ def _listed(doc, key, parse, what, limit=1024):
         try:
             out.append(parse(value))
         except (ValueError, TypeError) as error:
-            raise ValueError(f"the node reported {what} {reported.shown(value)}: {error}") from None
+            raise ValueError(
+                f"the node reported {what} {canonical.shown(value)}: {error}"
+            ) from None
     return out
 
 
@@ -264,15 +266,15 @@ def _files(doc):
         )
         if path not in (*MANAGED, *SHARE_FILES, *EVENTS_FILES) or not isinstance(entry, list):
             raise ValueError(
-                f"the node reported a file {reported.shown(path)} that is no file of ours"
+                f"the node reported a file {canonical.shown(path)} that is no file of ours"
             )
         sha1, mode, owner = (entry + ["", "", ""])[:3]
         if not (
             re.fullmatch(r"[0-9a-f]{40}", str(sha1)) and re.fullmatch(r"[0-7]{3,4}", str(mode))
         ):
-            raise ValueError(f"the node reported for {path}: {reported.shown(entry)}")
+            raise ValueError(f"the node reported for {path}: {canonical.shown(entry)}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}:[A-Za-z0-9_.-]{1,32}", str(owner)):
-            raise ValueError(f"the node reported for {path}: owner {reported.shown(owner)}")
+            raise ValueError(f"the node reported for {path}: owner {canonical.shown(owner)}")
         found[key][path] = (sha1, mode, owner)
     return found
 
@@ -282,7 +284,7 @@ def _units(doc):
     for name, state in _kind(doc, "units", dict, {}).items():
         if name not in probe_config()["units"] or not isinstance(state, dict):
             raise ValueError(
-                f"the node reported a unit {reported.shown(name)} it was not asked for"
+                f"the node reported a unit {canonical.shown(name)} it was not asked for"
             )
         units[name] = Unit(
             load=_word(state.get("load") or "", "a load state") if state.get("load") else "",
@@ -302,13 +304,13 @@ def _release(value):
     if not isinstance(value, dict):
         return None
     return {
-        k: reported.printable(value.get(k), 100) if value.get(k) else None
+        k: canonical.printable(value.get(k), 100) if value.get(k) else None
         for k in ("version", "date")
     }
 
 
 def _peers(text):
-    """The peers a node's peers.json lists (reported.peer_record), or None when it is not JSON of
+    """The peers a node's peers.json lists (canonical.peer_record), or None when it is not JSON of
     ours (it is rewritten); ValueError when a record in it is forged."""
     try:
         peers = json.loads(text)["peers"]
@@ -319,7 +321,7 @@ def _peers(text):
     found = []
     for peer in peers[:1024]:  # a record that is none is left out: it names no peer
         try:
-            found.append(reported.peer_record(peer))
+            found.append(canonical.peer_record(peer))
         except ValueError:
             continue
     return found
@@ -327,7 +329,7 @@ def _peers(text):
 
 def parse_node(output):
     """The probe's JSON (its lines, or the text) -> Facts. Every value that leaves the node
-    (addresses, ports, keys, peers, paths) is parsed into its canonical form (pvefail2ban.reported);
+    (addresses, ports, keys, peers, paths) is parsed into its canonical form (pvefail2ban.canonical);
     ValueError naming the value on anything else: then nothing the node said is used."""
     text = output if isinstance(output, str) else "\n".join(output)
     if len(text) > MAX_BYTES:
@@ -337,9 +339,9 @@ def parse_node(output):
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError):
-        raise ValueError(f"not the probe's JSON: {reported.shown(text, 200)}") from None
+        raise ValueError(f"not the probe's JSON: {canonical.shown(text, 200)}") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"not the probe's JSON: {reported.shown(text, 200)}")
+        raise ValueError(f"not the probe's JSON: {canonical.shown(text, 200)}")
     if doc.get("python3") is False:  # nothing else was read: every fact as on a bare node
         return Facts(_parse({}), python3=False)
     try:
@@ -354,8 +356,8 @@ def _parse(doc):
     facts = Facts(
         python3=True,
         os_id=_word(os_.get("id"), "an OS id"),
-        os_like=reported.printable(os_["like"], 100) if os_.get("like") else None,
-        os_version=reported.printable(os_["version"], 40) if os_.get("version") else None,
+        os_like=canonical.printable(os_["like"], 100) if os_.get("like") else None,
+        os_version=canonical.printable(os_["version"], 40) if os_.get("version") else None,
         systemd=_kind(doc, "systemd", bool, False),
         journal=_kind(doc, "journal", bool, False),
         logs=[log for log in _kind(doc, "logs", list, []) if log in probe_config()["logs"]],
@@ -363,14 +365,14 @@ def _parse(doc):
         journald_storage=_word(journald.get("storage"), "a journald Storage="),
         journald_maxlevelstore=_word(journald.get("maxlevelstore"), "a journald MaxLevelStore="),
         tools=[t for t in _kind(doc, "tools", list, []) if t in ("nft", "iptables")],
-        sshd_ports=[str(p) for p in _listed(sshd, "ports", reported.port, "sshd port", 64)],
-        sshd_maxauthtries=_one(sshd.get("maxauthtries"), reported.port, "sshd MaxAuthTries"),
+        sshd_ports=[str(p) for p in _listed(sshd, "ports", canonical.port, "sshd port", 64)],
+        sshd_maxauthtries=_one(sshd.get("maxauthtries"), canonical.port, "sshd MaxAuthTries"),
         sshd_loglevel=(_word(sshd.get("loglevel"), "an sshd LogLevel") or "").upper() or None,
         sshd_permitrootlogin=_word(sshd.get("permitrootlogin"), "an sshd PermitRootLogin"),
-        client=_one(doc.get("client"), reported.canonical_address, "its client address"),
-        addresses=_listed(doc, "addresses", reported.host_address, "address", reported.MAX_ADDRESSES),
+        client=_one(doc.get("client"), canonical.canonical_address, "its client address"),
+        addresses=_listed(doc, "addresses", canonical.host_address, "address", canonical.MAX_ADDRESSES),
         packages={
-            name: reported.printable(version, 64)
+            name: canonical.printable(version, 64)
             for name, version in _kind(doc, "packages", dict, {}).items()
             if name in PACKAGES
         },
@@ -388,11 +390,11 @@ def _parse(doc):
             if key in {p.key for p in PRODUCTS}
         },
         apt_lists_age=_kind(doc, "apt_lists_age", int),
-        share_key=_one(doc.get("share_key"), reported.share_key, "its share key"),
-        hostkeys=_listed(doc, "hostkeys", reported.public_key, "host key", 16),
+        share_key=_one(doc.get("share_key"), canonical.share_key, "its share key"),
+        hostkeys=_listed(doc, "hostkeys", canonical.public_key, "host key", 16),
         share_peers=_peers(doc["share_peers"]) if isinstance(doc.get("share_peers"), str) else None,
         authorized=[line for line in _kind(doc, "authorized", list, []) if isinstance(line, str)],
-        textfile_dir=_one(doc.get("textfile_dir"), reported.safe_path, "a textfile directory"),
+        textfile_dir=_one(doc.get("textfile_dir"), canonical.safe_path, "a textfile directory"),
         sendmail=_kind(doc, "sendmail", bool, False),
         proxies=_proxies(doc),
         real_ip=_real_ip(doc),
@@ -417,7 +419,7 @@ def _proxies(doc):
         proxy = proxies.BY_KEY.get(key)
         if proxy is None or not isinstance(text, str):
             raise ValueError(
-                f"the node reported a proxy {reported.shown(key)} it was not asked for"
+                f"the node reported a proxy {canonical.shown(key)} it was not asked for"
             )
         if proxy.key == "nginx":
             logs, why = proxies.nginx_logs(text)
@@ -447,7 +449,7 @@ def _real_ip(doc):
             or not all(isinstance(value.get(k), str) for k in ("header", "allow_from"))
             or not isinstance(value.get("text"), (str, type(None)))
         ):
-            raise ValueError(f"the node reported web proxy settings of {reported.shown(key)}")
+            raise ValueError(f"the node reported web proxy settings of {canonical.shown(key)}")
         found[key] = {
             **proxies.real_ip(value["header"], value["allow_from"]),
             "text": value["text"],  # rewritten for fail2ban_trusted_proxies; None: not whole UTF-8

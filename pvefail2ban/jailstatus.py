@@ -1,6 +1,6 @@
 """Read the check's answer (scripts/probe.py) and judge it. Pure functions, unit-tested."""
 
-from .reported import printable, shown
+from .canonical import printable, shown
 
 # what each daemon of ours is for, as a problem names it when it does not run
 DAEMON_ROLES = {

@@ -1,10 +1,10 @@
 """Where each feature's files, units and actions live on a node: constants only. The parsing of
-what a node says (facts.py) reads them from here, not from the features (sharing.py,
-reporting.py), which take them from here too. The node scripts' own paths are nodelib's."""
+what a node says (facts.py) reads them from here, not from the features (share.py,
+events.py), which take them from here too. The node scripts' own paths are nodelib's."""
 
 from .scripts.nodelib import EVENTS_CONFIG, EVENTS_STATE, KNOWN_HOSTS, PEERS, SHARE_STATE
 
-# ---- cluster-wide bans (sharing.py; on the node scripts/share.py and scripts/receive.py) --------
+# ---- cluster-wide bans (share.py; on the node scripts/share.py and scripts/receive.py) --------
 SHARE_LIB = "/usr/local/lib/pve-fail2ban"
 SHARE_DAEMON = f"{SHARE_LIB}/share.py"
 SHARE_RECEIVER = f"{SHARE_LIB}/receive.py"
@@ -27,7 +27,7 @@ SHARE_FILES = (
 )  # outside /etc/fail2ban
 MARK = "pve-fail2ban-share@"  # the comment that makes an authorized_keys line ours
 
-# ---- metrics and notifications (reporting.py; on the node scripts/events.py) --------------------
+# ---- metrics and notifications (events.py; on the node scripts/events.py) --------------------
 EVENTS_LIB = "/usr/local/lib/pve-fail2ban-events"
 EVENTS_DAEMON = f"{EVENTS_LIB}/events.py"
 EVENTS_UNIT = "/etc/systemd/system/pve-fail2ban-events.service"

@@ -14,7 +14,7 @@ from .facts import NodeFacts
 from .plan import NodeError, Plan, plan_node, unsupported
 from .render import render_files
 from .settings import SettingsError, check_address, validate
-from .sharing import ShareError, members
+from .share import ShareError, members
 from .turns import reach
 
 
@@ -120,7 +120,7 @@ def read_facts(host, in_run):
 
 
 def sharing_members(inventory, settings, facts):
-    """sharing.members of the inventory: every node's settings (those outside --limit read
+    """share.members of the inventory: every node's settings (those outside --limit read
     here too) and facts; a node we cannot serve shares nothing. A bad name stops the run first."""
     nodes = []
     for host in inventory:

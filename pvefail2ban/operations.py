@@ -9,13 +9,13 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.operations import server
 
+from .canonical import printable, public_key
 from .facts import FAILURES, FILTER_DIR, SCRIPTS, bundled, node_read
 from .jailstatus import check_result, complete, problems, summary
 from .plan import files_differ
 from .products import SELF_TESTS
-from .reported import printable, public_key
 from .scripts.nodelib import STATE_DIR
-from .sharing import authorized_as_wanted
+from .share import authorized_as_wanted
 
 STAGE = f"{STATE_DIR}/stage"  # what configure stages, tested, before it goes live
 
@@ -304,7 +304,7 @@ def share_key(keys: dict, directory: str, key: str):
 
 @operation(is_idempotent=False)
 def peers_authorized(request, current: list, coming: bool = False):
-    """Root's authorized_keys holds exactly our lines of `request()` (sharing.authorization,
+    """Root's authorized_keys holds exactly our lines of `request()` (share.authorization,
     called when the operation runs, once every node's key exists); every other line stays.
     `current`: our lines on the node as read; `coming`: a key is made in this run. Run with
     `_serial=True`: on PVE the file is one for the whole cluster (pmxcfs)."""

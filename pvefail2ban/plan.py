@@ -9,11 +9,11 @@ import hashlib
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
+from .events import EXPORTER, events_config
 from .facts import FILTER_DIR, FILTERS, RECIDIVE_JAIL, SSHD_JAIL
 from .products import ACCESS_FILTER, ACCESS_LOGIN_FAILURE, PRODUCTS, PVE
 from .proxies import BY_KEY as PROXY_OF
 from .proxies import PROXIES, REAL_IP_HEADER, REAL_IP_MARK, with_real_ip
-from .reporting import EXPORTER, events_config
 from .scripts.nodelib import FAIL2BAN_LOG
 
 AUTH_LOG = "/var/log/auth.log"
@@ -89,8 +89,8 @@ class Plan:
     ignoreip: list
     packages: list
     filters: dict = field(default_factory=dict)  # {path on the node: filter file of ours}
-    share: bool = False  # our jails send their bans to the peers (sharing.py)
-    events: dict = None  # metrics and notifications (reporting.events_config), or None
+    share: bool = False  # our jails send their bans to the peers (share.py)
+    events: dict = None  # metrics and notifications (events.events_config), or None
     warnings: list = field(default_factory=list)
     blind: list = field(default_factory=list)  # why a jail cannot see its attackers: not protected
     # /etc/default/pveproxy as fail2ban_trusted_proxies wants it, where that differs; else None
@@ -550,7 +550,7 @@ def never_banned(settings, facts, peers, controller):
 def plan_node(settings, facts, peers=(), controller=(), share=False, name="node"):
     """settings: validated (settings.validate); facts: Facts of the node; peers: every address of every
     inventory node (node.cluster_addresses); controller: this controller's own addresses and networks;
-    share: this node shares bans with its peers (sharing.members); name: the node's
+    share: this node shares bans with its peers (share.members); name: the node's
     inventory name (it names the node in notifications)."""
     reason = unsupported(facts)
     if reason:

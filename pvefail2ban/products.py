@@ -62,7 +62,7 @@ class Product:
     # failure lines its daemons write, as the journal shows them and (authlog) as its auth log has
     # them: its filter must find every one before a configuration goes live (scripts/apply.sh)
     self_test: tuple = ()
-    # the detection canary (reporting.canary_of): (the daemon's name in the journal, the message
+    # the detection canary (events.canary_of): (the daemon's name in the journal, the message
     # of a failed login of it from {address}), written where the daemon writes, at err
     canary: tuple = ()
     access: AccessLog = None  # its web proxy's access log (API tokens, tickets), if it has one

@@ -6,7 +6,7 @@ from pathlib import Path
 import jinja2
 
 from .scripts.nodelib import EXPECTED, NO_LOG, expected_text
-from .sharing import PEERS_BAN
+from .share import PEERS_BAN
 
 # NO_LOG's one line, read once by each jail at its start and matched by no filter
 NO_LOG_TEXT = (

@@ -5,10 +5,10 @@ import re
 import socket
 import urllib.parse
 
+from .canonical import canonical_network
+from .canonical import shown as shown_value
 from .defaults import DEFAULTS
 from .products import PRODUCTS
-from .reported import canonical_network
-from .reported import shown as shown_value
 from .scripts.nodelib import token_exposed
 
 DEFAULTS_MODULE = "pvefail2ban/defaults.py"
@@ -104,7 +104,7 @@ def normalise_ports(value):
 
 
 def check_address(entry):
-    """An ignoreip entry: an IP address, a CIDR (reported.canonical_network: no scope ID) or a
+    """An ignoreip entry: an IP address, a CIDR (canonical.canonical_network: no scope ID) or a
     host name."""
     return canonical_entry(entry) is not None
 

@@ -13,14 +13,14 @@ from pyinfra.api import QuoteString, StringCommand, deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server
 
+from ..canonical import printable, shown
+from ..events import removal
 from ..facts import NodeFacts
 from ..node import controller_addresses, inventory_addresses, read, settings_of
 from ..operations import STAGE, peers_authorized, script_reported
 from ..plan import files_to_remove
-from ..reported import printable, shown
-from ..reporting import removal
 from ..scripts.nodelib import LIFTED, SHARE_STATE
-from ..sharing import removal as unshare
+from ..share import removal as unshare
 from ..turns import acting_as, first_turn, in_parallel, reach
 from .model import (
     Fail2banState,

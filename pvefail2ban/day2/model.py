@@ -7,10 +7,7 @@ import json
 from pyinfra.api import FactBase, QuoteString
 from pyinfra.api.exceptions import DeployError, FactProcessError
 
-from ..facts import DEFAULT_TIMEOUT, node_read
-from ..products import ACCESS_LOGS, PRODUCTS, UNITS
-from ..proxies import PROXIES
-from ..reported import (
+from ..canonical import (
     HOSTNAME,
     NAME,
     bannable_address,
@@ -20,6 +17,9 @@ from ..reported import (
     safe_path,
     shown,
 )
+from ..facts import DEFAULT_TIMEOUT, node_read
+from ..products import ACCESS_LOGS, PRODUCTS, UNITS
+from ..proxies import PROXIES
 from ..scripts.nodelib import parse_expected
 
 

@@ -262,7 +262,7 @@ def append_log(path, text):
 
 class Canary:
     """One synthetic failure line per jail of ours, every CANARY_EVERY seconds, where the jail's
-    daemon writes (`config`: reporting.canary_of), from an address every jail ignores; the age of
+    daemon writes (`config`: events.canary_of), from an address every jail ignores; the age of
     fail2ban's last `Ignore` of it, per jail, read from fail2ban's log. The address is ignored
     before it is counted: it never counts toward a ban, is never banned, shared or told."""
 

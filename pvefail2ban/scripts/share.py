@@ -323,7 +323,7 @@ class Peer:
 class Share:
     def __init__(self, config, fail2ban=Fail2ban):
         self.peers = [Peer(p["name"], p["address"], p["port"]) for p in config["peers"]]
-        members = config.get("members")  # every other member, reached or not (sharing.py)
+        members = config.get("members")  # every other member, reached or not (share.py)
         self.members = (
             {m for m in members if isinstance(m, str)} if isinstance(members, list) else set()
         )

@@ -29,7 +29,7 @@ def configure(node):
                 f"{node.name}: {path} differs from what the settings give (a setting changed, "
                 "or the file was edited by hand): it is replaced, after fail2ban's test"
             )
-    if change or remove or unread:  # no operation where there is nothing to do (tasks/sharing.py)
+    if change or remove or unread:  # no operation where there is nothing to do (tasks/share.py)
         config = tested_files(
             name="Jails and proxmox filter in place, tested by fail2ban before going live",
             files=node.files,

@@ -4,19 +4,19 @@ test; the daemons of cluster-wide bans and of metrics and notifications run wher
 One summary line per node, naming every jail that runs, ours or not. In a run that changes nothing
 on the node, the same check read with its facts answers (one SSH command per node)."""
 
-from .. import reporting, sharing
+from ..layout import EVENTS_SERVICE, SHARE_SERVICE
 from ..operations import Expected, verified
 
 # our daemons and the prefix of their state in NodeFacts (share_activestate, ...)
-DAEMON_FACTS = {sharing.SERVICE: "share", reporting.SERVICE: "events"}
+DAEMON_FACTS = {SHARE_SERVICE: "share", EVENTS_SERVICE: "events"}
 
 
 def verify(node, ops):
     """`ops`: the operations this run added for the node. Where none of them changes anything,
     what the node said with its facts is the check, if it holds all the check needs."""
     daemons = {
-        **({sharing.SERVICE: "bans shared with the other nodes"} if node.plan.share else {}),
-        **({reporting.SERVICE: events_summary(node.plan.events)} if node.plan.events else {}),
+        **({SHARE_SERVICE: "bans shared with the other nodes"} if node.plan.share else {}),
+        **({EVENTS_SERVICE: events_summary(node.plan.events)} if node.plan.events else {}),
     }
     recorded = node.facts.get("check")
     if recorded is not None:  # our daemons' state, as the facts read it (systemctl show)

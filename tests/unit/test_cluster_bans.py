@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.facts import SCRIPTS, parse_node
 from pvefail2ban.settings import validate
-from pvefail2ban.sharing import (
+from pvefail2ban.share import (
     RECEIVER,
     ShareError,
     authorization,

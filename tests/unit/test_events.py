@@ -16,10 +16,10 @@ from hypothesis import settings as settings_of_hypothesis
 from hypothesis import strategies as st
 
 from pvefail2ban.defaults import DEFAULTS
+from pvefail2ban.events import CONFIG, EXPORTER, TEXTFILE_DIR, events_config, events_files
 from pvefail2ban.facts import SCRIPTS
 from pvefail2ban.plan import plan_node
 from pvefail2ban.render import render_files
-from pvefail2ban.reporting import CONFIG, EXPORTER, TEXTFILE_DIR, events_config, events_files
 from pvefail2ban.scripts import nodelib
 from pvefail2ban.settings import SettingsError, validate
 from tests.unit.nodes import node
@@ -410,9 +410,9 @@ def test_the_canary_goes_where_each_jails_daemon_writes_and_is_ignored_everywher
 def test_each_canary_line_is_one_its_jails_filter_finds(fail2ban_regex, tmp_path):
     """The canary's line, as its daemon's journal shows it, is found by the jail's filter: the
     failure it stands for would be counted (were the address not ignored)."""
+    from pvefail2ban.events import canary_of
     from pvefail2ban.plan import Jail
     from pvefail2ban.products import PRODUCTS
-    from pvefail2ban.reporting import canary_of
     from tests.unit.test_filter import FILTERS
 
     products = {p.jail: p for p in PRODUCTS}

@@ -26,7 +26,7 @@ from pyinfra.operations import server
 from pvefail2ban import deploy_fail2ban
 from pvefail2ban.facts import SCRIPTS, NodeFacts, parse_node
 from pvefail2ban.plan import sha1
-from pvefail2ban.sharing import DAEMON, LIB, RECEIVER
+from pvefail2ban.share import DAEMON, LIB, RECEIVER
 from pvefail2ban.turns import acting_as
 from tests.unit.nodes import RECORDINGS, VARIANTS, recorded, said
 

@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyinfra.api.exceptions import DeployError, FactProcessError
 
-from pvefail2ban import reported
+from pvefail2ban import canonical
 from pvefail2ban.day2.model import parse_addresses, parse_jails, parse_state
 from pvefail2ban.defaults import DEFAULTS
 from pvefail2ban.facts import SCRIPTS, parse_node
 from pvefail2ban.jailstatus import check_result, problems, summary
 from pvefail2ban.settings import SettingsError, validate
-from pvefail2ban.sharing import (
+from pvefail2ban.share import (
     MARK,
     PEERS,
     RECEIVER,
@@ -94,7 +94,7 @@ def is_canonical(address):
 @QUICK
 @given(HOSTILE)
 def test_an_address_is_canonical_or_refused(text):
-    for parse in (reported.canonical_address, reported.bannable_address, reported.host_address):
+    for parse in (canonical.canonical_address, canonical.bannable_address, canonical.host_address):
         try:
             address = parse(text)
         except ValueError as error:
@@ -104,14 +104,14 @@ def test_an_address_is_canonical_or_refused(text):
 
 
 def test_scope_ids_networks_and_mapped_addresses():
-    assert reported.canonical_address("::ffff:192.0.2.7") == "192.0.2.7"
-    assert reported.canonical_address("2001:DB8:0::7") == "2001:db8::7"
+    assert canonical.canonical_address("::ffff:192.0.2.7") == "192.0.2.7"
+    assert canonical.canonical_address("2001:DB8:0::7") == "2001:db8::7"
     for bad in ("fe80::1%eth0", 'fe80::1%x",from="*', "10.0.0.0/8", "::/0", " 192.0.2.7", ""):
         with pytest.raises(ValueError, match="is not an IP address"):
-            reported.canonical_address(bad)
+            canonical.canonical_address(bad)
     for not_a_host in ("0.0.0.0", "::", "127.0.0.1", "224.0.0.1", "fe80::1", "255.255.255.255"):
         with pytest.raises(ValueError):
-            reported.host_address(not_a_host)
+            canonical.host_address(not_a_host)
 
 
 # ---- what a node reports: its facts -------------------------------------------------------------
@@ -153,10 +153,10 @@ def test_node_facts_are_canonical_or_the_node_fails(place, value):
     assert all(is_canonical(a) for a in node["addresses"])
     assert node["client"] is None or is_canonical(node["client"])
     for key_text in [node["share_key"], *node["hostkeys"]]:
-        assert key_text is None or reported.public_key(key_text) == key_text
+        assert key_text is None or canonical.public_key(key_text) == key_text
     for peer in node["share_peers"] or []:
-        assert reported.peer_record(peer) == peer
-    assert node["textfile_dir"] is None or reported.safe_path(node["textfile_dir"])
+        assert canonical.peer_record(peer) == peer
+    assert node["textfile_dir"] is None or canonical.safe_path(node["textfile_dir"])
     assert all(re.fullmatch(r"\d{1,5}", p) for p in node["sshd_ports"])
     for text in (node["os_id"], node["journald_maxlevelstore"], node["fail2ban_activestate"]):
         assert text is None or re.fullmatch(r"[A-Za-z0-9_.+-]*", text)
@@ -189,10 +189,10 @@ def test_a_forged_address_fails_the_node_naming_it():
 )
 def test_a_peer_record_from_a_nodes_peers_json_is_parsed_or_refused(record):
     try:
-        peer = reported.peer_record(record)
+        peer = canonical.peer_record(record)
     except ValueError:
         return
-    assert reported.NAME.fullmatch(peer["name"]) and not peer["address"].startswith("-")
+    assert canonical.NAME.fullmatch(peer["name"]) and not peer["address"].startswith("-")
     assert " " not in peer["address"] and 1 <= peer["port"] <= 65535
 
 
@@ -221,10 +221,10 @@ def test_fail2ban_state_is_canonical_or_the_node_is_unreadable(jails, events):
     except ValueError:
         return  # status shows the node UNREADABLE with the reason; nothing of it is used
     for name, jail in state["jails"].items():
-        assert reported.NAME.fullmatch(name)
+        assert canonical.NAME.fullmatch(name)
         assert all(is_canonical(a) for a in jail["banned_ips"])
         assert all(is_canonical(a) for a in jail["from"])
-        assert all(reported.NAME.fullmatch(o) for o in jail["from"].values())
+        assert all(canonical.NAME.fullmatch(o) for o in jail["from"].values())
     assert all(e.isprintable() and e.isascii() for e in state["events"])
 
 
@@ -334,7 +334,7 @@ def check_authorized_line(line, name):
     assert options[1].startswith('from="') and options[1].endswith('"')
     assert all(is_canonical(a) for a in options[1][6:-1].split(","))
     assert options[2] == f'command="{RECEIVER} {name}"'
-    assert kind == "ssh-ed25519" and f"{kind} {blob}" == reported.public_key(f"{kind} {blob}")
+    assert kind == "ssh-ed25519" and f"{kind} {blob}" == canonical.public_key(f"{kind} {blob}")
     assert comment == f"{MARK}{name}" and "\n" not in line
 
 

@@ -1,6 +1,6 @@
 """Metrics and notifications: what each node needs so that its bans are seen without asking.
 Pure: the node's settings and facts in, its events configuration and files out (the flow is
-pvefail2ban.tasks.reporting; the node side is scripts/events.py).
+pvefail2ban.tasks.events; the node side is scripts/events.py).
 
 - fail2ban's `pve-fail2ban-events` action (in each of our jails) appends every ban and unban, and
   every jail start and stop, to an outbox: it never waits;

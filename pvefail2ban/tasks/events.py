@@ -1,13 +1,13 @@
-"""Events: metrics and notifications (pvefail2ban.reporting). node_exporter where metrics are `on`
+"""Events: metrics and notifications (pvefail2ban.events). node_exporter where metrics are `on`
 (installed by install, started here: its package start was held back with fail2ban's); the
 events daemon's files and configuration (root only: it may hold the webhook's token);
 pve-fail2ban-events.service running. Nothing to do with events: all of it taken away again."""
 
 from pyinfra.operations import server, systemd
 
+from ..events import CONFIG_DIR, EXPORTER, SERVICE, events_files, removal
 from ..facts import SCRIPTS
 from ..operations import daemon_running, files_in_place
-from ..reporting import CONFIG_DIR, EXPORTER, SERVICE, events_files, removal
 
 
 def events(node):

@@ -1,6 +1,6 @@
 """Cluster-wide bans: what each node needs so that a ban on one node reaches every other at once.
 Pure: the nodes' settings and facts in, files and authorized_keys lines out (the flow is
-pvefail2ban.tasks.sharing; the node side is scripts/share.py and scripts/receive.py).
+pvefail2ban.tasks.share; the node side is scripts/share.py and scripts/receive.py).
 
 How it works, on every node that shares:
 - fail2ban's `pve-fail2ban-share` action (in each of our jails) appends every ban to an outbox;
@@ -14,6 +14,8 @@ How it works, on every node that shares:
 import json
 from dataclasses import dataclass
 
+from .canonical import NAME, canonical_address, host_name, public_key
+
 # where its files live on the node (layout.py: the facts read them there too)
 from .layout import MARK, PEERS_BAN, SHARE_FILES  # noqa: F401 - SHARE_FILES' modes below
 from .layout import SHARE_DAEMON as DAEMON
@@ -23,7 +25,6 @@ from .layout import SHARE_RECEIVER as RECEIVER
 from .layout import SHARE_SERVICE as SERVICE
 from .layout import SHARE_STATE_DIR as STATE_DIR
 from .layout import SHARE_UNIT as UNIT
-from .reported import NAME, canonical_address, host_name, public_key
 from .scripts.nodelib import CONFIG_DIR, KNOWN_HOSTS, PEERS
 from .scripts.nodelib import KEY as KEY  # the share key's paths: the node scripts' own
 from .scripts.nodelib import SHARE_DIR as SHARE_DIR
@@ -97,7 +98,7 @@ def members(nodes):
 
 
 def agreed(records, address):
-    """{port, hostkeys} of a node as every record of it (reported.peer_record) says, where each
+    """{port, hostkeys} of a node as every record of it (canonical.peer_record) says, where each
     record puts it at `address` and they agree on the port: the host keys all of them list. None
     where they agree on nothing."""
     if not records or any(r["address"] != address for r in records):  # also a bad `address`

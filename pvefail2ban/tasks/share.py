@@ -1,4 +1,4 @@
-"""Share: cluster-wide bans (pvefail2ban.sharing). Each node's own share key, made on the
+"""Share: cluster-wide bans (pvefail2ban.share). Each node's own share key, made on the
 node; its peers' keys allowed to run the receiver and nothing else (root's authorized_keys,
 edited one node at a time: on PVE that file is shared by the whole cluster); the peers and their
 host keys; pve-fail2ban-share.service running. Off (or no peer): all of it taken away again."""
@@ -9,7 +9,7 @@ from pyinfra.operations import server
 
 from ..facts import SCRIPTS
 from ..operations import daemon_running, files_in_place, peers_authorized, share_key
-from ..sharing import (
+from ..share import (
     KEY,
     SERVICE,
     SHARE_DIR,
@@ -39,7 +39,7 @@ def authorize(node, sharing, keys, coming):
 
 
 def share(node, sharing, keys, coming):
-    """`sharing`: the members (sharing.members), the same for every node of the run;
+    """`sharing`: the members (share.members), the same for every node of the run;
     `keys`: {name: share public key}, filled as the keys are made; `coming`: a node of the run
     makes its key in this run (so the lines change once it exists). Returns the operations added."""
     facts, ops = node.facts, []
