@@ -234,6 +234,51 @@ def test_sshd_off_means_no_sshd_jail_on_every_variant(lab, nodes):
     assert all(("jails", "sshd") in applied(n) for n in nodes)
 
 
+def running_jails(node):
+    out = node.sh("fail2ban-client status")[1]
+    return sorted(j.strip() for j in out.split("Jail list:", 1)[-1].split(","))
+
+
+def test_each_setting_that_adds_or_removes_a_jail_is_judged_by_the_deploys_record(
+    lab, nodes, tmp_path
+):
+    """One judge, one node per setting in one run: a product off (pve1), its access log off
+    (pve2), recidive on (pve3). The check passes, status.py finds nothing missing; a jail of the
+    record stopped by hand on each node: status names it on each. (sshd off: the test above;
+    a proxy's jail: tests/lab/test_15_proxy.py.)"""
+    settings = {
+        "pve1": ("fail2ban_proxmox_enabled", False, "proxmox", "sshd"),
+        "pve2": ("fail2ban_proxmox_access_log", False, "pveproxy", "proxmox"),
+        "pve3": ("fail2ban_recidive_enabled", True, "recidive", "recidive"),
+    }  # node: (setting, value, the jail it adds or removes, a jail of the record to stop)
+    data = {
+        n.name: {**config.PER_NODE_COUNT, settings[n.name][0]: settings[n.name][1]} for n in nodes
+    }
+    inventory = lab.write_inventory(nodes, host_data=data, path=tmp_path / "inventory.py")
+    try:
+        run = lab.pyinfra(inventory=inventory)
+        assert run.returncode == 0, run.report
+        for node in nodes:
+            setting, value, jail, _ = settings[node.name]
+            assert (jail in running_jails(node)) is value, (node.name, running_jails(node))
+        status = lab.pyinfra(deploy="status.py", inventory=inventory)
+        assert status.returncode == 0 and "missing" not in status.text, status.report
+        for node in nodes:
+            node.sh(f"fail2ban-client stop {settings[node.name][3]}", check=True)
+        status = lab.pyinfra(deploy="status.py", inventory=inventory)
+        assert status.returncode != 0, status.report
+        for node in nodes:
+            assert f"{node.name}: jail {settings[node.name][3]} is missing" in status.text, (
+                status.report
+            )
+        for node in nodes:
+            node.sh("fail2ban-client reload", check=True)
+    finally:
+        back = lab.pyinfra()
+    assert back.returncode == 0, back.report
+    assert all("recidive" not in running_jails(n) for n in nodes)
+
+
 def test_a_jail_of_the_admins_own_is_named_in_the_summary(lab, nodes):
     node = nodes[0]
     node.sh(
