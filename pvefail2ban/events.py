@@ -13,7 +13,7 @@ import shlex
 
 # where its files live on the node (layout.py: the facts read them there too)
 from .layout import EVENTS_DAEMON as DAEMON
-from .layout import EVENTS_FILES, EXPORTER, PROM, TEXTFILE_DIR  # noqa: F401
+from .layout import EVENTS_FILES, EXPORTER, PROM, TEXTFILE_DIR, daemon_unit  # noqa: F401
 from .layout import EVENTS_LIB as LIB
 from .layout import EVENTS_SERVICE as SERVICE
 from .layout import EVENTS_STATE_DIR as STATE_DIR
@@ -23,23 +23,12 @@ from .scripts.nodelib import CONFIG_DIR, EVENTS_CONFIG
 
 CONFIG = EVENTS_CONFIG  # 0600: it may hold the webhook's token
 
-UNIT_TEXT = f"""# Managed by pve-fail2ban (pyinfra deploy): metrics and notifications of this node's bans.
-[Unit]
-Description=pve-fail2ban: metrics and notifications of this node's bans
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=/usr/bin/python3 {DAEMON}
-Restart=always
-RestartSec=2
-StateDirectory=pve-fail2ban/events
-StateDirectoryMode=0700
-UMask=0077
-
-[Install]
-WantedBy=multi-user.target
-"""
+UNIT_TEXT = daemon_unit(
+    "metrics and notifications of this node's bans.",
+    "metrics and notifications of this node's bans",
+    DAEMON,
+    "pve-fail2ban/events",
+)
 
 
 # The detection canary: where metrics are on, the events daemon writes one failure line per jail of

@@ -1,4 +1,4 @@
-"""Where each feature's files, units and actions live on a node: constants only. The parsing of
+"""Where each feature's files, units and actions live on a node, and the unit of our daemons. The parsing of
 what a node says (facts.py) reads them from here, not from the features (share.py,
 events.py), which take them from here too. The node scripts' own paths are nodelib's."""
 
@@ -46,3 +46,25 @@ EVENTS_FILES = (
     f"{EVENTS_LIB}/nodelib.py",
     EVENTS_UNIT,
 )
+
+
+def daemon_unit(managed, description, daemon, state_dir):
+    """The systemd unit of one of our node daemons: `daemon` run by python3, restarted when it
+    ends, its state in /var/lib/`state_dir` (root only), files it makes root only."""
+    return f"""# Managed by pve-fail2ban (pyinfra deploy): {managed}
+[Unit]
+Description=pve-fail2ban: {description}
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=/usr/bin/python3 {daemon}
+Restart=always
+RestartSec=2
+StateDirectory={state_dir}
+StateDirectoryMode=0700
+UMask=0077
+
+[Install]
+WantedBy=multi-user.target
+"""

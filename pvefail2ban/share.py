@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .canonical import NAME, canonical_address, host_name, public_key
 
 # where its files live on the node (layout.py: the facts read them there too)
-from .layout import MARK, PEERS_BAN, SHARE_FILES  # noqa: F401 - SHARE_FILES' modes below
+from .layout import MARK, PEERS_BAN, SHARE_FILES, daemon_unit  # noqa: F401 - SHARE_FILES' modes below
 from .layout import SHARE_DAEMON as DAEMON
 from .layout import SHARE_LIB as LIB  # noqa: F401
 from .layout import SHARE_NODELIB as NODELIB
@@ -169,24 +169,12 @@ def removal():
     )
 
 
-UNIT_TEXT = f"""\
-# Managed by pve-fail2ban (pyinfra deploy): sends this node's bans to its peers.
-[Unit]
-Description=pve-fail2ban: share bans with the other nodes
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=/usr/bin/python3 {DAEMON}
-Restart=always
-RestartSec=2
-StateDirectory=pve-fail2ban/share
-StateDirectoryMode=0700
-UMask=0077
-
-[Install]
-WantedBy=multi-user.target
-"""
+UNIT_TEXT = daemon_unit(
+    "sends this node's bans to its peers.",
+    "share bans with the other nodes",
+    DAEMON,
+    "pve-fail2ban/share",
+)
 
 
 # jails whose failures are never counted for the cluster: recidive counts bans, which every node
