@@ -260,7 +260,7 @@ def parse_expected(text):
         if not isinstance(names, list) or len(names) > MAX_JAILS:
             raise ValueError(f"the record of our jails has {key} = {shown(names)}")
         for name in names:
-            if not isinstance(name, str) or not NAME.fullmatch(name):
+            if not isinstance(name, str) or not JAIL_NAME.fullmatch(name):
                 raise ValueError(f"the record of our jails names the jail {shown(name)}")
     return {"jails": list(record["jails"]), "off": list(record["off"])}
 
@@ -298,11 +298,12 @@ LOG_KINDS = {
     "Restore Ban": ("actions", None),  # a ban restored from fail2ban's database at its start
     "Unban": ("actions", None),  # by hand, or when the ban's time is over
 }
-LOG_LINE = re.compile(
+LOG_LINE = re.compile(  # ASCII only: fail2ban's own format, no other digits or spaces
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ fail2ban\.(filter|actions)\s+\[\d+\]: \w+\s+"
-    rf"\[({JAIL})\] ({'|'.join(LOG_KINDS)}) ({ADDRESS_TEXT.pattern})"
-    r"(?: - (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)| by (\w{1,16}))?$"
-)
+    rf"\[({JAIL})\] ({'|'.join(LOG_KINDS)}) ({ADDRESS_TEXT.pattern}(?:/\d{{1,3}})?)"
+    r"(?: - (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)| by (\w{1,16}(?: rule)?))?$",
+    re.ASCII,
+)  # an address may be a network banned by hand (`banip 192.0.2.0/24`); "by ignoreself rule"
 WHEN = "%Y-%m-%d %H:%M:%S"  # the failure's time at the end of a Found or Attempt line
 
 

@@ -278,6 +278,18 @@ class Peer:
                 log(f"{self.name} answers what was not asked ({raw[:100]!r}): connection closed")
                 self.close(now, failed=True)
                 return True
+            if word is None or (
+                word != "refused" and key[0] != "attempt" and rest.split(" ", 2)[:2] != list(key)
+            ):
+                # no answer of our receiver's, or one to another request: not read further; the
+                # bans in flight stay queued and are sent again (said once a streak of failures)
+                if not self.failures:
+                    log(
+                        f"{self.name} answered {raw[:100]!r} to {' '.join(map(str, key))}: "
+                        "connection closed, its bans kept and sent again"
+                    )
+                self.close(now, failed=True)
+                return True
             if word == "later":  # its fail2ban does not answer: kept, tried again
                 log(f"{self.name}: {rest[:300]!r}")
                 self.close(now, failed=True)
@@ -295,7 +307,7 @@ class Peer:
             if word != "ok":  # ignored or refused there: never retried, the peer logged why
                 self.said += 1
                 if self.said <= LOGGED:  # a few lines per connection, then a count at its close
-                    log(f"{self.name} {word or 'answered'}: {rest[:300]!r}")
+                    log(f"{self.name} {word}: {rest[:300]!r}")
             elif self.full_until and key is not None and key[0] != "attempt":
                 log(f"{self.name} takes our bans again")
                 self.full_until = 0.0

@@ -20,7 +20,6 @@ from nodelib import (
     RECEIVED,
     SHARE_STATE,
     Fail2ban,
-    ban_line,
     jail_names,
     jail_status,
     log_event,
@@ -94,7 +93,8 @@ def tail_of_log():
 
 def last_events(log, count=10):
     """The last Ban/Unban lines of `log` (tail_of_log)."""
-    return [line.strip() for line in log if ban_line(line)][-count:]
+    changes = ("Ban", "Restore Ban", "Unban")  # of an address, or a network banned by hand
+    return [line.strip() for line in log if (log_event(line) or ("",))[0] in changes][-count:]
 
 
 def received(now):

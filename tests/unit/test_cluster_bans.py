@@ -817,3 +817,41 @@ def test_a_peer_s_bans_are_counted_once_each_without_a_scan_per_request(tmp_path
     assert (records.count("pve2"), records.count("pve3")) == (2, 1)
     records.counted_at -= receive.COUNT_AGAIN + 1  # counted again over all records: the same
     assert (records.count("pve2"), records.count("pve3")) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        b"OK sshd 192.0.2.1 made\n",  # no word of the protocol
+        b"\n",  # a blank line (a shell's, a stray one)
+        b"ok sshd 192.0.2.7 made\n",  # an answer to another request (an extra line before)
+        b"ok recidive 192.0.2.1 made\n",
+    ],
+)
+def test_an_answer_that_is_no_answer_to_the_ban_in_flight_keeps_the_ban_for_later(
+    monkeypatch, answers
+):
+    """Answers are matched to requests by order only: an answer that is none of the receiver's
+    words, or that names another ban, ends the connection; every ban in flight stays queued and
+    is sent again on the next one (said once)."""
+    import os
+    import subprocess
+
+    logged = []
+    monkeypatch.setattr(share, "log", logged.append)
+    peer = share.Peer("pve2", "192.0.2.2", 22)
+    peer.proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    os.set_blocking(peer.proc.stdout.fileno(), False)
+    keys = [("sshd", "192.0.2.1"), ("sshd", "192.0.2.2")]
+    peer.queue = {key: (0, 0.0) for key in keys}
+    peer.inflight = {key: 1.0 for key in keys}
+    peer.proc.stdin.write(answers)
+    peer.proc.stdin.flush()
+    deadline = time.monotonic() + 5
+    while peer.proc is not None and time.monotonic() < deadline:
+        peer.answers(100.0)
+        time.sleep(0.01)
+    assert peer.proc is None and peer.inflight == {}  # closed ...
+    assert list(peer.queue) == keys  # ... and both bans kept, to be sent again
+    assert peer.failures == 1 and peer.next_try > 100.0
+    assert len(logged) == 1 and "connection closed, its bans kept and sent again" in logged[0]

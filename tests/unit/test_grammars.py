@@ -145,3 +145,13 @@ def test_hostile_records_are_skipped(text):
     assert record is None or nodelib.JAIL_NAME.fullmatch(record.jail)
     attempt = nodelib.parse_attempt_record(text)
     assert attempt is None or nodelib.JAIL_NAME.fullmatch(attempt[1])
+
+
+def test_a_network_banned_by_hand_and_an_ignoreself_line_are_fail2ban_s_own_lines():
+    line = nodelib.log_event_line("Ban", "sshd", "192.0.2.0/24")
+    assert nodelib.log_event(line) == ("Ban", "sshd", "192.0.2.0/24", None)
+    assert nodelib.ban_line(line) is None  # no single address: shared with no peer
+    ignored = nodelib.log_event_line("Ignore", "sshd", "10.0.0.1", "ignoreself rule")
+    assert nodelib.log_event(ignored) == ("Ignore", "sshd", "10.0.0.1", "ignoreself rule")
+    # fail2ban writes ASCII digits: other digits are no time of its own
+    assert nodelib.log_event(line.replace("2026", "٢٠٢٦", 1)) is None

@@ -809,7 +809,7 @@ def test_a_reader_of_the_received_records_never_keeps_a_stale_view_after_compact
     assert reader.count("pve2") == 9
 
 
-NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
+NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,32}", fullmatch=True)  # nodelib.JAIL
 
 
 @given(jails=st.lists(NAMES, max_size=20), off=st.lists(NAMES, max_size=5))
@@ -824,7 +824,7 @@ def test_the_record_of_our_jails_reads_back_what_was_written(jails, off):
     st.one_of(st.text(max_size=300), st.recursive(st.none() | st.text(), st.lists, max_leaves=20))
 )
 def test_a_hostile_record_of_jails_is_refused_or_gives_only_jail_names(value):
-    from pvefail2ban.scripts.nodelib import NAME, parse_expected
+    from pvefail2ban.scripts.nodelib import JAIL_NAME, parse_expected
 
     text = value if isinstance(value, str) else json.dumps({"jails": value, "off": []})
     try:
@@ -832,4 +832,4 @@ def test_a_hostile_record_of_jails_is_refused_or_gives_only_jail_names(value):
     except ValueError as error:
         assert "record of our jails" in str(error)
         return
-    assert all(NAME.fullmatch(name) for key in ("jails", "off") for name in record[key])
+    assert all(JAIL_NAME.fullmatch(name) for key in ("jails", "off") for name in record[key])
