@@ -163,7 +163,7 @@ SUFFIXES = set(
 )
 # first words that are not ours: other projects' modules and options, and prose (`e.g.`, `a.b`)
 NOT_OURS = set(
-    "a e x fs host ctx_host fail2ban protocol shlex shutil changelog pvelab os json re".split()
+    "a e i x fs host ctx_host fail2ban protocol shlex shutil changelog pvelab os json re user".split()
 )
 
 
