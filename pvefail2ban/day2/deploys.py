@@ -109,8 +109,10 @@ def ban_fail2ban(ip, jails=None, force=False):
         force,
         host.name,
     )
-    for jail in chosen:
-        for address in addresses:
+    # host.loop: each operation's place in pyinfra's order is its loop position too, so that
+    # nodes that need different operations per address never order them against each other
+    for jail in host.loop(chosen):
+        for address in host.loop(addresses):
             status = current["jails"][jail]
             # a copy of a peer's ban is lifted at that peer's end: claimed, it is this node's own
             claim = StringCommand(
@@ -146,7 +148,7 @@ def unban_fail2ban(ip):
     current = read(host, Fail2banState)
     if current is None:
         return
-    for address in addresses:
+    for address in host.loop(addresses):  # host.loop: as in ban_fail2ban
         where = [
             jail
             for jail, status in sorted(current["jails"].items())
@@ -173,7 +175,7 @@ def unban_fail2ban(ip):
             )
         if not where:
             host.noop(f"{address} is not banned on {host.name}")
-        for jail in where:
+        for jail in host.loop(where):
             server.shell(
                 name=f"{address} unbanned from jail {jail} (it was banned here)",
                 commands=[fail2ban_client("set", jail, "unbanip", address)],
@@ -195,7 +197,7 @@ def sync_fail2ban():
     never = [*inventory_addresses(inventory), *controller_addresses()]  # the /64s too
     for target in inventory.get_active_hosts():
         with acting_as(target):
-            for jail, address, sources in bans_to_sync(target.name, states):
+            for jail, address, sources in host.loop(bans_to_sync(target.name, states)):
                 if is_ignored(address, never):
                     logger.warning(
                         f"{target.name}: {address} is banned in {jail} on {', '.join(sources)}, "

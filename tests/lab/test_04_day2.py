@@ -152,6 +152,27 @@ def test_unban_clears_every_node_and_a_second_run_is_a_no_op(lab):
     assert again.returncode == 0 and "unbanned from" not in again.text.split("--> Beginning")[1]
 
 
+def test_unban_of_several_addresses_banned_in_other_jails_per_node(lab):
+    """Several addresses at once, banned in two jails on one node and in one on another: the
+    nodes need different operations (a queue `forget`, then one lift per jail, per address), in
+    one run that pyinfra must be able to order (it refused such a run once: "Cycle detected in
+    operation ordering DAG")."""
+    nodes = lab.nodes()
+    first, second = "198.51.100.201", "198.51.100.202"
+    for jail in ("sshd", "proxmox"):
+        nodes[0].sh(f"fail2ban-client set {jail} banip {first}", check=True)
+    nodes[0].sh(f"fail2ban-client set sshd banip {second}", check=True)
+    for node in nodes:  # shared: the same bans everywhere, then one lifted on one node only
+        assert wait_for(
+            lambda n=node: first in banned(n, "proxmox") and second in banned(n, "sshd")
+        )
+    nodes[1].sh(f"fail2ban-client set proxmox unbanip {first}", check=True)
+    run = lab.pyinfra("--data", f"ip={first},{second}", deploy="unban.py")
+    assert run.returncode == 0, run.report
+    for node in nodes:
+        assert not {first, second} & set(banned(node, "sshd") + banned(node, "proxmox"))
+
+
 def test_sync_spreads_a_ban_to_every_node_but_never_an_ignored_address(lab, no_sharing):
     nodes, attacker = lab.nodes(), lab.attacker()
     ban_attacker_on(nodes[0], attacker)

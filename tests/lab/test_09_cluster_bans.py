@@ -11,6 +11,7 @@ import pytest
 
 from lab import attack, config
 from lab.checks import banned, ops_with_changes, wait_for
+from pvefail2ban.scripts.nodelib import parse_received
 
 KEY = "/etc/pve-fail2ban/share/id_ed25519"
 MIXED = {"pve3": {"fail2ban_banaction": "iptables"}}
@@ -36,6 +37,17 @@ def queued(node):
     """What `node`'s share service still has to send, per peer."""
     text = node.sh("cat /var/lib/pve-fail2ban/share/pending.json 2>/dev/null || echo {}")[1]
     return {peer: items for peer, items in json.loads(text).get("peers", {}).items() if items}
+
+
+def held_for(node, origin):
+    """Bans `node` holds for `origin` now, as its receiver counts them against that peer's quota:
+    the last record of each jail and address in RECEIVED, still running."""
+    text = node.sh("cat /var/lib/pve-fail2ban/share/received 2>/dev/null")[1]
+    last = {}
+    for record in filter(None, map(parse_received, text.splitlines())):
+        last[(record.jail, record.address)] = record
+    now = time.time()
+    return sum(1 for r in last.values() if r.origin == origin and (r.end == 0 or r.end > now))
 
 
 def unban_everywhere(lab, address):
@@ -189,6 +201,44 @@ def test_a_peer_that_is_down_gets_every_running_ban_when_it_is_back(lab):
     assert wait_for(lambda: address in banned(down, "sshd"), step=1)
     assert wait_for(lambda: queued(origin) == {})
     unban_everywhere(lab, address)
+
+
+def test_bans_a_full_peer_cannot_take_now_all_arrive_once_it_has_room(lab):
+    """pve2 holds at most 3 more of pve1's bans (its quota lowered for the test). pve1 bans five
+    addresses, three of them for 45 s: pve2 takes those three and answers `full` to the other
+    two; pve1 keeps them (on disk) and says so once; pve3 takes all five all along. When the
+    short bans end, pve2 has room again: the two kept arrive."""
+    origin, full, other = lab.nodes()
+    receiver = "/usr/local/lib/pve-fail2ban/receive.py"
+    addresses = [f"203.0.113.{n}" for n in range(60, 65)]
+    quota = held_for(full, origin.name) + 3  # what earlier tests left there counts too
+    full.sh(f"cp {receiver} /root/receive.py.orig", check=True)
+    full.sh(f"sed -i 's/^MAX_PER_ORIGIN = .*/MAX_PER_ORIGIN = {quota}/' {receiver}", check=True)
+    full.sh(f"pkill -f '{receiver} {origin.name}' || true")  # pve1 reconnects to the new one
+    bantime = origin.sh("fail2ban-client get sshd bantime")[1].strip()
+    try:
+        origin.sh("fail2ban-client set sshd bantime 45", check=True)
+        for address in addresses[:3]:
+            origin.sh(f"fail2ban-client set sshd banip {address}", check=True)
+        origin.sh(f"fail2ban-client set sshd bantime {bantime}", check=True)
+        assert wait_for(lambda: set(addresses[:3]) <= set(banned(full, "sshd")))
+        for address in addresses[3:]:
+            origin.sh(f"fail2ban-client set sshd banip {address}", check=True)
+        assert wait_for(lambda: set(addresses) <= set(banned(other, "sshd")))
+        assert wait_for(lambda: len(queued(origin).get(full.name, [])) == 2)  # kept, on disk
+        assert not set(addresses[3:]) & set(banned(full, "sshd"))
+        said = origin.sh("journalctl -u pve-fail2ban-share --no-pager -o cat")[1]
+        assert said.count(f"{full.name} has no room for our bans now") == 1, said
+        # the short bans end (45 s), and the next try (FULL_RETRY, 30 s) finds room: bounded
+        assert wait_for(
+            lambda: set(addresses[3:]) <= set(banned(full, "sshd")), timeout=180, step=2
+        ), full.sh("journalctl -t pve-fail2ban-receive --no-pager -o cat | tail -5")[1]
+        assert wait_for(lambda: queued(origin) == {})
+    finally:
+        origin.sh(f"fail2ban-client set sshd bantime {bantime}")
+        full.sh(f"test -f /root/receive.py.orig && cp /root/receive.py.orig {receiver}")
+        full.sh(f"pkill -f '{receiver} {origin.name}' || true")
+        unban_everywhere(lab, ",".join(addresses))
 
 
 def test_a_flood_of_bans_reaches_every_peer_with_few_connections(lab):
