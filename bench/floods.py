@@ -35,6 +35,12 @@ from pvefail2ban.scripts.nodelib import KEY, KNOWN_HOSTS  # noqa: E402
 from pvefail2ban.share import RECEIVER  # noqa: E402
 
 BANNED = "192.0.2.77"  # the address pve2 bans first (kind `banned`)
+# what pve1 sends pve2's receiver with its own share key: {kind: (line, lines, connections)}
+PEER_FLOODS = {
+    "malformed": ("rm -rf /", 2000, 100),
+    "banned": (f"attempt sshd {BANNED} 0.000", 50_000, 1),
+    "reconnects": ("rm -rf /", 1, 300),
+}
 
 
 def peer_ssh(target):
@@ -134,22 +140,13 @@ def main():
             peer.sh(flood_script(victim, connections), timeout=3600)
             return {"requests": count * connections, "connections": connections}
 
-        print("malformed requests...", flush=True)
-        results["malformed"] = measure(
-            lab, victim, "receivers", "-t pve-fail2ban-receive",
-            lambda: send("rm -rf /", 2000, 100),
-        )  # fmt: skip
-        print("failures of an address banned there already...", flush=True)
-        victim.sh(f"fail2ban-client set sshd banip {BANNED}", check=True)
-        results["banned"] = measure(
-            lab, victim, "receivers", "-t pve-fail2ban-receive",
-            lambda: send(f"attempt sshd {BANNED} 0.000", 50_000, 1),
-        )  # fmt: skip
-        print("reconnects...", flush=True)
-        results["reconnects"] = measure(
-            lab, victim, "receivers", "-t pve-fail2ban-receive",
-            lambda: send("rm -rf /", 1, 300),
-        )  # fmt: skip
+        victim.sh(f"fail2ban-client set sshd banip {BANNED}", check=True)  # for `banned`
+        for kind, (line, count, connections) in PEER_FLOODS.items():
+            print(f"{kind}...", flush=True)
+            results[kind] = measure(
+                lab, victim, "receivers", "-t pve-fail2ban-receive",
+                lambda: send(line, count, connections),  # noqa: B023 - called at once
+            )  # fmt: skip
         print("a receiver that answers without end...", flush=True)
         victim.sh(
             f"cp {RECEIVER} /root/receive.py.orig && printf '#!/bin/sh\\nexec yes \"ok sshd "
