@@ -85,6 +85,12 @@ LOGGED = 10  # lines logged per connection about a peer's refused or ignored req
 LOG_RATE = 0.2
 LOG_BURST = 30
 MAX_REFUSED = 1000  # malformed requests on one connection before it is closed
+# connections one peer may open here, all together: CONNECT_RATE a second after a burst of
+# CONNECT_BURST (a sender keeps one open while it has something to send, and 30 s after). Over
+# it, a connection is answered `later` and ends before anything else is read (no RECEIVED, no
+# fail2ban): a peer that reconnects without end costs sshd and a Python start, no more
+CONNECT_RATE = 0.5
+CONNECT_BURST = 30
 
 
 class Full(Exception):
@@ -331,6 +337,15 @@ class Budget:
         return taken
 
 
+def connection_allowed(origin, now):
+    """True while `origin`'s connections here are within CONNECT_RATE / CONNECT_BURST (one locked
+    write of its budget file per connection; a file that cannot be written lets it in)."""
+    try:
+        return Budget(origin, "connections", CONNECT_RATE, CONNECT_BURST, take=1).take(now)
+    except OSError:
+        return True
+
+
 def record_attempt(jail, address, origin, now):
     """ATTEMPTS gets the failure, before fail2ban counts it: a ban it completes is the origin's
     (share.charged_to). False where the file is full (the share daemon reads none of it)."""
@@ -506,6 +521,9 @@ def main(origin):
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         print(answer("refused", f"this node has no share configuration ({error})"), flush=True)
         return 1
+    if not connection_allowed(origin, time.time()):
+        print(answer("later", f"too many connections from {origin} now"), flush=True)
+        return 0
     requests = iter(lambda: sys.stdin.buffer.readline(MAX_LINE + 1), b"")
     for line in serve(origin, jails, requests, counted):
         print(line, flush=True)

@@ -855,3 +855,26 @@ def test_an_answer_that_is_no_answer_to_the_ban_in_flight_keeps_the_ban_for_late
     assert list(peer.queue) == keys  # ... and both bans kept, to be sent again
     assert peer.failures == 1 and peer.next_try > 100.0
     assert len(logged) == 1 and "connection closed, its bans kept and sent again" in logged[0]
+
+
+def test_a_peer_that_reconnects_without_end_is_answered_later_before_anything_is_read(
+    tmp_path, monkeypatch
+):
+    """Its connections share one budget: a burst, then CONNECT_RATE a second. Over it, a
+    connection gets `later` and ends: RECEIVED is not read and fail2ban not asked. Another peer's
+    budget is its own."""
+    monkeypatch.setattr(receive, "RECEIVED", str(tmp_path / "received"))
+    now = time.time()
+    taken = [receive.connection_allowed("pve1", now) for _ in range(receive.CONNECT_BURST + 5)]
+    assert taken == [True] * receive.CONNECT_BURST + [False] * 5
+    assert receive.connection_allowed("pve3", now)  # another peer: its own budget
+    assert receive.connection_allowed("pve1", now + 2 / receive.CONNECT_RATE)  # refilled
+    peers = tmp_path / "peers.json"
+    peers.write_text(json.dumps({"jails": ["sshd"], "failures": ["sshd"]}))
+    monkeypatch.setattr(receive, "PEERS", str(peers))
+    monkeypatch.setattr(receive, "serve", lambda *args: pytest.fail("served over the budget"))
+    (tmp_path / "connections.pve1").write_text(f"0 {time.time() + 60:.3f}\n")  # empty
+    printed = []
+    monkeypatch.setattr("builtins.print", lambda text, **kwargs: printed.append(text))
+    assert receive.main("pve1") == 0
+    assert printed == ["later too many connections from pve1 now"]
